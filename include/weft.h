@@ -1,0 +1,289 @@
+/*
+ * weft — fibers that block on futures, with io_uring completions resolving them.
+ *
+ * This header is the manual. Read it top to bottom: running a loop, tasks, futures, waiting on many,
+ * and diagnostics.
+ *
+ * Conventions
+ *   - A call returns a value >= 0 on success and a negative errno on failure, as liburing does.
+ *     -ECANCELED: the calling task was cancelled. -ETIMEDOUT: a deadline passed. -EPERM: a suspending
+ *     call was made outside a task. -EINVAL: detectable misuse. Functions returning a pointer return
+ *     NULL and set errno.
+ *   - A task result is an intptr_t: >= 0 is a value (a pointer may be cast into it), < 0 is -errno.
+ *   - Time is uint64_t nanoseconds on CLOCK_MONOTONIC. Durations are relative, deadlines absolute.
+ *   - "Suspends" means the call is only valid inside a task: the task parks and the loop runs others
+ *     until the result is ready. Nothing suspends implicitly anywhere else.
+ *   - Every call that suspends first checks the calling task's cancellation and deadline: a cancelled
+ *     task gets -ECANCELED, one past its deadline -ETIMEDOUT, without parking.
+ *   - Unless a function says otherwise, call it on the thread that runs the loop.
+ */
+#ifndef WEFT_H
+#define WEFT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define WEFT_API __attribute__((visibility("default")))
+#else
+#define WEFT_API
+#endif
+
+#define WEFT_VERSION_MAJOR 0
+#define WEFT_VERSION_MINOR 1
+#define WEFT_VERSION_PATCH 0
+
+typedef struct weft_loop weft_loop;
+typedef struct weft_task weft_task;
+typedef struct weft_future weft_future;
+
+/* The body of a task: receives the spawn argument, returns the task's result (>= 0 value, < 0 -errno). */
+typedef intptr_t (*weft_fn)(void *arg);
+
+/* ------------------------------------------------------------------------------------------------
+ * Running
+ * ------------------------------------------------------------------------------------------------ */
+
+/*
+ * Loop configuration. Zero-initialised means all defaults. Environment variables override fields:
+ * WEFT_BACKEND, WEFT_RING_ENTRIES, WEFT_STACK_SIZE (bytes, or with a k/m suffix), WEFT_EXECUTOR_THREADS,
+ * WEFT_SLOW_MS.
+ */
+typedef struct weft_config {
+    const char *backend;          /* "io_uring", or NULL for io_uring. "epoll" is not built yet. */
+    unsigned    ring_entries;     /* submission queue entries; 0 = 256. The CQ gets four times as many. */
+    size_t      stack_size;       /* usable bytes per task stack; 0 = 256 KiB. Rounded up to pages. */
+    unsigned    executor_threads; /* 0 = number of CPUs (the executor is not built yet). */
+    uint64_t    slow_task_ns;     /* reserved for the blocking-the-loop detector (not built yet). */
+} weft_config;
+
+/*
+ * asyncio.run(): makes a loop with defaults, runs main(arg) as a task until it returns, then cancels every
+ * task still alive and runs the loop until they have all ended, reports tasks nobody joined, and frees
+ * the loop. Returns 0 and stores main's result in *result (result may be NULL), or a negative errno when
+ * the loop could not start (-ENOMEM, -EBUSY if a loop already runs on this thread, or the error the
+ * ring setup returned). Blocks the calling thread; not itself a suspending call.
+ */
+WEFT_API int weft_run(weft_fn main, void *arg, intptr_t *result);
+
+/*
+ * Creates a loop. cfg may be NULL for defaults. Returns NULL with errno set: ENOMEM, EINVAL for a bad
+ * configuration (an unknown backend name), or the errno io_uring setup failed with (EPERM when io_uring
+ * is refused by seccomp or kernel.io_uring_disabled, ENOMEM when locked memory is short).
+ * The loop runs on the thread that first calls weft_loop_run on it.
+ */
+WEFT_API weft_loop *weft_loop_new(const weft_config *cfg);
+
+/*
+ * Runs main(arg) as a task on l until it returns, then cancels and reaps the rest as weft_run does.
+ * Returns 0 with main's result in *result (may be NULL); -EINVAL if l or main is NULL; -EBUSY if a loop
+ * is already running on this thread or l runs on another thread. A loop may be run again afterwards.
+ */
+WEFT_API int weft_loop_run(weft_loop *l, weft_fn main, void *arg, intptr_t *result);
+
+/* Frees a loop that is not running: its ring, stacks and pooled memory. NULL is ignored. */
+WEFT_API void weft_loop_free(weft_loop *l);
+
+/* The backend l runs on: "io_uring". */
+WEFT_API const char *weft_loop_backend(const weft_loop *l);
+
+/* ------------------------------------------------------------------------------------------------
+ * Tasks (fibers)
+ *
+ * A task is a function running on its own stack. Spawning is lazy: the new task is queued and starts
+ * when its creator suspends (yields, sleeps, awaits...). Tasks of one loop run one at a time, in FIFO
+ * order of becoming ready.
+ *
+ * Cancellation is cooperative and sticky: the target's current suspending call returns -ECANCELED, and
+ * so does every later one, until the task returns. A task cancelled before it starts never runs.
+ *
+ * Every task must be released once: by weft_join (or weft_wait_for), or by weft_detach. A task neither
+ * joined nor detached when its loop ends is reported on stderr as never joined.
+ * ------------------------------------------------------------------------------------------------ */
+
+/*
+ * create_task(): queues fn(arg) as a new task on the calling thread's loop. Callable from a task or from
+ * a callback running on the loop. Returns NULL with errno EINVAL (fn is NULL), EPERM (no loop runs on
+ * this thread) or ENOMEM. During loop teardown a new task is cancelled before it starts.
+ */
+WEFT_API weft_task *weft_spawn(weft_fn fn, void *arg);
+
+/* weft_spawn with a name that diagnostics print. The name is copied (up to 31 bytes). */
+WEFT_API weft_task *weft_spawn_named(const char *name, weft_fn fn, void *arg);
+
+/*
+ * Suspends until t has ended, releases t and returns t's result. If the caller is cancelled (or its
+ * deadline passes) while waiting, t is cancelled too and the caller keeps waiting until t has ended: no
+ * task outlives the one joining it. The call then returns t's result if t produced one anyway (anything
+ * but -ECANCELED), else -ECANCELED (-ETIMEDOUT for a deadline); t is released either way.
+ * Errors: -EINVAL (t is NULL, the caller itself, or already released), -EPERM (outside a task). On
+ * -EPERM and -EINVAL t is left as it was.
+ */
+WEFT_API intptr_t weft_join(weft_task *t);
+
+/*
+ * Fire and forget: t is freed when it ends. If it ends with an error other than -ECANCELED, that error
+ * is logged to stderr with the task's name at once, never lost. NULL is ignored.
+ */
+WEFT_API void weft_detach(weft_task *t);
+
+/*
+ * Requests cancellation of t (see above). Returns 0, -ESRCH if t has already ended, -EINVAL if t is NULL.
+ * A task may cancel itself: its next suspending call returns -ECANCELED.
+ */
+WEFT_API int weft_cancel(weft_task *t);
+
+/* The task running now, or NULL outside a task. */
+WEFT_API weft_task *weft_self(void);
+
+/* The task's name as given to weft_spawn_named, or "" for an unnamed task. */
+WEFT_API const char *weft_task_name(const weft_task *t);
+
+/* asyncio.sleep(0): lets every other ready task run once, then continues. Outside a task it does nothing. */
+WEFT_API void weft_yield(void);
+
+/* Suspends for ns nanoseconds. Returns 0, -ECANCELED, -ETIMEDOUT (a deadline came first), -EPERM. */
+WEFT_API int weft_sleep(uint64_t ns);
+
+/* CLOCK_MONOTONIC now, in nanoseconds. */
+WEFT_API uint64_t weft_now(void);
+
+/* ------------------------------------------------------------------------------------------------
+ * Futures
+ *
+ * A future is a result that will be set once. Any number of tasks may await one future; callbacks run
+ * on the loop (never inside the task that resolved it), in the order they were added, after it is done.
+ * A task's future belongs to the task and lives until the task is released. A future from
+ * weft_future_new belongs to the caller.
+ * ------------------------------------------------------------------------------------------------ */
+
+/* A new pending future, or NULL with errno ENOMEM. It belongs to the loop of the thread that awaits it. */
+WEFT_API weft_future *weft_future_new(void);
+
+/*
+ * Sets f's result and wakes every task awaiting it. Loop thread only. Returns 0, -EALREADY if f was
+ * already done, -EINVAL if f is NULL or a task's future (a task's future is resolved by its task).
+ */
+WEFT_API int weft_future_resolve(weft_future *f, intptr_t result);
+
+/*
+ * Resolves f from any thread, waking the loop even if it is parked in the kernel. Wakeups are batched:
+ * many resolutions arriving together cost the loop one wakeup. Returns 0, -EALREADY if f was already
+ * resolved, -EINVAL if f is NULL, a task's future, or was never awaited or resolved on a loop (weft
+ * cannot know which loop to wake).
+ */
+WEFT_API int weft_future_resolve_from_thread(weft_future *f, intptr_t result);
+
+/*
+ * Suspends until f is done and returns its result. Cancelling the awaiting task returns -ECANCELED
+ * from this call and leaves f untouched (cancel f itself with weft_future_cancel). Errors: -EINVAL
+ * (f is NULL), -EPERM (outside a task), -ECANCELED, -ETIMEDOUT.
+ */
+WEFT_API intptr_t weft_await(weft_future *f);
+
+/* true once f has a result. false for NULL. */
+WEFT_API bool weft_future_done(const weft_future *f);
+
+/* Resolves f with -ECANCELED. Returns 0, -EALREADY if done, -EINVAL (NULL or a task's future). */
+WEFT_API int weft_future_cancel(weft_future *f);
+
+/*
+ * Calls cb(f, arg) on the loop once f is done (soon, if it already is). Callbacks run outside any task:
+ * a suspending call inside one returns -EPERM. Returns 0, -EINVAL (f or cb NULL), -ENOMEM.
+ */
+WEFT_API int weft_future_on_done(weft_future *f, void (*cb)(weft_future *f, void *arg), void *arg);
+
+/*
+ * Frees a future from weft_future_new. A future still pending is first resolved with -ECANCELED, so
+ * tasks awaiting it wake with -ECANCELED and callbacks run (before this returns' memory is released,
+ * at the loop's next turn). A task's future is not freed this way (release the task instead): it is
+ * ignored and reported. NULL is ignored.
+ */
+WEFT_API void weft_future_free(weft_future *f);
+
+/* t's future: done when t ends, with t's result. Valid until t is released. NULL for NULL. */
+WEFT_API weft_future *weft_task_future(weft_task *t);
+
+/* ------------------------------------------------------------------------------------------------
+ * Waiting on many (asyncio.gather / wait / wait_for / timeout)
+ * ------------------------------------------------------------------------------------------------ */
+
+/*
+ * Suspends until every future in fs[0..n) is done; stores each result in results[i] (results may be
+ * NULL). Returns 0 if every result is >= 0, else the first negative result by index. If the caller is
+ * cancelled or its deadline passes first, returns -ECANCELED or -ETIMEDOUT at once, leaves the futures
+ * running and results[i] of unfinished ones untouched. -EINVAL if fs or an element is NULL.
+ */
+WEFT_API int weft_gather(weft_future *const *fs, size_t n, intptr_t *results);
+
+/*
+ * Suspends until any future in fs[0..n) is done and returns its index (the lowest, if several are), or
+ * -ETIMEDOUT after timeout_ns (UINT64_MAX = no timeout), -ECANCELED, -EINVAL (n is 0, fs or an element
+ * NULL), -ENOMEM (more than 16 futures need a waiter array).
+ */
+WEFT_API ssize_t weft_wait_any(weft_future *const *fs, size_t n, uint64_t timeout_ns);
+
+/*
+ * weft_join with a time limit: on timeout t is cancelled and reaped (the caller waits until it has
+ * ended), and the call returns -ETIMEDOUT, or t's own result if t ignored the cancellation and returned
+ * something other than -ECANCELED. t is released in every case but -EINVAL and -EPERM.
+ */
+WEFT_API intptr_t weft_wait_for(weft_task *t, uint64_t timeout_ns);
+
+/*
+ * A scoped deadline for the calling task: until the matching pop, every suspending call returns
+ * -ETIMEDOUT once weft_now() >= deadline_ns (calls parked when it passes wake with -ETIMEDOUT).
+ * Deadlines nest; the earliest in force wins. Outside a task both calls do nothing.
+ */
+WEFT_API void weft_deadline_push(uint64_t deadline_ns);
+WEFT_API void weft_deadline_pop(void);
+
+/* ------------------------------------------------------------------------------------------------
+ * I/O
+ * ------------------------------------------------------------------------------------------------ */
+
+/*
+ * Submits a no-op to the ring and suspends until its completion: the cost of one trip through
+ * submission, completion and resumption. Returns 0, -ECANCELED, -ETIMEDOUT, -EPERM.
+ */
+WEFT_API int weft_nop(void);
+
+/* ------------------------------------------------------------------------------------------------
+ * Diagnostics
+ * ------------------------------------------------------------------------------------------------ */
+
+/* A static description of err (negative or positive errno); "Success" for 0. Never NULL. */
+WEFT_API const char *weft_strerror(int err);
+
+/* Counters of one loop since it was created. */
+typedef struct weft_stats {
+    uint64_t tasks_spawned;  /* weft_spawn calls that made a task */
+    uint64_t tasks_live;     /* tasks not yet ended */
+    uint64_t tasks_peak;     /* the most tasks alive at once */
+    uint64_t switches;       /* context switches into a task or back to the loop */
+    uint64_t submissions;    /* SQEs handed to the kernel */
+    uint64_t completions;    /* CQEs reaped */
+    uint64_t syscalls;       /* io_uring_enter calls (and, on epoll, epoll_wait/ctl calls) */
+    uint64_t sq_full;        /* times the SQ was full and had to be flushed before more work fit */
+    uint64_t cq_overflows;   /* times the kernel reported CQ overflow (no CQE is lost: NODROP) */
+    uint64_t remote_wakeups; /* futures resolved from other threads */
+    uint64_t stacks_mapped;  /* task stacks ever mapped */
+} weft_stats;
+
+/* Copies the counters of the loop running on this thread. 0, -EINVAL (out NULL), -EPERM (no loop). */
+WEFT_API int weft_stats_get(weft_stats *out);
+
+/* The counters of l, running or not (for reading after weft_loop_run returns). 0 or -EINVAL. */
+WEFT_API int weft_loop_stats(const weft_loop *l, weft_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* WEFT_H */

@@ -1,0 +1,53 @@
+/*
+ * Diagnostics: error names, counters and the log line format.
+ */
+#include "internal.h"
+
+#include <stdarg.h>
+#include <string.h>
+#include <unistd.h>
+
+void weft__log(const char *fmt, ...)
+{
+    char buf[512];
+    int n = snprintf(buf, sizeof buf, "weft: ");
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(buf + n, sizeof buf - (size_t)n, fmt, ap);
+    va_end(ap);
+    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
+    if (len >= sizeof buf)
+        len = sizeof buf - 1;
+    /* One write, so lines from several loops do not interleave. */
+    ssize_t w = write(STDERR_FILENO, buf, len);
+    (void)w;
+}
+
+const char *weft_strerror(int err)
+{
+    if (err < 0)
+        err = -err;
+    if (err == 0)
+        return "Success";
+    /* strerrordesc_np returns a static string, unlike strerror, and NULL for unknown codes. */
+    const char *s = strerrordesc_np(err);
+    return s ? s : "Unknown error";
+}
+
+int weft_loop_stats(const weft_loop *l, weft_stats *out)
+{
+    if (!l || !out)
+        return -EINVAL;
+    *out = l->stats;
+    out->stacks_mapped = l->stacks.mapped;
+    return 0;
+}
+
+int weft_stats_get(weft_stats *out)
+{
+    if (!out)
+        return -EINVAL;
+    if (!weft__tls_loop)
+        return -EPERM;
+    return weft_loop_stats(weft__tls_loop, out);
+}

@@ -1,0 +1,294 @@
+/*
+ * Futures: a result set once, awaited by any number of tasks, with callbacks run on the loop.
+ *
+ * Waiters form a doubly linked list so a task that is cancelled or times out unlinks itself in O(1).
+ * A task waiter lives on the waiting task's stack (the task stays parked while it is linked); the
+ * result is copied into it on completion, so the task never reads the future again after waking and
+ * the future may be freed in between.
+ *
+ * Completion wakes task waiters at once but only queues callbacks: they run from the loop's own
+ * context, never on the stack of the task that resolved the future, so a callback cannot suspend
+ * somebody else's task.
+ *
+ * Other threads resolve a future by claiming it (PENDING -> CLAIMED with one compare-and-swap, so
+ * exactly one resolver wins), pushing it on the loop's lock-free list and waking the loop only if it
+ * announced it may sleep. The loop drains the whole list in one go: many resolutions, one wakeup.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+void weft__future_init(weft_future *f, enum weft__future_kind kind)
+{
+    atomic_store_explicit(&f->state, WEFT__PENDING, memory_order_relaxed);
+    f->kind = (uint8_t)kind;
+    f->freed = false;
+    f->pending_cbs = 0;
+    f->result = 0;
+    atomic_store_explicit(&f->loop, NULL, memory_order_relaxed);
+    f->waiters_head = f->waiters_tail = NULL;
+    f->remote_next = NULL;
+}
+
+void weft__waiter_link(weft_future *f, weft__waiter *w)
+{
+    w->future = f;
+    w->next = NULL;
+    w->prev = f->waiters_tail;
+    if (f->waiters_tail)
+        f->waiters_tail->next = w;
+    else
+        f->waiters_head = w;
+    f->waiters_tail = w;
+}
+
+void weft__waiter_unlink(weft__waiter *w)
+{
+    weft_future *f = w->future;
+    if (!f)
+        return;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        f->waiters_head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        f->waiters_tail = w->prev;
+    w->next = w->prev = NULL;
+    w->future = NULL;
+}
+
+void weft__future_complete(weft_loop *l, weft_future *f, intptr_t result)
+{
+    f->result = result;
+    atomic_store_explicit(&f->state, WEFT__DONE, memory_order_release);
+    weft__waiter *w = f->waiters_head;
+    f->waiters_head = f->waiters_tail = NULL;
+    while (w) {
+        weft__waiter *next = w->next;
+        w->future = NULL;
+        w->prev = NULL;
+        w->result = result;
+        w->fired = true;
+        if (w->task) {
+            w->next = NULL;
+            if (w->task->state == WEFT__PARKED)
+                weft__wake(w->task, 0);
+        } else {
+            w->future = f;
+            f->pending_cbs++;
+            weft__callback_queue(l, w);
+        }
+        w = next;
+    }
+}
+
+static void future_release(weft_future *f)
+{
+    if (f->kind == WEFT__FUTURE_TASK) {
+        weft_task *t = WEFT__CONTAINER(f, weft_task, future);
+        f->freed = false;
+        weft__task_free(t->loop, t);
+    } else {
+        free(f);
+    }
+}
+
+void weft__callback_run(weft__waiter *w)
+{
+    weft_future *f = w->future;
+    w->cb(f, w->cb_arg);
+    free(w);
+    if (--f->pending_cbs == 0 && f->freed)
+        future_release(f);
+}
+
+/* Binds f to the calling thread's loop; false if it belongs to another loop or none runs here. */
+static bool future_bind(weft_future *f, weft_loop *l)
+{
+    weft_loop *owner = atomic_load_explicit(&f->loop, memory_order_relaxed);
+    if (owner)
+        return owner == l;
+    if (!l)
+        return false;
+    atomic_store_explicit(&f->loop, l, memory_order_release);
+    return true;
+}
+
+weft_future *weft_future_new(void)
+{
+    weft_future *f = malloc(sizeof *f);
+    if (!f) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    weft__future_init(f, WEFT__FUTURE_USER);
+    atomic_store_explicit(&f->loop, weft__tls_loop, memory_order_relaxed);
+    return f;
+}
+
+int weft_future_resolve(weft_future *f, intptr_t result)
+{
+    if (!f || f->kind == WEFT__FUTURE_TASK)
+        return -EINVAL;
+    weft_loop *l = weft__tls_loop;
+    if (!atomic_load_explicit(&f->loop, memory_order_relaxed) && !l) {
+        /* Nobody can be waiting on a future no loop has seen: just record the result. */
+        int expected = WEFT__PENDING;
+        if (!atomic_compare_exchange_strong(&f->state, &expected, WEFT__DONE))
+            return -EALREADY;
+        f->result = result;
+        return 0;
+    }
+    if (!future_bind(f, l))
+        return -EINVAL;
+    int expected = WEFT__PENDING;
+    if (!atomic_compare_exchange_strong(&f->state, &expected, WEFT__CLAIMED))
+        return -EALREADY;
+    weft__future_complete(l, f, result);
+    return 0;
+}
+
+int weft_future_cancel(weft_future *f)
+{
+    return weft_future_resolve(f, -ECANCELED);
+}
+
+int weft_future_resolve_from_thread(weft_future *f, intptr_t result)
+{
+    if (!f || f->kind == WEFT__FUTURE_TASK)
+        return -EINVAL;
+    weft_loop *l = atomic_load_explicit(&f->loop, memory_order_acquire);
+    if (!l)
+        return -EINVAL;
+    int expected = WEFT__PENDING;
+    if (!atomic_compare_exchange_strong(&f->state, &expected, WEFT__CLAIMED))
+        return -EALREADY;
+    f->result = result;
+    weft_future *head = atomic_load_explicit(&l->remote_head, memory_order_relaxed);
+    do {
+        f->remote_next = head;
+    } while (!atomic_compare_exchange_weak(&l->remote_head, &head, f));
+    if (atomic_exchange(&l->sleeping, 0) == 1) {
+        uint64_t one = 1;
+        ssize_t n = write(l->wake_fd, &one, sizeof one);
+        (void)n; /* EAGAIN: the counter is already non-zero, so the loop wakes anyway */
+    }
+    return 0;
+}
+
+void weft__remote_drain(weft_loop *l)
+{
+    weft_future *f = atomic_exchange_explicit(&l->remote_head, NULL, memory_order_acquire);
+    /* The list is newest first; resolve in arrival order. */
+    weft_future *fifo = NULL;
+    while (f) {
+        weft_future *next = f->remote_next;
+        f->remote_next = fifo;
+        fifo = f;
+        f = next;
+    }
+    while (fifo) {
+        weft_future *next = fifo->remote_next;
+        fifo->remote_next = NULL;
+        l->stats.remote_wakeups++;
+        weft__future_complete(l, fifo, fifo->result);
+        if (fifo->freed && fifo->pending_cbs == 0)
+            future_release(fifo);
+        fifo = next;
+    }
+}
+
+intptr_t weft_await(weft_future *f)
+{
+    weft_task *t = weft__current();
+    if (!t)
+        return -EPERM;
+    if (!f)
+        return -EINVAL;
+    bool completed;
+    return weft__await(t, f, &completed);
+}
+
+static void await_interrupt(weft_task *t, int reason)
+{
+    weft__waiter_unlink(t->park_obj);
+    weft__wake(t, reason);
+}
+
+intptr_t weft__await(weft_task *t, weft_future *f, bool *completed)
+{
+    *completed = false;
+    int r = weft__check_suspend(t);
+    if (r)
+        return r;
+    if (atomic_load_explicit(&f->state, memory_order_acquire) == WEFT__DONE) {
+        *completed = true;
+        return f->result;
+    }
+    if (!future_bind(f, t->loop))
+        return -EINVAL;
+    weft__waiter w = {.task = t};
+    weft__waiter_link(f, &w);
+    intptr_t v = weft__park(t, await_interrupt, &w, UINT64_MAX, 0);
+    *completed = w.fired;
+    return w.fired ? w.result : v;
+}
+
+bool weft_future_done(const weft_future *f)
+{
+    return f && atomic_load_explicit(&f->state, memory_order_acquire) == WEFT__DONE;
+}
+
+int weft_future_on_done(weft_future *f, void (*cb)(weft_future *, void *), void *arg)
+{
+    if (!f || !cb)
+        return -EINVAL;
+    weft_loop *l = weft__tls_loop;
+    if (!l)
+        return -EPERM;
+    if (!future_bind(f, l))
+        return -EINVAL;
+    weft__waiter *w = calloc(1, sizeof *w);
+    if (!w)
+        return -ENOMEM;
+    w->cb = cb;
+    w->cb_arg = arg;
+    if (atomic_load_explicit(&f->state, memory_order_acquire) == WEFT__DONE) {
+        w->future = f;
+        f->pending_cbs++;
+        weft__callback_queue(l, w);
+    } else {
+        weft__waiter_link(f, w);
+    }
+    return 0;
+}
+
+void weft_future_free(weft_future *f)
+{
+    if (!f)
+        return;
+    if (f->kind == WEFT__FUTURE_TASK) {
+        weft__log("weft_future_free: a task's future is released with its task (join or detach); ignored\n");
+        return;
+    }
+    int state = atomic_load_explicit(&f->state, memory_order_acquire);
+    weft_loop *l = atomic_load_explicit(&f->loop, memory_order_relaxed);
+    if (state == WEFT__PENDING && l) {
+        int expected = WEFT__PENDING;
+        if (atomic_compare_exchange_strong(&f->state, &expected, WEFT__CLAIMED)) {
+            weft__future_complete(l, f, -ECANCELED);
+            state = WEFT__DONE;
+        } else {
+            state = expected; /* another thread claimed it just now */
+        }
+    }
+    if (state == WEFT__CLAIMED || f->pending_cbs) {
+        /* Still referenced by the loop's remote list or queued callbacks: the last of them frees it. */
+        f->freed = true;
+        return;
+    }
+    free(f);
+}

@@ -1,0 +1,343 @@
+/*
+ * Private declarations shared by the files of runtime/. Nothing here is part of the API.
+ *
+ * One request through the proactor: weft_nop() (uring.c) fills an SQE whose user_data points at a
+ * struct weft__op on the caller's stack and parks the task (sched.c); the loop submits every queued SQE
+ * once per turn; the CQE's handler stores the result and makes the task ready (sched.c); the scheduler
+ * switches to it (fiber.c) and weft_nop returns the result.
+ */
+#ifndef WEFT_INTERNAL_H
+#define WEFT_INTERNAL_H
+
+#include "weft.h"
+
+#include <errno.h>
+#if defined(WEFT_SWITCH_UCONTEXT)
+#include <setjmp.h>
+#endif
+#include <stdatomic.h>
+#include <stdio.h>
+#include <time.h>
+
+#define WEFT__LIKELY(x) __builtin_expect(!!(x), 1)
+#define WEFT__UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define WEFT__CONTAINER(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+#define WEFT__TLS __thread __attribute__((tls_model("initial-exec")))
+
+#if defined(__SANITIZE_ADDRESS__)
+#define WEFT__ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define WEFT__ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define WEFT__TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define WEFT__TSAN 1
+#endif
+#endif
+
+/* ---- fiber.c: execution contexts ------------------------------------------------------------- */
+
+/*
+ * A saved execution context. With the assembly switch it is a stack pointer: the callee-saved
+ * registers and the resume address are on the suspended stack itself. The sanitizer fields describe
+ * the stack the context runs on so ASan and TSan can follow the switch.
+ */
+typedef struct weft__ctx {
+#if defined(WEFT_SWITCH_UCONTEXT)
+    jmp_buf jmp;  /* where _longjmp resumes it */
+    void *fresh;  /* the ucontext_t to enter it with, until its first switch */
+#else
+    void *sp;
+#endif
+    const void *stack_lo; /* lowest usable byte, NULL for the thread's own stack */
+    size_t stack_size;
+#if WEFT__ASAN
+    void *asan_fake_stack;
+#endif
+#if WEFT__TSAN
+    void *tsan_fiber;
+#endif
+} weft__ctx;
+
+/* Makes ctx start entry(arg) on [stack_lo, stack_lo + size) at its first switch. entry never returns. */
+void weft__ctx_make(weft__ctx *ctx, void *stack_lo, size_t size, void (*entry)(void *), void *arg);
+/* Describes the calling thread's own context (the loop's), to be switched away from and back to. */
+void weft__ctx_init_thread(weft__ctx *ctx);
+/* Releases what ctx_make allocated for sanitizers (the TSan fiber). */
+void weft__ctx_destroy(weft__ctx *ctx);
+/* Saves the running context in from and resumes to. Returns when something switches back to from. */
+void weft__ctx_switch(weft__ctx *from, weft__ctx *to);
+/* Like ctx_switch, for a context that will never be resumed (a finished task). */
+__attribute__((noreturn)) void weft__ctx_exit(weft__ctx *from, weft__ctx *to);
+/* Called first thing on a new stack, to complete the switch that entered it. */
+void weft__ctx_entered(weft__ctx *self);
+
+/* ---- stack.c: pooled, guarded task stacks ----------------------------------------------------- */
+
+typedef struct weft__stack {
+    struct weft__stack *next_free;
+    char *lo;   /* lowest usable byte; the guard lies just below */
+    size_t size;
+    bool guarded;
+} weft__stack;
+
+typedef struct weft__stack_pool {
+    size_t stack_size;  /* usable bytes, page multiple */
+    size_t guard_size;  /* guard bytes below each stack */
+    weft__stack *free_list;
+    struct weft__stack_slab *slabs;
+    size_t slab_fill;   /* stacks handed out of the newest slab */
+    uint64_t mapped;    /* stacks ever mapped */
+    int guard_mode;     /* see stack.c */
+} weft__stack_pool;
+
+int weft__stack_pool_init(weft__stack_pool *p, size_t stack_size);
+void weft__stack_pool_fini(weft__stack_pool *p);
+weft__stack *weft__stack_get(weft__stack_pool *p);
+void weft__stack_put(weft__stack_pool *p, weft__stack *s);
+/* Which task's stack contains the guard page at addr, for the overflow report; NULL if none. */
+bool weft__stack_guard_hit(const weft__stack *s, size_t guard_size, const void *addr);
+/* Writes and checks the canary used when no guard page could be installed. */
+void weft__stack_canary_set(weft__stack *s);
+bool weft__stack_canary_ok(const weft__stack *s);
+/* Installs the SIGSEGV handler that names the task whose stack overflowed (once per process), and an
+ * alternate signal stack for the calling thread. */
+int weft__overflow_handler_install(void);
+void weft__overflow_handler_remove(void);
+
+/* ---- timer.c: a 4-ary min-heap of deadlines ---------------------------------------------------- */
+
+typedef struct weft__timer {
+    uint64_t when;
+    size_t heap_index; /* SIZE_MAX when not armed */
+    void (*fire)(struct weft__timer *);
+} weft__timer;
+
+typedef struct weft__timer_heap {
+    weft__timer **nodes;
+    size_t len, cap;
+} weft__timer_heap;
+
+void weft__timer_heap_fini(weft__timer_heap *h);
+/* Makes room for n armed timers, so that arming one later cannot fail. */
+int weft__timer_reserve(weft__timer_heap *h, size_t n);
+/* Arms t (re-arming it if armed). Cannot fail within the reserved room. */
+void weft__timer_arm(weft__timer_heap *h, weft__timer *t, uint64_t when);
+void weft__timer_disarm(weft__timer_heap *h, weft__timer *t);
+static inline bool weft__timer_armed(const weft__timer *t) { return t->heap_index != SIZE_MAX; }
+/* Earliest deadline, or UINT64_MAX when empty. */
+static inline uint64_t weft__timer_next(const weft__timer_heap *h) { return h->len ? h->nodes[0]->when : UINT64_MAX; }
+/* Fires every timer due at or before now; returns how many fired. */
+size_t weft__timer_run(weft__timer_heap *h, uint64_t now);
+
+/* ---- future.c -------------------------------------------------------------------------------- */
+
+enum weft__future_state { WEFT__PENDING = 0, WEFT__CLAIMED = 1, WEFT__DONE = 2 };
+enum weft__future_kind { WEFT__FUTURE_USER, WEFT__FUTURE_TASK };
+
+/*
+ * Something waiting for a future: a parked task (slot is what wait_any reports) or a callback.
+ * Task waiters live on the waiting task's stack; callback waiters are allocated by on_done.
+ */
+typedef struct weft__waiter {
+    struct weft__waiter *next, *prev;
+    weft_task *task;                            /* NULL for a callback */
+    void (*cb)(weft_future *, void *);
+    void *cb_arg;
+    weft_future *future;
+    intptr_t result;  /* the future's result, copied when it completes */
+    bool fired;       /* the future completed while this waiter was linked */
+} weft__waiter;
+
+struct weft_future {
+    _Atomic int state;       /* weft__future_state; atomic only for resolve_from_thread */
+    uint8_t kind;
+    bool freed;              /* weft_future_free ran while callbacks were still queued */
+    unsigned pending_cbs;    /* callbacks queued on the loop but not yet run */
+    intptr_t result;
+    weft_loop *_Atomic loop; /* the loop that owns it, set when first used on one */
+    weft__waiter *waiters_head, *waiters_tail;
+    struct weft_future *remote_next; /* link in the loop's list of cross-thread resolutions */
+};
+
+void weft__future_init(weft_future *f, enum weft__future_kind kind);
+/* Resolves f on its loop thread: wakes the task waiters now, queues the callbacks. */
+void weft__future_complete(weft_loop *l, weft_future *f, intptr_t result);
+void weft__waiter_unlink(weft__waiter *w);
+void weft__waiter_link(weft_future *f, weft__waiter *w);
+/* Runs one queued callback on the loop (called by sched.c with no task current). */
+void weft__callback_run(weft__waiter *w);
+
+/* ---- sched.c: tasks, parking, the run loop ---------------------------------------------------- */
+
+enum weft__task_state { WEFT__CREATED, WEFT__READY, WEFT__RUNNING, WEFT__PARKED, WEFT__ENDED };
+
+/*
+ * What a parked task is waiting in, so cancellation and deadlines can interrupt it. interrupt() must
+ * eventually make the task ready (at once, or after the kernel has let go of the task's buffers).
+ */
+typedef void (*weft__interrupt_fn)(weft_task *t, int reason);
+
+#define WEFT__DEADLINES_INLINE 4
+
+struct weft_task {
+    weft__ctx ctx;
+    weft_loop *loop;
+    struct weft_task *ready_next;          /* ready queue link */
+    struct weft_task *all_next, *all_prev; /* every task of the loop not yet freed */
+    weft_fn fn;
+    void *arg;
+    weft__stack *stack;
+    uint8_t state;
+    bool cancelled;     /* sticky cancel request */
+    bool released;      /* joined or detached: freed when it ends */
+    bool detached;
+    uint64_t id;
+    intptr_t wake_value;          /* what the waker handed over */
+    weft__interrupt_fn interrupt; /* non-NULL while parked interruptibly */
+    void *park_obj;               /* for interrupt(): the waiter, the op, ... */
+    int timer_reason;             /* what the park timer means: 0 (sleep ended) or -ETIMEDOUT */
+    weft__timer timer;
+    uint64_t *deadlines;          /* effective deadline per nesting level; [depth-1] is in force */
+    unsigned deadline_depth, deadline_cap;
+    unsigned deadline_lost;       /* levels pushed when no memory was left to record them */
+    uint64_t deadline_inline[WEFT__DEADLINES_INLINE];
+    weft_future future;           /* done when the task ends, with its result */
+    char name[32];
+};
+
+struct weft__op;
+
+/* The operations every backend provides. The core never asks which backend it runs on. */
+typedef struct weft__backend_ops {
+    const char *name;
+    int (*init)(weft_loop *l, const weft_config *cfg);
+    /* Called on the thread that runs the loop, before its first turn. */
+    int (*start)(weft_loop *l);
+    /* Called on the same thread when weft_loop_run returns. */
+    void (*stop)(weft_loop *l);
+    void (*fini)(weft_loop *l);
+    /*
+     * Submits what is queued and reaps completions, waiting at most timeout_ns for at least one when
+     * timeout_ns > 0 (UINT64_MAX: no limit). Returns 0 or a negative errno the loop cannot recover from.
+     */
+    int (*poll)(weft_loop *l, uint64_t timeout_ns);
+    /* Whether poll(l, 0) would find or submit anything: lets a busy loop skip the system call. */
+    bool (*has_work)(weft_loop *l);
+    /* Starts op; its complete() runs later, on the loop, exactly once. 0 or a negative errno. */
+    int (*submit)(weft_loop *l, struct weft__op *op);
+    /* Asks for op to end early; complete() still runs, with -ECANCELED or the real result. */
+    void (*cancel)(weft_loop *l, struct weft__op *op);
+} weft__backend_ops;
+
+extern const weft__backend_ops weft__uring_ops;
+
+struct weft_loop {
+    weft_task *current;                   /* running task, NULL in the loop's own context */
+    weft_task *ready_head, *ready_tail;
+    unsigned budget;                      /* task runs left before the loop polls I/O again */
+    weft_task *zombie;                    /* ended task whose stack is released after the switch */
+    weft__ctx ctx;                        /* the loop's own context on the thread's stack */
+    weft__waiter *cb_head, *cb_tail;      /* callbacks to run outside any task */
+    weft__timer_heap timers;
+    weft__stack_pool stacks;
+    weft_task *all_head;                  /* every unreleased or running task */
+    weft_task *free_tasks;                /* recycled task structs */
+    size_t free_task_count;
+    uint64_t next_task_id;
+    weft_task *main_task;
+    bool running, closing;
+    _Atomic(unsigned long) owner;         /* pthread_self() of the thread running it, 0 when idle */
+    int wake_fd;                          /* eventfd other threads write to wake the loop */
+    _Atomic int sleeping;                 /* 1 while the loop may block in the kernel */
+    weft_future *_Atomic remote_head;     /* futures resolved by other threads, newest first */
+    const weft__backend_ops *backend;
+    void *backend_data;
+    size_t inflight;                      /* operations submitted and not yet completed */
+    weft_config cfg;
+    weft_stats stats;
+};
+
+/* The loop running on this thread, NULL if none. */
+extern WEFT__TLS weft_loop *weft__tls_loop;
+
+static inline weft_task *weft__current(void)
+{
+    weft_loop *l = weft__tls_loop;
+    return l ? l->current : NULL;
+}
+
+/* Makes a parked task ready to run with value as what its park returns. */
+void weft__wake(weft_task *t, intptr_t value);
+/* Interrupts a parked task (cancellation, deadline): calls its interrupt function once. */
+void weft__interrupt(weft_task *t, int reason);
+/* Ends a join or wait_for: shared by both (sched.c). */
+intptr_t weft__join(weft_task *t, uint64_t expiry);
+/* Awaits f from the running task t (future.c). *completed tells a result from an interruption. */
+intptr_t weft__await(weft_task *t, weft_future *f, bool *completed);
+/* One turn of the loop: run ready tasks and callbacks, then, unless done(l) holds, poll the backend. */
+int weft__loop_turn(weft_loop *l, bool (*done)(weft_loop *));
+/* Next task to switch to, NULL if none or the turn's budget is spent (sched.c). */
+weft_task *weft__next_runnable(weft_loop *l);
+/* Completes a switch into a context: releases the stack of a task that just ended. */
+void weft__after_switch(weft_loop *l);
+/*
+ * Parks the running task until weft__wake. While parked, cancellation and a deadline (or expiry, if
+ * earlier) call interrupt(t, reason); interrupt may be NULL for an uninterruptible wait, and then
+ * expiry and deadlines are ignored. Returns the value handed to weft__wake.
+ */
+intptr_t weft__park(weft_task *t, weft__interrupt_fn interrupt, void *park_obj, uint64_t expiry, int expiry_reason);
+/* -ECANCELED or -ETIMEDOUT if the task may not suspend now, else 0. */
+int weft__check_suspend(weft_task *t);
+/* The task's deadline in force, UINT64_MAX for none. */
+static inline uint64_t weft__deadline(const weft_task *t)
+{
+    return t->deadline_depth ? t->deadlines[t->deadline_depth - 1] : UINT64_MAX;
+}
+/* Queues a callback waiter to run on the loop outside any task. */
+void weft__callback_queue(weft_loop *l, weft__waiter *w);
+/* Resolves the futures other threads handed over. */
+void weft__remote_drain(weft_loop *l);
+/* Frees an ended, released task (or defers it while callbacks on its future are queued). */
+void weft__task_free(weft_loop *l, weft_task *t);
+/* Spawns on l (the public spawn calls this with the thread's loop). */
+weft_task *weft__spawn(weft_loop *l, const char *name, weft_fn fn, void *arg);
+/* Prints "weft: " + formatted text on stderr in one write. */
+void weft__log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* For diagnostics: "'name'" or "#id". */
+const char *weft__task_label(const weft_task *t, char *buf, size_t len);
+
+static inline uint64_t weft__now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- backends -------------------------------------------------------------------------------- */
+
+/*
+ * A request in flight in the kernel. user_data of its SQE points at it; complete() runs on the loop
+ * with the CQE's result and flags.
+ */
+enum weft__opcode { WEFT__OP_NOP };
+
+typedef struct weft__op {
+    void (*complete)(struct weft__op *op, int32_t res, uint32_t flags);
+    weft_task *task;
+    int32_t res;
+    int reason;   /* why it was cancelled: -ECANCELED, -ETIMEDOUT; 0 if not */
+    uint8_t opcode;
+} weft__op;
+
+/* Submits op for the running task t and parks until its final completion (io.c). */
+intptr_t weft__io_wait(weft_task *t, weft__op *op);
+
+/* Size of the loop's env-overridable config after defaults are applied. */
+int weft__config_resolve(weft_config *out, const weft_config *in);
+
+#endif /* WEFT_INTERNAL_H */

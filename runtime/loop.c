@@ -1,0 +1,224 @@
+/*
+ * The loop: configuration, creation, running main to completion, teardown.
+ *
+ * weft_loop_run runs turns (sched.c) until main has ended, then cancels every task still alive and
+ * keeps turning until they have all ended, so no task, stack or buffer outlives the run. Tasks that
+ * ended without being joined or detached are reported then, by name.
+ */
+#include "internal.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define WEFT__DEFAULT_RING_ENTRIES 256
+/*
+ * 256 KiB of address space per task, of which a task touches only what it uses (MAP_NORESERVE): deep
+ * enough for getaddrinfo, printf-heavy code and TLS libraries, and the x86-64 address space holds a
+ * million of them many times over. Memory per sleeping task stays a page or two.
+ */
+#define WEFT__DEFAULT_STACK_SIZE (256 * 1024)
+#define WEFT__MIN_STACK_SIZE (16 * 1024)
+
+static uint64_t env_u64(const char *name, uint64_t fallback, bool size_suffix)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        return fallback;
+    char *end;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (end == v)
+        return fallback;
+    if (size_suffix && (*end == 'k' || *end == 'K'))
+        n *= 1024, end++;
+    else if (size_suffix && (*end == 'm' || *end == 'M'))
+        n *= 1024 * 1024, end++;
+    return *end ? fallback : n;
+}
+
+int weft__config_resolve(weft_config *out, const weft_config *in)
+{
+    static const weft_config defaults;
+    *out = in ? *in : defaults;
+    const char *backend = getenv("WEFT_BACKEND");
+    if (backend && *backend)
+        out->backend = backend;
+    if (out->backend && strcmp(out->backend, "io_uring") != 0)
+        return -EINVAL;
+    out->ring_entries = (unsigned)env_u64("WEFT_RING_ENTRIES", out->ring_entries, false);
+    if (!out->ring_entries)
+        out->ring_entries = WEFT__DEFAULT_RING_ENTRIES;
+    out->stack_size = env_u64("WEFT_STACK_SIZE", out->stack_size, true);
+    if (!out->stack_size)
+        out->stack_size = WEFT__DEFAULT_STACK_SIZE;
+    if (out->stack_size < WEFT__MIN_STACK_SIZE)
+        out->stack_size = WEFT__MIN_STACK_SIZE;
+    out->executor_threads = (unsigned)env_u64("WEFT_EXECUTOR_THREADS", out->executor_threads, false);
+    uint64_t slow_ms = env_u64("WEFT_SLOW_MS", 0, false);
+    if (slow_ms)
+        out->slow_task_ns = slow_ms * 1000000u;
+    return 0;
+}
+
+weft_loop *weft_loop_new(const weft_config *cfg)
+{
+    weft_loop *l = calloc(1, sizeof *l);
+    if (!l) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    int r = weft__config_resolve(&l->cfg, cfg);
+    if (r < 0)
+        goto fail;
+    /* Blocking on purpose: io_uring answers a read of an O_NONBLOCK fd with -EAGAIN instead of
+     * waiting for it. Writers never block, as the counter never nears its limit. */
+    l->wake_fd = eventfd(0, EFD_CLOEXEC);
+    if (l->wake_fd < 0) {
+        r = -errno;
+        goto fail;
+    }
+    weft__stack_pool_init(&l->stacks, l->cfg.stack_size);
+    l->backend = &weft__uring_ops;
+    r = l->backend->init(l, &l->cfg);
+    if (r < 0)
+        goto fail_fd;
+    return l;
+fail_fd:
+    close(l->wake_fd);
+fail:
+    free(l);
+    errno = -r;
+    return NULL;
+}
+
+void weft_loop_free(weft_loop *l)
+{
+    if (!l)
+        return;
+    if (l->running) {
+        weft__log("weft_loop_free: the loop is running; not freed\n");
+        return;
+    }
+    l->backend->fini(l);
+    close(l->wake_fd);
+    weft__stack_pool_fini(&l->stacks);
+    weft__timer_heap_fini(&l->timers);
+    while (l->free_tasks) {
+        weft_task *t = l->free_tasks;
+        l->free_tasks = t->all_next;
+        free(t);
+    }
+    free(l);
+}
+
+const char *weft_loop_backend(const weft_loop *l)
+{
+    return l ? l->backend->name : NULL;
+}
+
+/* Runs turns until cond(l) holds. A backend failure here is a weft bug or a broken kernel. */
+static void run_until(weft_loop *l, bool (*cond)(weft_loop *))
+{
+    while (!cond(l)) {
+        int r = weft__loop_turn(l, cond);
+        if (r < 0) {
+            weft__log("the %s backend failed: %s\n", l->backend->name, weft_strerror(r));
+            abort();
+        }
+    }
+}
+
+static bool main_ended(weft_loop *l)
+{
+    return l->main_task->state == WEFT__ENDED;
+}
+
+static bool all_quiet(weft_loop *l)
+{
+    return l->stats.tasks_live == 0 && !l->cb_head && l->inflight == 0 &&
+           !atomic_load_explicit(&l->remote_head, memory_order_relaxed);
+}
+
+static void teardown(weft_loop *l)
+{
+    l->closing = true;
+    for (weft_task *t = l->all_head; t; t = t->all_next)
+        if (t->state != WEFT__ENDED)
+            weft_cancel(t);
+    run_until(l, all_quiet);
+    /* What is left ended without anyone joining it. */
+    while (l->all_head) {
+        weft_task *t = l->all_head;
+        if (!t->released) {
+            char label[64];
+            intptr_t r = t->future.result;
+            if (r < 0 && r != -ECANCELED)
+                weft__log("task %s was never joined; it failed: %s\n", weft__task_label(t, label, sizeof label),
+                          weft_strerror((int)r));
+            else
+                weft__log("task %s was never joined\n", weft__task_label(t, label, sizeof label));
+        }
+        t->released = true;
+        weft__task_free(l, t);
+    }
+}
+
+int weft_loop_run(weft_loop *l, weft_fn main, void *arg, intptr_t *result)
+{
+    if (!l || !main)
+        return -EINVAL;
+    if (weft__tls_loop)
+        return -EBUSY;
+    unsigned long self = (unsigned long)pthread_self(), idle = 0;
+    if (!atomic_compare_exchange_strong(&l->owner, &idle, self))
+        return -EBUSY;
+    int r = l->backend->start(l);
+    if (r < 0) {
+        atomic_store(&l->owner, 0);
+        return r;
+    }
+    r = weft__overflow_handler_install();
+    if (r < 0) {
+        atomic_store(&l->owner, 0);
+        return r;
+    }
+    weft__ctx_init_thread(&l->ctx);
+    weft__tls_loop = l;
+    l->running = true;
+    l->closing = false;
+    l->main_task = weft__spawn(l, "main", main, arg);
+    if (!l->main_task) {
+        r = -errno;
+        goto out;
+    }
+    run_until(l, main_ended);
+    if (result)
+        *result = l->main_task->future.result;
+    l->main_task->released = true;
+    weft__task_free(l, l->main_task);
+    l->main_task = NULL;
+    teardown(l);
+out:
+    l->running = false;
+    l->backend->stop(l);
+    weft__tls_loop = NULL;
+    weft__overflow_handler_remove();
+    atomic_store(&l->owner, 0);
+    return r;
+}
+
+int weft_run(weft_fn main, void *arg, intptr_t *result)
+{
+    if (!main)
+        return -EINVAL;
+    if (weft__tls_loop)
+        return -EBUSY;
+    weft_loop *l = weft_loop_new(NULL);
+    if (!l)
+        return -errno;
+    int r = weft_loop_run(l, main, arg, result);
+    weft_loop_free(l);
+    return r;
+}

@@ -1,0 +1,505 @@
+/*
+ * Tasks and the scheduler: spawning, parking and waking, cancellation, joining.
+ *
+ * Ready tasks wait in one FIFO queue. A task that parks switches straight to the next ready task
+ * instead of going through the loop's context: one switch per hand-over, not two. The loop's context
+ * is entered only when nothing is ready or the turn's budget is spent, and then it polls I/O, runs
+ * timers and callbacks, and starts the next turn. The budget bounds how long a busy set of tasks can
+ * keep I/O from being polled.
+ *
+ * A task's stack is taken from the pool when it first runs, not when it is spawned, so a task
+ * cancelled before it starts never costs a stack. A task that ends cannot give its stack back while
+ * running on it: it leaves itself in l->zombie, and whatever context runs next releases the stack.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define WEFT__TURN_BUDGET 256
+#define WEFT__FREE_TASKS_MAX 4096
+
+WEFT__TLS weft_loop *weft__tls_loop;
+
+static inline void ready_push(weft_loop *l, weft_task *t)
+{
+    t->ready_next = NULL;
+    t->state = WEFT__READY;
+    if (l->ready_tail)
+        l->ready_tail->ready_next = t;
+    else
+        l->ready_head = t;
+    l->ready_tail = t;
+}
+
+static inline weft_task *ready_pop(weft_loop *l)
+{
+    weft_task *t = l->ready_head;
+    if (t) {
+        l->ready_head = t->ready_next;
+        if (!l->ready_head)
+            l->ready_tail = NULL;
+    }
+    return t;
+}
+
+static void task_timer_fire(weft__timer *timer)
+{
+    weft_task *t = WEFT__CONTAINER(timer, weft_task, timer);
+    weft__interrupt(t, t->timer_reason);
+}
+
+const char *weft__task_label(const weft_task *t, char *buf, size_t len)
+{
+    if (t->name[0])
+        snprintf(buf, len, "'%s' (#%llu)", t->name, (unsigned long long)t->id);
+    else
+        snprintf(buf, len, "#%llu", (unsigned long long)t->id);
+    return buf;
+}
+
+/* A detached task's failure has nobody to receive it: say it now rather than lose it. */
+static void report_detached_failure(weft_task *t)
+{
+    intptr_t r = t->future.result;
+    if (r >= 0 || r == -ECANCELED)
+        return;
+    char label[64];
+    weft__log("task %s failed: %s; nobody joined it\n", weft__task_label(t, label, sizeof label),
+              weft_strerror((int)r));
+}
+
+weft_task *weft__spawn(weft_loop *l, const char *name, weft_fn fn, void *arg)
+{
+    if (!fn) {
+        errno = EINVAL;
+        return NULL;
+    }
+    /* Each task may have one timer armed: reserve its heap slot now so parking never fails. */
+    if (weft__timer_reserve(&l->timers, l->stats.tasks_live + 1) < 0) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    weft_task *t = l->free_tasks;
+    if (t) {
+        l->free_tasks = t->all_next;
+        l->free_task_count--;
+    } else {
+        t = malloc(sizeof *t);
+        if (!t) {
+            errno = ENOMEM;
+            return NULL;
+        }
+    }
+    t->loop = l;
+    t->fn = fn;
+    t->arg = arg;
+    t->stack = NULL;
+    t->state = WEFT__CREATED;
+    t->cancelled = l->closing; /* spawned during teardown: it never runs */
+    t->released = false;
+    t->detached = false;
+    t->id = ++l->next_task_id;
+    t->interrupt = NULL;
+    t->park_obj = NULL;
+    t->timer.heap_index = SIZE_MAX;
+    t->timer.fire = task_timer_fire;
+    t->deadlines = t->deadline_inline;
+    t->deadline_depth = 0;
+    t->deadline_cap = WEFT__DEADLINES_INLINE;
+    t->deadline_lost = 0;
+    weft__future_init(&t->future, WEFT__FUTURE_TASK);
+    atomic_store_explicit(&t->future.loop, l, memory_order_relaxed);
+    if (name) {
+        size_t n = strnlen(name, sizeof t->name - 1);
+        memcpy(t->name, name, n);
+        t->name[n] = '\0';
+    } else {
+        t->name[0] = '\0';
+    }
+    t->all_prev = NULL;
+    t->all_next = l->all_head;
+    if (l->all_head)
+        l->all_head->all_prev = t;
+    l->all_head = t;
+    ready_push(l, t);
+    l->stats.tasks_spawned++;
+    if (++l->stats.tasks_live > l->stats.tasks_peak)
+        l->stats.tasks_peak = l->stats.tasks_live;
+    return t;
+}
+
+weft_task *weft_spawn_named(const char *name, weft_fn fn, void *arg)
+{
+    weft_loop *l = weft__tls_loop;
+    if (!l) {
+        errno = fn ? EPERM : EINVAL;
+        return NULL;
+    }
+    return weft__spawn(l, name, fn, arg);
+}
+
+weft_task *weft_spawn(weft_fn fn, void *arg)
+{
+    return weft_spawn_named(NULL, fn, arg);
+}
+
+void weft__task_free(weft_loop *l, weft_task *t)
+{
+    if (t->future.pending_cbs) {
+        /* Callbacks on its future are queued: the last one to run frees the task. */
+        t->future.freed = true;
+        return;
+    }
+    if (t->all_prev)
+        t->all_prev->all_next = t->all_next;
+    else
+        l->all_head = t->all_next;
+    if (t->all_next)
+        t->all_next->all_prev = t->all_prev;
+    if (t->deadlines != t->deadline_inline)
+        free(t->deadlines);
+    if (l->free_task_count < WEFT__FREE_TASKS_MAX) {
+        t->all_next = l->free_tasks;
+        l->free_tasks = t;
+        l->free_task_count++;
+    } else {
+        free(t);
+    }
+}
+
+/* Marks t ended with result: wakes its joiners and frees it if nobody will join it. */
+static void task_ended(weft_loop *l, weft_task *t, intptr_t result)
+{
+    t->state = WEFT__ENDED;
+    t->interrupt = NULL;
+    l->stats.tasks_live--;
+    weft__future_complete(l, &t->future, result);
+    if (t->detached)
+        report_detached_failure(t);
+}
+
+void weft__after_switch(weft_loop *l)
+{
+    weft_task *z = l->zombie;
+    if (WEFT__UNLIKELY(z != NULL)) {
+        l->zombie = NULL;
+        weft__ctx_destroy(&z->ctx);
+        weft__stack_put(&l->stacks, z->stack);
+        z->stack = NULL;
+        if (z->released)
+            weft__task_free(l, z);
+    }
+}
+
+static void task_entry(void *arg)
+{
+    weft_task *t = arg;
+    weft_loop *l = t->loop;
+    weft__ctx_entered(&t->ctx);
+    weft__after_switch(l);
+    intptr_t result = t->fn(t->arg);
+    task_ended(l, t, result);
+    l->zombie = t;
+    weft_task *next = weft__next_runnable(l);
+    l->current = next;
+    l->stats.switches++;
+    weft__ctx_exit(&t->ctx, next ? &next->ctx : &l->ctx);
+}
+
+static void overflow_fatal(weft_task *t)
+{
+    char label[64];
+    weft__log("task %s overflowed its stack of %zu KiB (canary destroyed); raise weft_config.stack_size or "
+              "WEFT_STACK_SIZE\n",
+              weft__task_label(t, label, sizeof label), t->stack->size / 1024);
+    abort();
+}
+
+weft_task *weft__next_runnable(weft_loop *l)
+{
+    while (l->budget) {
+        weft_task *t = ready_pop(l);
+        if (!t)
+            return NULL;
+        l->budget--;
+        if (!t->stack) { /* first run */
+            if (t->cancelled) {
+                task_ended(l, t, -ECANCELED);
+                if (t->released)
+                    weft__task_free(l, t);
+                continue;
+            }
+            t->stack = weft__stack_get(&l->stacks);
+            if (!t->stack) {
+                task_ended(l, t, -ENOMEM);
+                if (t->released)
+                    weft__task_free(l, t);
+                continue;
+            }
+            l->stats.stacks_mapped = l->stacks.mapped;
+            weft__ctx_make(&t->ctx, t->stack->lo, t->stack->size, task_entry, t);
+        }
+        t->state = WEFT__RUNNING;
+        return t;
+    }
+    return NULL;
+}
+
+/* Leaves the running task cur (already queued or parked) for the next ready task or the loop. */
+static void switch_out(weft_loop *l, weft_task *cur)
+{
+    if (WEFT__UNLIKELY(!cur->stack->guarded) && !weft__stack_canary_ok(cur->stack))
+        overflow_fatal(cur);
+    weft_task *next = weft__next_runnable(l);
+    if (next == cur)
+        return; /* it was the only ready task: carry on without a switch */
+    l->current = next;
+    l->stats.switches++;
+    weft__ctx_switch(&cur->ctx, next ? &next->ctx : &l->ctx);
+    weft__after_switch(l);
+}
+
+void weft__wake(weft_task *t, intptr_t value)
+{
+    weft_loop *l = t->loop;
+    t->wake_value = value;
+    t->interrupt = NULL;
+    if (weft__timer_armed(&t->timer))
+        weft__timer_disarm(&l->timers, &t->timer);
+    ready_push(l, t);
+}
+
+void weft__interrupt(weft_task *t, int reason)
+{
+    weft__interrupt_fn fn = t->interrupt;
+    if (!fn)
+        return;
+    t->interrupt = NULL;
+    if (weft__timer_armed(&t->timer))
+        weft__timer_disarm(&t->loop->timers, &t->timer);
+    fn(t, reason);
+}
+
+intptr_t weft__park(weft_task *t, weft__interrupt_fn interrupt, void *park_obj, uint64_t expiry, int expiry_reason)
+{
+    weft_loop *l = t->loop;
+    if (interrupt) {
+        uint64_t deadline = weft__deadline(t);
+        if (deadline < expiry) {
+            expiry = deadline;
+            expiry_reason = -ETIMEDOUT;
+        }
+        if (expiry != UINT64_MAX) {
+            t->timer_reason = expiry_reason;
+            weft__timer_arm(&l->timers, &t->timer, expiry);
+        }
+        t->interrupt = interrupt;
+        t->park_obj = park_obj;
+    }
+    t->state = WEFT__PARKED;
+    switch_out(l, t);
+    return t->wake_value;
+}
+
+int weft__check_suspend(weft_task *t)
+{
+    if (t->cancelled)
+        return -ECANCELED;
+    if (WEFT__UNLIKELY(t->deadline_depth) && weft__now() >= weft__deadline(t))
+        return -ETIMEDOUT;
+    return 0;
+}
+
+weft_task *weft_self(void)
+{
+    return weft__current();
+}
+
+const char *weft_task_name(const weft_task *t)
+{
+    return t ? t->name : "";
+}
+
+void weft_yield(void)
+{
+    weft_task *t = weft__current();
+    if (!t)
+        return;
+    ready_push(t->loop, t);
+    switch_out(t->loop, t);
+}
+
+static void wake_interrupt(weft_task *t, int reason)
+{
+    weft__wake(t, reason);
+}
+
+int weft_sleep(uint64_t ns)
+{
+    weft_task *t = weft__current();
+    if (!t)
+        return -EPERM;
+    int r = weft__check_suspend(t);
+    if (r)
+        return r;
+    uint64_t now = weft__now();
+    uint64_t when = ns >= UINT64_MAX - now ? UINT64_MAX : now + ns;
+    return (int)weft__park(t, wake_interrupt, NULL, when, 0);
+}
+
+uint64_t weft_now(void)
+{
+    return weft__now();
+}
+
+int weft_cancel(weft_task *t)
+{
+    if (!t)
+        return -EINVAL;
+    if (t->state == WEFT__ENDED)
+        return -ESRCH;
+    t->cancelled = true;
+    if (t->state == WEFT__PARKED)
+        weft__interrupt(t, -ECANCELED);
+    return 0;
+}
+
+void weft_detach(weft_task *t)
+{
+    if (!t || t->released)
+        return;
+    t->released = true;
+    t->detached = true;
+    if (t->state == WEFT__ENDED) {
+        report_detached_failure(t);
+        weft__task_free(t->loop, t);
+    }
+}
+
+static void join_interrupt(weft_task *t, int reason)
+{
+    weft__waiter_unlink(t->park_obj);
+    weft__wake(t, reason);
+}
+
+intptr_t weft__join(weft_task *t, uint64_t expiry)
+{
+    weft_task *self = weft__current();
+    if (!self)
+        return -EPERM;
+    if (!t || t == self || t->released || t->loop != self->loop)
+        return -EINVAL;
+    int why = 0;
+    if (t->state != WEFT__ENDED) {
+        why = weft__check_suspend(self);
+        weft__waiter w = {.task = self};
+        if (!why) {
+            weft__waiter_link(&t->future, &w);
+            intptr_t v = weft__park(self, join_interrupt, &w, expiry, -ETIMEDOUT);
+            if (!w.fired)
+                why = (int)v;
+        }
+        if (t->state != WEFT__ENDED) {
+            /* Interrupted: the joined task must not outlive the join. Cancel it and wait,
+             * uninterruptibly, until it has ended. */
+            weft_cancel(t);
+            while (t->state != WEFT__ENDED) {
+                w.fired = false;
+                weft__waiter_link(&t->future, &w);
+                weft__park(self, NULL, NULL, UINT64_MAX, 0);
+            }
+        }
+    }
+    intptr_t result = t->future.result;
+    t->released = true;
+    weft__task_free(self->loop, t);
+    if (why && result == -ECANCELED)
+        result = why;
+    return result;
+}
+
+intptr_t weft_join(weft_task *t)
+{
+    return weft__join(t, UINT64_MAX);
+}
+
+weft_future *weft_task_future(weft_task *t)
+{
+    return t ? &t->future : NULL;
+}
+
+/* ---- the loop's turn ------------------------------------------------------------------------- */
+
+static void callbacks_run(weft_loop *l)
+{
+    /* Only the callbacks queued before this point run now; those they queue wait for the next turn. */
+    weft__waiter *w = l->cb_head, *end = l->cb_tail;
+    if (!w)
+        return;
+    l->cb_head = l->cb_tail = NULL;
+    for (;;) {
+        weft__waiter *next = w->next;
+        bool last = w == end;
+        weft__callback_run(w);
+        if (last)
+            break;
+        w = next;
+    }
+}
+
+void weft__callback_queue(weft_loop *l, weft__waiter *w)
+{
+    w->next = NULL;
+    if (l->cb_tail)
+        l->cb_tail->next = w;
+    else
+        l->cb_head = w;
+    l->cb_tail = w;
+}
+
+int weft__loop_turn(weft_loop *l, bool (*done)(weft_loop *))
+{
+    l->budget = WEFT__TURN_BUDGET;
+    callbacks_run(l);
+    weft_task *t = weft__next_runnable(l);
+    if (t) {
+        l->current = t;
+        l->stats.switches++;
+        weft__ctx_switch(&l->ctx, &t->ctx);
+        weft__after_switch(l);
+    }
+    if (atomic_load_explicit(&l->remote_head, memory_order_relaxed))
+        weft__remote_drain(l);
+    if (done(l))
+        return 0;
+    uint64_t next_timer = weft__timer_next(&l->timers);
+    uint64_t now = 0;
+    if (next_timer != UINT64_MAX) {
+        now = weft__now();
+        if (next_timer <= now) {
+            weft__timer_run(&l->timers, now);
+            next_timer = weft__timer_next(&l->timers);
+        }
+    }
+    uint64_t timeout;
+    if (l->ready_head || l->cb_head)
+        timeout = 0;
+    else if (next_timer != UINT64_MAX)
+        timeout = next_timer > now ? next_timer - now : 0;
+    else
+        timeout = UINT64_MAX;
+    if (timeout) {
+        /* Announce the sleep before the last look at the remote list: a thread that pushes after
+         * this store sees sleeping == 1 and writes the wake fd; one that pushed before is seen here. */
+        atomic_store(&l->sleeping, 1);
+        if (atomic_load(&l->remote_head))
+            timeout = 0;
+    }
+    int r = 0;
+    if (timeout || l->backend->has_work(l))
+        r = l->backend->poll(l, timeout);
+    if (timeout)
+        atomic_store(&l->sleeping, 0);
+    return r;
+}

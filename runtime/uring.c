@@ -1,0 +1,299 @@
+/*
+ * The io_uring backend: the proactor.
+ *
+ * Ring set-up takes the best task-work mode the kernel accepts:
+ *   SINGLE_ISSUER|DEFER_TASKRUN: completions are only posted when this thread enters the kernel to
+ *     reap them, so no other CPU and no interrupt ever runs weft's task work, and a loop that is busy
+ *     running tasks is never interrupted;
+ *   COOP_TASKRUN: task work waits for the next system call instead of an IPI;
+ *   neither: the kernel interrupts the thread to post completions (measurably more CPU per request).
+ * TASKRUN_FLAG is asked for with either mode: the kernel then sets IORING_SQ_TASKRUN when completions
+ * are waiting, so a loop with runnable tasks can skip io_uring_enter when there is nothing to submit
+ * and nothing to reap.
+ *
+ * One io_uring_enter per loop turn both submits every SQE queued during the turn and reaps (and, when
+ * nothing is runnable, waits for) completions, with the next timer as the wait's timeout through
+ * IORING_ENTER_EXT_ARG: timers cost no SQE.
+ *
+ * The CQ has four times the SQ's entries and the kernel must offer IORING_FEAT_NODROP, so an overflow
+ * keeps CQEs in the kernel until the next enter flushes them: none is lost. An SQ that fills up during
+ * a turn is flushed on the spot; operations in flight are limited by memory, not by the SQ size.
+ */
+#include "internal.h"
+
+#include <liburing.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct uring_backend {
+    struct io_uring ring;
+    unsigned setup_flags;
+    unsigned enter_flags;   /* IORING_ENTER_REGISTERED_RING once the ring fd is registered */
+    int enter_fd;
+    bool started;
+    pthread_t issuer;       /* with SINGLE_ISSUER, the only thread allowed to submit */
+    struct io_uring_probe *probe;
+    weft__op wake_op;       /* the read kept armed on the loop's eventfd */
+    uint64_t wake_buf;
+    bool wake_rearm;        /* wake_op completed: arm it again once the CQ walk is over */
+} uring_backend;
+
+static inline uring_backend *backend_of(weft_loop *l)
+{
+    return l->backend_data;
+}
+
+/* The set-ups to try, best first. A kernel that does not know a flag answers EINVAL. */
+static const unsigned setup_attempts[] = {
+    IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG |
+        IORING_SETUP_R_DISABLED | IORING_SETUP_SUBMIT_ALL,
+    IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED | IORING_SETUP_SUBMIT_ALL,
+    IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_SUBMIT_ALL,
+    IORING_SETUP_SUBMIT_ALL,
+    0,
+};
+
+static int uring_init(weft_loop *l, const weft_config *cfg)
+{
+    uring_backend *b = calloc(1, sizeof *b);
+    if (!b)
+        return -ENOMEM;
+    int r = -EINVAL;
+    for (size_t i = 0; i < sizeof setup_attempts / sizeof setup_attempts[0]; i++) {
+        struct io_uring_params p;
+        memset(&p, 0, sizeof p);
+        p.flags = setup_attempts[i] | IORING_SETUP_CQSIZE;
+        p.cq_entries = cfg->ring_entries * 4;
+        r = io_uring_queue_init_params(cfg->ring_entries, &b->ring, &p);
+        if (r == 0) {
+            b->setup_flags = p.flags;
+            if (!(p.features & IORING_FEAT_NODROP) || !(p.features & IORING_FEAT_EXT_ARG)) {
+                /* Before Linux 5.11: completions could be dropped and waits need timeout SQEs. */
+                io_uring_queue_exit(&b->ring);
+                r = -ENOSYS;
+            }
+            break;
+        }
+        if (r != -EINVAL)
+            break;
+    }
+    if (r < 0) {
+        free(b);
+        return r;
+    }
+    b->enter_fd = b->ring.ring_fd;
+    l->backend_data = b;
+    return 0;
+}
+
+static void wake_complete(weft__op *op, int32_t res, uint32_t flags);
+static struct io_uring_sqe *sqe_get(weft_loop *l, uring_backend *b);
+
+/* Keeps a read of the wake eventfd in flight: its completion is how other threads wake the loop. */
+static void wake_arm(uring_backend *b, weft_loop *l)
+{
+    struct io_uring_sqe *sqe = sqe_get(l, b);
+    if (!sqe) {
+        b->wake_rearm = true;
+        return;
+    }
+    b->wake_rearm = false;
+    io_uring_prep_read(sqe, l->wake_fd, &b->wake_buf, sizeof b->wake_buf, 0);
+    io_uring_sqe_set_data(sqe, &b->wake_op);
+}
+
+static int uring_start(weft_loop *l)
+{
+    uring_backend *b = backend_of(l);
+    if (b->started) {
+        if ((b->setup_flags & IORING_SETUP_SINGLE_ISSUER) && !pthread_equal(b->issuer, pthread_self()))
+            return -EINVAL; /* a SINGLE_ISSUER ring belongs to the thread that first ran the loop */
+    } else {
+        if (b->setup_flags & IORING_SETUP_R_DISABLED) {
+            /* liburing 2.3 declares io_uring_enable_rings but does not export it. */
+            int r = io_uring_register(b->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0);
+            if (r < 0)
+                return r;
+        }
+        b->issuer = pthread_self();
+        b->probe = io_uring_get_probe_ring(&b->ring);
+        b->wake_op.complete = wake_complete;
+        b->started = true;
+        wake_arm(b, l);
+        if (b->wake_rearm)
+            return -EAGAIN;
+    }
+    /* A registered ring fd spares the kernel an fd lookup on every enter. It belongs to this thread. */
+    if (io_uring_register_ring_fd(&b->ring) == 1) {
+        b->enter_fd = b->ring.enter_ring_fd;
+        b->enter_flags = IORING_ENTER_REGISTERED_RING;
+    }
+    return 0;
+}
+
+static void uring_stop(weft_loop *l)
+{
+    uring_backend *b = backend_of(l);
+    if (b->enter_flags & IORING_ENTER_REGISTERED_RING) {
+        io_uring_unregister_ring_fd(&b->ring);
+        b->enter_fd = b->ring.ring_fd;
+        b->enter_flags = 0;
+    }
+}
+
+static void uring_fini(weft_loop *l)
+{
+    uring_backend *b = backend_of(l);
+    if (!b)
+        return;
+    if (b->probe)
+        io_uring_free_probe(b->probe);
+    io_uring_queue_exit(&b->ring);
+    free(b);
+    l->backend_data = NULL;
+}
+
+static void reap(weft_loop *l, uring_backend *b)
+{
+    struct io_uring_cqe *cqe;
+    unsigned head, seen = 0;
+    io_uring_for_each_cqe(&b->ring, head, cqe)
+    {
+        seen++;
+        weft__op *op = io_uring_cqe_get_data(cqe);
+        if (op)
+            op->complete(op, cqe->res, cqe->flags);
+    }
+    io_uring_cq_advance(&b->ring, seen);
+    l->stats.completions += seen;
+}
+
+/*
+ * Submits what is queued and reaps what has completed, waiting up to timeout_ns (0: not at all,
+ * UINT64_MAX: without limit) for a first completion when there is none.
+ */
+static int enter(weft_loop *l, uring_backend *b, uint64_t timeout_ns)
+{
+    struct io_uring_sq *sq = &b->ring.sq;
+    if (sq->sqe_head != sq->sqe_tail) {
+        sq->sqe_head = sq->sqe_tail;
+        io_uring_smp_store_release(sq->ktail, sq->sqe_tail);
+    }
+    unsigned to_submit = sq->sqe_tail - IO_URING_READ_ONCE(*sq->khead);
+    unsigned kflags = IO_URING_READ_ONCE(*sq->kflags);
+    if (kflags & IORING_SQ_CQ_OVERFLOW)
+        l->stats.cq_overflows++;
+    bool pending_taskrun = kflags & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW);
+    bool knows_taskrun = b->setup_flags & IORING_SETUP_TASKRUN_FLAG;
+    if (to_submit || timeout_ns || pending_taskrun || !knows_taskrun) {
+        struct __kernel_timespec ts;
+        struct io_uring_getevents_arg arg = {0};
+        unsigned wait_nr = 0;
+        if (timeout_ns && !io_uring_cq_ready(&b->ring)) {
+            wait_nr = 1;
+            if (timeout_ns != UINT64_MAX) {
+                ts.tv_sec = (long long)(timeout_ns / 1000000000u);
+                ts.tv_nsec = (long long)(timeout_ns % 1000000000u);
+                arg.ts = (uint64_t)(uintptr_t)&ts;
+            }
+        }
+        unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG | b->enter_flags;
+        int r = io_uring_enter2((unsigned)b->enter_fd, to_submit, wait_nr, flags, (sigset_t *)&arg, sizeof arg);
+        l->stats.syscalls++;
+        if (r >= 0)
+            l->stats.submissions += (unsigned)r;
+        else if (r == -EBADR)
+            return r; /* the kernel dropped CQEs: it ran out of memory for its overflow list */
+        else if (r != -ETIME && r != -EINTR && r != -EBUSY && r != -EAGAIN)
+            return r;
+        /* -EBUSY / -EAGAIN: the CQ is full of unreaped completions or the kernel is short of
+         * memory; reaping below makes room and the caller's next enter submits what is left. */
+    }
+    reap(l, b);
+    return 0;
+}
+
+static int uring_poll(weft_loop *l, uint64_t timeout_ns)
+{
+    uring_backend *b = backend_of(l);
+    int r = enter(l, b, timeout_ns);
+    if (b->wake_rearm)
+        wake_arm(b, l);
+    /* Flush what overflowed into the kernel's list while the CQ was full. */
+    while (r == 0 && (IO_URING_READ_ONCE(*b->ring.sq.kflags) & IORING_SQ_CQ_OVERFLOW))
+        r = enter(l, b, 0);
+    return r;
+}
+
+static bool uring_has_work(weft_loop *l)
+{
+    uring_backend *b = backend_of(l);
+    if (!(b->setup_flags & IORING_SETUP_TASKRUN_FLAG))
+        return true;
+    return b->ring.sq.sqe_tail != IO_URING_READ_ONCE(*b->ring.sq.khead) || io_uring_cq_ready(&b->ring) ||
+           (IO_URING_READ_ONCE(*b->ring.sq.kflags) & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW));
+}
+
+static void wake_complete(weft__op *op, int32_t res, uint32_t flags)
+{
+    (void)res;
+    (void)flags;
+    /* Re-arming submits, which must wait until the CQ walk that called this is over. The remote
+     * futures themselves are drained by the loop's turn. */
+    WEFT__CONTAINER(op, uring_backend, wake_op)->wake_rearm = true;
+}
+
+/* A free SQE, flushing the SQ to the kernel first if it is full. */
+static struct io_uring_sqe *sqe_get(weft_loop *l, uring_backend *b)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
+    while (WEFT__UNLIKELY(!sqe)) {
+        l->stats.sq_full++;
+        int r = enter(l, b, 0);
+        if (r < 0)
+            return NULL;
+        sqe = io_uring_get_sqe(&b->ring);
+    }
+    return sqe;
+}
+
+static int uring_submit(weft_loop *l, weft__op *op)
+{
+    uring_backend *b = backend_of(l);
+    struct io_uring_sqe *sqe = sqe_get(l, b);
+    if (!sqe)
+        return -EAGAIN;
+    switch (op->opcode) {
+    case WEFT__OP_NOP:
+        io_uring_prep_nop(sqe);
+        break;
+    default:
+        return -EOPNOTSUPP;
+    }
+    io_uring_sqe_set_data(sqe, op);
+    return 0;
+}
+
+static void uring_cancel(weft_loop *l, weft__op *op)
+{
+    uring_backend *b = backend_of(l);
+    struct io_uring_sqe *sqe = sqe_get(l, b);
+    if (!sqe)
+        return;
+    /* The cancel's own CQE carries no op: whatever it says, op's CQE follows. */
+    io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);
+    io_uring_sqe_set_data(sqe, NULL);
+}
+
+const weft__backend_ops weft__uring_ops = {
+    .name = "io_uring",
+    .init = uring_init,
+    .start = uring_start,
+    .stop = uring_stop,
+    .fini = uring_fini,
+    .poll = uring_poll,
+    .has_work = uring_has_work,
+    .submit = uring_submit,
+    .cancel = uring_cancel,
+};

@@ -1,0 +1,147 @@
+/*
+ * Waiting on many: gather, wait_any, wait_for and scoped deadlines.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int weft_gather(weft_future *const *fs, size_t n, intptr_t *results)
+{
+    weft_task *t = weft__current();
+    if (!t)
+        return -EPERM;
+    if (!fs && n)
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!fs[i])
+            return -EINVAL;
+    int r = weft__check_suspend(t);
+    if (r)
+        return r;
+    /* Awaiting one future after another takes as long as awaiting them all at once — they all run
+     * meanwhile — and needs one waiter instead of n. */
+    int first_error = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool completed;
+        intptr_t v = weft__await(t, fs[i], &completed);
+        if (!completed)
+            return (int)v; /* interrupted: -ECANCELED or -ETIMEDOUT */
+        if (results)
+            results[i] = v;
+        if (v < 0 && !first_error)
+            first_error = (int)v;
+    }
+    return first_error;
+}
+
+typedef struct any_set {
+    weft__waiter *waiters;
+    size_t n;
+} any_set;
+
+static void any_interrupt(weft_task *t, int reason)
+{
+    any_set *set = t->park_obj;
+    for (size_t i = 0; i < set->n; i++)
+        weft__waiter_unlink(&set->waiters[i]);
+    weft__wake(t, reason);
+}
+
+ssize_t weft_wait_any(weft_future *const *fs, size_t n, uint64_t timeout_ns)
+{
+    weft_task *t = weft__current();
+    if (!t)
+        return -EPERM;
+    if (!fs || n == 0)
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!fs[i])
+            return -EINVAL;
+    int r = weft__check_suspend(t);
+    if (r)
+        return r;
+    for (size_t i = 0; i < n; i++)
+        if (weft_future_done(fs[i]))
+            return (ssize_t)i;
+    if (timeout_ns == 0)
+        return -ETIMEDOUT;
+    for (size_t i = 0; i < n; i++) {
+        weft_loop *owner = atomic_load_explicit(&fs[i]->loop, memory_order_relaxed);
+        if (owner && owner != t->loop)
+            return -EINVAL;
+    }
+    weft__waiter inline_waiters[16];
+    weft__waiter *waiters = inline_waiters;
+    if (n > 16) {
+        waiters = malloc(n * sizeof *waiters);
+        if (!waiters)
+            return -ENOMEM;
+    }
+    memset(waiters, 0, n * sizeof *waiters);
+    for (size_t i = 0; i < n; i++) {
+        atomic_store_explicit(&fs[i]->loop, t->loop, memory_order_relaxed);
+        waiters[i].task = t;
+        weft__waiter_link(fs[i], &waiters[i]);
+    }
+    uint64_t now = weft__now();
+    uint64_t expiry = timeout_ns >= UINT64_MAX - now ? UINT64_MAX : now + timeout_ns;
+    any_set set = {waiters, n};
+    ssize_t v = weft__park(t, any_interrupt, &set, expiry, -ETIMEDOUT);
+    ssize_t first = -1;
+    for (size_t i = 0; i < n; i++) {
+        if (waiters[i].fired) {
+            if (first < 0)
+                first = (ssize_t)i;
+        } else {
+            weft__waiter_unlink(&waiters[i]);
+        }
+    }
+    if (waiters != inline_waiters)
+        free(waiters);
+    return first >= 0 ? first : v;
+}
+
+intptr_t weft_wait_for(weft_task *t, uint64_t timeout_ns)
+{
+    uint64_t now = weft__now();
+    return weft__join(t, timeout_ns >= UINT64_MAX - now ? UINT64_MAX : now + timeout_ns);
+}
+
+void weft_deadline_push(uint64_t deadline_ns)
+{
+    weft_task *t = weft__current();
+    if (!t)
+        return;
+    uint64_t effective = weft__deadline(t);
+    if (deadline_ns < effective)
+        effective = deadline_ns;
+    if (t->deadline_depth == t->deadline_cap) {
+        unsigned cap = t->deadline_cap * 2;
+        uint64_t *grown = t->deadlines == t->deadline_inline ? malloc(cap * sizeof *grown)
+                                                             : realloc(t->deadlines, cap * sizeof *grown);
+        if (!grown) {
+            /* No room to remember this level: keep it in force by tightening the current top, which
+             * errs on the early side for the levels below it until they are popped, never late. */
+            t->deadlines[t->deadline_depth - 1] = effective;
+            t->deadline_lost++;
+            return;
+        }
+        if (t->deadlines == t->deadline_inline)
+            memcpy(grown, t->deadline_inline, sizeof t->deadline_inline);
+        t->deadlines = grown;
+        t->deadline_cap = cap;
+    }
+    t->deadlines[t->deadline_depth++] = effective;
+}
+
+void weft_deadline_pop(void)
+{
+    weft_task *t = weft__current();
+    if (!t)
+        return;
+    if (t->deadline_lost)
+        t->deadline_lost--;
+    else if (t->deadline_depth)
+        t->deadline_depth--;
+}
