@@ -21,16 +21,6 @@
 #include <ucontext.h>
 #endif
 
-#if WEFT__ASAN
-#include <sanitizer/common_interface_defs.h>
-#endif
-#if WEFT__TSAN
-void *__tsan_get_current_fiber(void);
-void *__tsan_create_fiber(unsigned flags);
-void __tsan_destroy_fiber(void *fiber);
-void __tsan_switch_to_fiber(void *fiber, unsigned flags);
-#endif
-
 #if !defined(WEFT_SWITCH_UCONTEXT)
 void weft__switch_asm(void **from_sp, void *to_sp);
 void weft__fiber_start_asm(void);
@@ -92,19 +82,19 @@ void weft__ctx_make(weft__ctx *ctx, void *stack_lo, size_t size, void (*entry)(v
                 (unsigned)a);
     ctx->fresh = uc;
 #elif defined(__x86_64__)
-    /* {MXCSR, x87 CW} of the creator, then the frame weft__switch_asm pops: r15 r14 r13 r12 rbx rbp rip. */
+    /*
+     * From the top: the creator's {MXCSR, x87 CW}, then entry and arg for weft__fiber_start_asm, then
+     * the frame weft__switch_asm pops: rbp and the resume address. rsp is 16-aligned at the start.
+     */
     top -= 16;
     uint32_t *fpu = (uint32_t *)top;
     __asm__ volatile("stmxcsr %0" : "=m"(fpu[0]));
     __asm__ volatile("fnstcw %0" : "=m"(*(uint16_t *)&fpu[1]));
-    void **frame = (void **)(top - 7 * sizeof(void *)); /* leaves rsp == top, 16-aligned, at entry */
-    frame[0] = NULL;
-    frame[1] = fpu;
-    frame[2] = arg;
-    frame[3] = (void *)entry;
-    frame[4] = NULL;
-    frame[5] = NULL;
-    frame[6] = (void *)weft__fiber_start_asm;
+    void **frame = (void **)(top - 4 * sizeof(void *));
+    frame[0] = NULL;                          /* rbp */
+    frame[1] = (void *)weft__fiber_start_asm; /* resume address */
+    frame[2] = (void *)entry;
+    frame[3] = arg;
     ctx->sp = frame;
 #elif defined(__aarch64__)
     /* The frame weft__switch_asm restores: x19..x30 then d8..d15, 0xa0 bytes. */
@@ -134,7 +124,7 @@ void weft__ctx_destroy(weft__ctx *ctx)
 #endif
 }
 
-static inline void switch_raw(weft__ctx *from, weft__ctx *to)
+void weft__switch_raw(weft__ctx *from, weft__ctx *to)
 {
 #if defined(WEFT_SWITCH_UCONTEXT)
     if (_setjmp(from->jmp) == 0) {
@@ -146,22 +136,10 @@ static inline void switch_raw(weft__ctx *from, weft__ctx *to)
         }
         _longjmp(to->jmp, 1);
     }
+#elif defined(__x86_64__)
+    weft__switch_x86_64(&from->sp, to->sp);
 #else
     weft__switch_asm(&from->sp, to->sp);
-#endif
-}
-
-void weft__ctx_switch(weft__ctx *from, weft__ctx *to)
-{
-#if WEFT__ASAN
-    __sanitizer_start_switch_fiber(&from->asan_fake_stack, to->stack_lo, to->stack_size);
-#endif
-#if WEFT__TSAN
-    __tsan_switch_to_fiber(to->tsan_fiber, 0);
-#endif
-    switch_raw(from, to);
-#if WEFT__ASAN
-    __sanitizer_finish_switch_fiber(from->asan_fake_stack, NULL, NULL);
 #endif
 }
 
@@ -174,7 +152,7 @@ void weft__ctx_exit(weft__ctx *from, weft__ctx *to)
 #if WEFT__TSAN
     __tsan_switch_to_fiber(to->tsan_fiber, 0);
 #endif
-    switch_raw(from, to);
+    weft__switch_raw(from, to);
     __builtin_unreachable();
 }
 

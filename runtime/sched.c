@@ -192,6 +192,8 @@ void weft__after_switch(weft_loop *l)
     }
 }
 
+static inline weft_task *next_runnable(weft_loop *l);
+
 static void task_entry(void *arg)
 {
     weft_task *t = arg;
@@ -201,7 +203,7 @@ static void task_entry(void *arg)
     intptr_t result = t->fn(t->arg);
     task_ended(l, t, result);
     l->zombie = t;
-    weft_task *next = weft__next_runnable(l);
+    weft_task *next = next_runnable(l);
     l->current = next;
     l->stats.switches++;
     weft__ctx_exit(&t->ctx, next ? &next->ctx : &l->ctx);
@@ -216,30 +218,33 @@ static void overflow_fatal(weft_task *t)
     abort();
 }
 
-weft_task *weft__next_runnable(weft_loop *l)
+/* A task's first run: it gets its stack now, or ends at once if cancelled or out of memory. */
+static bool task_first_run(weft_loop *l, weft_task *t)
 {
-    while (l->budget) {
+    int result = -ECANCELED;
+    if (!t->cancelled) {
+        t->stack = weft__stack_get(&l->stacks);
+        if (t->stack) {
+            weft__ctx_make(&t->ctx, t->stack->lo, t->stack->size, task_entry, t);
+            return true;
+        }
+        result = -ENOMEM;
+    }
+    task_ended(l, t, result);
+    if (t->released)
+        weft__task_free(l, t);
+    return false;
+}
+
+static inline weft_task *next_runnable(weft_loop *l)
+{
+    while (WEFT__LIKELY(l->budget)) {
         weft_task *t = ready_pop(l);
         if (!t)
             return NULL;
         l->budget--;
-        if (!t->stack) { /* first run */
-            if (t->cancelled) {
-                task_ended(l, t, -ECANCELED);
-                if (t->released)
-                    weft__task_free(l, t);
-                continue;
-            }
-            t->stack = weft__stack_get(&l->stacks);
-            if (!t->stack) {
-                task_ended(l, t, -ENOMEM);
-                if (t->released)
-                    weft__task_free(l, t);
-                continue;
-            }
-            l->stats.stacks_mapped = l->stacks.mapped;
-            weft__ctx_make(&t->ctx, t->stack->lo, t->stack->size, task_entry, t);
-        }
+        if (WEFT__UNLIKELY(!t->stack) && !task_first_run(l, t))
+            continue;
         t->state = WEFT__RUNNING;
         return t;
     }
@@ -251,7 +256,7 @@ static void switch_out(weft_loop *l, weft_task *cur)
 {
     if (WEFT__UNLIKELY(!cur->stack->guarded) && !weft__stack_canary_ok(cur->stack))
         overflow_fatal(cur);
-    weft_task *next = weft__next_runnable(l);
+    weft_task *next = next_runnable(l);
     if (next == cur)
         return; /* it was the only ready task: carry on without a switch */
     l->current = next;
@@ -462,7 +467,7 @@ int weft__loop_turn(weft_loop *l, bool (*done)(weft_loop *))
 {
     l->budget = WEFT__TURN_BUDGET;
     callbacks_run(l);
-    weft_task *t = weft__next_runnable(l);
+    weft_task *t = next_runnable(l);
     if (t) {
         l->current = t;
         l->stats.switches++;
