@@ -23,7 +23,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -246,12 +249,112 @@ WEFT_API void weft_deadline_pop(void);
 
 /* ------------------------------------------------------------------------------------------------
  * I/O
+ *
+ * Every call here suspends and takes the arguments of the system call it is named after and returns
+ * what it returns, with errors as -errno (-EBADF, -ENOENT, -ECONNREFUSED, -ECONNRESET, -EPIPE, ...).
+ * On io_uring each call is one request to the kernel, network and files alike; no thread of weft's is
+ * involved.
+ *
+ * Cancellation and deadlines: a call interrupted while the kernel holds its buffer asks the kernel to
+ * cancel the request and returns only after the kernel has let go of the buffer. If the request
+ * completed anyway, the call returns its real result (no byte read or written is lost) and the next
+ * suspending call returns -ECANCELED (or -ETIMEDOUT). A call whose fd is closed by weft_close while it
+ * waits returns -EBADF.
+ *
+ * The _async forms return a future at once (NULL with errno EPERM outside a loop, ENOMEM), so one
+ * task can keep many requests in flight; the buffer must stay valid until the future is done. Errors
+ * arrive as the future's result. The future belongs to the caller: weft_future_free it once done;
+ * freeing one still pending cancels the request, wakes its awaiters with -ECANCELED, and weft frees
+ * the memory when the kernel lets go of it. weft_future_cancel on one cancels the request; the future
+ * then completes with -ECANCELED or, if the request finished anyway, its real result.
  * ------------------------------------------------------------------------------------------------ */
 
+/* Flags for weft_tcp_listen. */
+#define WEFT_REUSEPORT 0x1 /* SO_REUSEPORT: several listeners (loops) share the port */
+
+/* socket(2). */
+WEFT_API int weft_socket(int domain, int type, int protocol);
+/* accept4(2): flags are SOCK_NONBLOCK / SOCK_CLOEXEC. addr and len may be NULL. */
+WEFT_API int weft_accept(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+/* connect(2). -ECONNREFUSED, -ETIMEDOUT, -ENETUNREACH... */
+WEFT_API int weft_connect(int fd, const struct sockaddr *addr, socklen_t len);
+/* recv(2). 0 at end of stream. */
+WEFT_API ssize_t weft_recv(int fd, void *buf, size_t len, int flags);
+/* send(2), with MSG_NOSIGNAL always added: a closed peer gives -EPIPE, never SIGPIPE. */
+WEFT_API ssize_t weft_send(int fd, const void *buf, size_t len, int flags);
+/* recvmsg(2). */
+WEFT_API ssize_t weft_recvmsg(int fd, struct msghdr *msg, int flags);
+/* sendmsg(2), with MSG_NOSIGNAL always added. */
+WEFT_API ssize_t weft_sendmsg(int fd, const struct msghdr *msg, int flags);
+/* shutdown(2). */
+WEFT_API int weft_shutdown(int fd, int how);
 /*
- * Submits a no-op to the ring and suspends until its completion: the cost of one trip through
- * submission, completion and resumption. Returns 0, -ECANCELED, -ETIMEDOUT, -EPERM.
+ * close(2), after cancelling this loop's requests still in flight on fd (they return -EBADF).
+ * It always closes: it ignores the caller's cancellation and deadlines, so cleanup code in a cancelled
+ * task still releases its fds. Returns 0, -EBADF, -EPERM (outside a task).
  */
+WEFT_API int weft_close(int fd);
+
+/* openat(2). */
+WEFT_API int weft_openat(int dfd, const char *path, int flags, mode_t mode);
+/* pread(2) at offset, or read(2) at the file position when offset is -1. */
+WEFT_API ssize_t weft_read(int fd, void *buf, size_t len, int64_t offset);
+/* pwrite(2) at offset, or write(2) at the file position when offset is -1. */
+WEFT_API ssize_t weft_write(int fd, const void *buf, size_t len, int64_t offset);
+/* preadv(2) / readv(2) (offset -1). -EINVAL if iovcnt < 0. */
+WEFT_API ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt, int64_t offset);
+/* pwritev(2) / writev(2) (offset -1). */
+WEFT_API ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt, int64_t offset);
+/* fsync(2), or fdatasync(2) when datasync. */
+WEFT_API int weft_fsync(int fd, bool datasync);
+/* statx(2). -EFAULT if path or out is NULL. struct statx comes from <sys/stat.h> with _GNU_SOURCE, or
+ * from <linux/stat.h>. */
+struct statx;
+WEFT_API int weft_statx(int dfd, const char *path, int flags, unsigned mask, struct statx *out);
+/* unlinkat(2). */
+WEFT_API int weft_unlinkat(int dfd, const char *path, int flags);
+/* renameat2(2). */
+WEFT_API int weft_renameat(int olddfd, const char *oldp, int newdfd, const char *newp, unsigned flags);
+/* mkdirat(2). */
+WEFT_API int weft_mkdirat(int dfd, const char *path, mode_t mode);
+/* Waits until fd is ready for events (POLLIN, POLLOUT, ...) and returns the revents, for code that
+ * needs readiness rather than completion. */
+WEFT_API int weft_poll(int fd, short events);
+
+/* Many requests in flight from one task (see above). */
+WEFT_API weft_future *weft_read_async(int fd, void *buf, size_t len, int64_t offset);
+WEFT_API weft_future *weft_write_async(int fd, const void *buf, size_t len, int64_t offset);
+WEFT_API weft_future *weft_recv_async(int fd, void *buf, size_t len, int flags);
+WEFT_API weft_future *weft_send_async(int fd, const void *buf, size_t len, int flags);
+
+/* Conveniences */
+
+/*
+ * A listening TCP socket (SO_REUSEADDR, close-on-exec) bound to a numeric IPv4 or IPv6 address
+ * ("127.0.0.1", "::1", "[::1]"; NULL, "" or "*" for every IPv4 address) and port (0: the kernel picks
+ * one; read it with getsockname). flags: WEFT_REUSEPORT. Does not suspend: usable before a loop runs.
+ * Returns the fd, -EINVAL (not a numeric address, unknown flag) or the errno of socket/bind/listen.
+ */
+WEFT_API int weft_tcp_listen(const char *host, uint16_t port, int backlog, int flags);
+/*
+ * A TCP connection (TCP_NODELAY, close-on-exec) to a numeric IPv4 or IPv6 address and port; host
+ * names are not resolved yet (-EINVAL). Suspends. Returns the fd or -errno (-ECONNREFUSED...).
+ */
+WEFT_API int weft_tcp_connect(const char *host, uint16_t port);
+/*
+ * Sends all of buf. Returns len, or a negative errno if nothing was sent; if an error or interruption
+ * comes after some bytes went out, returns that count (the next call sees the error).
+ */
+WEFT_API ssize_t weft_send_all(int fd, const void *buf, size_t len);
+/*
+ * Receives exactly len bytes. Returns len; fewer only at end of stream or when an error or
+ * interruption comes after some bytes arrived (they are in buf; the next call sees the error); a
+ * negative errno if nothing arrived.
+ */
+WEFT_API ssize_t weft_recv_exact(int fd, void *buf, size_t len);
+
+/* Submits a no-op and suspends until its completion: one trip through submission, completion and
+ * resumption. Returns 0, -ECANCELED, -ETIMEDOUT, -EPERM. */
 WEFT_API int weft_nop(void);
 
 /* ------------------------------------------------------------------------------------------------

@@ -85,12 +85,15 @@ void weft__future_complete(weft_loop *l, weft_future *f, intptr_t result)
     }
 }
 
+/* Frees a future whose owner let go of it once nothing on the loop refers to it any more. */
 static void future_release(weft_future *f)
 {
     if (f->kind == WEFT__FUTURE_TASK) {
         weft_task *t = WEFT__CONTAINER(f, weft_task, future);
         f->freed = false;
         weft__task_free(t->loop, t);
+    } else if (f->kind == WEFT__FUTURE_IO) {
+        weft__io_future_release(f);
     } else {
         free(f);
     }
@@ -131,7 +134,7 @@ weft_future *weft_future_new(void)
 
 int weft_future_resolve(weft_future *f, intptr_t result)
 {
-    if (!f || f->kind == WEFT__FUTURE_TASK)
+    if (!f || f->kind != WEFT__FUTURE_USER)
         return -EINVAL;
     weft_loop *l = weft__tls_loop;
     if (!atomic_load_explicit(&f->loop, memory_order_relaxed) && !l) {
@@ -153,12 +156,14 @@ int weft_future_resolve(weft_future *f, intptr_t result)
 
 int weft_future_cancel(weft_future *f)
 {
+    if (f && f->kind == WEFT__FUTURE_IO)
+        return weft__io_future_cancel(f);
     return weft_future_resolve(f, -ECANCELED);
 }
 
 int weft_future_resolve_from_thread(weft_future *f, intptr_t result)
 {
-    if (!f || f->kind == WEFT__FUTURE_TASK)
+    if (!f || f->kind != WEFT__FUTURE_USER)
         return -EINVAL;
     weft_loop *l = atomic_load_explicit(&f->loop, memory_order_acquire);
     if (!l)
@@ -272,6 +277,10 @@ void weft_future_free(weft_future *f)
         return;
     if (f->kind == WEFT__FUTURE_TASK) {
         weft__log("weft_future_free: a task's future is released with its task (join or detach); ignored\n");
+        return;
+    }
+    if (f->kind == WEFT__FUTURE_IO) {
+        weft__io_future_free(f);
         return;
     }
     int state = atomic_load_explicit(&f->state, memory_order_acquire);

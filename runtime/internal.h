@@ -200,7 +200,7 @@ size_t weft__timer_run(weft__timer_heap *h, uint64_t now);
 /* ---- future.c -------------------------------------------------------------------------------- */
 
 enum weft__future_state { WEFT__PENDING = 0, WEFT__CLAIMED = 1, WEFT__DONE = 2 };
-enum weft__future_kind { WEFT__FUTURE_USER, WEFT__FUTURE_TASK };
+enum weft__future_kind { WEFT__FUTURE_USER, WEFT__FUTURE_TASK, WEFT__FUTURE_IO };
 
 /*
  * Something waiting for a future: a parked task (slot is what wait_any reports) or a callback.
@@ -318,6 +318,7 @@ struct weft_loop {
     int wake_fd;                          /* eventfd other threads write to wake the loop */
     _Atomic int sleeping;                 /* 1 while the loop may block in the kernel */
     weft_future *_Atomic remote_head;     /* futures resolved by other threads, newest first */
+    struct weft__async_op *async_head;    /* _async operations in flight, for teardown */
     const weft__backend_ops *backend;
     void *backend_data;
     size_t inflight;                      /* operations submitted and not yet completed */
@@ -385,18 +386,64 @@ static inline uint64_t weft__now(void)
  * A request in flight in the kernel. user_data of its SQE points at it; complete() runs on the loop
  * with the CQE's result and flags.
  */
-enum weft__opcode { WEFT__OP_NOP };
+enum weft__opcode {
+    WEFT__OP_NOP,
+    WEFT__OP_SOCKET,
+    WEFT__OP_ACCEPT,
+    WEFT__OP_CONNECT,
+    WEFT__OP_RECV,
+    WEFT__OP_SEND,
+    WEFT__OP_RECVMSG,
+    WEFT__OP_SENDMSG,
+    WEFT__OP_SHUTDOWN,
+    WEFT__OP_CLOSE,
+    WEFT__OP_OPENAT,
+    WEFT__OP_READ,
+    WEFT__OP_WRITE,
+    WEFT__OP_READV,
+    WEFT__OP_WRITEV,
+    WEFT__OP_FSYNC,
+    WEFT__OP_STATX,
+    WEFT__OP_UNLINKAT,
+    WEFT__OP_RENAMEAT,
+    WEFT__OP_MKDIRAT,
+    WEFT__OP_POLL,
+    WEFT__OP_CANCEL_FD, /* cancel every op on fd (weft_close uses it before closing) */
+    WEFT__OP_COUNT
+};
 
+/*
+ * One I/O request: the system call's arguments, whichever backend carries them out. The meaning of
+ * each field per opcode follows the system call (fd/addr/len/off/flags), with fd2/addr2 for the second
+ * path of renameat and the length pointer of accept, and mode for openat/mkdirat/statx's mask.
+ */
 typedef struct weft__op {
     void (*complete)(struct weft__op *op, int32_t res, uint32_t flags);
-    weft_task *task;
+    weft_task *task;    /* the task parked on it, NULL for an _async op */
     int32_t res;
-    int reason;   /* why it was cancelled: -ECANCELED, -ETIMEDOUT; 0 if not */
+    int reason;         /* why it was cancelled: -ECANCELED, -ETIMEDOUT; 0 if not */
     uint8_t opcode;
+    bool cancel_sent;
+    int fd, fd2;
+    void *addr, *addr2;
+    uint64_t len;
+    int64_t off;
+    uint32_t flags;
+    uint32_t mode;
 } weft__op;
 
 /* Submits op for the running task t and parks until its final completion (io.c). */
 intptr_t weft__io_wait(weft_task *t, weft__op *op);
+/* The same, ignoring cancellation and deadlines: for operations that must happen (close). */
+intptr_t weft__io_wait_uninterruptible(weft_task *t, weft__op *op);
+/* Submits op as an _async operation and returns the future its completion resolves (io.c). */
+weft_future *weft__io_async(weft__op *op);
+/* Cancels every _async operation still in flight (loop teardown). */
+void weft__io_cancel_all(weft_loop *l);
+/* weft_future_cancel / weft_future_free of an _async future, and its release once callbacks ran. */
+int weft__io_future_cancel(weft_future *f);
+void weft__io_future_free(weft_future *f);
+void weft__io_future_release(weft_future *f);
 
 /* Size of the loop's env-overridable config after defaults are applied. */
 int weft__config_resolve(weft_config *out, const weft_config *in);

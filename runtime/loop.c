@@ -118,15 +118,13 @@ const char *weft_loop_backend(const weft_loop *l)
     return l ? l->backend->name : NULL;
 }
 
-/* Runs turns until cond(l) holds. A backend failure here is a weft bug or a broken kernel. */
-static void run_until(weft_loop *l, bool (*cond)(weft_loop *))
+/* One turn; a backend failure here is a weft bug or a broken kernel, with tasks parked in it. */
+static void turn(weft_loop *l, bool (*done)(weft_loop *))
 {
-    while (!cond(l)) {
-        int r = weft__loop_turn(l, cond);
-        if (r < 0) {
-            weft__log("the %s backend failed: %s\n", l->backend->name, weft_strerror(r));
-            abort();
-        }
+    int r = weft__loop_turn(l, done);
+    if (r < 0) {
+        weft__log("the %s backend failed: %s\n", l->backend->name, weft_strerror(r));
+        abort();
     }
 }
 
@@ -147,7 +145,12 @@ static void teardown(weft_loop *l)
     for (weft_task *t = l->all_head; t; t = t->all_next)
         if (t->state != WEFT__ENDED)
             weft_cancel(t);
-    run_until(l, all_quiet);
+    /* _async operations nobody will wait for any more: cancel them (again on every turn, for those
+     * the cancelled tasks start on their way out) and wait for the kernel to let go of them. */
+    while (!all_quiet(l)) {
+        weft__io_cancel_all(l);
+        turn(l, all_quiet);
+    }
     /* What is left ended without anyone joining it. */
     while (l->all_head) {
         weft_task *t = l->all_head;
@@ -193,7 +196,8 @@ int weft_loop_run(weft_loop *l, weft_fn main, void *arg, intptr_t *result)
         r = -errno;
         goto out;
     }
-    run_until(l, main_ended);
+    while (!main_ended(l))
+        turn(l, main_ended);
     if (result)
         *result = l->main_task->future.result;
     l->main_task->released = true;

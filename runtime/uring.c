@@ -258,6 +258,14 @@ static struct io_uring_sqe *sqe_get(weft_loop *l, uring_backend *b)
     return sqe;
 }
 
+/* The largest transfer one read or write SQE asks for, as read(2) itself caps it. */
+#define WEFT__RW_MAX 0x7ffff000u
+
+static inline unsigned rw_len(uint64_t len)
+{
+    return len > WEFT__RW_MAX ? WEFT__RW_MAX : (unsigned)len;
+}
+
 static int uring_submit(weft_loop *l, weft__op *op)
 {
     uring_backend *b = backend_of(l);
@@ -268,7 +276,73 @@ static int uring_submit(weft_loop *l, weft__op *op)
     case WEFT__OP_NOP:
         io_uring_prep_nop(sqe);
         break;
+    case WEFT__OP_SOCKET:
+        io_uring_prep_socket(sqe, op->fd, op->fd2, (int)op->flags, 0);
+        break;
+    case WEFT__OP_ACCEPT:
+        io_uring_prep_accept(sqe, op->fd, op->addr, op->addr2, (int)op->flags);
+        break;
+    case WEFT__OP_CONNECT:
+        io_uring_prep_connect(sqe, op->fd, op->addr, (socklen_t)op->len);
+        break;
+    case WEFT__OP_RECV:
+        io_uring_prep_recv(sqe, op->fd, op->addr, rw_len(op->len), (int)op->flags);
+        break;
+    case WEFT__OP_SEND:
+        io_uring_prep_send(sqe, op->fd, op->addr, rw_len(op->len), (int)op->flags);
+        break;
+    case WEFT__OP_RECVMSG:
+        io_uring_prep_recvmsg(sqe, op->fd, op->addr, op->flags);
+        break;
+    case WEFT__OP_SENDMSG:
+        io_uring_prep_sendmsg(sqe, op->fd, op->addr, op->flags);
+        break;
+    case WEFT__OP_SHUTDOWN:
+        io_uring_prep_shutdown(sqe, op->fd, (int)op->flags);
+        break;
+    case WEFT__OP_CLOSE:
+        io_uring_prep_close(sqe, op->fd);
+        break;
+    case WEFT__OP_OPENAT:
+        io_uring_prep_openat(sqe, op->fd, op->addr, (int)op->flags, op->mode);
+        break;
+    case WEFT__OP_READ:
+        io_uring_prep_read(sqe, op->fd, op->addr, rw_len(op->len), (uint64_t)op->off);
+        break;
+    case WEFT__OP_WRITE:
+        io_uring_prep_write(sqe, op->fd, op->addr, rw_len(op->len), (uint64_t)op->off);
+        break;
+    case WEFT__OP_READV:
+        io_uring_prep_readv(sqe, op->fd, op->addr, (unsigned)op->len, (uint64_t)op->off);
+        break;
+    case WEFT__OP_WRITEV:
+        io_uring_prep_writev(sqe, op->fd, op->addr, (unsigned)op->len, (uint64_t)op->off);
+        break;
+    case WEFT__OP_FSYNC:
+        io_uring_prep_fsync(sqe, op->fd, op->flags ? IORING_FSYNC_DATASYNC : 0); /* flags: datasync */
+        break;
+    case WEFT__OP_STATX:
+        io_uring_prep_statx(sqe, op->fd, op->addr, (int)op->flags, op->mode, op->addr2);
+        break;
+    case WEFT__OP_UNLINKAT:
+        io_uring_prep_unlinkat(sqe, op->fd, op->addr, (int)op->flags);
+        break;
+    case WEFT__OP_RENAMEAT:
+        io_uring_prep_renameat(sqe, op->fd, op->addr, op->fd2, op->addr2, op->flags);
+        break;
+    case WEFT__OP_MKDIRAT:
+        io_uring_prep_mkdirat(sqe, op->fd, op->addr, op->mode);
+        break;
+    case WEFT__OP_POLL:
+        io_uring_prep_poll_add(sqe, op->fd, op->flags);
+        break;
+    case WEFT__OP_CANCEL_FD:
+        io_uring_prep_cancel_fd(sqe, op->fd, IORING_ASYNC_CANCEL_ALL);
+        break;
     default:
+        /* Unreachable for a weft opcode; give the SQE slot back as a no-op rather than leak it. */
+        io_uring_prep_nop(sqe);
+        io_uring_sqe_set_data(sqe, NULL);
         return -EOPNOTSUPP;
     }
     io_uring_sqe_set_data(sqe, op);
@@ -277,11 +351,14 @@ static int uring_submit(weft_loop *l, weft__op *op)
 
 static void uring_cancel(weft_loop *l, weft__op *op)
 {
+    if (op->cancel_sent)
+        return;
     uring_backend *b = backend_of(l);
     struct io_uring_sqe *sqe = sqe_get(l, b);
     if (!sqe)
         return;
-    /* The cancel's own CQE carries no op: whatever it says, op's CQE follows. */
+    op->cancel_sent = true;
+    /* The cancel's own CQE carries no op: whatever it says, op's own CQE follows. */
     io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);
     io_uring_sqe_set_data(sqe, NULL);
 }

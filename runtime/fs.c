@@ -1,0 +1,101 @@
+/*
+ * Files: every call is one request through the backend (io.c). On io_uring none of them touches a
+ * thread of weft's: the kernel completes them inline or in its own workers.
+ */
+#include "internal.h"
+
+#include <fcntl.h>
+#include <linux/stat.h>
+#include <sys/uio.h>
+
+static intptr_t run_op(weft__op *op)
+{
+    weft_task *t = weft__current();
+    if (!t)
+        return -EPERM;
+    return weft__io_wait(t, op);
+}
+
+int weft_openat(int dfd, const char *path, int flags, mode_t mode)
+{
+    weft__op op = {.opcode = WEFT__OP_OPENAT, .fd = dfd, .addr = (void *)path, .flags = (uint32_t)flags,
+                   .mode = mode};
+    return (int)run_op(&op);
+}
+
+ssize_t weft_read(int fd, void *buf, size_t len, int64_t offset)
+{
+    weft__op op = {.opcode = WEFT__OP_READ, .fd = fd, .addr = buf, .len = len, .off = offset};
+    return run_op(&op);
+}
+
+ssize_t weft_write(int fd, const void *buf, size_t len, int64_t offset)
+{
+    weft__op op = {.opcode = WEFT__OP_WRITE, .fd = fd, .addr = (void *)buf, .len = len, .off = offset};
+    return run_op(&op);
+}
+
+ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt, int64_t offset)
+{
+    if (iovcnt < 0)
+        return -EINVAL;
+    weft__op op = {.opcode = WEFT__OP_READV, .fd = fd, .addr = (void *)iov, .len = (uint64_t)iovcnt, .off = offset};
+    return run_op(&op);
+}
+
+ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt, int64_t offset)
+{
+    if (iovcnt < 0)
+        return -EINVAL;
+    weft__op op = {.opcode = WEFT__OP_WRITEV, .fd = fd, .addr = (void *)iov, .len = (uint64_t)iovcnt,
+                   .off = offset};
+    return run_op(&op);
+}
+
+int weft_fsync(int fd, bool datasync)
+{
+    weft__op op = {.opcode = WEFT__OP_FSYNC, .fd = fd, .flags = datasync};
+    return (int)run_op(&op);
+}
+
+int weft_statx(int dfd, const char *path, int flags, unsigned mask, struct statx *out)
+{
+    if (!path || !out)
+        return -EFAULT;
+    weft__op op = {.opcode = WEFT__OP_STATX, .fd = dfd, .addr = (void *)path, .addr2 = out,
+                   .flags = (uint32_t)flags, .mode = mask};
+    return (int)run_op(&op);
+}
+
+int weft_unlinkat(int dfd, const char *path, int flags)
+{
+    weft__op op = {.opcode = WEFT__OP_UNLINKAT, .fd = dfd, .addr = (void *)path, .flags = (uint32_t)flags};
+    return (int)run_op(&op);
+}
+
+int weft_renameat(int olddfd, const char *oldp, int newdfd, const char *newp, unsigned flags)
+{
+    weft__op op = {.opcode = WEFT__OP_RENAMEAT, .fd = olddfd, .addr = (void *)oldp, .fd2 = newdfd,
+                   .addr2 = (void *)newp, .flags = flags};
+    return (int)run_op(&op);
+}
+
+int weft_mkdirat(int dfd, const char *path, mode_t mode)
+{
+    weft__op op = {.opcode = WEFT__OP_MKDIRAT, .fd = dfd, .addr = (void *)path, .mode = mode};
+    return (int)run_op(&op);
+}
+
+/* ---- many in flight from one task --------------------------------------------------------- */
+
+weft_future *weft_read_async(int fd, void *buf, size_t len, int64_t offset)
+{
+    weft__op op = {.opcode = WEFT__OP_READ, .fd = fd, .addr = buf, .len = len, .off = offset};
+    return weft__io_async(&op);
+}
+
+weft_future *weft_write_async(int fd, const void *buf, size_t len, int64_t offset)
+{
+    weft__op op = {.opcode = WEFT__OP_WRITE, .fd = fd, .addr = (void *)buf, .len = len, .off = offset};
+    return weft__io_async(&op);
+}

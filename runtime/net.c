@@ -1,0 +1,217 @@
+/*
+ * Sockets: every call is one request through the backend (io.c), plus the conveniences built on them.
+ */
+#include "internal.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Runs op for the calling task, or says why it cannot: -EPERM outside a task. */
+static intptr_t run_op(weft__op *op)
+{
+    weft_task *t = weft__current();
+    if (!t)
+        return -EPERM;
+    return weft__io_wait(t, op);
+}
+
+int weft_socket(int domain, int type, int protocol)
+{
+    weft__op op = {.opcode = WEFT__OP_SOCKET, .fd = domain, .fd2 = type, .flags = (uint32_t)protocol};
+    return (int)run_op(&op);
+}
+
+int weft_accept(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+    weft__op op = {.opcode = WEFT__OP_ACCEPT, .fd = fd, .addr = addr, .addr2 = len, .flags = (uint32_t)flags};
+    return (int)run_op(&op);
+}
+
+int weft_connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    weft__op op = {.opcode = WEFT__OP_CONNECT, .fd = fd, .addr = (void *)addr, .len = len};
+    return (int)run_op(&op);
+}
+
+ssize_t weft_recv(int fd, void *buf, size_t len, int flags)
+{
+    weft__op op = {.opcode = WEFT__OP_RECV, .fd = fd, .addr = buf, .len = len, .flags = (uint32_t)flags};
+    return run_op(&op);
+}
+
+ssize_t weft_send(int fd, const void *buf, size_t len, int flags)
+{
+    weft__op op = {.opcode = WEFT__OP_SEND, .fd = fd, .addr = (void *)buf, .len = len,
+                   .flags = (uint32_t)(flags | MSG_NOSIGNAL)};
+    return run_op(&op);
+}
+
+ssize_t weft_recvmsg(int fd, struct msghdr *msg, int flags)
+{
+    weft__op op = {.opcode = WEFT__OP_RECVMSG, .fd = fd, .addr = msg, .flags = (uint32_t)flags};
+    return run_op(&op);
+}
+
+ssize_t weft_sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+    weft__op op = {.opcode = WEFT__OP_SENDMSG, .fd = fd, .addr = (void *)msg,
+                   .flags = (uint32_t)(flags | MSG_NOSIGNAL)};
+    return run_op(&op);
+}
+
+int weft_shutdown(int fd, int how)
+{
+    weft__op op = {.opcode = WEFT__OP_SHUTDOWN, .fd = fd, .flags = (uint32_t)how};
+    return (int)run_op(&op);
+}
+
+int weft_close(int fd)
+{
+    weft_task *t = weft__current();
+    if (!t)
+        return -EPERM;
+    if (fd < 0)
+        return -EBADF;
+    /*
+     * Operations in flight hold their own reference to the file, so closing the fd alone would leave
+     * a pending recv waiting forever: cancel them first (they return -EBADF). Closing is not
+     * interruptible: cleanup code in a cancelled task must still be able to release its fds.
+     */
+    weft__op cancel = {.opcode = WEFT__OP_CANCEL_FD, .fd = fd};
+    weft__op close_op = {.opcode = WEFT__OP_CLOSE, .fd = fd};
+    weft__io_wait_uninterruptible(t, &cancel);
+    return (int)weft__io_wait_uninterruptible(t, &close_op);
+}
+
+int weft_poll(int fd, short events)
+{
+    weft__op op = {.opcode = WEFT__OP_POLL, .fd = fd, .flags = (uint16_t)events};
+    return (int)run_op(&op);
+}
+
+weft_future *weft_recv_async(int fd, void *buf, size_t len, int flags)
+{
+    weft__op op = {.opcode = WEFT__OP_RECV, .fd = fd, .addr = buf, .len = len, .flags = (uint32_t)flags};
+    return weft__io_async(&op);
+}
+
+weft_future *weft_send_async(int fd, const void *buf, size_t len, int flags)
+{
+    weft__op op = {.opcode = WEFT__OP_SEND, .fd = fd, .addr = (void *)buf, .len = len,
+                   .flags = (uint32_t)(flags | MSG_NOSIGNAL)};
+    return weft__io_async(&op);
+}
+
+ssize_t weft_send_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = weft_send(fd, p + done, len - done, 0);
+        if (n < 0)
+            return done ? (ssize_t)done : n; /* what went out is reported; the next call sees the error */
+        done += (size_t)n;
+    }
+    return (ssize_t)done;
+}
+
+ssize_t weft_recv_exact(int fd, void *buf, size_t len)
+{
+    char *p = buf;
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = weft_recv(fd, p + done, len - done, 0);
+        if (n == 0)
+            break;
+        if (n < 0)
+            return done ? (ssize_t)done : n; /* the bytes received are in buf: never dropped */
+        done += (size_t)n;
+    }
+    return (ssize_t)done;
+}
+
+/* Parses a numeric IPv4 or IPv6 address (NULL or "" or "*": every IPv4 address). */
+static int sockaddr_numeric(const char *host, uint16_t port, struct sockaddr_storage *ss, socklen_t *len)
+{
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    if (!host || !*host || strcmp(host, "*") == 0) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons(port);
+        in4->sin_addr.s_addr = htonl(INADDR_ANY);
+        *len = sizeof *in4;
+        return 0;
+    }
+    if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons(port);
+        *len = sizeof *in4;
+        return 0;
+    }
+    char buf[INET6_ADDRSTRLEN + 2];
+    size_t n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < sizeof buf) {
+        memcpy(buf, host + 1, n - 2);
+        buf[n - 2] = '\0';
+        host = buf;
+    }
+    if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(port);
+        *len = sizeof *in6;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+int weft_tcp_listen(const char *host, uint16_t port, int backlog, int flags)
+{
+    if (flags & ~WEFT_REUSEPORT)
+        return -EINVAL;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int r = sockaddr_numeric(host, port, &ss, &len);
+    if (r < 0)
+        return r;
+    /* Binding and listening never block: plain system calls, usable before any loop runs. */
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        ((flags & WEFT_REUSEPORT) && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) ||
+        bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, backlog > 0 ? backlog : SOMAXCONN) < 0) {
+        r = -errno;
+        close(fd);
+        return r;
+    }
+    return fd;
+}
+
+int weft_tcp_connect(const char *host, uint16_t port)
+{
+    weft_task *t = weft__current();
+    if (!t)
+        return -EPERM;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int r = sockaddr_numeric(host, port, &ss, &len);
+    if (r < 0)
+        return r;
+    int fd = weft_socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return fd;
+    r = weft_connect(fd, (struct sockaddr *)&ss, len);
+    if (r < 0) {
+        weft_close(fd);
+        return r;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
