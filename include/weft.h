@@ -45,6 +45,7 @@ extern "C" {
 typedef struct weft_loop weft_loop;
 typedef struct weft_task weft_task;
 typedef struct weft_future weft_future;
+typedef struct weft_executor weft_executor;
 
 /* The body of a task: receives the spawn argument, returns the task's result (>= 0 value, < 0 -errno). */
 typedef intptr_t (*weft_fn)(void *arg);
@@ -56,14 +57,15 @@ typedef intptr_t (*weft_fn)(void *arg);
 /*
  * Loop configuration. Zero-initialised means all defaults. Environment variables override fields:
  * WEFT_BACKEND, WEFT_RING_ENTRIES, WEFT_STACK_SIZE (bytes, or with a k/m suffix), WEFT_EXECUTOR_THREADS,
- * WEFT_SLOW_MS.
+ * WEFT_EXECUTOR_QUEUE, WEFT_SLOW_MS.
  */
 typedef struct weft_config {
     const char *backend;          /* "io_uring", or NULL for io_uring. "epoll" is not built yet. */
     unsigned    ring_entries;     /* submission queue entries; 0 = 256. The CQ gets four times as many. */
     size_t      stack_size;       /* usable bytes per task stack; 0 = 256 KiB. Rounded up to pages. */
-    unsigned    executor_threads; /* 0 = number of CPUs (the executor is not built yet). */
+    unsigned    executor_threads; /* threads of the default executor; 0 = number of CPUs */
     uint64_t    slow_task_ns;     /* reserved for the blocking-the-loop detector (not built yet). */
+    size_t      executor_queue;   /* jobs the default executor queues before offloaders wait; 0 = 256 per thread */
 } weft_config;
 
 /*
@@ -337,8 +339,10 @@ WEFT_API weft_future *weft_send_async(int fd, const void *buf, size_t len, int f
  */
 WEFT_API int weft_tcp_listen(const char *host, uint16_t port, int backlog, int flags);
 /*
- * A TCP connection (TCP_NODELAY, close-on-exec) to a numeric IPv4 or IPv6 address and port; host
- * names are not resolved yet (-EINVAL). Suspends. Returns the fd or -errno (-ECONNREFUSED...).
+ * A TCP connection (TCP_NODELAY, close-on-exec) to host and port. A numeric IPv4 or IPv6 address is
+ * used as it is; a name is resolved with getaddrinfo on the default executor (it blocks, so never on
+ * the loop) and each address is tried in turn. Suspends. Returns the fd or -errno: -ENOENT (no such
+ * name), -EAGAIN (resolver temporarily failing), -ECONNREFUSED, ...
  */
 WEFT_API int weft_tcp_connect(const char *host, uint16_t port);
 /*
@@ -358,6 +362,50 @@ WEFT_API ssize_t weft_recv_exact(int fd, void *buf, size_t len);
 WEFT_API int weft_nop(void);
 
 /* ------------------------------------------------------------------------------------------------
+ * Executor (CPU work and blocking code)
+ *
+ * Synchronous work inside a task blocks the whole loop: hand it to an executor, a pool of threads.
+ * The task parks; the loop runs others; the job's result wakes the task through the loop (one wakeup
+ * for many jobs finishing together). The default executor is made on first use, sized by
+ * weft_config.executor_threads, shared by the loops of the process and shut down with the last of
+ * them. An executor's queue is bounded: offloading onto a full queue waits for room, never drops.
+ *
+ * Cancelling an offload removes it if it has not started. If it has, the caller stays parked until fn
+ * returns (fn may be using the caller's memory), and then gets -ECANCELED (-ETIMEDOUT for a deadline).
+ * fn runs on another thread: it must not call weft's suspending functions (they return -EPERM there).
+ * ------------------------------------------------------------------------------------------------ */
+
+/* asyncio.to_thread(): runs fn(arg) on the default executor; suspends; returns fn's result, or
+ * -ECANCELED, -ETIMEDOUT, -EPERM (outside a task), -EINVAL (fn NULL), -ENOMEM. */
+WEFT_API intptr_t weft_offload(weft_fn fn, void *arg);
+
+/*
+ * loop.run_in_executor(): queues fn(arg) on the default executor and returns a future for its result
+ * at once (NULL with errno EPERM outside a loop, EINVAL, ENOMEM). If the queue is full the future
+ * completes with -EAGAIN. The future belongs to the caller: weft_future_free it. Freeing or cancelling
+ * it removes a job not yet started (the future completes with -ECANCELED); a job already running
+ * runs to its end and the future gets fn's result.
+ */
+WEFT_API weft_future *weft_offload_async(weft_fn fn, void *arg);
+
+/* A new executor with threads threads (0: number of CPUs) and a queue of 256 jobs per thread.
+ * NULL with errno ENOMEM or pthread_create's error. */
+WEFT_API weft_executor *weft_executor_new(unsigned threads);
+
+/* The same with a queue of queue_limit jobs (0: 256 per thread). */
+WEFT_API weft_executor *weft_executor_new_bounded(unsigned threads, size_t queue_limit);
+
+/* weft_offload on ex. -EINVAL if ex or fn is NULL. */
+WEFT_API intptr_t weft_offload_on(weft_executor *ex, weft_fn fn, void *arg);
+
+/*
+ * Shuts ex down: jobs not started complete with -ECANCELED, tasks waiting for room get -ECANCELED,
+ * running jobs finish, and every thread is joined before it returns. Call it when no task will
+ * offload onto ex any more. NULL is ignored.
+ */
+WEFT_API void weft_executor_free(weft_executor *ex);
+
+/* ------------------------------------------------------------------------------------------------
  * Diagnostics
  * ------------------------------------------------------------------------------------------------ */
 
@@ -375,7 +423,8 @@ typedef struct weft_stats {
     uint64_t syscalls;       /* io_uring_enter calls (and, on epoll, epoll_wait/ctl calls) */
     uint64_t sq_full;        /* times the SQ was full and had to be flushed before more work fit */
     uint64_t cq_overflows;   /* times the kernel reported CQ overflow (no CQE is lost: NODROP) */
-    uint64_t remote_wakeups; /* futures resolved from other threads */
+    uint64_t remote_wakeups; /* futures resolved from other threads (executor jobs included) */
+    uint64_t executor_jobs;  /* jobs offloaded to an executor */
     uint64_t stacks_mapped;  /* task stacks ever mapped */
 } weft_stats;
 

@@ -94,6 +94,8 @@ static void future_release(weft_future *f)
         weft__task_free(t->loop, t);
     } else if (f->kind == WEFT__FUTURE_IO) {
         weft__io_future_release(f);
+    } else if (f->kind == WEFT__FUTURE_EXEC) {
+        weft__exec_future_release(f);
     } else {
         free(f);
     }
@@ -158,6 +160,8 @@ int weft_future_cancel(weft_future *f)
 {
     if (f && f->kind == WEFT__FUTURE_IO)
         return weft__io_future_cancel(f);
+    if (f && f->kind == WEFT__FUTURE_EXEC)
+        return weft__exec_future_cancel(f);
     return weft_future_resolve(f, -ECANCELED);
 }
 
@@ -165,6 +169,11 @@ int weft_future_resolve_from_thread(weft_future *f, intptr_t result)
 {
     if (!f || f->kind != WEFT__FUTURE_USER)
         return -EINVAL;
+    return weft__future_post(f, result);
+}
+
+int weft__future_post(weft_future *f, intptr_t result)
+{
     weft_loop *l = atomic_load_explicit(&f->loop, memory_order_acquire);
     if (!l)
         return -EINVAL;
@@ -199,6 +208,8 @@ void weft__remote_drain(weft_loop *l)
         weft_future *next = fifo->remote_next;
         fifo->remote_next = NULL;
         l->stats.remote_wakeups++;
+        if (fifo->kind == WEFT__FUTURE_EXEC)
+            weft__exec_drained(l, fifo);
         weft__future_complete(l, fifo, fifo->result);
         if (fifo->freed && fifo->pending_cbs == 0)
             future_release(fifo);
@@ -281,6 +292,10 @@ void weft_future_free(weft_future *f)
     }
     if (f->kind == WEFT__FUTURE_IO) {
         weft__io_future_free(f);
+        return;
+    }
+    if (f->kind == WEFT__FUTURE_EXEC) {
+        weft__exec_future_free(f);
         return;
     }
     int state = atomic_load_explicit(&f->state, memory_order_acquire);

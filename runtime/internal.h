@@ -200,7 +200,7 @@ size_t weft__timer_run(weft__timer_heap *h, uint64_t now);
 /* ---- future.c -------------------------------------------------------------------------------- */
 
 enum weft__future_state { WEFT__PENDING = 0, WEFT__CLAIMED = 1, WEFT__DONE = 2 };
-enum weft__future_kind { WEFT__FUTURE_USER, WEFT__FUTURE_TASK, WEFT__FUTURE_IO };
+enum weft__future_kind { WEFT__FUTURE_USER, WEFT__FUTURE_TASK, WEFT__FUTURE_IO, WEFT__FUTURE_EXEC };
 
 /*
  * Something waiting for a future: a parked task (slot is what wait_any reports) or a callback.
@@ -232,6 +232,11 @@ void weft__future_init(weft_future *f, enum weft__future_kind kind);
 void weft__future_complete(weft_loop *l, weft_future *f, intptr_t result);
 void weft__waiter_unlink(weft__waiter *w);
 void weft__waiter_link(weft_future *f, weft__waiter *w);
+/*
+ * Resolves f from any thread through its loop's remote list, waking the loop if it may be asleep.
+ * Exactly one resolver wins: -EALREADY for the others, -EINVAL if f has no loop.
+ */
+int weft__future_post(weft_future *f, intptr_t result);
 /* Runs one queued callback on the loop (called by sched.c with no task current). */
 void weft__callback_run(weft__waiter *w);
 
@@ -319,6 +324,9 @@ struct weft_loop {
     _Atomic int sleeping;                 /* 1 while the loop may block in the kernel */
     weft_future *_Atomic remote_head;     /* futures resolved by other threads, newest first */
     struct weft__async_op *async_head;    /* _async operations in flight, for teardown */
+    struct weft__job *jobs_head;          /* weft_offload_async jobs not yet completed, for teardown */
+    size_t jobs_inflight;                 /* offloaded jobs of this loop not yet completed */
+    bool uses_default_executor;
     const weft__backend_ops *backend;
     void *backend_data;
     size_t inflight;                      /* operations submitted and not yet completed */
@@ -444,6 +452,19 @@ void weft__io_cancel_all(weft_loop *l);
 int weft__io_future_cancel(weft_future *f);
 void weft__io_future_free(weft_future *f);
 void weft__io_future_release(weft_future *f);
+
+/* ---- executor.c ------------------------------------------------------------------------------- */
+
+/* The same for futures of weft_offload_async. */
+int weft__exec_future_cancel(weft_future *f);
+void weft__exec_future_free(weft_future *f);
+void weft__exec_future_release(weft_future *f);
+/* A job's result came through the remote list (called by weft__remote_drain before completing it). */
+void weft__exec_drained(weft_loop *l, weft_future *f);
+/* Cancels the loop's queued weft_offload_async jobs (teardown); running ones are waited for. */
+void weft__exec_cancel_all(weft_loop *l);
+/* Drops the loop's reference to the default executor, shutting it down with the last one. */
+void weft__exec_default_release(weft_loop *l);
 
 /* Size of the loop's env-overridable config after defaults are applied. */
 int weft__config_resolve(weft_config *out, const weft_config *in);

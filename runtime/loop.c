@@ -56,6 +56,7 @@ int weft__config_resolve(weft_config *out, const weft_config *in)
     if (out->stack_size < WEFT__MIN_STACK_SIZE)
         out->stack_size = WEFT__MIN_STACK_SIZE;
     out->executor_threads = (unsigned)env_u64("WEFT_EXECUTOR_THREADS", out->executor_threads, false);
+    out->executor_queue = env_u64("WEFT_EXECUTOR_QUEUE", out->executor_queue, false);
     uint64_t slow_ms = env_u64("WEFT_SLOW_MS", 0, false);
     if (slow_ms)
         out->slow_task_ns = slow_ms * 1000000u;
@@ -101,6 +102,7 @@ void weft_loop_free(weft_loop *l)
         weft__log("weft_loop_free: the loop is running; not freed\n");
         return;
     }
+    weft__exec_default_release(l);
     l->backend->fini(l);
     close(l->wake_fd);
     weft__stack_pool_fini(&l->stacks);
@@ -135,7 +137,7 @@ static bool main_ended(weft_loop *l)
 
 static bool all_quiet(weft_loop *l)
 {
-    return l->stats.tasks_live == 0 && !l->cb_head && l->inflight == 0 &&
+    return l->stats.tasks_live == 0 && !l->cb_head && l->inflight == 0 && l->jobs_inflight == 0 &&
            !atomic_load_explicit(&l->remote_head, memory_order_relaxed);
 }
 
@@ -149,6 +151,7 @@ static void teardown(weft_loop *l)
      * the cancelled tasks start on their way out) and wait for the kernel to let go of them. */
     while (!all_quiet(l)) {
         weft__io_cancel_all(l);
+        weft__exec_cancel_all(l);
         turn(l, all_quiet);
     }
     /* What is left ended without anyone joining it. */

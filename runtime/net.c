@@ -4,6 +4,8 @@
 #include "internal.h"
 
 #include <arpa/inet.h>
+#include <netdb.h>
+#include <stdio.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
@@ -193,6 +195,51 @@ int weft_tcp_listen(const char *host, uint16_t port, int backlog, int flags)
     return fd;
 }
 
+/* getaddrinfo for the executor: the classic blocking call that must never run on the loop. */
+typedef struct lookup {
+    const char *host;
+    char service[8];
+    struct addrinfo *result;
+} lookup;
+
+static intptr_t lookup_run(void *arg)
+{
+    lookup *q = arg;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG};
+    int r = getaddrinfo(q->host, q->service, &hints, &q->result);
+    switch (r) {
+    case 0:
+        return 0;
+    case EAI_SYSTEM:
+        return errno ? -errno : -EIO;
+    case EAI_MEMORY:
+        return -ENOMEM;
+    case EAI_AGAIN:
+        return -EAGAIN;
+    case EAI_NONAME:
+    case EAI_NODATA:
+    case EAI_ADDRFAMILY:
+        return -ENOENT;
+    default:
+        return -EINVAL;
+    }
+}
+
+static int connect_addr(const struct sockaddr *addr, socklen_t len)
+{
+    int fd = weft_socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return fd;
+    int r = weft_connect(fd, addr, len);
+    if (r < 0) {
+        weft_close(fd);
+        return r;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
 int weft_tcp_connect(const char *host, uint16_t port)
 {
     weft_task *t = weft__current();
@@ -200,18 +247,20 @@ int weft_tcp_connect(const char *host, uint16_t port)
         return -EPERM;
     struct sockaddr_storage ss;
     socklen_t len;
-    int r = sockaddr_numeric(host, port, &ss, &len);
+    if (sockaddr_numeric(host, port, &ss, &len) == 0)
+        return connect_addr((struct sockaddr *)&ss, len);
+    lookup q = {.host = host};
+    snprintf(q.service, sizeof q.service, "%u", port);
+    intptr_t r = weft_offload(lookup_run, &q);
     if (r < 0)
-        return r;
-    int fd = weft_socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return fd;
-    r = weft_connect(fd, (struct sockaddr *)&ss, len);
-    if (r < 0) {
-        weft_close(fd);
-        return r;
+        return (int)r;
+    /* Every address in the order the resolver ranks them; the last failure is the answer. */
+    int fd = -ENOENT;
+    for (struct addrinfo *ai = q.result; ai; ai = ai->ai_next) {
+        fd = connect_addr(ai->ai_addr, ai->ai_addrlen);
+        if (fd >= 0 || fd == -ECANCELED || fd == -ETIMEDOUT)
+            break;
     }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    freeaddrinfo(q.result);
     return fd;
 }
