@@ -60,7 +60,7 @@ typedef intptr_t (*weft_fn)(void *arg);
  * WEFT_EXECUTOR_QUEUE, WEFT_SLOW_MS.
  */
 typedef struct weft_config {
-    const char *backend;          /* "io_uring", or NULL for io_uring. "epoll" is not built yet. */
+    const char *backend;          /* "io_uring", "epoll", or NULL: io_uring, else epoll with the reason logged */
     unsigned    ring_entries;     /* submission queue entries; 0 = 256. The CQ gets four times as many. */
     size_t      stack_size;       /* usable bytes per task stack; 0 = 256 KiB. Rounded up to pages. */
     unsigned    executor_threads; /* threads of the default executor; 0 = number of CPUs */
@@ -79,9 +79,13 @@ WEFT_API int weft_run(weft_fn main, void *arg, intptr_t *result);
 
 /*
  * Creates a loop. cfg may be NULL for defaults. Returns NULL with errno set: ENOMEM, EINVAL for a bad
- * configuration (an unknown backend name), or the errno io_uring setup failed with (EPERM when io_uring
- * is refused by seccomp or kernel.io_uring_disabled, ENOMEM when locked memory is short).
- * The loop runs on the thread that first calls weft_loop_run on it.
+ * configuration (an unknown backend name), or the error io_uring set-up failed with when "io_uring"
+ * was asked for by name (EPERM when refused by seccomp or kernel.io_uring_disabled, ENOMEM when locked
+ * memory is short, ENOSYS on a kernel without it).
+ *
+ * With no backend named, a refused io_uring makes the loop use epoll, and one line on stderr says why
+ * and what to change ("io_uring refused (EPERM): seccomp ...; using epoll"); weft_loop_fallback_reason
+ * returns the same text. The loop runs on the thread that first calls weft_loop_run on it.
  */
 WEFT_API weft_loop *weft_loop_new(const weft_config *cfg);
 
@@ -95,8 +99,11 @@ WEFT_API int weft_loop_run(weft_loop *l, weft_fn main, void *arg, intptr_t *resu
 /* Frees a loop that is not running: its ring, stacks and pooled memory. NULL is ignored. */
 WEFT_API void weft_loop_free(weft_loop *l);
 
-/* The backend l runs on: "io_uring". */
+/* The backend l runs on: "io_uring" or "epoll". NULL for NULL. */
 WEFT_API const char *weft_loop_backend(const weft_loop *l);
+
+/* Why l fell back from io_uring to epoll, or NULL if it did not. */
+WEFT_API const char *weft_loop_fallback_reason(const weft_loop *l);
 
 /* ------------------------------------------------------------------------------------------------
  * Tasks (fibers)
@@ -420,12 +427,17 @@ typedef struct weft_stats {
     uint64_t switches;       /* context switches into a task or back to the loop */
     uint64_t submissions;    /* SQEs handed to the kernel */
     uint64_t completions;    /* CQEs reaped */
-    uint64_t syscalls;       /* io_uring_enter calls (and, on epoll, epoll_wait/ctl calls) */
+    uint64_t syscalls;       /* system calls made by the loop's thread for I/O: io_uring_enter on
+                                io_uring; epoll_wait, epoll_ctl and every non-blocking attempt on
+                                epoll (calls run on executor threads are not counted) */
     uint64_t sq_full;        /* times the SQ was full and had to be flushed before more work fit */
     uint64_t cq_overflows;   /* times the kernel reported CQ overflow (no CQE is lost: NODROP) */
     uint64_t remote_wakeups; /* futures resolved from other threads (executor jobs included) */
-    uint64_t executor_jobs;  /* jobs offloaded to an executor */
+    uint64_t executor_jobs;  /* jobs offloaded to an executor (offloaded_ops included) */
+    uint64_t offloaded_ops;  /* I/O calls run as blocking calls on the executor: files on epoll, and
+                                opcodes the running kernel's io_uring lacks */
     uint64_t stacks_mapped;  /* task stacks ever mapped */
+    uint64_t backend_fallbacks; /* 1 if io_uring was refused and the loop runs on epoll */
 } weft_stats;
 
 /* Copies the counters of the loop running on this thread. 0, -EINVAL (out NULL), -EPERM (no loop). */

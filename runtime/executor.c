@@ -35,6 +35,8 @@ typedef struct weft__job {
     int cancel_reason;               /* set by the loop for a running job it cancelled */
     bool is_async;
     bool posted;                     /* the worker's result reached the loop */
+    void (*landed)(void *arg, intptr_t result); /* callback job: runs on the loop instead of a future */
+    void *landed_arg;
 } weft__job;
 
 /* A task waiting for room in a full queue. */
@@ -349,48 +351,6 @@ static void async_unlink(weft_loop *l, weft__job *j)
     j->loop_next = j->loop_prev = NULL;
 }
 
-/* The loop has the job's result (drained from the remote list, or cancelled while queued). */
-static void job_landed(weft_loop *l, weft__job *j)
-{
-    j->posted = true;
-    l->jobs_inflight--;
-    if (j->is_async)
-        async_unlink(l, j);
-}
-
-void weft__exec_drained(weft_loop *l, weft_future *f)
-{
-    job_landed(l, WEFT__CONTAINER(f, weft__job, future));
-}
-
-static void offload_interrupt(weft_task *t, int reason)
-{
-    weft__job *j = t->park_obj;
-    if (job_dequeue(j)) {
-        job_landed(t->loop, j);
-        weft__future_complete(t->loop, &j->future, reason);
-    } else {
-        /* Running: fn may be using the caller's memory, so the caller waits for it to return. */
-        j->cancel_reason = reason;
-    }
-}
-
-static intptr_t offload_wait(weft_executor *ex, weft_task *t, weft_fn fn, void *arg)
-{
-    weft__job j;
-    job_init(&j, ex, fn, arg, t->loop, false);
-    int r = job_submit(ex, &j, t);
-    if (r < 0)
-        return r;
-    t->loop->jobs_inflight++;
-    t->loop->stats.executor_jobs++;
-    weft__waiter w = {.task = t};
-    weft__waiter_link(&j.future, &w);
-    weft__park(t, offload_interrupt, &j, UINT64_MAX, 0);
-    /* Woken only by the future: fn's result, or the reason it was dequeued before starting. */
-    return j.cancel_reason ? j.cancel_reason : w.result;
-}
-
 static weft_executor *default_get(weft_loop *l)
 {
     if (l->uses_default_executor)
@@ -420,6 +380,88 @@ void weft__exec_default_release(weft_loop *l)
     }
     pthread_mutex_unlock(&default_lock);
     weft_executor_free(gone);
+}
+
+/* The loop has the job's result (drained from the remote list, or cancelled while queued). */
+static void job_landed(weft_loop *l, weft__job *j)
+{
+    j->posted = true;
+    l->jobs_inflight--;
+    if (j->is_async)
+        async_unlink(l, j);
+}
+
+bool weft__exec_drained(weft_loop *l, weft_future *f)
+{
+    weft__job *j = WEFT__CONTAINER(f, weft__job, future);
+    job_landed(l, j);
+    if (!j->landed)
+        return false;
+    j->landed(j->landed_arg, f->result);
+    free(j);
+    return true;
+}
+
+void *weft__exec_submit_cb(weft_loop *l, weft_task *waiter, weft_fn fn, void *arg, void (*landed)(void *, intptr_t),
+                           void *landed_arg)
+{
+    weft_executor *ex = default_get(l);
+    weft__job *j = ex ? malloc(sizeof *j) : NULL;
+    if (!j) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    job_init(j, ex, fn, arg, l, false);
+    j->landed = landed;
+    j->landed_arg = landed_arg;
+    int r = job_submit(ex, j, waiter);
+    if (r < 0) {
+        free(j);
+        errno = -r;
+        return NULL;
+    }
+    l->jobs_inflight++;
+    l->stats.executor_jobs++;
+    return j;
+}
+
+void weft__exec_cancel_cb(void *handle)
+{
+    weft__job *j = handle;
+    weft_loop *l = atomic_load_explicit(&j->future.loop, memory_order_relaxed);
+    if (job_dequeue(j)) {
+        job_landed(l, j);
+        j->landed(j->landed_arg, -ECANCELED);
+        free(j);
+    }
+}
+
+static void offload_interrupt(weft_task *t, int reason)
+{
+    weft__job *j = t->park_obj;
+    if (job_dequeue(j)) {
+        job_landed(t->loop, j);
+        weft__future_complete(t->loop, &j->future, reason);
+    } else {
+        /* Running: fn may be using the caller's memory, so the caller waits for it to return. */
+        j->cancel_reason = reason;
+    }
+}
+
+static intptr_t offload_wait(weft_executor *ex, weft_task *t, weft_fn fn, void *arg)
+{
+    weft__job j;
+    job_init(&j, ex, fn, arg, t->loop, false);
+    int r = job_submit(ex, &j, t);
+    if (r < 0)
+        return r;
+    t->loop->jobs_inflight++;
+    t->loop->stats.executor_jobs++;
+    weft__waiter w = {.task = t};
+    weft__waiter_link(&j.future, &w);
+    weft__park(t, offload_interrupt, &j, UINT64_MAX, 0);
+    /* Woken only by the future: fn's result, or the reason it was dequeued before starting. */
+    return j.cancel_reason ? j.cancel_reason : w.result;
 }
 
 intptr_t weft_offload_on(weft_executor *ex, weft_fn fn, void *arg)

@@ -208,8 +208,10 @@ void weft__remote_drain(weft_loop *l)
         weft_future *next = fifo->remote_next;
         fifo->remote_next = NULL;
         l->stats.remote_wakeups++;
-        if (fifo->kind == WEFT__FUTURE_EXEC)
-            weft__exec_drained(l, fifo);
+        if (fifo->kind == WEFT__FUTURE_EXEC && weft__exec_drained(l, fifo)) {
+            fifo = next;
+            continue;
+        }
         weft__future_complete(l, fifo, fifo->result);
         if (fifo->freed && fifo->pending_cbs == 0)
             future_release(fifo);

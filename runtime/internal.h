@@ -296,13 +296,15 @@ typedef struct weft__backend_ops {
     int (*poll)(weft_loop *l, uint64_t timeout_ns);
     /* Whether poll(l, 0) would find or submit anything: lets a busy loop skip the system call. */
     bool (*has_work)(weft_loop *l);
-    /* Starts op; its complete() runs later, on the loop, exactly once. 0 or a negative errno. */
+    /* Starts op; its complete() runs on the loop exactly once, possibly before submit returns.
+     * 0, or a negative errno if the op could not be started (then complete() never runs). */
     int (*submit)(weft_loop *l, struct weft__op *op);
     /* Asks for op to end early; complete() still runs, with -ECANCELED or the real result. */
     void (*cancel)(weft_loop *l, struct weft__op *op);
 } weft__backend_ops;
 
 extern const weft__backend_ops weft__uring_ops;
+extern const weft__backend_ops weft__epoll_ops;
 
 struct weft_loop {
     weft_task *current;                   /* running task, NULL in the loop's own context */
@@ -332,6 +334,7 @@ struct weft_loop {
     size_t inflight;                      /* operations submitted and not yet completed */
     weft_config cfg;
     weft_stats stats;
+    char fallback_reason[160];            /* why io_uring was not used, "" if it is */
 };
 
 /* The loop running on this thread, NULL if none. */
@@ -432,6 +435,10 @@ typedef struct weft__op {
     int reason;         /* why it was cancelled: -ECANCELED, -ETIMEDOUT; 0 if not */
     uint8_t opcode;
     bool cancel_sent;
+    bool completed;     /* complete() has run (a backend may complete an op inside submit) */
+    uint8_t wait_kind;  /* the backend's: what the pending op waits in */
+    void *backend_priv; /* the backend's own state for the op while it is pending */
+    struct weft__op *wait_next, *wait_prev; /* the backend's wait queues */
     int fd, fd2;
     void *addr, *addr2;
     uint64_t len;
@@ -444,6 +451,12 @@ typedef struct weft__op {
 intptr_t weft__io_wait(weft_task *t, weft__op *op);
 /* The same, ignoring cancellation and deadlines: for operations that must happen (close). */
 intptr_t weft__io_wait_uninterruptible(weft_task *t, weft__op *op);
+/* Carries op out with the blocking system call, on the calling thread; returns its result. */
+int32_t weft__op_run_blocking(weft__op *op);
+/* Runs op with the blocking system call on the default executor; complete() runs on the loop. */
+int weft__op_offload(weft_loop *l, weft__op *op);
+/* Cancels an op started with weft__op_offload: dequeued if not started, else it runs to its end. */
+void weft__op_offload_cancel(weft__op *op);
 /* Submits op as an _async operation and returns the future its completion resolves (io.c). */
 weft_future *weft__io_async(weft__op *op);
 /* Cancels every _async operation still in flight (loop teardown). */
@@ -459,8 +472,17 @@ void weft__io_future_release(weft_future *f);
 int weft__exec_future_cancel(weft_future *f);
 void weft__exec_future_free(weft_future *f);
 void weft__exec_future_release(weft_future *f);
-/* A job's result came through the remote list (called by weft__remote_drain before completing it). */
-void weft__exec_drained(weft_loop *l, weft_future *f);
+/* A job's result came through the remote list (weft__remote_drain). true if it was a callback job,
+ * whose callback ran and whose memory is gone: the future must not be completed. */
+bool weft__exec_drained(weft_loop *l, weft_future *f);
+/* Runs fn(arg) on the default executor; landed(landed_arg, result) runs on the loop afterwards
+ * (result -ECANCELED if cancelled before it started). waiter, if not NULL, is the running task, which
+ * waits for room in a full queue; without one a full queue fails with EAGAIN. Returns a handle, or
+ * NULL with errno set. */
+void *weft__exec_submit_cb(weft_loop *l, weft_task *waiter, weft_fn fn, void *arg, void (*landed)(void *, intptr_t),
+                           void *landed_arg);
+/* Dequeues a callback job not yet started (landed runs with -ECANCELED); a running one runs on. */
+void weft__exec_cancel_cb(void *handle);
 /* Cancels the loop's queued weft_offload_async jobs (teardown); running ones are waited for. */
 void weft__exec_cancel_all(weft_loop *l);
 /* Drops the loop's reference to the default executor, shutting it down with the last one. */

@@ -12,7 +12,13 @@
  */
 #include "internal.h"
 
+#include <poll.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 typedef struct weft__async_op {
     weft_future future;
@@ -36,6 +42,7 @@ static void op_complete_wake(weft__op *op, int32_t res, uint32_t flags)
 {
     (void)flags;
     op->res = res;
+    op->completed = true;
     op->task->loop->inflight--;
     if (op->task->state == WEFT__PARKED)
         weft__wake(op->task, 0);
@@ -67,11 +74,17 @@ static intptr_t io_wait(weft_task *t, weft__op *op, weft__interrupt_fn interrupt
     op->task = t;
     op->reason = 0;
     op->cancel_sent = false;
-    int r = l->backend->submit(l, op);
-    if (r < 0)
-        return r;
+    op->completed = false;
+    op->wait_kind = 0;
+    op->backend_priv = NULL;
     l->inflight++;
-    weft__park(t, interrupt, op, UINT64_MAX, 0);
+    int r = l->backend->submit(l, op);
+    if (r < 0) {
+        l->inflight--;
+        return r;
+    }
+    if (!op->completed)
+        weft__park(t, interrupt, op, UINT64_MAX, 0);
     return op_result(op);
 }
 
@@ -131,21 +144,22 @@ weft_future *weft__io_async(weft__op *template)
     a->op.task = NULL;
     a->op.reason = 0;
     a->op.cancel_sent = false;
+    a->op.completed = false;
+    a->op.wait_kind = 0;
+    a->op.backend_priv = NULL;
     a->loop = l;
     a->kernel_done = false;
-    int r = l->backend->submit(l, &a->op);
-    if (r < 0) {
-        /* The error travels through the future, like every other result of the operation. */
-        a->kernel_done = true;
-        weft__future_complete(l, &a->future, r);
-        return &a->future;
-    }
-    l->inflight++;
     a->prev = NULL;
     a->next = l->async_head;
     if (l->async_head)
         l->async_head->prev = a;
     l->async_head = a;
+    l->inflight++;
+    int r = l->backend->submit(l, &a->op);
+    if (r < 0) {
+        /* The error travels through the future, like every other result of the operation. */
+        async_complete(&a->op, r, 0);
+    }
     return &a->future;
 }
 
@@ -186,6 +200,116 @@ void weft__io_cancel_all(weft_loop *l)
             a->op.reason = -ECANCELED;
             l->backend->cancel(l, &a->op);
         }
+}
+
+/* ---- blocking execution, for backends that cannot do an op asynchronously ---------------------- */
+
+int32_t weft__op_run_blocking(weft__op *op)
+{
+    long r;
+    switch (op->opcode) {
+    case WEFT__OP_NOP:
+        r = 0;
+        break;
+    case WEFT__OP_SOCKET:
+        r = socket(op->fd, op->fd2, (int)op->flags);
+        break;
+    case WEFT__OP_ACCEPT:
+        r = accept4(op->fd, op->addr, op->addr2, (int)op->flags);
+        break;
+    case WEFT__OP_CONNECT:
+        r = connect(op->fd, op->addr, (socklen_t)op->len);
+        break;
+    case WEFT__OP_RECV:
+        r = recv(op->fd, op->addr, op->len, (int)op->flags);
+        break;
+    case WEFT__OP_SEND:
+        r = send(op->fd, op->addr, op->len, (int)op->flags);
+        break;
+    case WEFT__OP_RECVMSG:
+        r = recvmsg(op->fd, op->addr, (int)op->flags);
+        break;
+    case WEFT__OP_SENDMSG:
+        r = sendmsg(op->fd, op->addr, (int)op->flags);
+        break;
+    case WEFT__OP_SHUTDOWN:
+        r = shutdown(op->fd, (int)op->flags);
+        break;
+    case WEFT__OP_CLOSE:
+        r = close(op->fd);
+        break;
+    case WEFT__OP_OPENAT:
+        r = openat(op->fd, op->addr, (int)op->flags, (mode_t)op->mode);
+        break;
+    case WEFT__OP_READ:
+        r = op->off == -1 ? read(op->fd, op->addr, op->len) : pread(op->fd, op->addr, op->len, op->off);
+        break;
+    case WEFT__OP_WRITE:
+        r = op->off == -1 ? write(op->fd, op->addr, op->len) : pwrite(op->fd, op->addr, op->len, op->off);
+        break;
+    case WEFT__OP_READV:
+        r = op->off == -1 ? readv(op->fd, op->addr, (int)op->len) : preadv(op->fd, op->addr, (int)op->len, op->off);
+        break;
+    case WEFT__OP_WRITEV:
+        r = op->off == -1 ? writev(op->fd, op->addr, (int)op->len)
+                          : pwritev(op->fd, op->addr, (int)op->len, op->off);
+        break;
+    case WEFT__OP_FSYNC:
+        r = op->flags ? fdatasync(op->fd) : fsync(op->fd);
+        break;
+    case WEFT__OP_STATX:
+        r = statx(op->fd, op->addr, (int)op->flags, op->mode, op->addr2);
+        break;
+    case WEFT__OP_UNLINKAT:
+        r = unlinkat(op->fd, op->addr, (int)op->flags);
+        break;
+    case WEFT__OP_RENAMEAT:
+        r = renameat2(op->fd, op->addr, op->fd2, op->addr2, op->flags);
+        break;
+    case WEFT__OP_MKDIRAT:
+        r = mkdirat(op->fd, op->addr, (mode_t)op->mode);
+        break;
+    case WEFT__OP_POLL: {
+        struct pollfd pfd = {.fd = op->fd, .events = (short)op->flags};
+        r = poll(&pfd, 1, -1);
+        if (r >= 0)
+            r = pfd.revents;
+        break;
+    }
+    default:
+        errno = EOPNOTSUPP;
+        r = -1;
+    }
+    return r < 0 ? -errno : (int32_t)r;
+}
+
+static intptr_t offload_run(void *arg)
+{
+    return weft__op_run_blocking(arg);
+}
+
+static void offload_landed(void *arg, intptr_t result)
+{
+    weft__op *op = arg;
+    op->backend_priv = NULL;
+    op->complete(op, (int32_t)result, 0);
+}
+
+int weft__op_offload(weft_loop *l, weft__op *op)
+{
+    /* A task's own op waits for room in a full queue; an _async op reports -EAGAIN instead. */
+    void *job = weft__exec_submit_cb(l, op->task, offload_run, op, offload_landed, op);
+    if (!job)
+        return -errno;
+    op->backend_priv = job;
+    l->stats.offloaded_ops++;
+    return 0;
+}
+
+void weft__op_offload_cancel(weft__op *op)
+{
+    if (op->backend_priv)
+        weft__exec_cancel_cb(op->backend_priv);
 }
 
 int weft_nop(void)

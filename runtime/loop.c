@@ -45,7 +45,7 @@ int weft__config_resolve(weft_config *out, const weft_config *in)
     const char *backend = getenv("WEFT_BACKEND");
     if (backend && *backend)
         out->backend = backend;
-    if (out->backend && strcmp(out->backend, "io_uring") != 0)
+    if (out->backend && strcmp(out->backend, "io_uring") != 0 && strcmp(out->backend, "epoll") != 0)
         return -EINVAL;
     out->ring_entries = (unsigned)env_u64("WEFT_RING_ENTRIES", out->ring_entries, false);
     if (!out->ring_entries)
@@ -61,6 +61,56 @@ int weft__config_resolve(weft_config *out, const weft_config *in)
     if (slow_ms)
         out->slow_task_ns = slow_ms * 1000000u;
     return 0;
+}
+
+/* What to tell the user when io_uring is refused with err. */
+static const char *refusal_hint(int err)
+{
+    switch (err) {
+    case -EPERM:
+    case -EACCES:
+        return "seccomp (container profile) or sysctl kernel.io_uring_disabled";
+    case -ENOSYS:
+        return "kernel without io_uring (or older than 5.11)";
+    case -ENOMEM:
+        return "not enough locked memory: raise RLIMIT_MEMLOCK (ulimit -l)";
+    case -EINVAL:
+        return "ring parameters the kernel rejects";
+    default:
+        return NULL;
+    }
+}
+
+/*
+ * The backend asked for, or io_uring falling back to epoll when the kernel refuses it for a reason a
+ * deployment can have (and says so once, with what to change). Asking for io_uring by name makes a
+ * refusal an error instead: whoever named it wants to know.
+ */
+static int backend_choose(weft_loop *l)
+{
+    const char *want = l->cfg.backend;
+    if (want && strcmp(want, "epoll") == 0) {
+        l->backend = &weft__epoll_ops;
+        return l->backend->init(l, &l->cfg);
+    }
+    l->backend = &weft__uring_ops;
+    int r = l->backend->init(l, &l->cfg);
+    if (r == 0 || want)
+        return r;
+    const char *hint = refusal_hint(r);
+    if (!hint)
+        return r;
+    snprintf(l->fallback_reason, sizeof l->fallback_reason, "io_uring refused (%s): %s", strerrorname_np(-r),
+             hint);
+    weft__log("%s; using epoll (set WEFT_BACKEND=epoll to choose it and silence this)\n", l->fallback_reason);
+    l->backend = &weft__epoll_ops;
+    l->stats.backend_fallbacks++;
+    return l->backend->init(l, &l->cfg);
+}
+
+const char *weft_loop_fallback_reason(const weft_loop *l)
+{
+    return l && l->fallback_reason[0] ? l->fallback_reason : NULL;
 }
 
 weft_loop *weft_loop_new(const weft_config *cfg)
@@ -81,8 +131,7 @@ weft_loop *weft_loop_new(const weft_config *cfg)
         goto fail;
     }
     weft__stack_pool_init(&l->stacks, l->cfg.stack_size);
-    l->backend = &weft__uring_ops;
-    r = l->backend->init(l, &l->cfg);
+    r = backend_choose(l);
     if (r < 0)
         goto fail_fd;
     return l;

@@ -33,7 +33,7 @@ typedef struct uring_backend {
     int enter_fd;
     bool started;
     pthread_t issuer;       /* with SINGLE_ISSUER, the only thread allowed to submit */
-    struct io_uring_probe *probe;
+    bool missing[WEFT__OP_COUNT]; /* opcodes this kernel lacks (or WEFT_URING_NO_OPS masks): executor */
     weft__op wake_op;       /* the read kept armed on the loop's eventfd */
     uint64_t wake_buf;
     bool wake_rearm;        /* wake_op completed: arm it again once the CQ walk is over */
@@ -103,6 +103,63 @@ static void wake_arm(uring_backend *b, weft_loop *l)
     io_uring_sqe_set_data(sqe, &b->wake_op);
 }
 
+/* weft's opcodes, the io_uring opcode each needs, and the name WEFT_URING_NO_OPS knows it by. */
+static const struct {
+    uint8_t uring_op;
+    const char *name;
+} opcode_map[WEFT__OP_COUNT] = {
+    [WEFT__OP_NOP] = {IORING_OP_NOP, "nop"},
+    [WEFT__OP_SOCKET] = {IORING_OP_SOCKET, "socket"},
+    [WEFT__OP_ACCEPT] = {IORING_OP_ACCEPT, "accept"},
+    [WEFT__OP_CONNECT] = {IORING_OP_CONNECT, "connect"},
+    [WEFT__OP_RECV] = {IORING_OP_RECV, "recv"},
+    [WEFT__OP_SEND] = {IORING_OP_SEND, "send"},
+    [WEFT__OP_RECVMSG] = {IORING_OP_RECVMSG, "recvmsg"},
+    [WEFT__OP_SENDMSG] = {IORING_OP_SENDMSG, "sendmsg"},
+    [WEFT__OP_SHUTDOWN] = {IORING_OP_SHUTDOWN, "shutdown"},
+    [WEFT__OP_CLOSE] = {IORING_OP_CLOSE, "close"},
+    [WEFT__OP_OPENAT] = {IORING_OP_OPENAT, "openat"},
+    [WEFT__OP_READ] = {IORING_OP_READ, "read"},
+    [WEFT__OP_WRITE] = {IORING_OP_WRITE, "write"},
+    [WEFT__OP_READV] = {IORING_OP_READV, "readv"},
+    [WEFT__OP_WRITEV] = {IORING_OP_WRITEV, "writev"},
+    [WEFT__OP_FSYNC] = {IORING_OP_FSYNC, "fsync"},
+    [WEFT__OP_STATX] = {IORING_OP_STATX, "statx"},
+    [WEFT__OP_UNLINKAT] = {IORING_OP_UNLINKAT, "unlinkat"},
+    [WEFT__OP_RENAMEAT] = {IORING_OP_RENAMEAT, "renameat"},
+    [WEFT__OP_MKDIRAT] = {IORING_OP_MKDIRAT, "mkdirat"},
+    [WEFT__OP_POLL] = {IORING_OP_POLL_ADD, "poll"},
+    [WEFT__OP_CANCEL_FD] = {IORING_OP_ASYNC_CANCEL, "cancel"},
+};
+
+/*
+ * Asks the kernel which opcodes it has. An op whose opcode is missing runs as a blocking call on the
+ * executor instead, counted in weft_stats.offloaded_ops. WEFT_URING_NO_OPS (comma-separated names)
+ * forces the same for opcodes a kernel has but gets wrong.
+ */
+static void probe_opcodes(uring_backend *b)
+{
+    struct io_uring_probe *probe = io_uring_get_probe_ring(&b->ring);
+    const char *masked = getenv("WEFT_URING_NO_OPS");
+    for (int i = 0; i < WEFT__OP_COUNT; i++) {
+        b->missing[i] = probe && !io_uring_opcode_supported(probe, opcode_map[i].uring_op);
+        if (masked) {
+            size_t n = strlen(opcode_map[i].name);
+            for (const char *p = strstr(masked, opcode_map[i].name); p; p = strstr(p + 1, opcode_map[i].name))
+                if ((p == masked || p[-1] == ',') && (p[n] == '\0' || p[n] == ','))
+                    b->missing[i] = true;
+        }
+    }
+    /* A kernel too old to probe (5.5) has none of the newer opcodes: treat it as missing them all
+     * except the few every ring since 5.1 has. */
+    if (!probe)
+        for (int i = 0; i < WEFT__OP_COUNT; i++)
+            b->missing[i] = i != WEFT__OP_NOP && i != WEFT__OP_READV && i != WEFT__OP_WRITEV && i != WEFT__OP_FSYNC &&
+                            i != WEFT__OP_POLL;
+    if (probe)
+        io_uring_free_probe(probe);
+}
+
 static int uring_start(weft_loop *l)
 {
     uring_backend *b = backend_of(l);
@@ -117,7 +174,7 @@ static int uring_start(weft_loop *l)
                 return r;
         }
         b->issuer = pthread_self();
-        b->probe = io_uring_get_probe_ring(&b->ring);
+        probe_opcodes(b);
         b->wake_op.complete = wake_complete;
         b->started = true;
         wake_arm(b, l);
@@ -147,8 +204,6 @@ static void uring_fini(weft_loop *l)
     uring_backend *b = backend_of(l);
     if (!b)
         return;
-    if (b->probe)
-        io_uring_free_probe(b->probe);
     io_uring_queue_exit(&b->ring);
     free(b);
     l->backend_data = NULL;
@@ -269,6 +324,13 @@ static inline unsigned rw_len(uint64_t len)
 static int uring_submit(weft_loop *l, weft__op *op)
 {
     uring_backend *b = backend_of(l);
+    if (WEFT__UNLIKELY(b->missing[op->opcode])) {
+        if (op->opcode == WEFT__OP_CANCEL_FD) {
+            op->complete(op, -ENOENT, 0); /* nothing to cancel the old way: close proceeds */
+            return 0;
+        }
+        return weft__op_offload(l, op);
+    }
     struct io_uring_sqe *sqe = sqe_get(l, b);
     if (!sqe)
         return -EAGAIN;
@@ -351,6 +413,10 @@ static int uring_submit(weft_loop *l, weft__op *op)
 
 static void uring_cancel(weft_loop *l, weft__op *op)
 {
+    if (op->backend_priv) { /* on the executor */
+        weft__op_offload_cancel(op);
+        return;
+    }
     if (op->cancel_sent)
         return;
     uring_backend *b = backend_of(l);
