@@ -46,6 +46,11 @@ typedef struct weft_loop weft_loop;
 typedef struct weft_task weft_task;
 typedef struct weft_future weft_future;
 typedef struct weft_executor weft_executor;
+typedef struct weft_group weft_group;
+typedef struct weft_chan weft_chan;
+typedef struct weft_event weft_event;
+typedef struct weft_mutex weft_mutex;
+typedef struct weft_sem weft_sem;
 
 /* The body of a task: receives the spawn argument, returns the task's result (>= 0 value, < 0 -errno). */
 typedef intptr_t (*weft_fn)(void *arg);
@@ -64,7 +69,8 @@ typedef struct weft_config {
     unsigned    ring_entries;     /* submission queue entries; 0 = 256. The CQ gets four times as many. */
     size_t      stack_size;       /* usable bytes per task stack; 0 = 256 KiB. Rounded up to pages. */
     unsigned    executor_threads; /* threads of the default executor; 0 = number of CPUs */
-    uint64_t    slow_task_ns;     /* reserved for the blocking-the-loop detector (not built yet). */
+    uint64_t    slow_task_ns;     /* report a task running this long without suspending; 0 = 100 ms,
+                                     UINT64_MAX = never (no watchdog thread) */
     size_t      executor_queue;   /* jobs the default executor queues before offloaders wait; 0 = 256 per thread */
 } weft_config;
 
@@ -257,6 +263,101 @@ WEFT_API void weft_deadline_push(uint64_t deadline_ns);
 WEFT_API void weft_deadline_pop(void);
 
 /* ------------------------------------------------------------------------------------------------
+ * Task groups (asyncio.TaskGroup): structured concurrency
+ * ------------------------------------------------------------------------------------------------ */
+
+/* A new, empty group. NULL with errno ENOMEM. */
+WEFT_API weft_group *weft_group_new(void);
+
+/*
+ * Spawns fn(arg) as a member of g. Members belong to the group (do not join or detach them; the task
+ * handle is only for weft_cancel and naming). Once a member has failed, new members are cancelled
+ * before they start. NULL with errno EINVAL (g or fn NULL), EPERM (no loop), ENOMEM.
+ */
+WEFT_API weft_task *weft_group_spawn(weft_group *g, weft_fn fn, void *arg);
+
+/*
+ * Suspends until every member has ended. The first member to fail (end with an error other than
+ * -ECANCELED) cancels the others; the call returns that first error, or 0. If the caller is cancelled
+ * or its deadline passes, the members are cancelled and the call still waits for all of them, then
+ * returns the first failure if there was one, else -ECANCELED / -ETIMEDOUT. Frees g, except on
+ * -EPERM (outside a task) and -EINVAL (g NULL).
+ */
+WEFT_API int weft_group_wait(weft_group *g);
+
+/* ------------------------------------------------------------------------------------------------
+ * Coordination (asyncio.Queue, Event, Lock, Semaphore)
+ *
+ * For tasks of one loop. Waiters are served first come, first served: a release hands the lock, the
+ * permit or the item to the first waiter directly. A task cancelled (or timed out) while waiting is
+ * removed from the queue and gets -ECANCELED (-ETIMEDOUT); if what it waited for was handed to it
+ * before the cancel, the call succeeds and the next suspending call sees the cancel, so nothing is
+ * lost or leaked either way. Freeing an object wakes its waiters with -EPIPE.
+ * ------------------------------------------------------------------------------------------------ */
+
+/* A channel of void * items holding up to capacity of them (0: a rendezvous, where each send waits
+ * for its receiver). NULL with errno ENOMEM or EINVAL (capacity too large). */
+WEFT_API weft_chan *weft_chan_new(size_t capacity);
+/* Suspends while the channel is full. 0, -EPIPE once closed, -ECANCELED, -ETIMEDOUT, -EPERM, -EINVAL. */
+WEFT_API int weft_chan_send(weft_chan *c, void *item);
+/* Suspends while the channel is empty. 0 with *item, -EPIPE once closed and drained, -ECANCELED,
+ * -ETIMEDOUT, -EPERM, -EINVAL. */
+WEFT_API int weft_chan_recv(weft_chan *c, void **item);
+/* weft_chan_send without waiting: -EAGAIN if it would. Callable outside a task on the loop's thread. */
+WEFT_API int weft_chan_try_send(weft_chan *c, void *item);
+/* weft_chan_recv without waiting: -EAGAIN if it would. */
+WEFT_API int weft_chan_try_recv(weft_chan *c, void **item);
+/*
+ * A future for the next item, taking its turn among receivers: it completes with the item (cast to
+ * intptr_t) or -EPIPE, so weft_wait_any can wait on channels, other futures and timeouts together.
+ * Free it with weft_future_free; freeing it before it completes gives up its turn. NULL with errno
+ * EPERM (no loop), EINVAL, ENOMEM.
+ */
+WEFT_API weft_future *weft_chan_recv_async(weft_chan *c);
+/* Closes c: blocked and later senders get -EPIPE; receivers drain what is buffered, then get -EPIPE. */
+WEFT_API void weft_chan_close(weft_chan *c);
+/* Items buffered now. */
+WEFT_API size_t weft_chan_len(const weft_chan *c);
+/* Closes and frees c. */
+WEFT_API void weft_chan_free(weft_chan *c);
+
+/* An event, initially clear. NULL with errno ENOMEM. */
+WEFT_API weft_event *weft_event_new(void);
+/* Sets e and wakes every waiter. */
+WEFT_API void weft_event_set(weft_event *e);
+/* Clears e. */
+WEFT_API void weft_event_clear(weft_event *e);
+/* Whether e is set. */
+WEFT_API bool weft_event_is_set(const weft_event *e);
+/* Suspends until e is set (returns at once if it is). 0, -ECANCELED, -ETIMEDOUT, -EPERM, -EINVAL. */
+WEFT_API int weft_event_wait(weft_event *e);
+WEFT_API void weft_event_free(weft_event *e);
+
+/* A mutex between tasks (not threads). NULL with errno ENOMEM. */
+WEFT_API weft_mutex *weft_mutex_new(void);
+/* Suspends until the calling task holds m. 0, -EDEADLK (it holds it already), -ECANCELED,
+ * -ETIMEDOUT, -EPERM, -EINVAL. */
+WEFT_API int weft_mutex_lock(weft_mutex *m);
+/* Takes m if free: 0, -EBUSY, -EDEADLK, -EPERM, -EINVAL. */
+WEFT_API int weft_mutex_trylock(weft_mutex *m);
+/* Releases m, handing it to the first waiter. Misuse (a task that does not hold it) is reported and
+ * ignored. */
+WEFT_API void weft_mutex_unlock(weft_mutex *m);
+WEFT_API void weft_mutex_free(weft_mutex *m);
+
+/* A semaphore with n permits. NULL with errno ENOMEM. */
+WEFT_API weft_sem *weft_sem_new(unsigned n);
+/* Suspends until a permit is free and takes it. 0, -ECANCELED, -ETIMEDOUT, -EPERM, -EINVAL. */
+WEFT_API int weft_sem_acquire(weft_sem *s);
+/* Takes a permit if one is free: 0 or -EAGAIN. */
+WEFT_API int weft_sem_try_acquire(weft_sem *s);
+/* Gives a permit back (to the first waiter, if any). */
+WEFT_API void weft_sem_release(weft_sem *s);
+/* Free permits now. */
+WEFT_API unsigned weft_sem_value(const weft_sem *s);
+WEFT_API void weft_sem_free(weft_sem *s);
+
+/* ------------------------------------------------------------------------------------------------
  * I/O
  *
  * Every call here suspends and takes the arguments of the system call it is named after and returns
@@ -414,6 +515,16 @@ WEFT_API void weft_executor_free(weft_executor *ex);
 
 /* ------------------------------------------------------------------------------------------------
  * Diagnostics
+ *
+ * weft says on stderr, one "weft: " line each, what asyncio's debug mode would, always on:
+ *   - a task that runs longer than slow_task_ns (default 100 ms, WEFT_SLOW_MS) without suspending, by
+ *     name, while it still runs (a watchdog thread sees the loop has not turned), and again with the
+ *     total when it lets go;
+ *   - a detached task that fails, with its error, when it ends; at loop end, every task that was
+ *     neither joined nor detached ("task 'x' was never joined");
+ *   - a future freed with an error result that nobody awaited;
+ *   - a task that overflows its stack, by name, before the process dies of SIGSEGV;
+ *   - io_uring refused, and why, when the loop falls back to epoll.
  * ------------------------------------------------------------------------------------------------ */
 
 /* A static description of err (negative or positive errno); "Success" for 0. Never NULL. */
@@ -438,6 +549,7 @@ typedef struct weft_stats {
                                 opcodes the running kernel's io_uring lacks */
     uint64_t stacks_mapped;  /* task stacks ever mapped */
     uint64_t backend_fallbacks; /* 1 if io_uring was refused and the loop runs on epoll */
+    uint64_t slow_task_reports; /* tasks reported for holding the loop longer than slow_task_ns */
 } weft_stats;
 
 /* Copies the counters of the loop running on this thread. 0, -EINVAL (out NULL), -EPERM (no loop). */

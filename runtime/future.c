@@ -24,15 +24,18 @@ void weft__future_init(weft_future *f, enum weft__future_kind kind)
     atomic_store_explicit(&f->state, WEFT__PENDING, memory_order_relaxed);
     f->kind = (uint8_t)kind;
     f->freed = false;
+    f->observed = false;
     f->pending_cbs = 0;
     f->result = 0;
     atomic_store_explicit(&f->loop, NULL, memory_order_relaxed);
     f->waiters_head = f->waiters_tail = NULL;
     f->remote_next = NULL;
+    f->wq_node = NULL;
 }
 
 void weft__waiter_link(weft_future *f, weft__waiter *w)
 {
+    f->observed = true;
     w->future = f;
     w->next = NULL;
     w->prev = f->waiters_tail;
@@ -242,6 +245,7 @@ intptr_t weft__await(weft_task *t, weft_future *f, bool *completed)
     int r = weft__check_suspend(t);
     if (r)
         return r;
+    f->observed = true;
     if (atomic_load_explicit(&f->state, memory_order_acquire) == WEFT__DONE) {
         *completed = true;
         return f->result;
@@ -274,6 +278,7 @@ int weft_future_on_done(weft_future *f, void (*cb)(weft_future *, void *), void 
         return -ENOMEM;
     w->cb = cb;
     w->cb_arg = arg;
+    f->observed = true;
     if (atomic_load_explicit(&f->state, memory_order_acquire) == WEFT__DONE) {
         w->future = f;
         f->pending_cbs++;
@@ -284,10 +289,22 @@ int weft_future_on_done(weft_future *f, void (*cb)(weft_future *, void *), void 
     return 0;
 }
 
+/* An error nobody looked at is a bug hiding: say so when the future goes (asyncio's "exception was
+ * never retrieved"). */
+static void report_unobserved(const weft_future *f)
+{
+    intptr_t r = f->result;
+    if (!f->observed && atomic_load_explicit(&f->state, memory_order_acquire) == WEFT__DONE && r < 0 &&
+        r != -ECANCELED)
+        weft__log("a future failed with \"%s\" and nobody awaited it\n", weft_strerror((int)r));
+}
+
 void weft_future_free(weft_future *f)
 {
     if (!f)
         return;
+    if (f->kind != WEFT__FUTURE_TASK)
+        report_unobserved(f);
     if (f->kind == WEFT__FUTURE_TASK) {
         weft__log("weft_future_free: a task's future is released with its task (join or detach); ignored\n");
         return;
@@ -299,6 +316,12 @@ void weft_future_free(weft_future *f)
     if (f->kind == WEFT__FUTURE_EXEC) {
         weft__exec_future_free(f);
         return;
+    }
+    if (f->wq_node) {
+        /* Still queued for a channel item: leave the queue, so the item goes to somebody else. */
+        weft__wq_remove(f->wq_node);
+        free(f->wq_node);
+        f->wq_node = NULL;
     }
     int state = atomic_load_explicit(&f->state, memory_order_acquire);
     weft_loop *l = atomic_load_explicit(&f->loop, memory_order_relaxed);

@@ -220,11 +220,13 @@ struct weft_future {
     _Atomic int state;       /* weft__future_state; atomic only for resolve_from_thread */
     uint8_t kind;
     bool freed;              /* weft_future_free ran while callbacks were still queued */
+    bool observed;           /* awaited, waited on or given a callback: its result reached someone */
     unsigned pending_cbs;    /* callbacks queued on the loop but not yet run */
     intptr_t result;
     weft_loop *_Atomic loop; /* the loop that owns it, set when first used on one */
     weft__waiter *waiters_head, *waiters_tail;
     struct weft_future *remote_next; /* link in the loop's list of cross-thread resolutions */
+    struct weft__wq_node *wq_node;   /* its place in a wait queue (weft_chan_recv_async), or NULL */
 };
 
 void weft__future_init(weft_future *f, enum weft__future_kind kind);
@@ -239,6 +241,32 @@ void weft__waiter_link(weft_future *f, weft__waiter *w);
 int weft__future_post(weft_future *f, intptr_t result);
 /* Runs one queued callback on the loop (called by sched.c with no task current). */
 void weft__callback_run(weft__waiter *w);
+
+/* ---- sync.c: FIFO wait queues for events, mutexes, semaphores and channels --------------------- */
+
+typedef struct weft__wq_node {
+    struct weft__wq_node *next, *prev;
+    struct weft__wq *queue;   /* NULL when not queued */
+    weft_task *task;          /* the parked task, or NULL for a future waiter */
+    weft_future *future;      /* a future waiter (heap node, freed when granted) */
+    void *item;               /* what a channel sender offers, or a receiver is given */
+    intptr_t result;
+    bool granted;
+} weft__wq_node;
+
+typedef struct weft__wq {
+    weft__wq_node *head, *tail;
+} weft__wq;
+
+void weft__wq_push(weft__wq *q, weft__wq_node *n);
+void weft__wq_remove(weft__wq_node *n);
+weft__wq_node *weft__wq_pop(weft__wq *q);
+/* Hands result to a node taken off its queue: wakes its task or completes its future. */
+void weft__wq_grant(weft__wq_node *n, intptr_t result);
+/* Grants result to every node of q (close, free). */
+void weft__wq_fail_all(weft__wq *q, intptr_t result);
+/* Parks t in q until granted (returns the granted result) or interrupted (returns the reason). */
+intptr_t weft__wq_wait(weft__wq *q, weft__wq_node *n, weft_task *t);
 
 /* ---- sched.c: tasks, parking, the run loop ---------------------------------------------------- */
 
@@ -275,6 +303,8 @@ struct weft_task {
     unsigned deadline_lost;       /* levels pushed when no memory was left to record them */
     uint64_t deadline_inline[WEFT__DEADLINES_INLINE];
     weft_future future;           /* done when the task ends, with its result */
+    struct weft_group *group;     /* the group it belongs to, or NULL */
+    struct weft_task *group_next, *group_prev;
     char name[32];
 };
 
@@ -335,6 +365,11 @@ struct weft_loop {
     weft_config cfg;
     weft_stats stats;
     char fallback_reason[160];            /* why io_uring was not used, "" if it is */
+    /* Published at every switch for the watchdog thread (watchdog.c). */
+    weft_task *_Atomic watch_task;
+    _Atomic uint64_t watch_seq;
+    _Atomic uint64_t slow_reports;
+    struct weft__watchdog *watchdog;
 };
 
 /* The loop running on this thread, NULL if none. */
@@ -377,6 +412,21 @@ void weft__callback_queue(weft_loop *l, weft__waiter *w);
 void weft__remote_drain(weft_loop *l);
 /* Frees an ended, released task (or defers it while callbacks on its future are queued). */
 void weft__task_free(weft_loop *l, weft_task *t);
+/* The blocking-the-loop detector of a running loop (watchdog.c). */
+int weft__watchdog_start(weft_loop *l);
+void weft__watchdog_stop(weft_loop *l);
+
+/* Records a switch to next (NULL: the loop's own context) for the stats and the watchdog. */
+static inline void weft__note_switch(weft_loop *l, weft_task *next)
+{
+    l->current = next;
+    uint64_t seq = ++l->stats.switches;
+    atomic_store_explicit(&l->watch_task, next, memory_order_relaxed);
+    atomic_store_explicit(&l->watch_seq, seq, memory_order_release);
+}
+
+/* A member of a group ended (group.c). */
+void weft__group_member_ended(weft_task *t, intptr_t result);
 /* Spawns on l (the public spawn calls this with the thread's loop). */
 weft_task *weft__spawn(weft_loop *l, const char *name, weft_fn fn, void *arg);
 /* Prints "weft: " + formatted text on stderr in one write. */

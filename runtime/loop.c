@@ -21,6 +21,8 @@
  */
 #define WEFT__DEFAULT_STACK_SIZE (256 * 1024)
 #define WEFT__MIN_STACK_SIZE (16 * 1024)
+/* asyncio's slow_callback_duration is 100 ms too. */
+#define WEFT__DEFAULT_SLOW_NS (100 * 1000000ull)
 
 static uint64_t env_u64(const char *name, uint64_t fallback, bool size_suffix)
 {
@@ -60,6 +62,8 @@ int weft__config_resolve(weft_config *out, const weft_config *in)
     uint64_t slow_ms = env_u64("WEFT_SLOW_MS", 0, false);
     if (slow_ms)
         out->slow_task_ns = slow_ms * 1000000u;
+    if (!out->slow_task_ns)
+        out->slow_task_ns = WEFT__DEFAULT_SLOW_NS;
     return 0;
 }
 
@@ -239,6 +243,11 @@ int weft_loop_run(weft_loop *l, weft_fn main, void *arg, intptr_t *result)
         atomic_store(&l->owner, 0);
         return r;
     }
+    r = weft__watchdog_start(l);
+    if (r < 0) {
+        atomic_store(&l->owner, 0);
+        return r;
+    }
     weft__ctx_init_thread(&l->ctx);
     weft__tls_loop = l;
     l->running = true;
@@ -258,6 +267,7 @@ int weft_loop_run(weft_loop *l, weft_fn main, void *arg, intptr_t *result)
     teardown(l);
 out:
     l->running = false;
+    weft__watchdog_stop(l);
     l->backend->stop(l);
     weft__tls_loop = NULL;
     weft__overflow_handler_remove();

@@ -108,6 +108,7 @@ weft_task *weft__spawn(weft_loop *l, const char *name, weft_fn fn, void *arg)
     t->deadline_depth = 0;
     t->deadline_cap = WEFT__DEADLINES_INLINE;
     t->deadline_lost = 0;
+    t->group = NULL;
     weft__future_init(&t->future, WEFT__FUTURE_TASK);
     atomic_store_explicit(&t->future.loop, l, memory_order_relaxed);
     if (name) {
@@ -175,7 +176,9 @@ static void task_ended(weft_loop *l, weft_task *t, intptr_t result)
     t->interrupt = NULL;
     l->stats.tasks_live--;
     weft__future_complete(l, &t->future, result);
-    if (t->detached)
+    if (t->group)
+        weft__group_member_ended(t, result);
+    else if (t->detached)
         report_detached_failure(t);
 }
 
@@ -204,8 +207,7 @@ static void task_entry(void *arg)
     task_ended(l, t, result);
     l->zombie = t;
     weft_task *next = next_runnable(l);
-    l->current = next;
-    l->stats.switches++;
+    weft__note_switch(l, next);
     weft__ctx_exit(&t->ctx, next ? &next->ctx : &l->ctx);
 }
 
@@ -257,10 +259,12 @@ static void switch_out(weft_loop *l, weft_task *cur)
     if (WEFT__UNLIKELY(!cur->stack->guarded) && !weft__stack_canary_ok(cur->stack))
         overflow_fatal(cur);
     weft_task *next = next_runnable(l);
-    if (next == cur)
-        return; /* it was the only ready task: carry on without a switch */
-    l->current = next;
-    l->stats.switches++;
+    if (next == cur) {
+        /* It was the only ready task: carry on without a switch, but the loop did turn. */
+        weft__note_switch(l, cur);
+        return;
+    }
+    weft__note_switch(l, next);
     weft__ctx_switch(&cur->ctx, next ? &next->ctx : &l->ctx);
     weft__after_switch(l);
 }
@@ -469,8 +473,7 @@ int weft__loop_turn(weft_loop *l, bool (*done)(weft_loop *))
     callbacks_run(l);
     weft_task *t = next_runnable(l);
     if (t) {
-        l->current = t;
-        l->stats.switches++;
+        weft__note_switch(l, t);
         weft__ctx_switch(&l->ctx, &t->ctx);
         weft__after_switch(l);
     }

@@ -62,6 +62,8 @@ ssize_t weft_wait_any(weft_future *const *fs, size_t n, uint64_t timeout_ns)
     if (r)
         return r;
     for (size_t i = 0; i < n; i++)
+        fs[i]->observed = true;
+    for (size_t i = 0; i < n; i++)
         if (weft_future_done(fs[i]))
             return (ssize_t)i;
     if (timeout_ns == 0)

@@ -1,0 +1,286 @@
+/*
+ * Coordination: events, mutexes and semaphores (asyncio.Event, Lock, Semaphore), on one FIFO wait
+ * queue shared with the channels.
+ *
+ * Wakeups hand over what was waited for — the lock, a permit, an item — to the first waiter at the
+ * moment it is released, rather than waking everybody to race for it: FIFO order is kept, no wakeup
+ * is lost, and a task cancelled while waiting either got the thing (and its call returns success; the
+ * next call sees the cancel) or it did not and is gone from the queue: nothing is leaked either way.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+
+void weft__wq_push(weft__wq *q, weft__wq_node *n)
+{
+    n->next = NULL;
+    n->prev = q->tail;
+    if (q->tail)
+        q->tail->next = n;
+    else
+        q->head = n;
+    q->tail = n;
+    n->queue = q;
+}
+
+void weft__wq_remove(weft__wq_node *n)
+{
+    weft__wq *q = n->queue;
+    if (!q)
+        return;
+    if (n->prev)
+        n->prev->next = n->next;
+    else
+        q->head = n->next;
+    if (n->next)
+        n->next->prev = n->prev;
+    else
+        q->tail = n->prev;
+    n->next = n->prev = NULL;
+    n->queue = NULL;
+}
+
+weft__wq_node *weft__wq_pop(weft__wq *q)
+{
+    weft__wq_node *n = q->head;
+    if (n)
+        weft__wq_remove(n);
+    return n;
+}
+
+void weft__wq_grant(weft__wq_node *n, intptr_t result)
+{
+    n->granted = true;
+    n->result = result;
+    if (n->future) {
+        /* A future waiter (weft_chan_recv_async): it gets the item, or the error. */
+        weft_future *f = n->future;
+        f->wq_node = NULL;
+        weft__future_complete(atomic_load_explicit(&f->loop, memory_order_relaxed), f,
+                              result == 0 ? (intptr_t)n->item : result);
+        free(n);
+    } else if (n->task->state == WEFT__PARKED) {
+        weft__wake(n->task, 0);
+    }
+}
+
+static void wq_interrupt(weft_task *t, int reason)
+{
+    weft__wq_remove(t->park_obj);
+    weft__wake(t, reason);
+}
+
+intptr_t weft__wq_wait(weft__wq *q, weft__wq_node *n, weft_task *t)
+{
+    n->task = t;
+    n->future = NULL;
+    n->granted = false;
+    weft__wq_push(q, n);
+    intptr_t v = weft__park(t, wq_interrupt, n, UINT64_MAX, 0);
+    return n->granted ? n->result : v;
+}
+
+void weft__wq_fail_all(weft__wq *q, intptr_t result)
+{
+    weft__wq_node *n;
+    while ((n = weft__wq_pop(q)))
+        weft__wq_grant(n, result);
+}
+
+/* Entry checks shared by every waiting call: a task, an object, not cancelled or past deadline. */
+static int wait_check(const void *obj, weft_task **t)
+{
+    *t = weft__current();
+    if (!*t)
+        return -EPERM;
+    if (!obj)
+        return -EINVAL;
+    return weft__check_suspend(*t);
+}
+
+/* ---- events ------------------------------------------------------------------------------------ */
+
+struct weft_event {
+    bool set;
+    weft__wq waiters;
+};
+
+weft_event *weft_event_new(void)
+{
+    weft_event *e = calloc(1, sizeof *e);
+    if (!e)
+        errno = ENOMEM;
+    return e;
+}
+
+void weft_event_set(weft_event *e)
+{
+    if (!e || e->set)
+        return;
+    e->set = true;
+    weft__wq_fail_all(&e->waiters, 0);
+}
+
+void weft_event_clear(weft_event *e)
+{
+    if (e)
+        e->set = false;
+}
+
+bool weft_event_is_set(const weft_event *e)
+{
+    return e && e->set;
+}
+
+int weft_event_wait(weft_event *e)
+{
+    weft_task *t;
+    int r = wait_check(e, &t);
+    if (r)
+        return r;
+    if (e->set)
+        return 0;
+    weft__wq_node n;
+    return (int)weft__wq_wait(&e->waiters, &n, t);
+}
+
+void weft_event_free(weft_event *e)
+{
+    if (!e)
+        return;
+    weft__wq_fail_all(&e->waiters, -EPIPE);
+    free(e);
+}
+
+/* ---- mutexes ----------------------------------------------------------------------------------- */
+
+struct weft_mutex {
+    weft_task *owner;
+    weft__wq waiters;
+};
+
+weft_mutex *weft_mutex_new(void)
+{
+    weft_mutex *m = calloc(1, sizeof *m);
+    if (!m)
+        errno = ENOMEM;
+    return m;
+}
+
+int weft_mutex_lock(weft_mutex *m)
+{
+    weft_task *t;
+    int r = wait_check(m, &t);
+    if (r)
+        return r;
+    if (m->owner == t)
+        return -EDEADLK;
+    if (!m->owner) {
+        m->owner = t;
+        return 0;
+    }
+    weft__wq_node n;
+    /* On success unlock has already made this task the owner. */
+    return (int)weft__wq_wait(&m->waiters, &n, t);
+}
+
+int weft_mutex_trylock(weft_mutex *m)
+{
+    weft_task *t = weft__current();
+    if (!t)
+        return -EPERM;
+    if (!m)
+        return -EINVAL;
+    if (m->owner)
+        return m->owner == t ? -EDEADLK : -EBUSY;
+    m->owner = t;
+    return 0;
+}
+
+void weft_mutex_unlock(weft_mutex *m)
+{
+    if (!m)
+        return;
+    if (m->owner != weft__current()) {
+        weft__log("weft_mutex_unlock: the calling task does not hold the mutex; ignored\n");
+        return;
+    }
+    weft__wq_node *next = weft__wq_pop(&m->waiters);
+    m->owner = next ? next->task : NULL;
+    if (next)
+        weft__wq_grant(next, 0);
+}
+
+void weft_mutex_free(weft_mutex *m)
+{
+    if (!m)
+        return;
+    weft__wq_fail_all(&m->waiters, -EPIPE);
+    free(m);
+}
+
+/* ---- semaphores -------------------------------------------------------------------------------- */
+
+struct weft_sem {
+    unsigned permits;
+    weft__wq waiters;
+};
+
+weft_sem *weft_sem_new(unsigned n)
+{
+    weft_sem *s = calloc(1, sizeof *s);
+    if (!s) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    s->permits = n;
+    return s;
+}
+
+int weft_sem_acquire(weft_sem *s)
+{
+    weft_task *t;
+    int r = wait_check(s, &t);
+    if (r)
+        return r;
+    if (s->permits) {
+        s->permits--;
+        return 0;
+    }
+    weft__wq_node n;
+    return (int)weft__wq_wait(&s->waiters, &n, t);
+}
+
+int weft_sem_try_acquire(weft_sem *s)
+{
+    if (!s)
+        return -EINVAL;
+    if (!s->permits)
+        return -EAGAIN;
+    s->permits--;
+    return 0;
+}
+
+void weft_sem_release(weft_sem *s)
+{
+    if (!s)
+        return;
+    weft__wq_node *next = weft__wq_pop(&s->waiters);
+    if (next)
+        weft__wq_grant(next, 0); /* the permit goes straight to the first waiter */
+    else
+        s->permits++;
+}
+
+unsigned weft_sem_value(const weft_sem *s)
+{
+    return s ? s->permits : 0;
+}
+
+void weft_sem_free(weft_sem *s)
+{
+    if (!s)
+        return;
+    weft__wq_fail_all(&s->waiters, -EPIPE);
+    free(s);
+}

@@ -1,0 +1,132 @@
+/*
+ * The blocking-the-loop detector: a task that runs longer than slow_task_ns without suspending is
+ * reported while it is still running, by name, and again when it finally lets go, with how long it
+ * held the loop.
+ *
+ * The loop publishes every switch with two plain stores (the task switched to, then a sequence
+ * number with release order): that is all it costs the loop. A watchdog thread per running loop looks
+ * every slow_task_ns / 4; a sequence number that has not moved while a task was current means that
+ * task has held the loop since. The name is read seqlock-style: it is only trusted if the sequence
+ * number is unchanged after the copy.
+ */
+#include "internal.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct weft__watchdog {
+    weft_loop *loop;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    bool stop;
+};
+
+static bool sleep_or_stop(struct weft__watchdog *w, uint64_t ns)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    uint64_t t = (uint64_t)until.tv_nsec + ns;
+    until.tv_sec += (time_t)(t / 1000000000u);
+    until.tv_nsec = (long)(t % 1000000000u);
+    pthread_mutex_lock(&w->lock);
+    while (!w->stop && pthread_cond_timedwait(&w->wake, &w->lock, &until) == 0)
+        ;
+    bool stop = w->stop;
+    pthread_mutex_unlock(&w->lock);
+    return stop;
+}
+
+static void *watchdog_main(void *arg)
+{
+    struct weft__watchdog *w = arg;
+    weft_loop *l = w->loop;
+    uint64_t limit = l->cfg.slow_task_ns;
+    uint64_t interval = limit / 4 > 1000000 ? limit / 4 : 1000000;
+    uint64_t last_seq = UINT64_MAX, since = weft__now();
+    bool reported = false;
+    char label[64] = "";
+    for (;;) {
+        bool stop = sleep_or_stop(w, interval);
+        uint64_t seq = atomic_load_explicit(&l->watch_seq, memory_order_acquire);
+        uint64_t now = weft__now();
+        if (stop) {
+            /* The loop is done; a stall it reported has ended with it. */
+            if (reported && seq != last_seq)
+                weft__log("task %s held the loop for about %llu ms before suspending\n", label,
+                          (unsigned long long)((now - since) / 1000000));
+            break;
+        }
+        if (seq != last_seq) {
+            if (reported)
+                weft__log("task %s held the loop for about %llu ms before suspending\n", label,
+                          (unsigned long long)((now - since) / 1000000));
+            last_seq = seq;
+            since = now;
+            reported = false;
+            continue;
+        }
+        weft_task *t = atomic_load_explicit(&l->watch_task, memory_order_relaxed);
+        if (!t || reported || now - since < limit)
+            continue;
+        char name[sizeof t->name];
+        memcpy(name, t->name, sizeof name);
+        unsigned long long id = t->id;
+        if (atomic_load_explicit(&l->watch_seq, memory_order_acquire) != seq)
+            continue; /* it switched while we looked: the copy may be torn */
+        name[sizeof name - 1] = '\0';
+        if (name[0])
+            snprintf(label, sizeof label, "'%s' (#%llu)", name, id);
+        else
+            snprintf(label, sizeof label, "#%llu", id);
+        weft__log("task %s has run for %llu ms without suspending: it is blocking the loop (limit %llu ms; "
+                  "offload blocking work with weft_offload)\n",
+                  label, (unsigned long long)((now - since) / 1000000), (unsigned long long)(limit / 1000000));
+        atomic_fetch_add_explicit(&l->slow_reports, 1, memory_order_relaxed);
+        reported = true;
+    }
+    return NULL;
+}
+
+int weft__watchdog_start(weft_loop *l)
+{
+    if (l->cfg.slow_task_ns == UINT64_MAX)
+        return 0;
+    struct weft__watchdog *w = calloc(1, sizeof *w);
+    if (!w)
+        return -ENOMEM;
+    w->loop = l;
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->wake, &attr);
+    pthread_condattr_destroy(&attr);
+    int err = pthread_create(&w->thread, NULL, watchdog_main, w);
+    if (err) {
+        pthread_cond_destroy(&w->wake);
+        pthread_mutex_destroy(&w->lock);
+        free(w);
+        return -err;
+    }
+    l->watchdog = w;
+    return 0;
+}
+
+void weft__watchdog_stop(weft_loop *l)
+{
+    struct weft__watchdog *w = l->watchdog;
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->lock);
+    w->stop = true;
+    pthread_cond_signal(&w->wake);
+    pthread_mutex_unlock(&w->lock);
+    pthread_join(w->thread, NULL);
+    pthread_cond_destroy(&w->wake);
+    pthread_mutex_destroy(&w->lock);
+    free(w);
+    l->watchdog = NULL;
+}
