@@ -206,7 +206,8 @@ static void task_entry(void *arg)
     intptr_t result = t->fn(t->arg);
     task_ended(l, t, result);
     l->zombie = t;
-    weft_task *next = next_runnable(l);
+    /* When main ends, what is still queued must be cancelled before it runs: back to the loop. */
+    weft_task *next = t == l->main_task ? NULL : next_runnable(l);
     weft__note_switch(l, next);
     weft__ctx_exit(&t->ctx, next ? &next->ctx : &l->ctx);
 }
