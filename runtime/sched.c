@@ -509,6 +509,6 @@ int weft__loop_turn(weft_loop *l, bool (*done)(weft_loop *))
     if (timeout || l->backend->has_work(l))
         r = l->backend->poll(l, timeout);
     if (timeout)
-        atomic_store(&l->sleeping, 0);
+        atomic_store_explicit(&l->sleeping, 0, memory_order_relaxed); /* a stale 1 costs a spare wakeup */
     return r;
 }

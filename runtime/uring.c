@@ -243,18 +243,21 @@ static int enter(weft_loop *l, uring_backend *b, uint64_t timeout_ns)
     bool knows_taskrun = b->setup_flags & IORING_SETUP_TASKRUN_FLAG;
     if (to_submit || timeout_ns || pending_taskrun || !knows_taskrun) {
         struct __kernel_timespec ts;
-        struct io_uring_getevents_arg arg = {0};
+        struct io_uring_getevents_arg arg = {.ts = (uint64_t)(uintptr_t)&ts};
         unsigned wait_nr = 0;
+        unsigned flags = IORING_ENTER_GETEVENTS | b->enter_flags;
         if (timeout_ns && !io_uring_cq_ready(&b->ring)) {
             wait_nr = 1;
             if (timeout_ns != UINT64_MAX) {
+                /* EXT_ARG only when there is a timeout: it costs the kernel a copy from user memory. */
                 ts.tv_sec = (long long)(timeout_ns / 1000000000u);
                 ts.tv_nsec = (long long)(timeout_ns % 1000000000u);
-                arg.ts = (uint64_t)(uintptr_t)&ts;
+                flags |= IORING_ENTER_EXT_ARG;
             }
         }
-        unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG | b->enter_flags;
-        int r = io_uring_enter2((unsigned)b->enter_fd, to_submit, wait_nr, flags, (sigset_t *)&arg, sizeof arg);
+        int r = io_uring_enter2((unsigned)b->enter_fd, to_submit, wait_nr, flags,
+                                (flags & IORING_ENTER_EXT_ARG) ? (sigset_t *)&arg : NULL,
+                                (flags & IORING_ENTER_EXT_ARG) ? sizeof arg : _NSIG / 8);
         l->stats.syscalls++;
         if (r >= 0)
             l->stats.submissions += (unsigned)r;
