@@ -1,0 +1,574 @@
+#!/usr/bin/env python3
+"""Aggregates the figures bench/run collected: tables, the results JSON, and gnuplot charts.
+
+Python standard library only. The benchmark programs print one JSON object per line (see bench/fiber.c):
+  {"type":"sample","workload":W,"contender":C,"round":R,"metric":M,"unit":U,"value":V,...}
+  {"type":"failure","workload":W,"contender":C|"*","round":R,"reason":"..."}
+  {"type":"meta",...}
+bench/run appends them all to one raw file, then calls
+  report.py table RAW WORKLOAD       after each workload: prints its table
+  report.py finish RAW --json OUT --charts PREFIX [--mode M] [--started T] [--duration S] [--args "..."]
+                                     at the end: writes the results JSON and one PNG per workload
+
+Every figure is the median over rounds, with min–max; a ratio is taken pair by pair (the same round of
+both contenders, run back to back) and the median of those ratios is shown. A contender listed in
+WORKLOADS that has no figures is shown as failed, with the reason, never dropped.
+
+To add a workload: add an entry to WORKLOADS (and a function to bench/run).
+"""
+import argparse
+import datetime
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+# ----------------------------------------------------------------------------------------------------
+# What each workload measures, who competes, what is compared with what, and the targets.
+#   contenders: in table order; each is shown even when it produced nothing
+#   metrics:    name -> label, better ("lower"/"higher"), chart (draw a panel in the PNG)
+#   ratios:     reference contenders: a column "vs REF" = how many times faster than REF, per metric
+#               whose better is set (lower: REF/contender; higher: contender/REF)
+#   targets:    {contender, metric, and one of: at_most V, at_least V, faster_than REF + at_least X}
+# ----------------------------------------------------------------------------------------------------
+WORKLOADS = {
+    "switch": {
+        "title": "context switch",
+        "what": "one context switch: ping-pong between the thread and one fiber",
+        "contenders": ["weft", "fcontext", "swapcontext"],
+        "labels": {"weft": "weft (weft__ctx_switch)", "fcontext": "boost.context fcontext",
+                   "swapcontext": "glibc swapcontext"},
+        "metrics": {"ns_per_switch": {"label": "ns per switch", "better": "lower", "chart": True}},
+        "ratios": ["fcontext", "swapcontext"],
+        "targets": [
+            {"contender": "weft", "metric": "ns_per_switch", "faster_than": "fcontext", "at_least": 1.0,
+             "text": "weft no slower than fcontext (>= 1.0x)"},
+            {"contender": "weft", "metric": "ns_per_switch", "faster_than": "swapcontext", "at_least": 45,
+             "text": "weft >= 45x faster than swapcontext"},
+        ],
+    },
+    "yield": {
+        "title": "yield through the scheduler",
+        "what": "weft_yield between two tasks through the scheduler",
+        "contenders": ["weft", "ctx-switch"],
+        "labels": {"weft": "weft_yield", "ctx-switch": "bare weft__ctx_switch\n(no scheduler: reference)"},
+        "metrics": {"ns_per_yield": {"label": "ns per yield", "better": "lower", "chart": True}},
+        "ratios": ["ctx-switch"],
+        "targets": [
+            {"contender": "weft", "metric": "ns_per_yield", "at_most": 10, "text": "weft_yield <= 10 ns"},
+        ],
+    },
+    "spawn": {
+        "title": "spawn + join",
+        "what": "spawn an empty task and join it",
+        "contenders": ["weft", "pthread"],
+        "labels": {"weft": "weft_spawn + weft_join", "pthread": "pthread_create + pthread_join"},
+        "metrics": {"ns_per_spawn_join": {"label": "ns per spawn+join", "better": "lower", "chart": True}},
+        "ratios": ["pthread"],
+        "targets": [
+            {"contender": "weft", "metric": "ns_per_spawn_join", "at_most": 60, "text": "weft spawn+join <= 60 ns"},
+            {"contender": "weft", "metric": "ns_per_spawn_join", "faster_than": "pthread", "at_least": 300,
+             "text": "weft >= 300x faster than pthread"},
+        ],
+    },
+    "tasks": {
+        "title": "1,000,000 live tasks",
+        "what": "1M tasks alive at once (parked in weft_sleep, or in weft_await of a future never resolved)",
+        "contenders": ["weft-sleep", "weft-await"],
+        "labels": {"weft-sleep": "weft, tasks in weft_sleep", "weft-await": "weft, tasks in weft_await"},
+        "metrics": {
+            "create_ms": {"label": "create (spawn + first run), ms for all tasks", "better": "lower", "chart": True},
+            "create_ns_per_task": {"label": "create, ns per task", "better": "lower"},
+            "reap_ms": {"label": "reap (cancel + join), ms for all tasks", "better": "lower", "chart": True},
+            "reap_ns_per_task": {"label": "reap, ns per task", "better": "lower"},
+            "rss_kib_per_task": {"label": "RSS per task, KiB", "better": "lower", "chart": True},
+            "pte_bytes_per_task": {"label": "page tables per task, bytes", "better": "lower", "chart": True},
+            "vmas": {"label": "mappings (VMAs) with all alive", "better": "lower"},
+            "stacks_mapped": {"label": "stacks mapped", "better": None},
+            "tasks_peak": {"label": "peak live tasks", "better": None},
+        },
+        "ratios": [],
+        "targets": [
+            {"contender": "weft-sleep", "metric": "rss_kib_per_task", "at_most": 12, "text": "RSS <= 12 KiB/task (sleep)"},
+            {"contender": "weft-await", "metric": "rss_kib_per_task", "at_most": 12, "text": "RSS <= 12 KiB/task (await)"},
+        ],
+    },
+}
+ORDER = list(WORKLOADS)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Reading and summarising
+# ----------------------------------------------------------------------------------------------------
+
+def read_records(path):
+    recs = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            line = line.strip()
+            if not line.startswith("{"):
+                continue
+            try:
+                recs.append(json.loads(line))
+            except ValueError:
+                pass
+    return recs
+
+
+def spec_for(name, recs):
+    """The WORKLOADS entry, or one made up from the records of a workload nobody described yet."""
+    if name in WORKLOADS:
+        return WORKLOADS[name]
+    contenders, metrics = [], {}
+    for r in recs:
+        if r.get("workload") != name:
+            continue
+        c = r.get("contender")
+        if c and c != "*" and c not in contenders:
+            contenders.append(c)
+        if r.get("type") == "sample" and r["metric"] not in metrics:
+            metrics[r["metric"]] = {"label": r["metric"], "better": "lower", "chart": True}
+    return {"title": name, "what": name, "contenders": contenders, "labels": {}, "metrics": metrics,
+            "ratios": [], "targets": []}
+
+
+def summarise(name, recs):
+    spec = spec_for(name, recs)
+    mine = [r for r in recs if r.get("workload") == name]
+    samples = [r for r in mine if r.get("type") == "sample"]
+    failures = [r for r in mine if r.get("type") == "failure"]
+    contenders = list(spec["contenders"])
+    for r in mine:  # contenders the spec does not know yet still show
+        c = r.get("contender")
+        if c and c != "*" and c not in contenders:
+            contenders.append(c)
+    metrics = dict(spec["metrics"])
+    for r in samples:
+        metrics.setdefault(r["metric"], {"label": r["metric"], "better": "lower", "chart": True})
+
+    out = {"title": spec["title"], "what": spec["what"], "contenders": {}, "targets": []}
+    by = {}  # (contender, metric) -> {round: value}
+    units = {}
+    for r in samples:
+        by.setdefault((r["contender"], r["metric"]), {})[r["round"]] = r["value"]
+        units[r["metric"]] = r.get("unit", "")
+    global_fail = [f["reason"] for f in failures if f.get("contender") == "*"]
+    for c in contenders:
+        fails = [{"round": f.get("round", 0), "reason": f["reason"]} for f in failures if f.get("contender") == c]
+        have = any(k[0] == c for k in by)
+        entry = {"label": spec["labels"].get(c, c), "failures": fails, "metrics": {}}
+        if not have:
+            reason = fails[0]["reason"] if fails else (global_fail[0] if global_fail else "no figures (did not run)")
+            entry.update(status="failed", reason=reason)
+        else:
+            entry["status"] = "ok" if not fails else "partial"
+        for m in metrics:
+            vals = by.get((c, m))
+            if not vals:
+                continue
+            v = [vals[k] for k in sorted(vals)]
+            ms = {"unit": units.get(m, ""), "rounds": sorted(vals), "values": v,
+                  "median": statistics.median(v), "min": min(v), "max": max(v), "ratios": {}}
+            better = metrics[m].get("better")
+            for ref in spec["ratios"]:
+                rv = by.get((ref, m))
+                if not rv or not better:
+                    continue
+                pairs = [(vals[k], rv[k]) for k in sorted(vals) if k in rv and vals[k] > 0 and rv[k] > 0]
+                if not pairs:
+                    continue
+                rs = [(b / a) if better == "lower" else (a / b) for a, b in pairs]
+                ms["ratios"][ref] = {"median": statistics.median(rs), "min": min(rs), "max": max(rs), "pairs": len(rs)}
+            entry["metrics"][m] = ms
+        out["contenders"][c] = entry
+    out["metric_info"] = {m: {"label": metrics[m]["label"], "better": metrics[m].get("better"),
+                              "chart": bool(metrics[m].get("chart")), "unit": units.get(m, "")} for m in metrics}
+    out["ratios"] = list(spec["ratios"])
+
+    for t in spec["targets"]:
+        c, m = t["contender"], t["metric"]
+        cm = out["contenders"].get(c, {}).get("metrics", {}).get(m)
+        res = dict(t)
+        if "faster_than" in t:
+            rr = cm["ratios"].get(t["faster_than"]) if cm else None
+            value = rr["median"] if rr else None
+            res["unit"] = "x"
+        else:
+            value = cm["median"] if cm else None
+            res["unit"] = cm["unit"] if cm else units.get(m, "")
+        res["value"] = value
+        if value is None:
+            res["met"] = None
+        elif "at_most" in t:
+            res["met"] = value <= t["at_most"]
+        else:
+            res["met"] = value >= t["at_least"]
+        out["targets"].append(res)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# Formatting
+# ----------------------------------------------------------------------------------------------------
+
+def fnum(v):
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    a = abs(v)
+    if float(v).is_integer() and a >= 10:
+        return f"{int(v):,}"
+    if a >= 10000:
+        return f"{v:,.0f}"
+    if a >= 100:
+        return f"{v:.0f}"
+    if a >= 10:
+        return f"{v:.1f}"
+    if a >= 1:
+        return f"{v:.2f}"
+    return f"{v:.3f}"
+
+
+def fratio(r):
+    if r is None:
+        return "-"
+    if r >= 100:
+        return f"{r:.0f}x"
+    if r >= 10:
+        return f"{r:.1f}x"
+    if r >= 0.1:
+        return f"{r:.2f}x"
+    return f"{r:.3f}x"
+
+
+def target_desc(t):
+    if "at_most" in t:
+        return f"<= {fnum(t['at_most'])}"
+    if "faster_than" in t:
+        return f">= {fnum(t['at_least'])}x faster than {t['faster_than']}"
+    return f">= {fnum(t['at_least'])}"
+
+
+def render_table(name, s):
+    lines = []
+    rounds = max((len(ms["values"]) for e in s["contenders"].values() for ms in e["metrics"].values()), default=0)
+    how = f"{rounds} round{'s' if rounds != 1 else ''}; median, min-max"
+    if s["ratios"]:
+        how += "; vs X: times faster than X, median of per-round pairs"
+    lines.append(f"{name}: {s['what']}  ({how})")
+    metrics = [m for m in s["metric_info"] if any(m in e["metrics"] for e in s["contenders"].values())]
+    if not metrics:
+        metrics = list(s["metric_info"])
+    multi = len(metrics) > 1
+    header = (["metric"] if multi else []) + ["contender", "median", "min-max", "n"] + [f"vs {r}" for r in s["ratios"]]
+    rows = []  # a list of cells, or ("FAILED", metric cell, contender, reason)
+    for mi, m in enumerate(metrics):
+        info = s["metric_info"][m]
+        unit = info["unit"]
+        label = info["label"] if multi else None
+        for c, e in s["contenders"].items():
+            ms = e["metrics"].get(m)
+            if not ms:
+                if e["status"] == "failed" and (mi == 0 or multi):
+                    rows.append(("FAILED", label, c, e["reason"]))
+                continue
+            row = ([label] if multi else []) + [c, f"{fnum(ms['median'])} {unit}".strip(),
+                                                  f"{fnum(ms['min'])} - {fnum(ms['max'])}", str(len(ms["values"]))]
+            for ref in s["ratios"]:
+                rr = ms["ratios"].get(ref)
+                row.append("1.00x (ref)" if c == ref and rr else (fratio(rr["median"]) if rr else "-"))
+            rows.append(row)
+    cells = [r for r in rows if not isinstance(r, tuple)]
+    widths = [max([len(header[i])] + [len(r[i]) for r in cells]) for i in range(len(header))]
+    if multi:
+        widths[0] = max([widths[0]] + [len(r[1]) for r in rows if isinstance(r, tuple)])
+    widths[1 if multi else 0] = max([widths[1 if multi else 0]] + [len(r[2]) for r in rows if isinstance(r, tuple)])
+
+    def fmt_row(r):
+        if isinstance(r, tuple):
+            lead = [r[1].ljust(widths[0])] if multi else []
+            return "  " + "  ".join(lead + [r[2].ljust(widths[1 if multi else 0]), f"FAILED: {r[3]}"])
+        out = []
+        for i, cell in enumerate(r):
+            left = i == 0 or (multi and i == 1)
+            out.append(cell.ljust(widths[i]) if left else cell.rjust(widths[i]))
+        return "  " + "  ".join(out).rstrip()
+
+    lines.append(fmt_row(header))
+    lines.append("  " + "  ".join("-" * w for w in widths))
+    prev = None
+    for r in rows:
+        if multi and r[0 if not isinstance(r, tuple) else 1] == prev:  # the metric once per group
+            r = ("FAILED", "", r[2], r[3]) if isinstance(r, tuple) else [""] + r[1:]
+        else:
+            prev = r[0 if not isinstance(r, tuple) else 1]
+        lines.append(fmt_row(r))
+    for c, e in s["contenders"].items():
+        if e["status"] == "partial":
+            fl = "; ".join(f"round {f['round']}: {f['reason']}" for f in e["failures"][:3])
+            lines.append(f"  {c}: {len(e['failures'])} round(s) failed - {fl}")
+    for t in s["targets"]:
+        val = "-" if t["value"] is None else (fratio(t["value"]) if t["unit"] == "x" else f"{fnum(t['value'])} {t['unit']}".strip())
+        verdict = "n/a (no figure)" if t["met"] is None else ("met" if t["met"] else "NOT MET")
+        lines.append(f"  target: {t['text']:<44} {val:>12}  {verdict}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Machine and charts
+# ----------------------------------------------------------------------------------------------------
+
+def machine_info():
+    info = {"nproc": len(os.sched_getaffinity(0)), "kernel": os.uname().release, "arch": os.uname().machine}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    info["mem_total_gib"] = round(int(line.split()[1]) / 1048576, 1)
+    except OSError:
+        pass
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    info["os"] = line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return info
+
+
+def gp_str(s):
+    """A gnuplot double-quoted string; a newline in s becomes a line break."""
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def chart(name, s, machine, png, when):
+    """One PNG per workload: a panel per charted metric, a bar per contender (median), whiskers min-max."""
+    metrics = [m for m, i in s["metric_info"].items() if i["chart"]]
+    if not metrics:
+        return False
+    contenders = list(s["contenders"])
+    cols = min(len(metrics), 2)
+    rows = math.ceil(len(metrics) / cols)
+    width = max(900, 620 * cols)
+    height = 470 * rows + 90
+    rounds = max((len(ms["values"]) for e in s["contenders"].values() for ms in e["metrics"].values()), default=0)
+    tmp = tempfile.mkdtemp(prefix="weft-chart-")
+    try:
+        script = [
+            "set encoding utf8",
+            f"set terminal pngcairo size {width},{height} font 'DejaVu Sans,10' noenhanced",
+            f"set output {gp_str(png)}",
+            "set style fill solid 0.75 border -1",
+            "set boxwidth 0.55",
+            "set grid ytics lc rgb '#dddddd'",
+            "set key top left box opaque font ',9'",
+            "set tics nomirror",
+            "set border 3",
+            "set bmargin 5",
+            "set style textbox opaque noborder",
+        ]
+        title = (f"weft benchmark — {name}: {s['what']}\n"
+                 f"{machine['nproc']} CPUs (nproc), Linux {machine['kernel']}"
+                 f"{', ' + machine['cpu'] if machine.get('cpu') else ''}\n"
+                 f"{when}; bars: median of {rounds} round{'s' if rounds != 1 else ''}, whiskers: min–max; pinned to CPU 0")
+        script.append(f"set multiplot layout {rows},{cols} title {gp_str(title)} font ',11'")
+        for mi, m in enumerate(metrics):
+            info = s["metric_info"][m]
+            dat = os.path.join(tmp, f"{mi}.dat")
+            vals = []
+            with open(dat, "w") as f:
+                for x, c in enumerate(contenders):
+                    ms = s["contenders"][c]["metrics"].get(m)
+                    if not ms:
+                        continue
+                    vals += [ms["median"], ms["min"], ms["max"]]
+                    lab = f"{fnum(ms['median'])} {info['unit']}".strip()
+                    f.write(f"{x} {ms['median']!r} {ms['min']!r} {ms['max']!r} {gp_str(lab)}\n")
+            tics = []
+            for x, c in enumerate(contenders):
+                e = s["contenders"][c]
+                lab = e["label"]
+                if not e["metrics"].get(m):
+                    lab += "\n(FAILED)"
+                tics.append(f"{gp_str(lab)} {x}")
+            # targets drawn as horizontal lines on this metric's panel
+            lines = []
+            for t in s["targets"]:
+                if t["metric"] != m:
+                    continue
+                if "at_most" in t:
+                    lines.append((t["at_most"], f"target for {t['contender']}: ≤ {fnum(t['at_most'])} {info['unit']}"))
+                elif "faster_than" in t:
+                    ref = s["contenders"].get(t["faster_than"], {}).get("metrics", {}).get(m)
+                    if ref:
+                        y = ref["median"] / t["at_least"]
+                        how = (f"no slower than {t['faster_than']}" if t["at_least"] == 1
+                               else f"{t['at_least']:g}× faster than {t['faster_than']}")
+                        lines.append((y, f"target for {t['contender']}: {how} (≤ {fnum(y)} {info['unit']})"))
+            allv = [v for v in vals + [y for y, _ in lines] if v > 0]
+            log = bool(allv) and max(allv) / min(allv) > 30
+            unit = info["unit"]
+            ylabel = info["label"] + (f" ({unit})" if unit and unit not in info["label"] else "")
+            if info.get("better"):
+                ylabel += f", {info['better']} is better"
+            script += [
+                f"set title {gp_str(info['label'])}",
+                f"set ylabel {gp_str(ylabel)}",
+                "set xlabel 'contender'",
+                f"set xtics ({', '.join(tics)})",
+                f"set xrange [-0.7:{len(contenders) - 0.3}]",
+            ]
+            if log:
+                script += ["set logscale y", f"set yrange [{min(allv) / 4!r}:{max(allv) * 8!r}]"]
+            else:
+                top = max(allv) * 1.3 if allv else 1
+                script += ["unset logscale y", f"set yrange [0:{top!r}]"]
+            plots = []
+            if vals:
+                d = gp_str(dat)
+                plots += [f"{d} using 1:2 with boxes lc rgb '#4477aa' title 'median'",
+                          f"{d} using 1:2:3:4 with yerrorbars lc rgb '#222222' pt 7 ps 0.4 lw 1.5 "
+                          f"title 'min–max ({rounds} round{'s' if rounds != 1 else ''})'"]
+            else:
+                plots.append("NaN notitle")
+                script.append("set label 1 'no figures: every contender failed' at graph 0.5,0.5 center")
+            colors = ["#cc3311", "#ee7733", "#009988"]
+            for i, (y, lab) in enumerate(lines):
+                plots.append(f"{y!r} with lines dt 2 lw 2 lc rgb '{colors[i % len(colors)]}' title {gp_str(lab)}")
+            if vals:
+                plots.append(f"{d} using 1:4:5 with labels boxed offset 0,0.9 font ',9' notitle")
+            script.append("plot " + ", ".join(plots))
+            script.append("unset label 1")
+        script.append("unset multiplot")
+        gpfile = os.path.join(tmp, "chart.gp")
+        with open(gpfile, "w") as f:
+            f.write("\n".join(script) + "\n")
+        p = subprocess.run(["gnuplot", gpfile], capture_output=True, text=True)
+        if p.returncode != 0 or not os.path.exists(png):
+            sys.stderr.write(f"gnuplot failed for {name}:\n{p.stderr}\n")
+            return False
+        return True
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Commands
+# ----------------------------------------------------------------------------------------------------
+
+def workloads_in(recs):
+    names = []
+    for r in recs:
+        w = r.get("workload")
+        if w and w not in names:
+            names.append(w)
+    return sorted(names, key=lambda w: (ORDER.index(w) if w in ORDER else len(ORDER), names.index(w)))
+
+
+def cmd_table(a):
+    recs = read_records(a.raw)
+    print(render_table(a.workload, summarise(a.workload, recs)))
+
+
+def git_info(root):
+    def run(*cmd):
+        try:
+            p = subprocess.run(["git", "-C", root, *cmd], capture_output=True, text=True, timeout=10)
+            return p.stdout.strip() if p.returncode == 0 else None
+        except (OSError, subprocess.SubprocessError):
+            return None
+    commit = run("rev-parse", "HEAD")
+    status = run("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def cmd_finish(a):
+    recs = read_records(a.raw)
+    machine = machine_info()
+    now = datetime.datetime.now(datetime.timezone.utc)
+    when = now.strftime("%Y-%m-%d %H:%M UTC")
+    names = workloads_in(recs)
+    summary = {w: summarise(w, recs) for w in names}
+    charts = {}
+    have_gnuplot = shutil.which("gnuplot") is not None
+    for w in names:
+        if not have_gnuplot:
+            break
+        png = f"{a.charts}-{w}.png"
+        if chart(w, summary[w], machine, png, when):
+            charts[w] = os.path.relpath(png, a.root) if a.root else png
+    doc = {
+        "schema": 1,
+        "started_utc": a.started,
+        "finished_utc": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "duration_s": a.duration,
+        "mode": a.mode,
+        "args": a.args,
+        "machine": machine,
+        "git": git_info(a.root or "."),
+        "meta": [r for r in recs if r.get("type") == "meta"],
+        "workloads": summary,
+        "charts": charts,
+        "records": [r for r in recs if r.get("type") in ("sample", "failure")],
+    }
+    tmp = a.json + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, a.json)
+
+    print(f"Targets ({machine['nproc']} CPUs, Linux {machine['kernel']}):")
+    n_met = n_all = 0
+    for w in names:
+        for t in summary[w]["targets"]:
+            n_all += 1
+            n_met += bool(t["met"])
+            val = "-" if t["value"] is None else (fratio(t["value"]) if t["unit"] == "x" else f"{fnum(t['value'])} {t['unit']}".strip())
+            verdict = "n/a (no figure)" if t["met"] is None else ("met" if t["met"] else "NOT MET")
+            print(f"  {w:<8} {t['text']:<44} {val:>12}  {verdict}")
+    failed = [(w, c, e["reason"]) for w in names for c, e in summary[w]["contenders"].items() if e["status"] == "failed"]
+    for w, c, reason in failed:
+        print(f"  {w:<8} {c}: FAILED - {reason}")
+    print(f"  {n_met} of {n_all} targets met")
+    print(f"results: {os.path.relpath(a.json, a.root) if a.root else a.json}")
+    for w, p in charts.items():
+        print(f"chart:   {p}")
+    if not have_gnuplot:
+        print("charts:  not drawn (gnuplot is not installed)")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("table", help="print the table of one workload")
+    t.add_argument("raw")
+    t.add_argument("workload")
+    t.set_defaults(fn=cmd_table)
+    f = sub.add_parser("finish", help="write the results JSON and the charts, print the targets")
+    f.add_argument("raw")
+    f.add_argument("--json", required=True)
+    f.add_argument("--charts", required=True, help="path prefix of the PNGs: PREFIX-WORKLOAD.png")
+    f.add_argument("--root", default=None)
+    f.add_argument("--mode", default="default")
+    f.add_argument("--started", default=None)
+    f.add_argument("--duration", type=float, default=None)
+    f.add_argument("--args", default="", help="the options bench/run was given, as one string")
+    f.set_defaults(fn=cmd_finish)
+    a = ap.parse_args()
+    a.fn(a)
+
+
+if __name__ == "__main__":
+    main()
