@@ -25,12 +25,14 @@ void weft__log(const char *fmt, ...)
 
 const char *weft_strerror(int err)
 {
-    if (err < 0)
-        err = -err;
-    if (err == 0)
+    /* Negated as unsigned: -INT_MIN is not an int. */
+    unsigned code = err < 0 ? 0u - (unsigned)err : (unsigned)err;
+    if (code == 0)
         return "Success";
+    if (code > 4095)
+        return "Unknown error";
     /* strerrordesc_np returns a static string, unlike strerror, and NULL for unknown codes. */
-    const char *s = strerrordesc_np(err);
+    const char *s = strerrordesc_np((int)code);
     return s ? s : "Unknown error";
 }
 

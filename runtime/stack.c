@@ -68,9 +68,14 @@ static long map_count_budget(void)
 
 static size_t page_size(void)
 {
-    static size_t ps;
-    if (!ps)
+    /* Loops start on many threads at once: the cache is atomic (relaxed: every thread computes the
+     * same value). */
+    static _Atomic size_t cached;
+    size_t ps = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (!ps) {
         ps = (size_t)sysconf(_SC_PAGESIZE);
+        atomic_store_explicit(&cached, ps, memory_order_relaxed);
+    }
     return ps;
 }
 
