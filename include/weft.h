@@ -384,7 +384,10 @@ WEFT_API void weft_sem_free(weft_sem *s);
 
 /* socket(2). */
 WEFT_API int weft_socket(int domain, int type, int protocol);
-/* accept4(2): flags are SOCK_NONBLOCK / SOCK_CLOEXEC. addr and len may be NULL. */
+/* accept4(2): flags are SOCK_NONBLOCK / SOCK_CLOEXEC. addr and len may be NULL. When the process or
+ * system is out of fds (EMFILE, ENFILE) it does not return: it waits, backing off from 1 ms to 1 s,
+ * until one is free (logged once, counted in weft_stats.accept_backoffs), so an accept loop never
+ * spins. */
 WEFT_API int weft_accept(int fd, struct sockaddr *addr, socklen_t *len, int flags);
 /* connect(2). -ECONNREFUSED, -ETIMEDOUT, -ENETUNREACH... */
 WEFT_API int weft_connect(int fd, const struct sockaddr *addr, socklen_t len);
@@ -536,8 +539,9 @@ typedef struct weft_stats {
     uint64_t tasks_live;     /* tasks not yet ended */
     uint64_t tasks_peak;     /* the most tasks alive at once */
     uint64_t switches;       /* context switches into a task or back to the loop */
-    uint64_t submissions;    /* SQEs handed to the kernel */
-    uint64_t completions;    /* CQEs reaped */
+    uint64_t submissions;    /* requests started: SQEs handed to the kernel on io_uring (cancels and
+                                the loop's own wake read included); I/O calls started on epoll */
+    uint64_t completions;    /* requests completed: CQEs reaped on io_uring, calls finished on epoll */
     uint64_t syscalls;       /* system calls made by the loop's thread for I/O: io_uring_enter on
                                 io_uring; epoll_wait, epoll_ctl and every non-blocking attempt on
                                 epoll (calls run on executor threads are not counted) */
@@ -550,6 +554,7 @@ typedef struct weft_stats {
     uint64_t stacks_mapped;  /* task stacks ever mapped */
     uint64_t backend_fallbacks; /* 1 if io_uring was refused and the loop runs on epoll */
     uint64_t slow_task_reports; /* tasks reported for holding the loop longer than slow_task_ns */
+    uint64_t accept_backoffs;   /* waits in weft_accept because the process was out of fds */
 } weft_stats;
 
 /* Copies the counters of the loop running on this thread. 0, -EINVAL (out NULL), -EPERM (no loop). */

@@ -150,6 +150,13 @@ static fd_state *fd_get(weft_loop *l, epoll_backend *b, int fd, int *err)
     return s;
 }
 
+/* Completes op, counted as the epoll backend's "completion". */
+static void finish(weft_loop *l, weft__op *op, int32_t res)
+{
+    l->stats.completions++;
+    op->complete(op, res, 0);
+}
+
 static void queue_push(op_queue *q, weft__op *op)
 {
     op->wait_next = NULL;
@@ -268,8 +275,7 @@ static int32_t attempt(weft_loop *l, weft__op *op, fd_state *s)
             r = pfd.revents;
         break;
     }
-    default: /* read, write, readv, writev on a pipe, socket or terminal */
-        l->stats.syscalls--;
+    default: /* read, write, readv, writev on a pipe, socket or terminal (O_NONBLOCK set at fd_get) */
         return weft__op_run_blocking(op);
     }
     if (r < 0)
@@ -277,7 +283,7 @@ static int32_t attempt(weft_loop *l, weft__op *op, fd_state *s)
     return (int32_t)r;
 }
 
-static void fail_all(epoll_backend *b, fd_state *s, int32_t res)
+static void fail_all(weft_loop *l, epoll_backend *b, fd_state *s, int32_t res)
 {
     for (int q = 0; q < Q_COUNT; q++) {
         weft__op *op;
@@ -285,7 +291,7 @@ static void fail_all(epoll_backend *b, fd_state *s, int32_t res)
             queue_remove(&s->queue[q], op);
             op->wait_kind = WAIT_NONE;
             b->waiting--;
-            op->complete(op, res, 0);
+            finish(l, op, res);
         }
     }
 }
@@ -293,22 +299,23 @@ static void fail_all(epoll_backend *b, fd_state *s, int32_t res)
 static int ep_submit(weft_loop *l, weft__op *op)
 {
     epoll_backend *b = backend_of(l);
+    l->stats.submissions++;
     int32_t res;
     int err = 0;
     fd_state *s;
     switch (op->opcode) {
     case WEFT__OP_NOP:
-        op->complete(op, 0, 0);
+        finish(l, op, 0);
         return 0;
     case WEFT__OP_SOCKET:
         l->stats.syscalls++;
         res = socket(op->fd, op->fd2 | SOCK_NONBLOCK, (int)op->flags);
-        op->complete(op, res < 0 ? -errno : res, 0);
+        finish(l, op, res < 0 ? -errno : res);
         return 0;
     case WEFT__OP_SHUTDOWN:
         l->stats.syscalls++;
         res = shutdown(op->fd, (int)op->flags);
-        op->complete(op, res < 0 ? -errno : 0, 0);
+        finish(l, op, res < 0 ? -errno : 0);
         return 0;
     case WEFT__OP_CANCEL_FD:
         res = 0;
@@ -317,14 +324,14 @@ static int ep_submit(weft_loop *l, weft__op *op)
             for (int q = 0; q < Q_COUNT; q++)
                 for (weft__op *w = s->queue[q].head; w; w = w->wait_next)
                     res++;
-            fail_all(b, s, -ECANCELED);
+            fail_all(l, b, s, -ECANCELED);
         }
-        op->complete(op, res, 0);
+        finish(l, op, res);
         return 0;
     case WEFT__OP_CLOSE:
         if (op->fd >= 0 && (size_t)op->fd < b->nfds) {
             s = &b->fds[op->fd];
-            fail_all(b, s, -ECANCELED);
+            fail_all(l, b, s, -ECANCELED);
             if (s->kind == FD_READINESS) {
                 l->stats.syscalls++;
                 epoll_ctl(b->epfd, EPOLL_CTL_DEL, op->fd, NULL);
@@ -333,7 +340,7 @@ static int ep_submit(weft_loop *l, weft__op *op)
         }
         l->stats.syscalls++;
         res = close(op->fd);
-        op->complete(op, res < 0 ? -errno : 0, 0);
+        finish(l, op, res < 0 ? -errno : 0);
         return 0;
     case WEFT__OP_OPENAT:
     case WEFT__OP_FSYNC:
@@ -348,13 +355,13 @@ static int ep_submit(weft_loop *l, weft__op *op)
     }
     s = fd_get(l, b, op->fd, &err);
     if (!s) {
-        op->complete(op, err, 0);
+        finish(l, op, err);
         return 0;
     }
     if (s->kind == FD_BLOCKING) {
         if (op->opcode == WEFT__OP_POLL) {
             /* A regular file is always ready for what it was asked. */
-            op->complete(op, (short)op->flags & (POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM), 0);
+            finish(l, op, (short)op->flags & (POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM));
             return 0;
         }
         op->wait_kind = WAIT_OFFLOADED;
@@ -365,7 +372,7 @@ static int ep_submit(weft_loop *l, weft__op *op)
     if (!s->queue[q].head) {
         res = attempt(l, op, s);
         if (res != -EAGAIN) {
-            op->complete(op, res, 0);
+            finish(l, op, res);
             return 0;
         }
     }
@@ -385,7 +392,7 @@ static void ep_cancel(weft_loop *l, weft__op *op)
         b->waiting--;
         if (op->opcode == WEFT__OP_CONNECT)
             s->connecting = false;
-        op->complete(op, -ECANCELED, 0);
+        finish(l, op, -ECANCELED);
     } else if (op->wait_kind == WAIT_OFFLOADED) {
         weft__op_offload_cancel(op);
     }
@@ -410,7 +417,7 @@ static void queue_retry(weft_loop *l, epoll_backend *b, fd_state *s, int q, uint
         queue_remove(&s->queue[q], op);
         op->wait_kind = WAIT_NONE;
         b->waiting--;
-        op->complete(op, res, 0);
+        finish(l, op, res);
     }
 }
 

@@ -67,6 +67,18 @@ static intptr_t op_result(const weft__op *op)
     return op->res;
 }
 
+/* An injected fault for op: true if it completed op with an error; a length cap shortens op. */
+static bool fault_inject(weft__op *op)
+{
+    int fault = WEFT__FAULT_OP(op->opcode);
+    if (fault > 0 && op->len > (uint64_t)fault)
+        op->len = (uint64_t)fault;
+    if (fault >= 0)
+        return false;
+    op->complete(op, fault, 0);
+    return true;
+}
+
 static intptr_t io_wait(weft_task *t, weft__op *op, weft__interrupt_fn interrupt)
 {
     weft_loop *l = t->loop;
@@ -78,7 +90,7 @@ static intptr_t io_wait(weft_task *t, weft__op *op, weft__interrupt_fn interrupt
     op->wait_kind = 0;
     op->backend_priv = NULL;
     l->inflight++;
-    int r = l->backend->submit(l, op);
+    int r = fault_inject(op) ? 0 : l->backend->submit(l, op);
     if (r < 0) {
         l->inflight--;
         return r;
@@ -155,7 +167,7 @@ weft_future *weft__io_async(weft__op *template)
         l->async_head->prev = a;
     l->async_head = a;
     l->inflight++;
-    int r = l->backend->submit(l, &a->op);
+    int r = fault_inject(&a->op) ? 0 : l->backend->submit(l, &a->op);
     if (r < 0) {
         /* The error travels through the future, like every other result of the operation. */
         async_complete(&a->op, r, 0);
@@ -292,6 +304,7 @@ static void offload_landed(void *arg, intptr_t result)
 {
     weft__op *op = arg;
     op->backend_priv = NULL;
+    weft__tls_loop->stats.completions++;
     op->complete(op, (int32_t)result, 0);
 }
 
