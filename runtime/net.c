@@ -27,10 +27,31 @@ int weft_socket(int domain, int type, int protocol)
     return (int)run_op(&op);
 }
 
+/*
+ * Out of fds, accept fails while the connection stays queued: an accept loop retrying at once would
+ * spin at full speed. Wait instead, doubling from 1 ms to 1 s, until an fd is free, the caller is
+ * interrupted, or the error changes. The first time in a row, say so once.
+ */
 int weft_accept(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 {
-    weft__op op = {.opcode = WEFT__OP_ACCEPT, .fd = fd, .addr = addr, .addr2 = len, .flags = (uint32_t)flags};
-    return (int)run_op(&op);
+    uint64_t backoff = 1000000;
+    for (;;) {
+        socklen_t saved = len ? *len : 0;
+        weft__op op = {.opcode = WEFT__OP_ACCEPT, .fd = fd, .addr = addr, .addr2 = len, .flags = (uint32_t)flags};
+        int r = (int)run_op(&op);
+        if (r != -EMFILE && r != -ENFILE)
+            return r;
+        weft_loop *l = weft__tls_loop;
+        if (l->stats.accept_backoffs++ == 0 || backoff == 1000000)
+            weft__log("accept on fd %d: %s; retrying as fds free up\n", fd, weft_strerror(r));
+        if (len)
+            *len = saved;
+        int s = weft_sleep(backoff);
+        if (s < 0)
+            return s;
+        if (backoff < 1000000000u)
+            backoff *= 2;
+    }
 }
 
 int weft_connect(int fd, const struct sockaddr *addr, socklen_t len)

@@ -80,6 +80,10 @@ weft_task *weft__spawn(weft_loop *l, const char *name, weft_fn fn, void *arg)
         errno = ENOMEM;
         return NULL;
     }
+    if (WEFT__FAULT(WEFT__FAULT_TASK_ALLOC)) {
+        errno = ENOMEM;
+        return NULL;
+    }
     weft_task *t = l->free_tasks;
     if (t) {
         l->free_tasks = t->all_next;
@@ -226,7 +230,7 @@ static bool task_first_run(weft_loop *l, weft_task *t)
 {
     int result = -ECANCELED;
     if (!t->cancelled) {
-        t->stack = weft__stack_get(&l->stacks);
+        t->stack = WEFT__FAULT(WEFT__FAULT_STACK_ALLOC) ? NULL : weft__stack_get(&l->stacks);
         if (t->stack) {
             weft__ctx_make(&t->ctx, t->stack->lo, t->stack->size, task_entry, t);
             return true;

@@ -255,7 +255,9 @@ static int enter(weft_loop *l, uring_backend *b, uint64_t timeout_ns)
                 flags |= IORING_ENTER_EXT_ARG;
             }
         }
-        int r = io_uring_enter2((unsigned)b->enter_fd, to_submit, wait_nr, flags,
+        int r = WEFT__FAULT(WEFT__FAULT_ENTER);
+        if (!r)
+            r = io_uring_enter2((unsigned)b->enter_fd, to_submit, wait_nr, flags,
                                 (flags & IORING_ENTER_EXT_ARG) ? (sigset_t *)&arg : NULL,
                                 (flags & IORING_ENTER_EXT_ARG) ? sizeof arg : _NSIG / 8);
         l->stats.syscalls++;
@@ -305,7 +307,7 @@ static void wake_complete(weft__op *op, int32_t res, uint32_t flags)
 /* A free SQE, flushing the SQ to the kernel first if it is full. */
 static struct io_uring_sqe *sqe_get(weft_loop *l, uring_backend *b)
 {
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
+    struct io_uring_sqe *sqe = WEFT__FAULT(WEFT__FAULT_SQ_FULL) ? NULL : io_uring_get_sqe(&b->ring);
     while (WEFT__UNLIKELY(!sqe)) {
         l->stats.sq_full++;
         int r = enter(l, b, 0);
