@@ -1,0 +1,184 @@
+/*
+ * weft-test-child SCENARIO: runs one scenario whose stderr (or death) a test inspects from outside.
+ *
+ * Diagnostics are written to stderr and some scenarios kill the process, so the tests run them in a
+ * fresh process of their own (posix_spawn, not fork: the Criterion worker has threads of its own).
+ * The exit status is main's result (small values only), or 100 when weft_run failed, 101 for an
+ * unknown scenario, 103 when the parent was already gone. The scenarios print "MARK" on stderr where
+ * the order of messages matters.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "weft.h"
+
+#define MS(x) ((uint64_t)(x) * 1000000ull)
+
+static void mark(const char *what)
+{
+    /* One write, so it cannot interleave with weft's own one-write messages. */
+    char line[64];
+    int len = snprintf(line, sizeof line, "MARK %s\n", what);
+    if (write(STDERR_FILENO, line, (size_t)len) < 0)
+        _exit(102);
+}
+
+static intptr_t return_arg(void *arg) { return (intptr_t)arg; }
+
+static intptr_t sleep_long(void *arg)
+{
+    (void)arg;
+    return weft_sleep(MS(10000));
+}
+
+/* ---- a detached task that fails is logged at once, with its name and the error ----------------- */
+
+static intptr_t detach_fail_main(void *arg)
+{
+    intptr_t err = (intptr_t)arg;
+    weft_detach(weft_spawn_named("doomed-detached", return_arg, (void *)err));
+    weft_sleep(MS(20));
+    mark("after-failure");
+    return 0;
+}
+
+/* ---- detached tasks that succeed or are cancelled say nothing ----------------------------------- */
+
+static intptr_t detach_quiet_main(void *arg)
+{
+    (void)arg;
+    weft_detach(weft_spawn_named("quiet-ok", return_arg, (void *)7));
+    weft_task *unstarted = weft_spawn_named("quiet-unstarted", return_arg, (void *)-EIO);
+    weft_cancel(unstarted);
+    weft_detach(unstarted);
+    weft_task *sleeper = weft_spawn_named("quiet-cancelled", sleep_long, NULL);
+    weft_detach(sleeper);
+    weft_sleep(MS(5));
+    weft_cancel(sleeper);
+    weft_sleep(MS(5));
+    /* Left sleeping when main returns: cancelled by the teardown, not a failure either. */
+    weft_detach(weft_spawn_named("quiet-teardown", sleep_long, NULL));
+    weft_sleep(MS(2));
+    return 0;
+}
+
+/* ---- unbounded recursion on a task stack ----------------------------------------------------------- */
+
+static volatile int recurse_stop = -1;
+
+__attribute__((noinline)) static int recurse(int depth)
+{
+    volatile char frame[512];
+    frame[0] = (char)depth;
+    if (depth == recurse_stop)
+        return 0;
+    return recurse(depth + 1) + frame[0];
+}
+
+static intptr_t recurse_task(void *arg)
+{
+    (void)arg;
+    return recurse(0);
+}
+
+static intptr_t overflow_main(void *arg)
+{
+    (void)arg;
+    weft_task *t = weft_spawn_named("deep-recurser", recurse_task, NULL);
+    intptr_t r = weft_join(t);
+    mark("survived-overflow");
+    return r < 0 ? 1 : 0;
+}
+
+/* ---- tasks nobody joined are named when the loop ends --------------------------------------------- */
+
+static intptr_t never_joined_main(void *arg)
+{
+    (void)arg;
+    weft_spawn_named("forgotten-ended", return_arg, (void *)3);
+    weft_spawn_named("forgotten-sleeping", sleep_long, NULL);
+    weft_task *joined = weft_spawn_named("joined-ok", return_arg, (void *)4);
+    weft_detach(weft_spawn_named("detached-ok", return_arg, (void *)5));
+    weft_sleep(MS(5));
+    if (weft_join(joined) != 4)
+        return 1;
+    mark("main-returns");
+    return 0;
+}
+
+/* ---- a run that does ordinary things prints nothing ------------------------------------------------ */
+
+static intptr_t add_one(void *arg)
+{
+    weft_future *f = arg;
+    intptr_t v = weft_await(f);
+    return v < 0 ? v : v + 1;
+}
+
+static intptr_t clean_main(void *arg)
+{
+    (void)arg;
+    weft_future *f = weft_future_new();
+    weft_task *a = weft_spawn_named("clean-a", add_one, f);
+    weft_task *b = weft_spawn(add_one, f);
+    weft_task *c = weft_spawn(sleep_long, NULL);
+    weft_sleep(MS(1));
+    weft_future_resolve(f, 41);
+    intptr_t ra = weft_join(a), rb = weft_join(b);
+    weft_cancel(c);
+    intptr_t rc = weft_join(c);
+    weft_future_free(f);
+    return (ra == 42 && rb == 42 && rc == -ECANCELED) ? 0 : 1;
+}
+
+/* ---- weft_future_free on a task's future is refused and reported ------------------------------------ */
+
+static intptr_t free_task_future_main(void *arg)
+{
+    (void)arg;
+    weft_task *t = weft_spawn_named("owner", return_arg, (void *)5);
+    weft_future_free(weft_task_future(t));
+    mark("after-free");
+    return weft_join(t);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct {
+        const char *name;
+        weft_fn main;
+        void *arg;
+    } scenarios[] = {
+        {"detach_fail_eio", detach_fail_main, (void *)(intptr_t)-EIO},
+        {"detach_fail_econnreset", detach_fail_main, (void *)(intptr_t)-ECONNRESET},
+        {"detach_quiet", detach_quiet_main, NULL},
+        {"overflow", overflow_main, NULL},
+        {"never_joined", never_joined_main, NULL},
+        {"clean", clean_main, NULL},
+        {"free_task_future", free_task_future_main, NULL},
+    };
+    if (argc != 2)
+        return 101;
+    /* Never outlive the test that started us (it may be killed by its timeout), nor hang for long. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() == 1)
+        return 103;
+    alarm(30);
+    for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++) {
+        if (strcmp(argv[1], scenarios[i].name) != 0)
+            continue;
+        intptr_t result = -1;
+        int rc = weft_run(scenarios[i].main, scenarios[i].arg, &result);
+        if (rc != 0) {
+            fprintf(stderr, "weft_run: %s\n", weft_strerror(rc));
+            return 100;
+        }
+        return (result >= 0 && result < 100) ? (int)result : 99;
+    }
+    return 101;
+}

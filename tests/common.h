@@ -1,0 +1,175 @@
+/*
+ * Helpers shared by the Criterion tests: running a scenario in a loop, asserting values with their
+ * errno names, recording the order of events, and running the child helper to read its stderr.
+ *
+ * Criterion runs every test in its own process, so the globals below start fresh in each test.
+ */
+#ifndef WEFT_TEST_COMMON_H
+#define WEFT_TEST_COMMON_H
+
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "weft.h"
+
+extern char **environ;
+
+#define MS(x) ((uint64_t)(x) * 1000000ull)
+#define SEC(x) ((uint64_t)(x) * 1000000000ull)
+
+/* A name for a result: the errno text for -1..-4095, "value" otherwise (libc's, not weft's). */
+static inline const char *res_name(intmax_t v)
+{
+    return (v < 0 && v > -4096) ? strerror((int)-v) : "value";
+}
+
+/* Asserts actual == expected for integers and results, printing both with their errno names. */
+#define EQ(actual, expected)                                                                          \
+    do {                                                                                              \
+        intmax_t eq_a_ = (intmax_t)(actual), eq_e_ = (intmax_t)(expected);                            \
+        cr_assert(eq_a_ == eq_e_, "%s: got %jd (%s), want %s = %jd (%s)", #actual, eq_a_,             \
+                  res_name(eq_a_), #expected, eq_e_, res_name(eq_e_));                                \
+    } while (0)
+
+/* Asserts a pointer result is NULL and errno is the expected one. */
+#define NULL_WITH_ERRNO(call, want_errno)                                                             \
+    do {                                                                                              \
+        errno = 0;                                                                                    \
+        void *nw_p_ = (void *)(call);                                                                 \
+        int nw_e_ = errno;                                                                            \
+        cr_assert(nw_p_ == NULL, "%s: got %p, want NULL", #call, nw_p_);                              \
+        cr_assert(nw_e_ == (want_errno), "%s: errno %d (%s), want %s", #call, nw_e_, strerror(nw_e_), \
+                  #want_errno);                                                                       \
+    } while (0)
+
+/* ---- the order of events ----------------------------------------------------------------------- */
+
+#define EV_MAX 8192
+static int ev_log[EV_MAX];
+static size_t ev_len;
+
+static inline void ev(int e)
+{
+    cr_assert(ev_len < EV_MAX, "event log full");
+    ev_log[ev_len++] = e;
+}
+
+static inline void ev_format(char *out, size_t cap, const int *evs, size_t n)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < n && used + 16 < cap; i++)
+        used += (size_t)snprintf(out + used, cap - used, i ? " %d" : "%d", evs[i]);
+}
+
+static inline void ev_expect_(const int *want, size_t n)
+{
+    char got_s[1024], want_s[1024];
+    ev_format(got_s, sizeof got_s, ev_log, ev_len);
+    ev_format(want_s, sizeof want_s, want, n);
+    bool same = ev_len == n;
+    for (size_t i = 0; same && i < n; i++)
+        same = ev_log[i] == want[i];
+    cr_assert(same, "events: got [%s], want [%s]", got_s, want_s);
+}
+
+/* Asserts the events recorded so far are exactly the arguments, in order. */
+#define EV_EXPECT(...)                                                                                \
+    do {                                                                                              \
+        const int ev_want_[] = {__VA_ARGS__};                                                         \
+        ev_expect_(ev_want_, sizeof ev_want_ / sizeof ev_want_[0]);                                   \
+    } while (0)
+
+/* ---- running a scenario ------------------------------------------------------------------------ */
+
+/* Runs main_fn(arg) with weft_run, asserts the loop started, returns main's result. */
+static inline intptr_t run(weft_fn main_fn, void *arg)
+{
+    intptr_t result = INTPTR_MIN;
+    int rc = weft_run(main_fn, arg, &result);
+    cr_assert(rc == 0, "weft_run: got %d (%s), want 0", rc, res_name(rc));
+    return result;
+}
+
+/* Lets every task that can run do so until it parks: sleeps a little so the loop turns and polls. */
+static inline void settle(void)
+{
+    int rc = weft_sleep(MS(2));
+    cr_assert(rc == 0, "settle: weft_sleep got %d (%s)", rc, res_name(rc));
+}
+
+static inline uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- the child helper ---------------------------------------------------------------------------- */
+
+#ifdef WEFT_TEST_CHILD
+/*
+ * Runs `weft-test-child scenario` with its stderr captured into err (NUL-terminated, truncated to cap).
+ * Returns the wait status. The child is a fresh process (posix_spawn), so it owns no Criterion state.
+ */
+static inline int run_child(const char *scenario, char *err, size_t cap)
+{
+    int pipe_fds[2];
+    cr_assert(pipe2(pipe_fds, O_CLOEXEC) == 0, "pipe2: %s", strerror(errno));
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDERR_FILENO);
+    /* Not the test's stdout: a child left behind must not hold the runner's output open. */
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+    char *argv[] = {(char *)WEFT_TEST_CHILD, (char *)scenario, NULL};
+    pid_t pid;
+    int rc = posix_spawn(&pid, WEFT_TEST_CHILD, &actions, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&actions);
+    close(pipe_fds[1]);
+    cr_assert(rc == 0, "posix_spawn %s: %s", WEFT_TEST_CHILD, strerror(rc));
+    size_t used = 0;
+    for (;;) {
+        char sink[4096];
+        char *dst = used + 1 < cap ? err + used : sink;
+        size_t room = used + 1 < cap ? cap - 1 - used : sizeof sink;
+        ssize_t got = read(pipe_fds[0], dst, room);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            break;
+        if (dst != sink)
+            used += (size_t)got;
+    }
+    err[used] = '\0';
+    close(pipe_fds[0]);
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        cr_assert(errno == EINTR, "waitpid: %s", strerror(errno));
+    return status;
+}
+
+static inline void describe_status(int status, char *out, size_t cap)
+{
+    if (WIFEXITED(status))
+        snprintf(out, cap, "exited with %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(out, cap, "killed by signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
+    else
+        snprintf(out, cap, "status 0x%x", status);
+}
+#endif
+
+#endif /* WEFT_TEST_COMMON_H */

@@ -1,0 +1,468 @@
+/*
+ * Running a loop: weft_run and weft_loop_*, the backend name, running twice, nesting, teardown of
+ * tasks left behind, statistics, weft_strerror, weft_now and weft_nop.
+ */
+#include <pthread.h>
+
+#include "common.h"
+
+TestSuite(loop, .timeout = 30);
+
+static intptr_t return_arg(void *arg) { return (intptr_t)arg; }
+
+static const char *expected_backend(void)
+{
+    const char *env = getenv("WEFT_BACKEND");
+    return env && *env ? env : "io_uring";
+}
+
+/* ---- weft_run -------------------------------------------------------------------------------------- */
+
+static intptr_t add_to_arg(void *arg)
+{
+    int *x = arg;
+    weft_yield();
+    return *x + 1;
+}
+
+Test(loop, run_returns_zero_and_stores_main_result)
+{
+    int x = 41;
+    intptr_t result = 0;
+    EQ(weft_run(add_to_arg, &x, &result), 0);
+    EQ(result, 42);
+    EQ(weft_run(return_arg, (void *)(intptr_t)-ENOENT, &result), 0);
+    EQ(result, -ENOENT); /* main's failure is its result, not weft_run's */
+    EQ(weft_run(return_arg, (void *)3, NULL), 0);
+}
+
+Test(loop, loop_new_run_free)
+{
+    weft_loop *l = weft_loop_new(NULL);
+    cr_assert(l != NULL, "weft_loop_new: %s", strerror(errno));
+    int x = 9;
+    intptr_t result = 0;
+    EQ(weft_loop_run(l, add_to_arg, &x, &result), 0);
+    EQ(result, 10);
+    weft_loop_free(l);
+    weft_loop_free(NULL);
+}
+
+static intptr_t check_backend_inside(void *arg)
+{
+    (void)arg;
+    weft_stats st;
+    EQ(weft_stats_get(&st), 0);
+    return 0;
+}
+
+Test(loop, backend_is_io_uring_by_default_or_the_one_weft_backend_names)
+{
+    weft_loop *l = weft_loop_new(NULL);
+    cr_assert(l != NULL, "weft_loop_new: %s", strerror(errno));
+    cr_assert(weft_loop_backend(l) != NULL);
+    cr_assert_str_eq(weft_loop_backend(l), expected_backend());
+    EQ(weft_loop_run(l, check_backend_inside, NULL, NULL), 0);
+    cr_assert_str_eq(weft_loop_backend(l), expected_backend());
+    weft_loop_free(l);
+
+    weft_config cfg = {.backend = "io_uring"};
+    l = weft_loop_new(&cfg);
+    cr_assert(l != NULL, "weft_loop_new(io_uring): %s", strerror(errno));
+    cr_assert_str_eq(weft_loop_backend(l), expected_backend()); /* the environment overrides cfg */
+    weft_loop_free(l);
+}
+
+Test(loop, unset_weft_backend_means_io_uring)
+{
+    unsetenv("WEFT_BACKEND");
+    weft_loop *l = weft_loop_new(NULL);
+    cr_assert(l != NULL, "weft_loop_new: %s", strerror(errno));
+    cr_assert_str_eq(weft_loop_backend(l), "io_uring");
+    weft_loop_free(l);
+}
+
+Test(loop, unknown_backend_fails_with_einval)
+{
+    unsetenv("WEFT_BACKEND"); /* the environment would override cfg.backend */
+    weft_config cfg = {.backend = "nonsense"};
+    NULL_WITH_ERRNO(weft_loop_new(&cfg), EINVAL);
+
+    setenv("WEFT_BACKEND", "nonsense", 1);
+    NULL_WITH_ERRNO(weft_loop_new(NULL), EINVAL);
+    intptr_t result = 12345;
+    EQ(weft_run(return_arg, (void *)1, &result), -EINVAL);
+    EQ(result, 12345); /* main never ran */
+}
+
+static intptr_t spawn_three(void *arg)
+{
+    for (int i = 0; i < 3; i++)
+        EQ(weft_join(weft_spawn(return_arg, arg)), (intptr_t)arg);
+    return (intptr_t)arg;
+}
+
+Test(loop, a_loop_can_be_run_twice)
+{
+    weft_loop *l = weft_loop_new(NULL);
+    cr_assert(l != NULL);
+    intptr_t result = 0;
+    EQ(weft_loop_run(l, spawn_three, (void *)5, &result), 0);
+    EQ(result, 5);
+    weft_stats first;
+    EQ(weft_loop_stats(l, &first), 0);
+    EQ(weft_loop_run(l, spawn_three, (void *)6, &result), 0);
+    EQ(result, 6);
+    weft_stats second;
+    EQ(weft_loop_stats(l, &second), 0);
+    cr_assert(first.tasks_spawned >= 3);
+    EQ(second.tasks_spawned, 2 * first.tasks_spawned); /* counters accumulate since creation */
+    EQ(second.tasks_live, 0);
+    weft_loop_free(l);
+}
+
+static intptr_t nested_main(void *arg)
+{
+    weft_loop *other = arg;
+    intptr_t result = 777;
+    EQ(weft_run(return_arg, (void *)1, &result), -EBUSY);
+    EQ(weft_loop_run(other, return_arg, (void *)1, &result), -EBUSY);
+    EQ(result, 777);
+    return 0;
+}
+
+Test(loop, nested_run_inside_a_task_returns_ebusy)
+{
+    weft_loop *other = weft_loop_new(NULL);
+    cr_assert(other != NULL);
+    EQ(run(nested_main, other), 0);
+    /* The refused loop is still usable. */
+    intptr_t result = 0;
+    EQ(weft_loop_run(other, return_arg, (void *)4, &result), 0);
+    EQ(result, 4);
+    weft_loop_free(other);
+}
+
+struct shared_loop {
+    weft_loop *l;
+    atomic_int running;
+    int rc_from_other_thread;
+};
+
+static intptr_t hold_loop(void *arg)
+{
+    struct shared_loop *s = arg;
+    atomic_store(&s->running, 1);
+    EQ(weft_sleep(MS(100)), 0);
+    return 1;
+}
+
+static void *run_same_loop(void *arg)
+{
+    struct shared_loop *s = arg;
+    while (!atomic_load(&s->running))
+        usleep(100);
+    s->rc_from_other_thread = weft_loop_run(s->l, return_arg, NULL, NULL);
+    return NULL;
+}
+
+Test(loop, running_a_loop_already_running_on_another_thread_returns_ebusy)
+{
+    struct shared_loop s = {.l = weft_loop_new(NULL)};
+    cr_assert(s.l != NULL);
+    pthread_t th;
+    EQ(pthread_create(&th, NULL, run_same_loop, &s), 0);
+    intptr_t result = 0;
+    EQ(weft_loop_run(s.l, hold_loop, &s, &result), 0);
+    EQ(result, 1);
+    EQ(pthread_join(th, NULL), 0);
+    EQ(s.rc_from_other_thread, -EBUSY);
+    weft_loop_free(s.l);
+}
+
+Test(loop, loop_run_with_null_loop_or_main_returns_einval)
+{
+    EQ(weft_loop_run(NULL, return_arg, NULL, NULL), -EINVAL);
+    weft_loop *l = weft_loop_new(NULL);
+    cr_assert(l != NULL);
+    EQ(weft_loop_run(l, NULL, NULL, NULL), -EINVAL);
+    EQ(weft_run(NULL, NULL, NULL), -EINVAL);
+    weft_loop_free(l);
+}
+
+struct thread_run {
+    int base;
+    int rc;
+    intptr_t result;
+};
+
+static intptr_t sum_of_sleepers(void *arg)
+{
+    struct thread_run *tr = arg;
+    weft_task *ts[10];
+    for (intptr_t i = 0; i < 10; i++)
+        ts[i] = weft_spawn(return_arg, (void *)(tr->base + i));
+    intptr_t sum = 0;
+    for (int i = 0; i < 10; i++) {
+        EQ(weft_sleep(MS(1)), 0);
+        sum += weft_join(ts[i]);
+    }
+    return sum;
+}
+
+static void *run_in_thread(void *arg)
+{
+    struct thread_run *tr = arg;
+    tr->rc = weft_run(sum_of_sleepers, tr, &tr->result);
+    return NULL;
+}
+
+Test(loop, loops_on_separate_threads_run_independently)
+{
+    struct thread_run runs[3] = {{.base = 0}, {.base = 100}, {.base = 1000}};
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++)
+        EQ(pthread_create(&th[i], NULL, run_in_thread, &runs[i]), 0);
+    for (int i = 0; i < 3; i++) {
+        EQ(pthread_join(th[i], NULL), 0);
+        EQ(runs[i].rc, 0);
+        EQ(runs[i].result, 10 * runs[i].base + 45);
+    }
+}
+
+/* ---- teardown of what main leaves behind --------------------------------------------------------- */
+
+static intptr_t late_spawn(void *arg)
+{
+    (void)arg;
+    ev(90); /* must never run: spawned during teardown */
+    return 0;
+}
+
+static intptr_t left_behind(void *arg)
+{
+    int tag = (int)(intptr_t)arg;
+    ev(tag);
+    int rc = weft_sleep(SEC(10));
+    ev(rc == -ECANCELED ? tag + 1 : tag + 2);
+    /* Cleanup that spawns: during teardown the new task is cancelled before it starts. */
+    weft_task *t = weft_spawn(late_spawn, NULL);
+    if (t)
+        weft_detach(t);
+    ev(tag + 3);
+    return rc;
+}
+
+static intptr_t never_started(void *arg)
+{
+    (void)arg;
+    ev(80);
+    return 0;
+}
+
+static intptr_t leave_tasks_main(void *arg)
+{
+    (void)arg;
+    weft_detach(weft_spawn(left_behind, (void *)10));
+    weft_detach(weft_spawn(left_behind, (void *)20));
+    weft_detach(weft_spawn(left_behind, (void *)30));
+    settle();
+    EV_EXPECT(10, 20, 30);
+    /* Spawned but not started when main returns: cancelled before it starts. */
+    weft_detach(weft_spawn(never_started, NULL));
+    return 5;
+}
+
+Test(loop, when_main_returns_run_cancels_and_reaps_the_tasks_left)
+{
+    EQ(run(leave_tasks_main, NULL), 5);
+    /* Every sleeper saw -ECANCELED and finished its cleanup before weft_run returned. */
+    char got[256];
+    ev_format(got, sizeof got, ev_log, ev_len);
+    cr_assert(ev_len == 9, "events [%s]: want 10 20 30, then 11 13 21 23 31 33 in any order", got);
+    int seen[3] = {0};
+    for (size_t i = 3; i < ev_len; i++) {
+        int e = ev_log[i];
+        cr_assert(e != 80, "a task that had not started when main returned ran");
+        cr_assert(e != 90, "a task spawned during teardown ran");
+        cr_assert(e % 10 == 1 || e % 10 == 3, "unexpected event %d (a sleep did not return -ECANCELED)", e);
+        seen[e / 10 - 1] |= e % 10 == 1 ? 1 : 2;
+    }
+    for (int i = 0; i < 3; i++)
+        EQ(seen[i], 3);
+}
+
+Test(loop, loop_run_reaps_tasks_left_and_live_count_returns_to_zero)
+{
+    weft_loop *l = weft_loop_new(NULL);
+    cr_assert(l != NULL);
+    intptr_t result = 0;
+    EQ(weft_loop_run(l, leave_tasks_main, NULL, &result), 0);
+    EQ(result, 5);
+    weft_stats st;
+    EQ(weft_loop_stats(l, &st), 0);
+    EQ(st.tasks_live, 0);
+    weft_loop_free(l);
+}
+
+/* ---- statistics -------------------------------------------------------------------------------- */
+
+static intptr_t stats_main(void *arg)
+{
+    (void)arg;
+    weft_stats s0, s1, s2, s3;
+    EQ(weft_stats_get(&s0), 0);
+    cr_assert(s0.tasks_live >= 1, "the running main task is live");
+    weft_task *ts[10];
+    for (intptr_t i = 0; i < 10; i++)
+        ts[i] = weft_spawn(return_arg, (void *)i);
+    EQ(weft_stats_get(&s1), 0);
+    EQ(s1.tasks_spawned - s0.tasks_spawned, 10);
+    EQ(s1.tasks_live - s0.tasks_live, 10);
+    cr_assert(s1.tasks_peak >= s1.tasks_live);
+    for (int i = 0; i < 10; i++)
+        EQ(weft_join(ts[i]), i);
+    EQ(weft_stats_get(&s2), 0);
+    EQ(s2.tasks_live, s0.tasks_live);
+    cr_assert(s2.switches > s1.switches, "switches did not grow: %" PRIu64 " -> %" PRIu64, s1.switches,
+              s2.switches);
+    /* A pipe read costs a system call on either backend: io_uring_enter, or read on epoll. */
+    int p[2];
+    EQ(pipe(p), 0);
+    char c = 'x';
+    for (int i = 0; i < 5; i++) {
+        EQ(write(p[1], &c, 1), 1);
+        EQ(weft_read(p[0], &c, 1, -1), 1);
+    }
+    close(p[0]);
+    close(p[1]);
+    EQ(weft_stats_get(&s3), 0);
+    cr_assert(s3.submissions >= s2.submissions + 5, "submissions %" PRIu64 " -> %" PRIu64, s2.submissions,
+              s3.submissions);
+    cr_assert(s3.completions >= s2.completions + 5, "completions %" PRIu64 " -> %" PRIu64, s2.completions,
+              s3.completions);
+    cr_assert(s3.syscalls > s2.syscalls, "syscalls %" PRIu64 " -> %" PRIu64, s2.syscalls, s3.syscalls);
+    cr_assert(s3.stacks_mapped >= 1);
+    return 0;
+}
+
+Test(loop, stats_count_tasks_switches_and_ring_traffic)
+{
+    weft_loop *l = weft_loop_new(NULL);
+    cr_assert(l != NULL);
+    intptr_t result = -1;
+    EQ(weft_loop_run(l, stats_main, NULL, &result), 0);
+    EQ(result, 0);
+    weft_stats st;
+    EQ(weft_loop_stats(l, &st), 0);
+    EQ(st.tasks_live, 0);
+    cr_assert(st.tasks_spawned >= 10);
+    cr_assert(st.tasks_peak >= 11, "tasks_peak %" PRIu64 ": main and its 10 tasks were alive together",
+              st.tasks_peak);
+    weft_loop_free(l);
+}
+
+static intptr_t stats_null_main(void *arg)
+{
+    (void)arg;
+    EQ(weft_stats_get(NULL), -EINVAL);
+    return 0;
+}
+
+Test(loop, stats_get_of_null_is_einval_and_outside_a_loop_is_eperm)
+{
+    weft_stats st;
+    EQ(weft_stats_get(&st), -EPERM);
+    EQ(run(stats_null_main, NULL), 0);
+    EQ(weft_loop_stats(NULL, &st), -EINVAL);
+    weft_loop *l = weft_loop_new(NULL);
+    cr_assert(l != NULL);
+    EQ(weft_loop_stats(l, NULL), -EINVAL);
+    EQ(weft_loop_stats(l, &st), 0);
+    EQ(st.tasks_live, 0);
+    weft_loop_free(l);
+}
+
+/* ---- weft_strerror, weft_now, weft_nop ---------------------------------------------------------- */
+
+Test(loop, strerror_names_every_code_and_never_returns_null)
+{
+    cr_assert_str_eq(weft_strerror(-ENOENT), strerror(ENOENT));
+    cr_assert_str_eq(weft_strerror(ENOENT), strerror(ENOENT));
+    cr_assert_str_eq(weft_strerror(-ECANCELED), strerror(ECANCELED));
+    cr_assert_str_eq(weft_strerror(-ETIMEDOUT), strerror(ETIMEDOUT));
+    cr_assert_str_eq(weft_strerror(0), "Success");
+    static const int odd[] = {-123456, 123456, -4095, INT32_MIN, INT32_MAX};
+    for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+        const char *s = weft_strerror(odd[i]);
+        cr_assert(s != NULL && s[0] != '\0', "weft_strerror(%d) gave %s", odd[i], s ? "\"\"" : "NULL");
+    }
+}
+
+static intptr_t now_main(void *arg)
+{
+    (void)arg;
+    uint64_t before = weft_now();
+    EQ(weft_sleep(MS(10)), 0);
+    uint64_t after = weft_now();
+    cr_assert(after - before >= MS(10), "weft_now advanced %" PRIu64 " ns over a 10 ms sleep", after - before);
+    return 0;
+}
+
+Test(loop, now_is_monotonic_nanoseconds)
+{
+    uint64_t prev = weft_now();
+    for (int i = 0; i < 10000; i++) {
+        uint64_t lo = mono_ns();
+        uint64_t now = weft_now();
+        uint64_t hi = mono_ns();
+        cr_assert(now >= prev, "weft_now went backwards");
+        cr_assert(lo <= now && now <= hi, "weft_now is not CLOCK_MONOTONIC in ns: %" PRIu64 " not in [%" PRIu64
+                  ", %" PRIu64 "]", now, lo, hi);
+        prev = now;
+    }
+    EQ(run(now_main, NULL), 0);
+}
+
+static intptr_t nop_main(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 100; i++)
+        EQ(weft_nop(), 0);
+    return 0;
+}
+
+Test(loop, nop_returns_zero)
+{
+    EQ(run(nop_main, NULL), 0);
+}
+
+static intptr_t nop_many(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 50; i++) {
+        int rc = weft_nop();
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static intptr_t nop_concurrent_main(void *arg)
+{
+    (void)arg;
+    /* More tasks than the default 256-entry ring: submissions must wait for room, not fail. */
+    enum { N = 600 };
+    weft_task **ts = malloc(sizeof *ts * N);
+    for (int i = 0; i < N; i++)
+        ts[i] = weft_spawn(nop_many, NULL);
+    for (int i = 0; i < N; i++)
+        EQ(weft_join(ts[i]), 0);
+    free(ts);
+    return 0;
+}
+
+Test(loop, nops_from_more_tasks_than_ring_entries_all_complete)
+{
+    EQ(run(nop_concurrent_main, NULL), 0);
+}

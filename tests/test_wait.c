@@ -1,0 +1,528 @@
+/*
+ * Waiting on many: weft_gather (result order, first error by index), weft_wait_any (lowest index,
+ * timeout, more than 16 futures), weft_wait_for (timeout cancels and reaps), and scoped deadlines.
+ */
+#include "common.h"
+
+TestSuite(wait, .timeout = 30);
+
+static intptr_t return_arg(void *arg) { return (intptr_t)arg; }
+
+struct delayed {
+    uint64_t delay_ns;
+    intptr_t result;
+    int tag;
+    uint64_t until; /* if set: sleep until this weft_now() instead of for delay_ns */
+};
+
+/* Sleeps delay_ns (or until `until`), records its tag, returns result. */
+static intptr_t delayed_result(void *arg)
+{
+    struct delayed *d = arg;
+    uint64_t now = weft_now();
+    int rc = weft_sleep(d->until ? (d->until > now ? d->until - now : 0) : d->delay_ns);
+    if (rc < 0)
+        return rc;
+    ev(d->tag);
+    return d->result;
+}
+
+/* ---- gather ---------------------------------------------------------------------------------------- */
+
+struct gated {
+    weft_future *gate;
+    int index;
+};
+
+/* Waits for its gate, records its index, returns index * 10. */
+static intptr_t gated_result(void *arg)
+{
+    struct gated *g = arg;
+    intptr_t r = weft_await(g->gate);
+    if (r < 0)
+        return r;
+    ev(g->index);
+    return g->index * 10;
+}
+
+/* Opens the gates last to first, letting each woken task finish before opening the next. */
+static intptr_t open_gates_in_reverse(void *arg)
+{
+    weft_future **gates = arg;
+    for (int i = 4; i >= 0; i--) {
+        EQ(weft_future_resolve(gates[i], 0), 0);
+        settle();
+    }
+    return 0;
+}
+
+static intptr_t gather_order_main(void *arg)
+{
+    (void)arg;
+    struct gated g[5];
+    weft_future *gates[5];
+    weft_task *ts[5];
+    weft_future *fs[5];
+    for (int i = 0; i < 5; i++) {
+        gates[i] = weft_future_new();
+        g[i] = (struct gated){.gate = gates[i], .index = i};
+        ts[i] = weft_spawn(gated_result, &g[i]);
+        fs[i] = weft_task_future(ts[i]);
+    }
+    weft_task *opener = weft_spawn(open_gates_in_reverse, gates);
+    intptr_t results[5] = {-1, -1, -1, -1, -1};
+    EQ(weft_gather(fs, 5, results), 0);
+    EV_EXPECT(4, 3, 2, 1, 0); /* they finished in reverse */
+    for (int i = 0; i < 5; i++) {
+        EQ(results[i], i * 10);
+        EQ(weft_join(ts[i]), i * 10);
+        weft_future_free(gates[i]);
+    }
+    EQ(weft_join(opener), 0);
+    return 0;
+}
+
+Test(wait, gather_keeps_result_order_when_tasks_finish_in_reverse)
+{
+    EQ(run(gather_order_main, NULL), 0);
+}
+
+static intptr_t gather_error_main(void *arg)
+{
+    (void)arg;
+    /* Index 2 fails first in time; index 1 fails later but comes first by index. */
+    uint64_t start = weft_now();
+    struct delayed d[4] = {
+        {.until = start + MS(10), .result = 1, .tag = 0},
+        {.until = start + MS(30), .result = -EIO, .tag = 1},
+        {.delay_ns = 0, .result = -ENOENT, .tag = 2},
+        {.until = start + MS(5), .result = 3, .tag = 3},
+    };
+    weft_task *ts[4];
+    weft_future *fs[4];
+    for (int i = 0; i < 4; i++) {
+        ts[i] = weft_spawn(delayed_result, &d[i]);
+        fs[i] = weft_task_future(ts[i]);
+    }
+    intptr_t results[4] = {0};
+    EQ(weft_gather(fs, 4, results), -EIO);
+    EQ(ev_len, 4); /* gather waited for all of them, failures included */
+    EQ(results[0], 1);
+    EQ(results[1], -EIO);
+    EQ(results[2], -ENOENT);
+    EQ(results[3], 3);
+    for (int i = 0; i < 4; i++)
+        EQ(weft_join(ts[i]), d[i].result);
+    return 0;
+}
+
+Test(wait, gather_returns_the_first_error_by_index_after_all_are_done)
+{
+    EQ(run(gather_error_main, NULL), 0);
+}
+
+static intptr_t gather_null_results_main(void *arg)
+{
+    (void)arg;
+    weft_future *ok[2] = {weft_future_new(), weft_future_new()};
+    EQ(weft_future_resolve(ok[0], 1), 0);
+    EQ(weft_future_resolve(ok[1], 2), 0);
+    EQ(weft_gather(ok, 2, NULL), 0);
+
+    weft_future *bad[3] = {weft_future_new(), weft_future_new(), weft_future_new()};
+    weft_task *t = weft_spawn(delayed_result, &(struct delayed){.delay_ns = MS(1), .result = -EPIPE});
+    weft_future *mixed[4] = {bad[0], bad[1], bad[2], weft_task_future(t)};
+    EQ(weft_future_resolve(bad[0], 0), 0);
+    EQ(weft_future_resolve(bad[1], -EBADF), 0);
+    EQ(weft_future_resolve(bad[2], -EACCES), 0);
+    EQ(weft_gather(mixed, 4, NULL), -EBADF);
+    EQ(weft_join(t), -EPIPE);
+    for (int i = 0; i < 2; i++)
+        weft_future_free(ok[i]);
+    for (int i = 0; i < 3; i++)
+        weft_future_free(bad[i]);
+    return 0;
+}
+
+Test(wait, gather_with_null_results_still_returns_the_first_error)
+{
+    EQ(run(gather_null_results_main, NULL), 0);
+}
+
+static intptr_t gather_einval_main(void *arg)
+{
+    (void)arg;
+    weft_future *f = weft_future_new();
+    weft_future *with_null[2] = {f, NULL};
+    intptr_t results[2] = {-1, -1};
+    EQ(weft_gather(NULL, 1, results), -EINVAL);
+    EQ(weft_gather(with_null, 2, results), -EINVAL);
+    EQ(results[0], -1);
+    weft_future_free(f);
+    return 0;
+}
+
+Test(wait, gather_of_null_array_or_element_returns_einval)
+{
+    EQ(run(gather_einval_main, NULL), 0);
+}
+
+static intptr_t gather_cancelled_task_main(void *arg)
+{
+    (void)arg;
+    weft_task *fast = weft_spawn(return_arg, (void *)1);
+    weft_task *slow = weft_spawn(delayed_result, &(struct delayed){.delay_ns = SEC(10), .result = 2});
+    weft_task *later = weft_spawn(delayed_result, &(struct delayed){.delay_ns = MS(2), .result = -EIO});
+    weft_future *fs[3] = {weft_task_future(fast), weft_task_future(slow), weft_task_future(later)};
+    settle();
+    EQ(weft_cancel(slow), 0);
+    intptr_t results[3] = {0};
+    EQ(weft_gather(fs, 3, results), -ECANCELED);
+    EQ(results[0], 1);
+    EQ(results[1], -ECANCELED);
+    EQ(results[2], -EIO);
+    EQ(weft_join(fast), 1);
+    EQ(weft_join(slow), -ECANCELED);
+    EQ(weft_join(later), -EIO);
+    return 0;
+}
+
+Test(wait, gather_of_a_cancelled_task_reports_its_ecanceled_by_index)
+{
+    EQ(run(gather_cancelled_task_main, NULL), 0);
+}
+
+static intptr_t gathering_task(void *arg)
+{
+    weft_future **fs = arg;
+    intptr_t results[2] = {-77, -77};
+    int rc = weft_gather(fs, 2, results);
+    /* Cut short: the unfinished futures' slots are untouched. */
+    EQ(results[1], -77);
+    return rc;
+}
+
+static intptr_t gather_caller_cancelled_main(void *arg)
+{
+    (void)arg;
+    weft_future *fs[2] = {weft_future_new(), weft_future_new()};
+    weft_task *g = weft_spawn(gathering_task, fs);
+    settle();
+    EQ(weft_cancel(g), 0);
+    EQ(weft_join(g), -ECANCELED);
+    cr_assert(!weft_future_done(fs[0]) && !weft_future_done(fs[1]), "gather must leave the futures running");
+    EQ(weft_future_resolve(fs[0], 1), 0);
+    EQ(weft_future_resolve(fs[1], 2), 0);
+    weft_future_free(fs[0]);
+    weft_future_free(fs[1]);
+    return 0;
+}
+
+Test(wait, gather_in_a_cancelled_task_returns_ecanceled_and_leaves_futures_pending)
+{
+    EQ(run(gather_caller_cancelled_main, NULL), 0);
+}
+
+/* ---- wait_any -------------------------------------------------------------------------------------- */
+
+struct resolve_later {
+    weft_future *f;
+    uint64_t delay_ns;
+    intptr_t value;
+};
+
+static intptr_t resolve_later(void *arg)
+{
+    struct resolve_later *r = arg;
+    EQ(weft_sleep(r->delay_ns), 0);
+    EQ(weft_future_resolve(r->f, r->value), 0);
+    return 0;
+}
+
+static intptr_t wait_any_lowest_main(void *arg)
+{
+    (void)arg;
+    weft_future *fs[4];
+    for (int i = 0; i < 4; i++)
+        fs[i] = weft_future_new();
+    EQ(weft_future_resolve(fs[2], 20), 0);
+    EQ(weft_future_resolve(fs[1], 10), 0);
+    EQ(weft_wait_any(fs, 4, SEC(1)), 1);
+    EQ(weft_wait_any(fs, 4, 0), 1); /* a done future is reported even with no time to wait */
+
+    weft_future *pending[3] = {fs[0], fs[3], weft_future_new()};
+    weft_task *t = weft_spawn(resolve_later, &(struct resolve_later){.f = pending[1], .delay_ns = MS(3), .value = 5});
+    EQ(weft_wait_any(pending, 3, SEC(5)), 1);
+    EQ(weft_await(pending[1]), 5);
+    EQ(weft_join(t), 0);
+    cr_assert(!weft_future_done(pending[0]) && !weft_future_done(pending[2]));
+    for (int i = 0; i < 4; i++)
+        weft_future_free(fs[i]);
+    weft_future_free(pending[2]);
+    return 0;
+}
+
+Test(wait, wait_any_returns_the_lowest_done_index)
+{
+    EQ(run(wait_any_lowest_main, NULL), 0);
+}
+
+static intptr_t wait_any_timeout_main(void *arg)
+{
+    (void)arg;
+    weft_future *fs[2] = {weft_future_new(), weft_future_new()};
+    uint64_t start = weft_now();
+    EQ(weft_wait_any(fs, 2, MS(20)), -ETIMEDOUT);
+    uint64_t elapsed = weft_now() - start;
+    cr_assert(elapsed >= MS(20), "timed out after %" PRIu64 " ns, before the 20 ms timeout", elapsed);
+    cr_assert(!weft_future_done(fs[0]) && !weft_future_done(fs[1]));
+    /* The futures are still usable afterwards: the timed-out waiters were unhooked. */
+    EQ(weft_future_resolve(fs[0], 1), 0);
+    EQ(weft_wait_any(fs, 2, 0), 0);
+    weft_future_free(fs[0]);
+    weft_future_free(fs[1]);
+    return 0;
+}
+
+Test(wait, wait_any_returns_etimedout_after_the_timeout)
+{
+    EQ(run(wait_any_timeout_main, NULL), 0);
+}
+
+static intptr_t wait_any_einval_main(void *arg)
+{
+    (void)arg;
+    weft_future *f = weft_future_new();
+    weft_future *fs[2] = {f, NULL};
+    EQ(weft_wait_any(fs, 0, MS(1)), -EINVAL);
+    EQ(weft_wait_any(NULL, 1, MS(1)), -EINVAL);
+    EQ(weft_wait_any(fs, 2, MS(1)), -EINVAL);
+    weft_future_free(f);
+    return 0;
+}
+
+Test(wait, wait_any_of_zero_or_null_futures_returns_einval)
+{
+    EQ(run(wait_any_einval_main, NULL), 0);
+}
+
+#define WIDE 40
+
+static intptr_t wait_any_wide_main(void *arg)
+{
+    (void)arg;
+    weft_future *fs[WIDE];
+    for (int i = 0; i < WIDE; i++)
+        fs[i] = weft_future_new();
+    weft_task *t = weft_spawn(resolve_later, &(struct resolve_later){.f = fs[33], .delay_ns = MS(3), .value = 1});
+    EQ(weft_wait_any(fs, WIDE, SEC(5)), 33);
+    EQ(weft_join(t), 0);
+    EQ(weft_future_resolve(fs[37], 1), 0);
+    EQ(weft_future_resolve(fs[20], 1), 0);
+    EQ(weft_wait_any(fs, WIDE, SEC(5)), 20);
+    EQ(weft_wait_any(fs + 21, WIDE - 21, SEC(5)), 33 - 21);
+    for (int i = 0; i < WIDE; i++)
+        weft_future_free(fs[i]);
+    return 0;
+}
+
+Test(wait, wait_any_handles_more_than_16_futures)
+{
+    EQ(run(wait_any_wide_main, NULL), 0);
+}
+
+static intptr_t wait_any_cancelled_task(void *arg)
+{
+    return weft_wait_any(arg, 2, SEC(10));
+}
+
+static intptr_t wait_any_cancel_main(void *arg)
+{
+    (void)arg;
+    weft_future *fs[2] = {weft_future_new(), weft_future_new()};
+    weft_task *t = weft_spawn(wait_any_cancelled_task, fs);
+    settle();
+    EQ(weft_cancel(t), 0);
+    EQ(weft_join(t), -ECANCELED);
+    cr_assert(!weft_future_done(fs[0]) && !weft_future_done(fs[1]));
+    weft_future_free(fs[0]);
+    weft_future_free(fs[1]);
+    return 0;
+}
+
+Test(wait, wait_any_in_a_cancelled_task_returns_ecanceled)
+{
+    EQ(run(wait_any_cancel_main, NULL), 0);
+}
+
+/* ---- wait_for -------------------------------------------------------------------------------------- */
+
+static intptr_t slow_with_cleanup(void *arg)
+{
+    intptr_t ignore_cancel = (intptr_t)arg;
+    int rc = weft_sleep(SEC(10));
+    ev(rc == -ECANCELED ? 1 : 2);
+    ev(3); /* cleanup */
+    return ignore_cancel ? 77 : rc;
+}
+
+static intptr_t wait_for_slow_main(void *arg)
+{
+    weft_stats before;
+    EQ(weft_stats_get(&before), 0);
+    weft_task *t = weft_spawn(slow_with_cleanup, arg);
+    uint64_t start = weft_now();
+    intptr_t r = weft_wait_for(t, MS(20));
+    uint64_t elapsed = weft_now() - start;
+    ev(4);
+    cr_assert(elapsed >= MS(20), "wait_for gave up after %" PRIu64 " ns, before its 20 ms", elapsed);
+    /* The task saw -ECANCELED in its sleep and ran its cleanup before wait_for returned. */
+    EV_EXPECT(1, 3, 4);
+    weft_stats after;
+    EQ(weft_stats_get(&after), 0);
+    EQ(after.tasks_live, before.tasks_live); /* reaped and released */
+    return r;
+}
+
+Test(wait, wait_for_a_slow_task_times_out_after_reaping_it)
+{
+    EQ(run(wait_for_slow_main, (void *)0), -ETIMEDOUT);
+}
+
+Test(wait, wait_for_a_task_that_ignores_the_cancel_returns_its_result)
+{
+    EQ(run(wait_for_slow_main, (void *)1), 77);
+}
+
+static intptr_t wait_for_fast_main(void *arg)
+{
+    (void)arg;
+    weft_task *t = weft_spawn(delayed_result, &(struct delayed){.delay_ns = MS(2), .result = 5, .tag = 9});
+    uint64_t start = weft_now();
+    EQ(weft_wait_for(t, SEC(10)), 5);
+    /* It returned when the task ended, not when the 10 s ran out. */
+    cr_assert(weft_now() - start < SEC(5));
+    EV_EXPECT(9);
+    return 0;
+}
+
+Test(wait, wait_for_a_fast_task_returns_its_value)
+{
+    EQ(run(wait_for_fast_main, NULL), 0);
+}
+
+static intptr_t wait_for_einval_main(void *arg)
+{
+    (void)arg;
+    EQ(weft_wait_for(NULL, MS(1)), -EINVAL);
+    EQ(weft_wait_for(weft_self(), MS(1)), -EINVAL);
+    return 0;
+}
+
+Test(wait, wait_for_null_or_self_returns_einval)
+{
+    EQ(run(wait_for_einval_main, NULL), 0);
+}
+
+/* ---- deadlines ------------------------------------------------------------------------------------- */
+
+static intptr_t deadline_sleep_main(void *arg)
+{
+    (void)arg;
+    uint64_t start = weft_now();
+    weft_deadline_push(start + MS(30));
+    EQ(weft_sleep(SEC(10)), -ETIMEDOUT);
+    uint64_t elapsed = weft_now() - start;
+    cr_assert(elapsed >= MS(30), "the deadline fired after %" PRIu64 " ns, before its 30 ms", elapsed);
+    cr_assert(elapsed < SEC(5), "the sleep ran past its deadline");
+    EQ(weft_nop(), -ETIMEDOUT); /* still past the deadline */
+    weft_deadline_pop();
+    EQ(weft_sleep(MS(1)), 0);
+    EQ(weft_nop(), 0);
+    return 0;
+}
+
+Test(wait, sleep_under_a_deadline_returns_etimedout_at_the_deadline)
+{
+    EQ(run(deadline_sleep_main, NULL), 0);
+}
+
+static intptr_t nested_deadline_main(void *arg)
+{
+    (void)arg;
+    uint64_t start = weft_now();
+    weft_deadline_push(start + MS(300));
+    weft_deadline_push(start + MS(20));
+    EQ(weft_sleep(SEC(10)), -ETIMEDOUT);
+    uint64_t inner = weft_now() - start;
+    cr_assert(inner >= MS(20) && inner < MS(300), "inner deadline fired after %" PRIu64 " ns", inner);
+
+    weft_deadline_pop(); /* the outer deadline is in force again */
+    EQ(weft_sleep(SEC(10)), -ETIMEDOUT);
+    uint64_t outer = weft_now() - start;
+    cr_assert(outer >= MS(300) && outer < SEC(5), "outer deadline fired after %" PRIu64 " ns", outer);
+
+    /* A later deadline pushed inside an earlier one does not extend it. */
+    uint64_t now = weft_now();
+    weft_deadline_pop();
+    weft_deadline_push(now + MS(20));
+    weft_deadline_push(now + SEC(10));
+    EQ(weft_sleep(SEC(10)), -ETIMEDOUT);
+    uint64_t wider = weft_now() - now;
+    cr_assert(wider >= MS(20) && wider < SEC(5), "the earlier deadline fired after %" PRIu64 " ns", wider);
+    weft_deadline_pop();
+    weft_deadline_pop();
+    EQ(weft_sleep(MS(1)), 0);
+    return 0;
+}
+
+Test(wait, nested_deadlines_earliest_wins_and_pop_restores_the_outer)
+{
+    EQ(run(nested_deadline_main, NULL), 0);
+}
+
+static intptr_t passed_deadline_main(void *arg)
+{
+    (void)arg;
+    weft_task *bystander = weft_spawn(delayed_result, &(struct delayed){.delay_ns = 0, .result = 6, .tag = 50});
+    weft_future *never = weft_future_new();
+    uint64_t start = weft_now();
+    weft_deadline_push(start - 1);
+    EQ(weft_sleep(SEC(10)), -ETIMEDOUT);
+    EQ(weft_nop(), -ETIMEDOUT);
+    EQ(weft_await(never), -ETIMEDOUT);
+    weft_future *fs[1] = {never};
+    EQ(weft_wait_any(fs, 1, SEC(10)), -ETIMEDOUT);
+    EQ(weft_gather(fs, 1, NULL), -ETIMEDOUT);
+    /* None of those calls parked, so the bystander spawned before them has not started yet. */
+    EV_EXPECT();
+    cr_assert(weft_now() - start < SEC(5));
+    weft_deadline_pop();
+    EQ(weft_join(bystander), 6);
+    EV_EXPECT(50);
+    weft_future_free(never);
+    return 0;
+}
+
+Test(wait, deadline_already_passed_returns_etimedout_without_parking)
+{
+    EQ(run(passed_deadline_main, NULL), 0);
+}
+
+static intptr_t join_deadline_main(void *arg)
+{
+    (void)arg;
+    weft_task *t = weft_spawn(slow_with_cleanup, (void *)0);
+    weft_deadline_push(weft_now() + MS(20));
+    intptr_t r = weft_join(t);
+    ev(4);
+    weft_deadline_pop();
+    /* The joined task was cancelled by the joiner's deadline and ended before join returned. */
+    EV_EXPECT(1, 3, 4);
+    return r;
+}
+
+Test(wait, join_under_a_deadline_cancels_the_joined_task_and_returns_etimedout)
+{
+    EQ(run(join_deadline_main, NULL), -ETIMEDOUT);
+}
