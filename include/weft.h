@@ -140,8 +140,10 @@ WEFT_API weft_task *weft_spawn_named(const char *name, weft_fn fn, void *arg);
  * deadline passes) while waiting, t is cancelled too and the caller keeps waiting until t has ended: no
  * task outlives the one joining it. The call then returns t's result if t produced one anyway (anything
  * but -ECANCELED), else -ECANCELED (-ETIMEDOUT for a deadline); t is released either way.
- * Errors: -EINVAL (t is NULL, the caller itself, or already released), -EPERM (outside a task). On
- * -EPERM and -EINVAL t is left as it was.
+ * Errors: -EINVAL (t is NULL, the caller itself, or already released: joined twice, or detached),
+ * -EPERM (outside a task). On -EPERM and -EINVAL t is left as it was. A released handle is recognised
+ * until its memory is reused for a later task (weft reuses the oldest first); ASan builds catch every
+ * later use.
  */
 WEFT_API intptr_t weft_join(weft_task *t);
 

@@ -280,8 +280,14 @@ typedef void (*weft__interrupt_fn)(weft_task *t, int reason);
 
 #define WEFT__DEADLINES_INLINE 4
 
+/* weft_task.magic: a released task keeps WEFT__TASK_RELEASED until its memory is reused, so a stale
+ * handle passed back to weft is caught rather than used. */
+#define WEFT__TASK_LIVE 0x7466776cu
+#define WEFT__TASK_RELEASED 0x64656164u
+
 struct weft_task {
     weft__ctx ctx;
+    uint32_t magic;
     weft_loop *loop;
     struct weft_task *ready_next;          /* ready queue link */
     struct weft_task *all_next, *all_prev; /* every task of the loop not yet freed */
@@ -346,7 +352,7 @@ struct weft_loop {
     weft__timer_heap timers;
     weft__stack_pool stacks;
     weft_task *all_head;                  /* every unreleased or running task */
-    weft_task *free_tasks;                /* recycled task structs */
+    weft_task *free_tasks, *free_tasks_tail; /* recycled task structs, reused oldest first */
     size_t free_task_count;
     uint64_t next_task_id;
     weft_task *main_task;

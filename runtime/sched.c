@@ -17,7 +17,16 @@
 #include <string.h>
 
 #define WEFT__TURN_BUDGET 256
+/*
+ * Released task structs are kept for reuse, oldest first, so that a stale handle keeps pointing at a
+ * released task for as long as possible and is refused. Under ASan nothing is kept: every released
+ * task is freed, and ASan reports the use of a stale handle itself.
+ */
+#if WEFT__ASAN
+#define WEFT__FREE_TASKS_MAX 0
+#else
 #define WEFT__FREE_TASKS_MAX 4096
+#endif
 
 WEFT__TLS weft_loop *weft__tls_loop;
 
@@ -87,6 +96,8 @@ weft_task *weft__spawn(weft_loop *l, const char *name, weft_fn fn, void *arg)
     weft_task *t = l->free_tasks;
     if (t) {
         l->free_tasks = t->all_next;
+        if (!l->free_tasks)
+            l->free_tasks_tail = NULL;
         l->free_task_count--;
     } else {
         t = malloc(sizeof *t);
@@ -95,6 +106,7 @@ weft_task *weft__spawn(weft_loop *l, const char *name, weft_fn fn, void *arg)
             return NULL;
         }
     }
+    t->magic = WEFT__TASK_LIVE;
     t->loop = l;
     t->fn = fn;
     t->arg = arg;
@@ -164,9 +176,14 @@ void weft__task_free(weft_loop *l, weft_task *t)
         t->all_next->all_prev = t->all_prev;
     if (t->deadlines != t->deadline_inline)
         free(t->deadlines);
+    t->magic = WEFT__TASK_RELEASED;
     if (l->free_task_count < WEFT__FREE_TASKS_MAX) {
-        t->all_next = l->free_tasks;
-        l->free_tasks = t;
+        t->all_next = NULL;
+        if (l->free_tasks_tail)
+            l->free_tasks_tail->all_next = t;
+        else
+            l->free_tasks = t;
+        l->free_tasks_tail = t;
         l->free_task_count++;
     } else {
         free(t);
@@ -332,7 +349,7 @@ weft_task *weft_self(void)
 
 const char *weft_task_name(const weft_task *t)
 {
-    return t ? t->name : "";
+    return t && t->magic == WEFT__TASK_LIVE ? t->name : "";
 }
 
 void weft_yield(void)
@@ -371,8 +388,8 @@ int weft_cancel(weft_task *t)
 {
     if (!t)
         return -EINVAL;
-    if (t->state == WEFT__ENDED)
-        return -ESRCH;
+    if (t->magic != WEFT__TASK_LIVE || t->state == WEFT__ENDED)
+        return -ESRCH; /* a released handle is of a task that has ended */
     t->cancelled = true;
     if (t->state == WEFT__PARKED)
         weft__interrupt(t, -ECANCELED);
@@ -381,8 +398,12 @@ int weft_cancel(weft_task *t)
 
 void weft_detach(weft_task *t)
 {
-    if (!t || t->released)
+    if (!t)
         return;
+    if (t->magic != WEFT__TASK_LIVE || t->released) {
+        weft__log("weft_detach: the task was already joined or detached; ignored\n");
+        return;
+    }
     t->released = true;
     t->detached = true;
     if (t->state == WEFT__ENDED) {
@@ -402,7 +423,7 @@ intptr_t weft__join(weft_task *t, uint64_t expiry)
     weft_task *self = weft__current();
     if (!self)
         return -EPERM;
-    if (!t || t == self || t->released || t->loop != self->loop)
+    if (!t || t == self || t->magic != WEFT__TASK_LIVE || t->released || t->loop != self->loop)
         return -EINVAL;
     int why = 0;
     if (t->state != WEFT__ENDED) {
@@ -440,7 +461,7 @@ intptr_t weft_join(weft_task *t)
 
 weft_future *weft_task_future(weft_task *t)
 {
-    return t ? &t->future : NULL;
+    return t && t->magic == WEFT__TASK_LIVE ? &t->future : NULL;
 }
 
 /* ---- the loop's turn ------------------------------------------------------------------------- */
