@@ -31,14 +31,10 @@ enum { FD_UNKNOWN, FD_READINESS, FD_BLOCKING };
 enum { WAIT_NONE, WAIT_QUEUED, WAIT_OFFLOADED };
 enum { Q_READ, Q_WRITE, Q_POLL, Q_COUNT };
 
-typedef struct op_queue {
-    weft__op *head, *tail;
-} op_queue;
-
 typedef struct fd_state {
     uint8_t kind;
     bool connecting; /* a connect returned EINPROGRESS and has not finished */
-    op_queue queue[Q_COUNT];
+    weft__list queue[Q_COUNT]; /* ops waiting for readiness, in arrival order (weft__op.wait_link) */
 } fd_state;
 
 typedef struct epoll_backend {
@@ -157,28 +153,9 @@ static void finish(weft_loop *l, weft__op *op, int32_t res)
     op->complete(op, res, 0);
 }
 
-static void queue_push(op_queue *q, weft__op *op)
+static inline weft__op *op_of(weft__link *link)
 {
-    op->wait_next = NULL;
-    op->wait_prev = q->tail;
-    if (q->tail)
-        q->tail->wait_next = op;
-    else
-        q->head = op;
-    q->tail = op;
-}
-
-static void queue_remove(op_queue *q, weft__op *op)
-{
-    if (op->wait_prev)
-        op->wait_prev->wait_next = op->wait_next;
-    else
-        q->head = op->wait_next;
-    if (op->wait_next)
-        op->wait_next->wait_prev = op->wait_prev;
-    else
-        q->tail = op->wait_prev;
-    op->wait_next = op->wait_prev = NULL;
+    return link ? WEFT__CONTAINER(link, weft__op, wait_link) : NULL;
 }
 
 static int queue_of(const weft__op *op)
@@ -287,8 +264,8 @@ static void fail_all(weft_loop *l, epoll_backend *b, fd_state *s, int32_t res)
 {
     for (int q = 0; q < Q_COUNT; q++) {
         weft__op *op;
-        while ((op = s->queue[q].head)) {
-            queue_remove(&s->queue[q], op);
+        while ((op = op_of(s->queue[q].head))) {
+            weft__list_remove(&s->queue[q], &op->wait_link);
             op->wait_kind = WAIT_NONE;
             b->waiting--;
             finish(l, op, res);
@@ -322,7 +299,7 @@ static int ep_submit(weft_loop *l, weft__op *op)
         if (op->fd >= 0 && (size_t)op->fd < b->nfds) {
             s = &b->fds[op->fd];
             for (int q = 0; q < Q_COUNT; q++)
-                for (weft__op *w = s->queue[q].head; w; w = w->wait_next)
+                for (weft__link *w = s->queue[q].head; w; w = w->next)
                     res++;
             fail_all(l, b, s, -ECANCELED);
         }
@@ -377,7 +354,7 @@ static int ep_submit(weft_loop *l, weft__op *op)
         }
     }
     op->wait_kind = WAIT_QUEUED;
-    queue_push(&s->queue[q], op);
+    weft__list_push(&s->queue[q], &op->wait_link);
     b->waiting++;
     return 0;
 }
@@ -387,7 +364,7 @@ static void ep_cancel(weft_loop *l, weft__op *op)
     epoll_backend *b = backend_of(l);
     if (op->wait_kind == WAIT_QUEUED) {
         fd_state *s = &b->fds[op->fd];
-        queue_remove(&s->queue[queue_of(op)], op);
+        weft__list_remove(&s->queue[queue_of(op)], &op->wait_link);
         op->wait_kind = WAIT_NONE;
         b->waiting--;
         if (op->opcode == WEFT__OP_CONNECT)
@@ -402,7 +379,7 @@ static void ep_cancel(weft_loop *l, weft__op *op)
 static void queue_retry(weft_loop *l, epoll_backend *b, fd_state *s, int q, uint32_t events)
 {
     weft__op *op;
-    while ((op = s->queue[q].head)) {
+    while ((op = op_of(s->queue[q].head))) {
         int32_t res;
         if (q == Q_POLL) {
             short revents = revents_of(events) & ((short)op->flags | POLLERR | POLLHUP | POLLNVAL);
@@ -414,7 +391,7 @@ static void queue_retry(weft_loop *l, epoll_backend *b, fd_state *s, int q, uint
             if (res == -EAGAIN)
                 return;
         }
-        queue_remove(&s->queue[q], op);
+        weft__list_remove(&s->queue[q], &op->wait_link);
         op->wait_kind = WAIT_NONE;
         b->waiting--;
         finish(l, op, res);

@@ -29,8 +29,8 @@ typedef struct weft__job {
     weft_fn fn;
     void *arg;
     struct weft_executor *_Atomic ex; /* NULL once the executor shut down with the job queued */
-    struct weft__job *next, *prev;   /* executor queue, under ex->lock */
-    struct weft__job *loop_next, *loop_prev; /* the loop's list of async jobs (loop thread) */
+    weft__link queue_link;           /* in ex->queue, under ex->lock */
+    weft__link loop_link;            /* in the loop's async_jobs (loop thread), async jobs only */
     int state;                       /* under ex->lock */
     int cancel_reason;               /* set by the loop for a running job it cancelled */
     bool is_async;
@@ -42,20 +42,19 @@ typedef struct weft__job {
 /* A task waiting for room in a full queue. */
 typedef struct space_waiter {
     weft_future ready;               /* posted by the worker that made room */
-    struct space_waiter *next;
+    weft__link link;                 /* in ex->space_waiters, under ex->lock */
     bool listed;                     /* still in ex->space_waiters (under ex->lock) */
-    int interrupted;
 } space_waiter;
 
 struct weft_executor {
     pthread_mutex_t lock;
     pthread_cond_t work;
-    weft__job *head, *tail;
+    weft__list queue;                /* jobs not started, oldest first */
     size_t queued, limit;
     unsigned idle;                   /* workers waiting on work */
     unsigned signalled;              /* wakeups sent and not yet consumed */
     bool stopping;
-    space_waiter *space_head, *space_tail;
+    weft__list space_waiters;        /* tasks waiting for room, first come first served */
     unsigned nthreads;
     pthread_t *threads;
 };
@@ -66,30 +65,18 @@ static unsigned default_refs;
 
 static void queue_unlink(weft_executor *ex, weft__job *j)
 {
-    if (j->prev)
-        j->prev->next = j->next;
-    else
-        ex->head = j->next;
-    if (j->next)
-        j->next->prev = j->prev;
-    else
-        ex->tail = j->prev;
-    j->next = j->prev = NULL;
+    weft__list_remove(&ex->queue, &j->queue_link);
     ex->queued--;
 }
 
 /* With ex->lock held: the first task waiting for room, taken off the list, to be posted unlocked. */
 static space_waiter *space_take(weft_executor *ex)
 {
-    space_waiter *w = ex->space_head;
-    if (w && ex->queued < ex->limit) {
-        ex->space_head = w->next;
-        if (!ex->space_head)
-            ex->space_tail = NULL;
-        w->listed = false;
-        return w;
-    }
-    return NULL;
+    if (!ex->space_waiters.head || ex->queued >= ex->limit)
+        return NULL;
+    space_waiter *w = WEFT__CONTAINER(weft__list_pop(&ex->space_waiters), space_waiter, link);
+    w->listed = false;
+    return w;
 }
 
 static void *worker_main(void *arg)
@@ -97,16 +84,16 @@ static void *worker_main(void *arg)
     weft_executor *ex = arg;
     pthread_mutex_lock(&ex->lock);
     for (;;) {
-        while (!ex->head && !ex->stopping) {
+        while (!ex->queue.head && !ex->stopping) {
             ex->idle++;
             pthread_cond_wait(&ex->work, &ex->lock);
             ex->idle--;
             if (ex->signalled)
                 ex->signalled--;
         }
-        if (!ex->head)
+        if (!ex->queue.head)
             break;
-        weft__job *j = ex->head;
+        weft__job *j = WEFT__CONTAINER(ex->queue.head, weft__job, queue_link);
         queue_unlink(ex, j);
         j->state = JOB_RUNNING;
         space_waiter *w = space_take(ex);
@@ -182,29 +169,24 @@ void weft_executor_free(weft_executor *ex)
     pthread_mutex_lock(&ex->lock);
     ex->stopping = true;
     /* Jobs nobody started: their tasks get -ECANCELED; tasks waiting for room get it too. */
-    weft__job *queued = ex->head;
-    ex->head = ex->tail = NULL;
+    weft__list queued = ex->queue, waiters = ex->space_waiters;
+    ex->queue = ex->space_waiters = (weft__list){0};
     ex->queued = 0;
-    for (weft__job *j = queued; j; j = j->next) {
+    for (weft__link *link = queued.head; link; link = link->next) {
+        weft__job *j = WEFT__CONTAINER(link, weft__job, queue_link);
         j->state = JOB_FINISHED;
         atomic_store(&j->ex, NULL);
     }
-    space_waiter *waiters = ex->space_head;
-    ex->space_head = ex->space_tail = NULL;
-    for (space_waiter *w = waiters; w; w = w->next)
-        w->listed = false;
+    for (weft__link *link = waiters.head; link; link = link->next)
+        WEFT__CONTAINER(link, space_waiter, link)->listed = false;
     pthread_cond_broadcast(&ex->work);
     pthread_mutex_unlock(&ex->lock);
-    while (queued) {
-        weft__job *next = queued->next;
-        weft__future_post(&queued->future, -ECANCELED);
-        queued = next;
-    }
-    while (waiters) {
-        space_waiter *next = waiters->next;
-        weft__future_post(&waiters->ready, -ECANCELED);
-        waiters = next;
-    }
+    /* Posting may end a job's life on its loop: take each off the list before posting it. */
+    weft__link *link;
+    while ((link = weft__list_pop(&queued)))
+        weft__future_post(&WEFT__CONTAINER(link, weft__job, queue_link)->future, -ECANCELED);
+    while ((link = weft__list_pop(&waiters)))
+        weft__future_post(&WEFT__CONTAINER(link, space_waiter, link)->ready, -ECANCELED);
     for (unsigned i = 0; i < ex->nthreads; i++)
         pthread_join(ex->threads[i], NULL);
     pthread_cond_destroy(&ex->work);
@@ -227,11 +209,7 @@ static int space_wait(weft_executor *ex, weft_task *t)
         weft__future_init(&w.ready, WEFT__FUTURE_USER);
         atomic_store_explicit(&w.ready.loop, t->loop, memory_order_relaxed);
         w.listed = true;
-        if (ex->space_tail)
-            ex->space_tail->next = &w;
-        else
-            ex->space_head = &w;
-        ex->space_tail = &w;
+        weft__list_push(&ex->space_waiters, &w.link);
         pthread_mutex_unlock(&ex->lock);
         bool completed;
         intptr_t r = weft__await(t, &w.ready, &completed);
@@ -240,14 +218,7 @@ static int space_wait(weft_executor *ex, weft_task *t)
             continue;
         if (w.listed) {
             /* Still queued for room: leave the line. */
-            space_waiter **pp = &ex->space_head, *prev = NULL;
-            while (*pp != &w) {
-                prev = *pp;
-                pp = &(*pp)->next;
-            }
-            *pp = w.next;
-            if (ex->space_tail == &w)
-                ex->space_tail = prev;
+            weft__list_remove(&ex->space_waiters, &w.link);
             return (int)r;
         }
         if (!completed) {
@@ -291,13 +262,7 @@ static int job_submit(weft_executor *ex, weft__job *j, weft_task *waiter)
         return -EAGAIN;
     }
     j->state = JOB_QUEUED;
-    j->next = NULL;
-    j->prev = ex->tail;
-    if (ex->tail)
-        ex->tail->next = j;
-    else
-        ex->head = j;
-    ex->tail = j;
+    weft__list_push(&ex->queue, &j->queue_link);
     ex->queued++;
     /* Wake a worker only if one is idle and not already on its way: one wakeup per job at most. */
     bool wake = ex->idle > ex->signalled;
@@ -340,17 +305,6 @@ static bool job_dequeue(weft__job *j)
     return queued;
 }
 
-static void async_unlink(weft_loop *l, weft__job *j)
-{
-    if (j->loop_prev)
-        j->loop_prev->loop_next = j->loop_next;
-    else if (l->jobs_head == j)
-        l->jobs_head = j->loop_next;
-    if (j->loop_next)
-        j->loop_next->loop_prev = j->loop_prev;
-    j->loop_next = j->loop_prev = NULL;
-}
-
 static weft_executor *default_get(weft_loop *l)
 {
     if (l->uses_default_executor)
@@ -388,7 +342,7 @@ static void job_landed(weft_loop *l, weft__job *j)
     j->posted = true;
     l->jobs_inflight--;
     if (j->is_async)
-        async_unlink(l, j);
+        weft__list_remove(&l->async_jobs, &j->loop_link);
 }
 
 bool weft__exec_drained(weft_loop *l, weft_future *f)
@@ -517,11 +471,7 @@ weft_future *weft_offload_async(weft_fn fn, void *arg)
     }
     l->jobs_inflight++;
     l->stats.executor_jobs++;
-    j->loop_prev = NULL;
-    j->loop_next = l->jobs_head;
-    if (l->jobs_head)
-        l->jobs_head->loop_prev = j;
-    l->jobs_head = j;
+    weft__list_push(&l->async_jobs, &j->loop_link);
     return &j->future;
 }
 
@@ -568,13 +518,13 @@ void weft__exec_future_release(weft_future *f)
 
 void weft__exec_cancel_all(weft_loop *l)
 {
-    weft__job *j = l->jobs_head;
-    while (j) {
-        weft__job *next = j->loop_next;
+    weft__link *next;
+    for (weft__link *link = l->async_jobs.head; link; link = next) {
+        next = link->next;
+        weft__job *j = WEFT__CONTAINER(link, weft__job, loop_link);
         if (job_dequeue(j)) {
             job_landed(l, j);
             weft__future_complete(l, &j->future, -ECANCELED);
         }
-        j = next;
     }
 }

@@ -28,7 +28,7 @@ void weft__future_init(weft_future *f, enum weft__future_kind kind)
     f->pending_cbs = 0;
     f->result = 0;
     atomic_store_explicit(&f->loop, NULL, memory_order_relaxed);
-    f->waiters_head = f->waiters_tail = NULL;
+    f->waiters = (weft__list){0};
     f->remote_next = NULL;
     f->wq_node = NULL;
 }
@@ -37,29 +37,14 @@ void weft__waiter_link(weft_future *f, weft__waiter *w)
 {
     f->observed = true;
     w->future = f;
-    w->next = NULL;
-    w->prev = f->waiters_tail;
-    if (f->waiters_tail)
-        f->waiters_tail->next = w;
-    else
-        f->waiters_head = w;
-    f->waiters_tail = w;
+    weft__list_push(&f->waiters, &w->link);
 }
 
 void weft__waiter_unlink(weft__waiter *w)
 {
-    weft_future *f = w->future;
-    if (!f)
+    if (!w->future)
         return;
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        f->waiters_head = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    else
-        f->waiters_tail = w->prev;
-    w->next = w->prev = NULL;
+    weft__list_remove(&w->future->waiters, &w->link);
     w->future = NULL;
 }
 
@@ -67,24 +52,19 @@ void weft__future_complete(weft_loop *l, weft_future *f, intptr_t result)
 {
     f->result = result;
     atomic_store_explicit(&f->state, WEFT__DONE, memory_order_release);
-    weft__waiter *w = f->waiters_head;
-    f->waiters_head = f->waiters_tail = NULL;
-    while (w) {
-        weft__waiter *next = w->next;
-        w->future = NULL;
-        w->prev = NULL;
+    weft__link *link;
+    while ((link = weft__list_pop(&f->waiters))) {
+        weft__waiter *w = WEFT__CONTAINER(link, weft__waiter, link);
         w->result = result;
         w->fired = true;
         if (w->task) {
-            w->next = NULL;
+            w->future = NULL;
             if (w->task->state == WEFT__PARKED)
                 weft__wake(w->task, 0);
         } else {
-            w->future = f;
             f->pending_cbs++;
             weft__callback_queue(l, w);
         }
-        w = next;
     }
 }
 

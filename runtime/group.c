@@ -12,7 +12,7 @@
 #include <stdlib.h>
 
 struct weft_group {
-    weft_task *members;   /* live members, linked through group_next */
+    weft__list members;   /* live members (weft_task.group_link) */
     size_t live;
     int first_error;
     weft_task *waiter;    /* the task in weft_group_wait */
@@ -29,8 +29,8 @@ weft_group *weft_group_new(void)
 
 static void cancel_members(weft_group *g)
 {
-    for (weft_task *m = g->members; m; m = m->group_next)
-        weft_cancel(m);
+    for (weft__link *link = g->members.head; link; link = link->next)
+        weft_cancel(WEFT__CONTAINER(link, weft_task, group_link));
 }
 
 weft_task *weft_group_spawn(weft_group *g, weft_fn fn, void *arg)
@@ -44,11 +44,7 @@ weft_task *weft_group_spawn(weft_group *g, weft_fn fn, void *arg)
         return NULL;
     t->group = g;
     t->released = true; /* the group frees it when it ends */
-    t->group_prev = NULL;
-    t->group_next = g->members;
-    if (g->members)
-        g->members->group_prev = t;
-    g->members = t;
+    weft__list_push(&g->members, &t->group_link);
     g->live++;
     if (g->first_error)
         t->cancelled = true; /* the group has failed: it never starts */
@@ -59,12 +55,7 @@ void weft__group_member_ended(weft_task *t, intptr_t result)
 {
     weft_group *g = t->group;
     t->group = NULL;
-    if (t->group_prev)
-        t->group_prev->group_next = t->group_next;
-    else
-        g->members = t->group_next;
-    if (t->group_next)
-        t->group_next->group_prev = t->group_prev;
+    weft__list_remove(&g->members, &t->group_link);
     g->live--;
     if (result < 0 && result != -ECANCELED && !g->first_error) {
         g->first_error = (int)result;

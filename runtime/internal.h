@@ -39,6 +39,49 @@
 #endif
 #endif
 
+/* ---- intrusive doubly linked lists ------------------------------------------------------------ */
+
+/* A link embedded in whatever is listed; WEFT__CONTAINER gets the object back. */
+typedef struct weft__link {
+    struct weft__link *next, *prev;
+} weft__link;
+
+typedef struct weft__list {
+    weft__link *head, *tail;
+} weft__list;
+
+static inline void weft__list_push(weft__list *list, weft__link *n)
+{
+    n->next = NULL;
+    n->prev = list->tail;
+    if (list->tail)
+        list->tail->next = n;
+    else
+        list->head = n;
+    list->tail = n;
+}
+
+static inline void weft__list_remove(weft__list *list, weft__link *n)
+{
+    if (n->prev)
+        n->prev->next = n->next;
+    else
+        list->head = n->next;
+    if (n->next)
+        n->next->prev = n->prev;
+    else
+        list->tail = n->prev;
+    n->next = n->prev = NULL;
+}
+
+static inline weft__link *weft__list_pop(weft__list *list)
+{
+    weft__link *n = list->head;
+    if (n)
+        weft__list_remove(list, n);
+    return n;
+}
+
 /* ---- fiber.c: execution contexts ------------------------------------------------------------- */
 
 /*
@@ -207,7 +250,7 @@ enum weft__future_kind { WEFT__FUTURE_USER, WEFT__FUTURE_TASK, WEFT__FUTURE_IO, 
  * Task waiters live on the waiting task's stack; callback waiters are allocated by on_done.
  */
 typedef struct weft__waiter {
-    struct weft__waiter *next, *prev;
+    weft__link link;     /* in the future's waiters, then in the loop's callback queue */
     weft_task *task;                            /* NULL for a callback */
     void (*cb)(weft_future *, void *);
     void *cb_arg;
@@ -224,7 +267,7 @@ struct weft_future {
     unsigned pending_cbs;    /* callbacks queued on the loop but not yet run */
     intptr_t result;
     weft_loop *_Atomic loop; /* the loop that owns it, set when first used on one */
-    weft__waiter *waiters_head, *waiters_tail;
+    weft__list waiters;
     struct weft_future *remote_next; /* link in the loop's list of cross-thread resolutions */
     struct weft__wq_node *wq_node;   /* its place in a wait queue (weft_chan_recv_async), or NULL */
 };
@@ -245,8 +288,8 @@ void weft__callback_run(weft__waiter *w);
 /* ---- sync.c: FIFO wait queues for events, mutexes, semaphores and channels --------------------- */
 
 typedef struct weft__wq_node {
-    struct weft__wq_node *next, *prev;
-    struct weft__wq *queue;   /* NULL when not queued */
+    weft__link link;
+    weft__list *queue;        /* NULL when not queued */
     weft_task *task;          /* the parked task, or NULL for a future waiter */
     weft_future *future;      /* a future waiter (heap node, freed when granted) */
     void *item;               /* what a channel sender offers, or a receiver is given */
@@ -254,9 +297,7 @@ typedef struct weft__wq_node {
     bool granted;
 } weft__wq_node;
 
-typedef struct weft__wq {
-    weft__wq_node *head, *tail;
-} weft__wq;
+typedef weft__list weft__wq;
 
 void weft__wq_push(weft__wq *q, weft__wq_node *n);
 void weft__wq_remove(weft__wq_node *n);
@@ -290,7 +331,7 @@ struct weft_task {
     uint32_t magic;
     weft_loop *loop;
     struct weft_task *ready_next;          /* ready queue link */
-    struct weft_task *all_next, *all_prev; /* every task of the loop not yet freed */
+    weft__link all_link;                   /* in the loop's list of tasks not yet freed */
     weft_fn fn;
     void *arg;
     weft__stack *stack;
@@ -310,7 +351,7 @@ struct weft_task {
     uint64_t deadline_inline[WEFT__DEADLINES_INLINE];
     weft_future future;           /* done when the task ends, with its result */
     struct weft_group *group;     /* the group it belongs to, or NULL */
-    struct weft_task *group_next, *group_prev;
+    weft__link group_link;        /* in its group's members */
     char name[32];
 };
 
@@ -348,11 +389,11 @@ struct weft_loop {
     unsigned budget;                      /* task runs left before the loop polls I/O again */
     weft_task *zombie;                    /* ended task whose stack is released after the switch */
     weft__ctx ctx;                        /* the loop's own context on the thread's stack */
-    weft__waiter *cb_head, *cb_tail;      /* callbacks to run outside any task */
+    weft__list callbacks;                 /* waiters whose callbacks run outside any task */
     weft__timer_heap timers;
     weft__stack_pool stacks;
-    weft_task *all_head;                  /* every unreleased or running task */
-    weft_task *free_tasks, *free_tasks_tail; /* recycled task structs, reused oldest first */
+    weft__list tasks;                     /* every task not yet freed */
+    weft_task *free_tasks, *free_tasks_tail; /* recycled task structs, reused oldest first (ready_next) */
     size_t free_task_count;
     uint64_t next_task_id;
     weft_task *main_task;
@@ -361,8 +402,8 @@ struct weft_loop {
     int wake_fd;                          /* eventfd other threads write to wake the loop */
     _Atomic int sleeping;                 /* 1 while the loop may block in the kernel */
     weft_future *_Atomic remote_head;     /* futures resolved by other threads, newest first */
-    struct weft__async_op *async_head;    /* _async operations in flight, for teardown */
-    struct weft__job *jobs_head;          /* weft_offload_async jobs not yet completed, for teardown */
+    weft__list async_ops;                 /* _async operations in flight, for teardown */
+    weft__list async_jobs;                /* weft_offload_async jobs not yet completed, for teardown */
     size_t jobs_inflight;                 /* offloaded jobs of this loop not yet completed */
     bool uses_default_executor;
     const weft__backend_ops *backend;
@@ -494,7 +535,7 @@ typedef struct weft__op {
     bool completed;     /* complete() has run (a backend may complete an op inside submit) */
     uint8_t wait_kind;  /* the backend's: what the pending op waits in */
     void *backend_priv; /* the backend's own state for the op while it is pending */
-    struct weft__op *wait_next, *wait_prev; /* the backend's wait queues */
+    weft__link wait_link;  /* in one of the backend's wait queues */
     int fd, fd2;
     void *addr, *addr2;
     uint64_t len;

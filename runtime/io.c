@@ -24,7 +24,7 @@ typedef struct weft__async_op {
     weft_future future;
     weft__op op;
     weft_loop *loop;
-    struct weft__async_op *next, *prev; /* the loop's in-flight list */
+    weft__link link;                    /* in the loop's async_ops */
     bool kernel_done;                   /* its completion has arrived */
 } weft__async_op;
 
@@ -113,23 +113,13 @@ intptr_t weft__io_wait_uninterruptible(weft_task *t, weft__op *op)
     return io_wait(t, op, NULL);
 }
 
-static void async_unlink(weft__async_op *a)
-{
-    if (a->prev)
-        a->prev->next = a->next;
-    else
-        a->loop->async_head = a->next;
-    if (a->next)
-        a->next->prev = a->prev;
-}
-
 static void async_complete(weft__op *op, int32_t res, uint32_t flags)
 {
     (void)flags;
     weft__async_op *a = WEFT__CONTAINER(op, weft__async_op, op);
     weft_loop *l = a->loop;
     l->inflight--;
-    async_unlink(a);
+    weft__list_remove(&l->async_ops, &a->link);
     a->kernel_done = true;
     op->res = res;
     if (atomic_load_explicit(&a->future.state, memory_order_relaxed) != WEFT__DONE)
@@ -161,11 +151,7 @@ weft_future *weft__io_async(weft__op *template)
     a->op.backend_priv = NULL;
     a->loop = l;
     a->kernel_done = false;
-    a->prev = NULL;
-    a->next = l->async_head;
-    if (l->async_head)
-        l->async_head->prev = a;
-    l->async_head = a;
+    weft__list_push(&l->async_ops, &a->link);
     l->inflight++;
     int r = fault_inject(&a->op) ? 0 : l->backend->submit(l, &a->op);
     if (r < 0) {
@@ -207,11 +193,16 @@ void weft__io_future_release(weft_future *f)
 
 void weft__io_cancel_all(weft_loop *l)
 {
-    for (weft__async_op *a = l->async_head; a; a = a->next)
+    /* A cancel may complete the op at once and take it off the list: step past it first. */
+    weft__link *next;
+    for (weft__link *link = l->async_ops.head; link; link = next) {
+        next = link->next;
+        weft__async_op *a = WEFT__CONTAINER(link, weft__async_op, link);
         if (!a->op.cancel_sent) {
             a->op.reason = -ECANCELED;
             l->backend->cancel(l, &a->op);
         }
+    }
 }
 
 /* ---- blocking execution, for backends that cannot do an op asynchronously ---------------------- */

@@ -162,7 +162,7 @@ void weft_loop_free(weft_loop *l)
     weft__timer_heap_fini(&l->timers);
     while (l->free_tasks) {
         weft_task *t = l->free_tasks;
-        l->free_tasks = t->all_next;
+        l->free_tasks = t->ready_next;
         free(t);
     }
     free(l);
@@ -190,16 +190,18 @@ static bool main_ended(weft_loop *l)
 
 static bool all_quiet(weft_loop *l)
 {
-    return l->stats.tasks_live == 0 && !l->cb_head && l->inflight == 0 && l->jobs_inflight == 0 &&
+    return l->stats.tasks_live == 0 && !l->callbacks.head && l->inflight == 0 && l->jobs_inflight == 0 &&
            !atomic_load_explicit(&l->remote_head, memory_order_relaxed);
 }
 
 static void teardown(weft_loop *l)
 {
     l->closing = true;
-    for (weft_task *t = l->all_head; t; t = t->all_next)
+    for (weft__link *link = l->tasks.head; link; link = link->next) {
+        weft_task *t = WEFT__CONTAINER(link, weft_task, all_link);
         if (t->state != WEFT__ENDED)
             weft_cancel(t);
+    }
     /* _async operations nobody will wait for any more: cancel them (again on every turn, for those
      * the cancelled tasks start on their way out) and wait for the kernel to let go of them. */
     while (!all_quiet(l)) {
@@ -208,8 +210,8 @@ static void teardown(weft_loop *l)
         turn(l, all_quiet);
     }
     /* What is left ended without anyone joining it. */
-    while (l->all_head) {
-        weft_task *t = l->all_head;
+    while (l->tasks.head) {
+        weft_task *t = WEFT__CONTAINER(l->tasks.head, weft_task, all_link);
         if (!t->released) {
             char label[64];
             intptr_t r = t->future.result;

@@ -95,7 +95,7 @@ weft_task *weft__spawn(weft_loop *l, const char *name, weft_fn fn, void *arg)
     }
     weft_task *t = l->free_tasks;
     if (t) {
-        l->free_tasks = t->all_next;
+        l->free_tasks = t->ready_next;
         if (!l->free_tasks)
             l->free_tasks_tail = NULL;
         l->free_task_count--;
@@ -134,11 +134,7 @@ weft_task *weft__spawn(weft_loop *l, const char *name, weft_fn fn, void *arg)
     } else {
         t->name[0] = '\0';
     }
-    t->all_prev = NULL;
-    t->all_next = l->all_head;
-    if (l->all_head)
-        l->all_head->all_prev = t;
-    l->all_head = t;
+    weft__list_push(&l->tasks, &t->all_link);
     ready_push(l, t);
     l->stats.tasks_spawned++;
     if (++l->stats.tasks_live > l->stats.tasks_peak)
@@ -168,19 +164,14 @@ void weft__task_free(weft_loop *l, weft_task *t)
         t->future.freed = true;
         return;
     }
-    if (t->all_prev)
-        t->all_prev->all_next = t->all_next;
-    else
-        l->all_head = t->all_next;
-    if (t->all_next)
-        t->all_next->all_prev = t->all_prev;
+    weft__list_remove(&l->tasks, &t->all_link);
     if (t->deadlines != t->deadline_inline)
         free(t->deadlines);
     t->magic = WEFT__TASK_RELEASED;
     if (l->free_task_count < WEFT__FREE_TASKS_MAX) {
-        t->all_next = NULL;
+        t->ready_next = NULL;
         if (l->free_tasks_tail)
-            l->free_tasks_tail->all_next = t;
+            l->free_tasks_tail->ready_next = t;
         else
             l->free_tasks = t;
         l->free_tasks_tail = t;
@@ -469,28 +460,16 @@ weft_future *weft_task_future(weft_task *t)
 static void callbacks_run(weft_loop *l)
 {
     /* Only the callbacks queued before this point run now; those they queue wait for the next turn. */
-    weft__waiter *w = l->cb_head, *end = l->cb_tail;
-    if (!w)
-        return;
-    l->cb_head = l->cb_tail = NULL;
-    for (;;) {
-        weft__waiter *next = w->next;
-        bool last = w == end;
-        weft__callback_run(w);
-        if (last)
-            break;
-        w = next;
-    }
+    weft__list due = l->callbacks;
+    l->callbacks = (weft__list){0};
+    weft__link *link;
+    while ((link = weft__list_pop(&due)))
+        weft__callback_run(WEFT__CONTAINER(link, weft__waiter, link));
 }
 
 void weft__callback_queue(weft_loop *l, weft__waiter *w)
 {
-    w->next = NULL;
-    if (l->cb_tail)
-        l->cb_tail->next = w;
-    else
-        l->cb_head = w;
-    l->cb_tail = w;
+    weft__list_push(&l->callbacks, &w->link);
 }
 
 int weft__loop_turn(weft_loop *l, bool (*done)(weft_loop *))
@@ -517,7 +496,7 @@ int weft__loop_turn(weft_loop *l, bool (*done)(weft_loop *))
         }
     }
     uint64_t timeout;
-    if (l->ready_head || l->cb_head)
+    if (l->ready_head || l->callbacks.head)
         timeout = 0;
     else if (next_timer != UINT64_MAX)
         timeout = next_timer > now ? next_timer - now : 0;

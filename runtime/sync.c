@@ -13,38 +13,25 @@
 
 void weft__wq_push(weft__wq *q, weft__wq_node *n)
 {
-    n->next = NULL;
-    n->prev = q->tail;
-    if (q->tail)
-        q->tail->next = n;
-    else
-        q->head = n;
-    q->tail = n;
+    weft__list_push(q, &n->link);
     n->queue = q;
 }
 
 void weft__wq_remove(weft__wq_node *n)
 {
-    weft__wq *q = n->queue;
-    if (!q)
+    if (!n->queue)
         return;
-    if (n->prev)
-        n->prev->next = n->next;
-    else
-        q->head = n->next;
-    if (n->next)
-        n->next->prev = n->prev;
-    else
-        q->tail = n->prev;
-    n->next = n->prev = NULL;
+    weft__list_remove(n->queue, &n->link);
     n->queue = NULL;
 }
 
 weft__wq_node *weft__wq_pop(weft__wq *q)
 {
-    weft__wq_node *n = q->head;
-    if (n)
-        weft__wq_remove(n);
+    weft__link *link = weft__list_pop(q);
+    if (!link)
+        return NULL;
+    weft__wq_node *n = WEFT__CONTAINER(link, weft__wq_node, link);
+    n->queue = NULL;
     return n;
 }
 
