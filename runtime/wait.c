@@ -6,17 +6,25 @@
 #include <stdlib.h>
 #include <string.h>
 
-int weft_gather(weft_future *const *fs, size_t n, intptr_t *results)
+/* Entry checks of gather and wait_any: a task, n futures that exist (at least one if need_one), and
+ * leave to suspend. */
+static int many_check(weft_future *const *fs, size_t n, bool need_one, weft_task **t)
 {
-    weft_task *t = weft__current();
-    if (!t)
+    *t = weft__current();
+    if (!*t)
         return -EPERM;
-    if (!fs && n)
+    if ((!fs && n) || (need_one && n == 0))
         return -EINVAL;
     for (size_t i = 0; i < n; i++)
         if (!fs[i])
             return -EINVAL;
-    int r = weft__check_suspend(t);
+    return weft__check_suspend(*t);
+}
+
+int weft_gather(weft_future *const *fs, size_t n, intptr_t *results)
+{
+    weft_task *t;
+    int r = many_check(fs, n, false, &t);
     if (r)
         return r;
     /* Awaiting one future after another takes as long as awaiting them all at once — they all run
@@ -50,15 +58,8 @@ static void any_interrupt(weft_task *t, int reason)
 
 ssize_t weft_wait_any(weft_future *const *fs, size_t n, uint64_t timeout_ns)
 {
-    weft_task *t = weft__current();
-    if (!t)
-        return -EPERM;
-    if (!fs || n == 0)
-        return -EINVAL;
-    for (size_t i = 0; i < n; i++)
-        if (!fs[i])
-            return -EINVAL;
-    int r = weft__check_suspend(t);
+    weft_task *t;
+    int r = many_check(fs, n, true, &t);
     if (r)
         return r;
     for (size_t i = 0; i < n; i++)
