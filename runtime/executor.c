@@ -198,8 +198,9 @@ void weft_executor_free(weft_executor *ex)
 /* ---- waiting for room --------------------------------------------------------------------- */
 
 /*
- * With ex->lock held on entry and exit: waits until the queue has room. Returns 0, or the reason the
- * wait was interrupted, or -ECANCELED if the executor is shutting down.
+ * With ex->lock held on entry: waits until the queue has room. Returns 0 with the lock still held, or
+ * with the lock released the reason the wait was interrupted, or -ECANCELED if the executor shut
+ * down. A waiter the shutdown woke must not touch ex again: weft_executor_free may have freed it.
  */
 static int space_wait(weft_executor *ex, weft_task *t)
 {
@@ -213,34 +214,42 @@ static int space_wait(weft_executor *ex, weft_task *t)
         pthread_mutex_unlock(&ex->lock);
         bool completed;
         intptr_t r = weft__await(t, &w.ready, &completed);
+        if (completed) {
+            if (r < 0)
+                return (int)r; /* the executor shut down: it is gone */
+            pthread_mutex_lock(&ex->lock);
+            continue; /* a worker made room: look again */
+        }
         pthread_mutex_lock(&ex->lock);
-        if (completed && r == 0)
-            continue;
         if (w.listed) {
             /* Still queued for room: leave the line. */
             weft__list_remove(&ex->space_waiters, &w.link);
+            pthread_mutex_unlock(&ex->lock);
             return (int)r;
         }
-        if (!completed) {
-            /* A worker already handed us the room and its post is on the way to the loop: the
-             * future must not die before it lands. Wait for it, then pass the room on. */
-            pthread_mutex_unlock(&ex->lock);
-            while (!weft_future_done(&w.ready)) {
-                weft__waiter waiter = {.task = t};
-                weft__waiter_link(&w.ready, &waiter);
-                weft__park(t, NULL, NULL, UINT64_MAX, 0);
-            }
+        /* Interrupted, but a worker (or the shutdown) already took us off the line and its post is
+         * on the way to the loop: the future must not die before it lands. Wait for it. */
+        pthread_mutex_unlock(&ex->lock);
+        while (!weft_future_done(&w.ready)) {
+            weft__waiter waiter = {.task = t};
+            weft__waiter_link(&w.ready, &waiter);
+            weft__park(t, NULL, NULL, UINT64_MAX, 0);
+        }
+        if (w.ready.result == 0) {
+            /* It was room: pass it on to the next in line. */
             pthread_mutex_lock(&ex->lock);
             space_waiter *next = space_take(ex);
-            if (next) {
-                pthread_mutex_unlock(&ex->lock);
+            pthread_mutex_unlock(&ex->lock);
+            if (next)
                 weft__future_post(&next->ready, 0);
-                pthread_mutex_lock(&ex->lock);
-            }
         }
         return (int)r;
     }
-    return ex->stopping ? -ECANCELED : 0;
+    if (ex->stopping) {
+        pthread_mutex_unlock(&ex->lock);
+        return -ECANCELED;
+    }
+    return 0;
 }
 
 /* ---- submitting and awaiting ----------------------------------------------------------------- */
@@ -250,10 +259,8 @@ static int job_submit(weft_executor *ex, weft__job *j, weft_task *waiter)
     pthread_mutex_lock(&ex->lock);
     if (waiter) {
         int r = space_wait(ex, waiter);
-        if (r < 0) {
-            pthread_mutex_unlock(&ex->lock);
-            return r;
-        }
+        if (r < 0)
+            return r; /* space_wait released the lock */
     } else if (ex->stopping) {
         pthread_mutex_unlock(&ex->lock);
         return -ECANCELED;

@@ -93,6 +93,17 @@ void weft__callback_run(weft__waiter *w)
         future_release(f);
 }
 
+/* A future waiting for a channel item that is resolved or freed first gives up its turn, so the item
+ * goes to the next receiver. */
+static void leave_wait_queue(weft_future *f)
+{
+    if (!f->wq_node)
+        return;
+    weft__wq_remove(f->wq_node);
+    free(f->wq_node);
+    f->wq_node = NULL;
+}
+
 /* Binds f to the calling thread's loop; false if it belongs to another loop or none runs here. */
 static bool future_bind(weft_future *f, weft_loop *l)
 {
@@ -135,6 +146,7 @@ int weft_future_resolve(weft_future *f, intptr_t result)
     int expected = WEFT__PENDING;
     if (!atomic_compare_exchange_strong(&f->state, &expected, WEFT__CLAIMED))
         return -EALREADY;
+    leave_wait_queue(f);
     weft__future_complete(l, f, result);
     return 0;
 }
@@ -297,12 +309,7 @@ void weft_future_free(weft_future *f)
         weft__exec_future_free(f);
         return;
     }
-    if (f->wq_node) {
-        /* Still queued for a channel item: leave the queue, so the item goes to somebody else. */
-        weft__wq_remove(f->wq_node);
-        free(f->wq_node);
-        f->wq_node = NULL;
-    }
+    leave_wait_queue(f);
     int state = atomic_load_explicit(&f->state, memory_order_acquire);
     weft_loop *l = atomic_load_explicit(&f->loop, memory_order_relaxed);
     if (state == WEFT__PENDING && l) {
