@@ -147,6 +147,75 @@ static intptr_t free_task_future_main(void *arg)
     return weft_join(t);
 }
 
+/* ---- weft_mutex_unlock by a task that does not hold the mutex is reported and ignored --------------- */
+
+static intptr_t foreign_unlock(void *arg)
+{
+    weft_mutex *m = arg;
+    weft_mutex_unlock(m);
+    mark("after-foreign-unlock");
+    return weft_mutex_trylock(m); /* -EBUSY if the unlock was ignored */
+}
+
+static intptr_t mutex_foreign_unlock_main(void *arg)
+{
+    (void)arg;
+    weft_mutex *m = weft_mutex_new();
+    if (!m || weft_mutex_lock(m) != 0)
+        return 1;
+    if (weft_join(weft_spawn_named("intruder", foreign_unlock, m)) != -EBUSY)
+        return 2;
+    weft_mutex_unlock(m); /* the owner's unlock still works */
+    if (weft_mutex_trylock(m) != 0)
+        return 3;
+    weft_mutex_unlock(m);
+    weft_mutex_free(m);
+    return 0;
+}
+
+/* ---- a task blocking the loop for 300 ms is reported while it runs, then with the total ------------- */
+
+static intptr_t block_300ms(void *arg)
+{
+    (void)arg;
+    usleep(300 * 1000);
+    mark("blocker-done");
+    return 0;
+}
+
+static intptr_t slow_task_main(void *arg)
+{
+    (void)arg;
+    intptr_t r = weft_join(weft_spawn_named("sleepy-blocker", block_300ms, NULL));
+    /* Let the watchdog see the loop turn again and print the total. */
+    weft_sleep(MS(200));
+    mark("main-returns");
+    return r == 0 ? 0 : 1;
+}
+
+/* ---- a future failed with an error and freed unawaited is reported; awaited or ok ones are not ---- */
+
+static intptr_t unawaited_error_main(void *arg)
+{
+    (void)arg;
+    weft_future *awaited = weft_future_new(), *ok = weft_future_new(), *lost = weft_future_new();
+    if (!awaited || !ok || !lost)
+        return 1;
+    weft_future_resolve(awaited, -EIO);
+    if (weft_await(awaited) != -EIO)
+        return 2;
+    weft_future_free(awaited);
+    weft_future_resolve(ok, 5);
+    weft_future_free(ok);
+    weft_sleep(MS(2));
+    mark("quiet-part-done");
+    weft_future_resolve(lost, -EIO);
+    weft_future_free(lost);
+    weft_sleep(MS(2));
+    mark("after-free");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const struct {
@@ -161,6 +230,9 @@ int main(int argc, char **argv)
         {"never_joined", never_joined_main, NULL},
         {"clean", clean_main, NULL},
         {"free_task_future", free_task_future_main, NULL},
+        {"mutex_foreign_unlock", mutex_foreign_unlock_main, NULL},
+        {"slow_task", slow_task_main, NULL},
+        {"unawaited_error_future", unawaited_error_main, NULL},
     };
     if (argc != 2)
         return 101;

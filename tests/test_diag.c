@@ -87,3 +87,108 @@ Test(diag, freeing_a_task_future_is_refused_and_reported)
     cr_assert(mark != NULL, "stderr:\n%s", child.err);
     cr_assert(mark != child.err, "weft_future_free on a task's future was not reported:\n%s", child.err);
 }
+
+/* ---- the slow-task watchdog, futures failed unawaited, the overflow message on each backend -------- */
+
+/* Copies the stderr line holding text (without its newline) into out; false if there is none. */
+static bool line_with(const char *text, char *out, size_t cap)
+{
+    const char *hit = strstr(child.err, text);
+    if (!hit)
+        return false;
+    const char *start = hit;
+    while (start > child.err && start[-1] != '\n')
+        start--;
+    const char *end = strchr(hit, '\n');
+    size_t len = end ? (size_t)(end - start) : strlen(start);
+    if (len >= cap)
+        len = cap - 1;
+    memcpy(out, start, len);
+    out[len] = '\0';
+    return true;
+}
+
+/* The number written just before " ms" after text on its line, or -1. */
+static long ms_after(const char *line, const char *text)
+{
+    const char *p = strstr(line, text);
+    if (!p)
+        return -1;
+    p += strlen(text);
+    while (*p && (*p < '0' || *p > '9'))
+        p++;
+    char *end;
+    long v = strtol(p, &end, 10);
+    return (end != p && strncmp(end, " ms", 3) == 0) ? v : -1;
+}
+
+Test(diag, task_blocking_the_loop_300ms_is_reported_by_name_while_it_runs_and_after)
+{
+    unsetenv("WEFT_SLOW_MS");
+    run_scenario("slow_task");
+    cr_assert(exited_with(0), "child %s; stderr:\n%s", child.status_s, child.err);
+    char running[512], held[512];
+    cr_assert(line_with("has run for", running, sizeof running), "no report while it ran; stderr:\n%s", child.err);
+    cr_assert(strstr(running, "sleepy-blocker") != NULL, "the report does not name the task: %s", running);
+    cr_assert(strncmp(running, "weft: ", 6) == 0, "not a weft line: %s", running);
+    long ran = ms_after(running, "has run for");
+    cr_assert(ran >= 100 && ran < 300, "reported after %ld ms; want from the 100 ms limit on, while it ran: %s", ran,
+              running);
+    /* While it ran: before the task itself got past its blocking call. */
+    const char *done = strstr(child.err, "MARK blocker-done");
+    cr_assert(done != NULL, "stderr:\n%s", child.err);
+    cr_assert(strstr(child.err, "has run for") < done, "reported only after the task let go:\n%s", child.err);
+    /* And after, with the total. */
+    cr_assert(line_with("held the loop for about", held, sizeof held), "no total after it let go; stderr:\n%s",
+              child.err);
+    cr_assert(strstr(held, "sleepy-blocker") != NULL, "the total does not name the task: %s", held);
+    long total = ms_after(held, "held the loop for about");
+    cr_assert(total >= 200 && total < 10000, "held the loop for about %ld ms, want about 300: %s", total, held);
+    cr_assert(strstr(child.err, "held the loop for about") > strstr(child.err, "has run for"),
+              "the total came before the report:\n%s", child.err);
+    /* Once each. */
+    cr_assert(strstr(strstr(child.err, "has run for") + 1, "has run for") == NULL, "reported twice:\n%s", child.err);
+}
+
+Test(diag, task_blocking_300ms_is_not_reported_with_weft_slow_ms_1000)
+{
+    setenv("WEFT_SLOW_MS", "1000", 1);
+    run_scenario("slow_task");
+    cr_assert(exited_with(0), "child %s; stderr:\n%s", child.status_s, child.err);
+    ERR_LACKS("has run for");
+    ERR_LACKS("held the loop");
+    ERR_LACKS("sleepy-blocker");
+    ERR_LACKS("weft: ");
+}
+
+Test(diag, future_failed_and_freed_without_being_awaited_is_reported)
+{
+    run_scenario("unawaited_error_future");
+    cr_assert(exited_with(0), "child %s; stderr:\n%s", child.status_s, child.err);
+    const char *quiet = strstr(child.err, "MARK quiet-part-done");
+    const char *after = strstr(child.err, "MARK after-free");
+    cr_assert(quiet != NULL && after != NULL, "stderr:\n%s", child.err);
+    /* Awaited before being freed, or freed with a value: nothing to say. */
+    const char *report = strstr(child.err, "weft: ");
+    cr_assert(report != NULL, "the unawaited failed future was not reported:\n%s", child.err);
+    cr_assert(report > quiet, "an awaited or successful future was reported:\n%s", child.err);
+    cr_assert(report < after, "reported only later, not when the future was freed:\n%s", child.err);
+    const char *err_text = strstr(report, strerror(EIO));
+    cr_assert(err_text != NULL && err_text < after, "the report does not give the error:\n%s", child.err);
+}
+
+Test(diag, stack_overflow_names_the_task_on_io_uring_and_on_epoll)
+{
+    static const char *const backends[] = {"io_uring", "epoll"};
+    for (size_t i = 0; i < 2; i++) {
+        setenv("WEFT_BACKEND", backends[i], 1);
+        run_scenario("overflow");
+        cr_assert(WIFSIGNALED(child.status) && WTERMSIG(child.status) == SIGSEGV,
+                  "%s: child %s, want killed by SIGSEGV; stderr:\n%s", backends[i], child.status_s, child.err);
+        char line[512];
+        cr_assert(line_with("deep-recurser", line, sizeof line), "%s: the task is not named; stderr:\n%s",
+                  backends[i], child.err);
+        cr_assert(strstr(line, "overflow") != NULL, "%s: the line naming the task does not say overflow: %s",
+                  backends[i], line);
+    }
+}
