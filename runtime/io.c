@@ -174,15 +174,17 @@ int weft__io_future_cancel(weft_future *f)
 void weft__io_future_free(weft_future *f)
 {
     weft__async_op *a = WEFT__CONTAINER(f, weft__async_op, future);
-    f->freed = true;
     if (!a->kernel_done) {
-        /* The kernel may still write into the caller's buffer: cancel the op and wake whoever awaits
-         * the future now; the completion frees the block when it comes. */
-        a->op.reason = -ECANCELED;
-        a->loop->backend->cancel(a->loop, &a->op);
+        /* The kernel may still write into the caller's buffer: wake whoever awaits the future now and
+         * cancel the op; the completion frees the block when it comes. The cancel may complete the
+         * op on the spot (epoll, an executor job not started): the block is only marked freed after,
+         * so that completion cannot free it under our feet. */
         if (atomic_load_explicit(&f->state, memory_order_relaxed) != WEFT__DONE)
             weft__future_complete(a->loop, f, -ECANCELED);
+        a->op.reason = -ECANCELED;
+        a->loop->backend->cancel(a->loop, &a->op);
     }
+    f->freed = true;
     async_maybe_free(a);
 }
 
