@@ -58,8 +58,38 @@ static void ucontext_start(unsigned entry_hi, unsigned entry_lo, unsigned arg_hi
 }
 #endif
 
+/*
+ * The floating-point control state new contexts start with: MXCSR and the x87 control word (x86-64),
+ * FPCR (aarch64). Reading them costs tens of cycles, so a loop captures them once when it starts
+ * running and every task it makes starts with the running thread's settings.
+ */
+static WEFT__TLS struct {
+    bool valid;
+    uint32_t mxcsr;
+    uint16_t x87_cw;
+    uint64_t fpcr;
+} fpu_env;
+
+static void fpu_read(void)
+{
+#if defined(__x86_64__)
+    __asm__ volatile("stmxcsr %0" : "=m"(fpu_env.mxcsr));
+    __asm__ volatile("fnstcw %0" : "=m"(fpu_env.x87_cw));
+#elif defined(__aarch64__)
+    __asm__ volatile("mrs %0, fpcr" : "=r"(fpu_env.fpcr));
+#endif
+}
+
+void weft__ctx_capture_fpu(void)
+{
+    fpu_read();
+    fpu_env.valid = true;
+}
+
 void weft__ctx_make(weft__ctx *ctx, void *stack_lo, size_t size, void (*entry)(void *), void *arg)
 {
+    if (!fpu_env.valid)
+        fpu_read();
     ctx->stack_lo = stack_lo;
     ctx->stack_size = size;
 #if WEFT__ASAN
@@ -88,8 +118,8 @@ void weft__ctx_make(weft__ctx *ctx, void *stack_lo, size_t size, void (*entry)(v
      */
     top -= 16;
     uint32_t *fpu = (uint32_t *)top;
-    __asm__ volatile("stmxcsr %0" : "=m"(fpu[0]));
-    __asm__ volatile("fnstcw %0" : "=m"(*(uint16_t *)&fpu[1]));
+    fpu[0] = fpu_env.mxcsr;
+    fpu[1] = fpu_env.x87_cw;
     void **frame = (void **)(top - 4 * sizeof(void *));
     frame[0] = NULL;                          /* rbp */
     frame[1] = (void *)weft__fiber_start_asm; /* resume address */
@@ -100,11 +130,9 @@ void weft__ctx_make(weft__ctx *ctx, void *stack_lo, size_t size, void (*entry)(v
     /* The frame weft__switch_asm restores: x19..x30 then d8..d15, 0xa0 bytes. */
     void **frame = (void **)(top - 0xa0);
     memset(frame, 0, 0xa0);
-    uint64_t fpcr;
-    __asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
-    frame[0] = (void *)entry;                 /* x19 */
-    frame[1] = arg;                           /* x20 */
-    frame[2] = (void *)(uintptr_t)fpcr;       /* x21 */
+    frame[0] = (void *)entry;                   /* x19 */
+    frame[1] = arg;                             /* x20 */
+    frame[2] = (void *)(uintptr_t)fpu_env.fpcr; /* x21 */
     frame[11] = (void *)weft__fiber_start_asm; /* x30 */
     ctx->sp = frame;
 #else

@@ -108,6 +108,8 @@ typedef struct weft__ctx {
 
 /* Makes ctx start entry(arg) on [stack_lo, stack_lo + size) at its first switch. entry never returns. */
 void weft__ctx_make(weft__ctx *ctx, void *stack_lo, size_t size, void (*entry)(void *), void *arg);
+/* Records the calling thread's floating-point control state for the contexts made afterwards. */
+void weft__ctx_capture_fpu(void);
 /* Describes the calling thread's own context (the loop's), to be switched away from and back to. */
 void weft__ctx_init_thread(weft__ctx *ctx);
 /* Releases what ctx_make allocated for sanitizers (the TSan fiber). */

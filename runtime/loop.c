@@ -251,6 +251,7 @@ int weft_loop_run(weft_loop *l, weft_fn main, void *arg, intptr_t *result)
         return r;
     }
     weft__ctx_init_thread(&l->ctx);
+    weft__ctx_capture_fpu();
     weft__tls_loop = l;
     l->running = true;
     l->closing = false;

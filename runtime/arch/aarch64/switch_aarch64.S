@@ -4,7 +4,7 @@
  * void weft__switch_asm(void **from_sp, void *to_sp)
  *   Saves x19-x30 and d8-d15 (the callee-saved set) on the current stack, stores sp in *from_sp, loads
  *   to_sp, restores the registers saved there and branches to the saved x30 with br, not ret (see the
- *   x86-64 file for why). FPCR is not switched: every fiber starts with its creator's value
+ *   x86-64 file for why). FPCR is not switched: every fiber starts with its loop thread's value
  *   (weft__fiber_start_asm sets it once) and the ABI keeps it unchanged across calls.
  */
     .text
@@ -41,7 +41,7 @@ weft__switch_asm:
     br x30
     .size weft__switch_asm, .-weft__switch_asm
 
-/* First code on a new stack: x19 = entry, x20 = argument, x21 = the creator's FPCR. */
+/* First code on a new stack: x19 = entry, x20 = argument, x21 = the loop thread's FPCR. */
     .globl weft__fiber_start_asm
     .hidden weft__fiber_start_asm
     .type weft__fiber_start_asm, %function

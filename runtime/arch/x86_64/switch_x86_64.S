@@ -9,9 +9,9 @@
  * saves only those that hold live values.
  *
  * MXCSR and the x87 control word are not switched. The ABI makes their control bits callee-saved, and
- * every fiber starts with the values of the context that created it (weft__fiber_start_asm loads them
- * once), so a switch would only ever restore what is already there, at the price of an ldmxcsr, which
- * serialises the pipeline.
+ * every fiber starts with the values its loop's thread had when the loop started (weft__fiber_start_asm
+ * loads them once), so a switch would only ever restore what is already there, at the price of an
+ * ldmxcsr, which serialises the pipeline.
  */
     .text
     .globl weft__switch_asm
