@@ -168,7 +168,7 @@ void weft__task_free(weft_loop *l, weft_task *t)
     if (t->deadlines != t->deadline_inline)
         free(t->deadlines);
     t->magic = WEFT__TASK_RELEASED;
-    if (l->free_task_count < WEFT__FREE_TASKS_MAX) {
+    if (l->free_task_count + 1 <= WEFT__FREE_TASKS_MAX) {
         t->ready_next = NULL;
         if (l->free_tasks_tail)
             l->free_tasks_tail->ready_next = t;
@@ -208,6 +208,7 @@ void weft__after_switch(weft_loop *l)
 }
 
 static inline weft_task *next_runnable(weft_loop *l);
+static weft_task *wait_in_place(weft_loop *l);
 
 static void task_entry(void *arg)
 {
@@ -272,8 +273,10 @@ static void switch_out(weft_loop *l, weft_task *cur)
     if (WEFT__UNLIKELY(!cur->stack->guarded) && !weft__stack_canary_ok(cur->stack))
         overflow_fatal(cur);
     weft_task *next = next_runnable(l);
+    if (!next && cur->state == WEFT__PARKED && l->budget)
+        next = wait_in_place(l);
     if (next == cur) {
-        /* It was the only ready task: carry on without a switch, but the loop did turn. */
+        /* Its own turn came again (the only ready task, or its own wait ended): no switch. */
         weft__note_switch(l, cur);
         return;
     }
@@ -472,20 +475,14 @@ void weft__callback_queue(weft_loop *l, weft__waiter *w)
     weft__list_push(&l->callbacks, &w->link);
 }
 
-int weft__loop_turn(weft_loop *l, bool (*done)(weft_loop *))
+/*
+ * The I/O half of a turn: results from other threads, due timers, then the backend, waiting (up to
+ * the next timer) only when nothing is ready to run.
+ */
+static int loop_poll(weft_loop *l)
 {
-    l->budget = WEFT__TURN_BUDGET;
-    callbacks_run(l);
-    weft_task *t = next_runnable(l);
-    if (t) {
-        weft__note_switch(l, t);
-        weft__ctx_switch(&l->ctx, &t->ctx);
-        weft__after_switch(l);
-    }
     if (atomic_load_explicit(&l->remote_head, memory_order_relaxed))
         weft__remote_drain(l);
-    if (done(l))
-        return 0;
     uint64_t next_timer = weft__timer_next(&l->timers);
     uint64_t now = 0;
     if (next_timer != UINT64_MAX) {
@@ -515,4 +512,42 @@ int weft__loop_turn(weft_loop *l, bool (*done)(weft_loop *))
     if (timeout)
         atomic_store_explicit(&l->sleeping, 0, memory_order_relaxed); /* a stale 1 costs a spare wakeup */
     return r;
+}
+
+/*
+ * The running task has parked and nothing else is ready: rather than switch to the loop's context only to poll and
+ * switch straight back, wait for I/O here, on the task's stack. That is the whole hand-over for a task
+ * waiting on its own request (one task driving a connection or a file): no switch at all when its own
+ * completion is what arrives. Callbacks must run outside any task, so with one queued, and on a
+ * backend error, the loop's context takes over as usual.
+ */
+static weft_task *wait_in_place(weft_loop *l)
+{
+    weft__note_switch(l, NULL); /* in the loop, for the watchdog, while it waits */
+    while (!l->ready_head && !l->callbacks.head) {
+        if (loop_poll(l) < 0)
+            break;
+    }
+    if (l->callbacks.head)
+        return NULL;
+    l->budget = WEFT__TURN_BUDGET;
+    return next_runnable(l);
+}
+
+int weft__loop_turn(weft_loop *l, bool (*done)(weft_loop *))
+{
+    l->budget = WEFT__TURN_BUDGET;
+    callbacks_run(l);
+    weft_task *t = next_runnable(l);
+    if (t) {
+        weft__note_switch(l, t);
+        weft__ctx_switch(&l->ctx, &t->ctx);
+        weft__after_switch(l);
+    }
+    if (done(l)) {
+        if (atomic_load_explicit(&l->remote_head, memory_order_relaxed))
+            weft__remote_drain(l);
+        return 0;
+    }
+    return loop_poll(l);
 }
