@@ -375,10 +375,15 @@ WEFT_API void weft_sem_free(weft_sem *s);
  *
  * The _async forms return a future at once (NULL with errno EPERM outside a loop, ENOMEM), so one
  * task can keep many requests in flight; the buffer must stay valid until the future is done. Errors
- * arrive as the future's result. The future belongs to the caller: weft_future_free it once done;
- * freeing one still pending cancels the request, wakes its awaiters with -ECANCELED, and weft frees
- * the memory when the kernel lets go of it. weft_future_cancel on one cancels the request; the future
- * then completes with -ECANCELED or, if the request finished anyway, its real result.
+ * arrive as the future's result. The future belongs to the caller: weft_future_free it once done.
+ * weft_future_cancel on a pending one cancels the request; the future then completes, once the kernel
+ * has let go of the buffer, with -ECANCELED or, if the request finished anyway, its real result: cancel
+ * and await to get the buffer back. Freeing a pending one cancels the request without waiting: a
+ * request not yet handed to the kernel never runs; one the kernel already holds may still complete
+ * into the buffer (whose owner should keep it until then), and its result goes to whoever awaits the
+ * future, or nowhere; weft frees the future's memory when the kernel lets go of it. An _async request
+ * that weft runs on the executor (files on epoll) reads and writes through a buffer of its own, so it
+ * never touches the caller's once the future is freed.
  * ------------------------------------------------------------------------------------------------ */
 
 /* Flags for weft_tcp_listen. */
@@ -460,13 +465,15 @@ WEFT_API int weft_tcp_listen(const char *host, uint16_t port, int backlog, int f
 WEFT_API int weft_tcp_connect(const char *host, uint16_t port);
 /*
  * Sends all of buf. Returns len, or a negative errno if nothing was sent; if an error or interruption
- * comes after some bytes went out, returns that count (the next call sees the error).
+ * comes after some bytes went out, returns that count, and the calling task's next call on fd returns
+ * the error (an interruption stays in force anyway).
  */
 WEFT_API ssize_t weft_send_all(int fd, const void *buf, size_t len);
 /*
  * Receives exactly len bytes. Returns len; fewer only at end of stream or when an error or
- * interruption comes after some bytes arrived (they are in buf; the next call sees the error); a
- * negative errno if nothing arrived.
+ * interruption comes after some bytes arrived (they are in buf, and the calling task's next call on fd
+ * returns the error, a peer's reset included, which the kernel reports only once); a negative errno if
+ * nothing arrived.
  */
 WEFT_API ssize_t weft_recv_exact(int fd, void *buf, size_t len);
 

@@ -42,6 +42,7 @@ typedef struct epoll_backend {
     fd_state *fds;
     size_t nfds;
     size_t waiting; /* ops in readiness queues */
+    bool no_pwait2; /* epoll_pwait2 is missing: epoll_wait with millisecond timeouts */
     struct epoll_event events[256];
 } epoll_backend;
 
@@ -407,7 +408,20 @@ static int ep_poll(weft_loop *l, uint64_t timeout_ns)
         ts.tv_nsec = (long)(timeout_ns % 1000000000u);
         tsp = &ts;
     }
-    int n = epoll_pwait2(b->epfd, b->events, (int)(sizeof b->events / sizeof b->events[0]), tsp, NULL);
+    int max = (int)(sizeof b->events / sizeof b->events[0]);
+    int n = -1;
+    if (!b->no_pwait2) {
+        n = epoll_pwait2(b->epfd, b->events, max, tsp, NULL);
+        if (n < 0 && errno == ENOSYS)
+            b->no_pwait2 = true; /* before Linux 5.11, or under tools that do not know it */
+    }
+    if (b->no_pwait2) {
+        /* Milliseconds, rounded up so a timer is never polled for before it is due. */
+        int ms = timeout_ns == UINT64_MAX ? -1
+                 : timeout_ns >= (uint64_t)INT32_MAX * 1000000u ? INT32_MAX
+                                                                 : (int)((timeout_ns + 999999u) / 1000000u);
+        n = epoll_wait(b->epfd, b->events, max, ms);
+    }
     l->stats.syscalls++;
     if (n < 0)
         return errno == EINTR ? 0 : -errno;

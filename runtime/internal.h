@@ -346,6 +346,8 @@ struct weft_task {
     weft__interrupt_fn interrupt; /* non-NULL while parked interruptibly */
     void *park_obj;               /* for interrupt(): the waiter, the op, ... */
     int timer_reason;             /* what the park timer means: 0 (sleep ended) or -ETIMEDOUT */
+    int latched_fd, latched_err;  /* an error weft_recv_exact/send_all held back after partial progress:
+                                     the task's next call on latched_fd returns it */
     weft__timer timer;
     uint64_t *deadlines;          /* effective deadline per nesting level; [depth-1] is in force */
     unsigned deadline_depth, deadline_cap;
@@ -535,6 +537,9 @@ typedef struct weft__op {
     uint8_t opcode;
     bool cancel_sent;
     bool completed;     /* complete() has run (a backend may complete an op inside submit) */
+    bool abandoned;     /* an _async op whose future was freed while pending: its result goes nowhere */
+    bool withdrawn;     /* io_uring: cancelled before its SQE reached the kernel, turned into a NOP */
+    uint32_t sqe_seq;   /* io_uring: the SQ position its SQE was given */
     uint8_t wait_kind;  /* the backend's: what the pending op waits in */
     void *backend_priv; /* the backend's own state for the op while it is pending */
     weft__link wait_link;  /* in one of the backend's wait queues */
@@ -548,6 +553,8 @@ typedef struct weft__op {
 
 /* Submits op for the running task t and parks until its final completion (io.c). */
 intptr_t weft__io_wait(weft_task *t, weft__op *op);
+/* Holds back err for fd: the running task's next call on fd returns it (weft_recv_exact, send_all). */
+void weft__io_latch(int fd, int err);
 /* The same, ignoring cancellation and deadlines: for operations that must happen (close). */
 intptr_t weft__io_wait_uninterruptible(weft_task *t, weft__op *op);
 /* Carries op out with the blocking system call, on the calling thread; returns its result. */

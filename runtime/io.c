@@ -14,6 +14,7 @@
 
 #include <poll.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -87,6 +88,8 @@ static intptr_t io_wait(weft_task *t, weft__op *op, weft__interrupt_fn interrupt
     op->reason = 0;
     op->cancel_sent = false;
     op->completed = false;
+    op->abandoned = false;
+    op->withdrawn = false;
     op->wait_kind = 0;
     op->backend_priv = NULL;
     l->inflight++;
@@ -105,7 +108,21 @@ intptr_t weft__io_wait(weft_task *t, weft__op *op)
     int r = weft__check_suspend(t);
     if (r)
         return r;
+    if (WEFT__UNLIKELY(t->latched_err) && t->latched_fd == op->fd) {
+        r = t->latched_err;
+        t->latched_err = 0;
+        return r;
+    }
     return io_wait(t, op, op_interrupt);
+}
+
+void weft__io_latch(int fd, int err)
+{
+    weft_task *t = weft__current();
+    if (t && err < 0 && err != -ECANCELED && err != -ETIMEDOUT) {
+        t->latched_fd = fd;
+        t->latched_err = err;
+    }
 }
 
 intptr_t weft__io_wait_uninterruptible(weft_task *t, weft__op *op)
@@ -147,6 +164,8 @@ weft_future *weft__io_async(weft__op *template)
     a->op.reason = 0;
     a->op.cancel_sent = false;
     a->op.completed = false;
+    a->op.abandoned = false;
+    a->op.withdrawn = false;
     a->op.wait_kind = 0;
     a->op.backend_priv = NULL;
     a->loop = l;
@@ -175,12 +194,11 @@ void weft__io_future_free(weft_future *f)
 {
     weft__async_op *a = WEFT__CONTAINER(f, weft__async_op, future);
     if (!a->kernel_done) {
-        /* The kernel may still write into the caller's buffer: wake whoever awaits the future now and
-         * cancel the op; the completion frees the block when it comes. The cancel may complete the
-         * op on the spot (epoll, an executor job not started): the block is only marked freed after,
-         * so that completion cannot free it under our feet. */
-        if (atomic_load_explicit(&f->state, memory_order_relaxed) != WEFT__DONE)
-            weft__future_complete(a->loop, f, -ECANCELED);
+        /* Cancel it and let its completion free the block; until then the future stays pending, so
+         * whoever awaits it wakes with the real result. The cancel may complete the op on the spot
+         * (epoll, an executor job not started): the block is only marked freed after the call, so
+         * that completion cannot free it under our feet. */
+        a->op.abandoned = true;
         a->op.reason = -ECANCELED;
         a->loop->backend->cancel(a->loop, &a->op);
     }
@@ -293,20 +311,70 @@ static intptr_t offload_run(void *arg)
     return weft__op_run_blocking(arg);
 }
 
+/*
+ * An _async read or write run on the executor goes through a buffer of weft's own: its owner may free
+ * the future (and then its buffer) while a worker is in the middle of the call, and no thread may touch
+ * the caller's buffer after that. The data is copied in before a write and out after a read, on the
+ * loop, unless the owner has given the result up. A task's own ops need none: the task waits.
+ */
+typedef struct bounce {
+    void *user_buf;
+    char data[];
+} bounce;
+
+static bool needs_bounce(const weft__op *op)
+{
+    if (op->task)
+        return false;
+    switch (op->opcode) {
+    case WEFT__OP_READ:
+    case WEFT__OP_WRITE:
+    case WEFT__OP_RECV:
+    case WEFT__OP_SEND:
+        return true;
+    default:
+        return false;
+    }
+}
+
 static void offload_landed(void *arg, intptr_t result)
 {
     weft__op *op = arg;
     op->backend_priv = NULL;
+    if (needs_bounce(op)) {
+        bounce *b = WEFT__CONTAINER(op->addr, bounce, data);
+        bool is_read = op->opcode == WEFT__OP_READ || op->opcode == WEFT__OP_RECV;
+        if (is_read && result > 0 && !op->abandoned)
+            memcpy(b->user_buf, b->data, (size_t)result);
+        op->addr = b->user_buf;
+        free(b);
+    }
     weft__tls_loop->stats.completions++;
     op->complete(op, (int32_t)result, 0);
 }
 
 int weft__op_offload(weft_loop *l, weft__op *op)
 {
+    bounce *b = NULL;
+    if (needs_bounce(op)) {
+        b = malloc(sizeof *b + op->len);
+        if (!b)
+            return -ENOMEM;
+        b->user_buf = op->addr;
+        if (op->opcode == WEFT__OP_WRITE || op->opcode == WEFT__OP_SEND)
+            memcpy(b->data, op->addr, op->len);
+        op->addr = b->data;
+    }
     /* A task's own op waits for room in a full queue; an _async op reports -EAGAIN instead. */
     void *job = weft__exec_submit_cb(l, op->task, offload_run, op, offload_landed, op);
-    if (!job)
-        return -errno;
+    if (!job) {
+        int err = -errno;
+        if (b) {
+            op->addr = b->user_buf;
+            free(b);
+        }
+        return err;
+    }
     op->backend_priv = job;
     l->stats.offloaded_ops++;
     return 0;

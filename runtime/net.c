@@ -135,8 +135,12 @@ ssize_t weft_send_all(int fd, const void *buf, size_t len)
     size_t done = 0;
     while (done < len) {
         ssize_t n = weft_send(fd, p + done, len - done, 0);
+        if (n < 0 && done) {
+            weft__io_latch(fd, (int)n); /* what went out is reported; the next call sees the error */
+            return (ssize_t)done;
+        }
         if (n < 0)
-            return done ? (ssize_t)done : n; /* what went out is reported; the next call sees the error */
+            return n;
         done += (size_t)n;
     }
     return (ssize_t)done;
@@ -150,8 +154,12 @@ ssize_t weft_recv_exact(int fd, void *buf, size_t len)
         ssize_t n = weft_recv(fd, p + done, len - done, 0);
         if (n == 0)
             break;
+        if (n < 0 && done) {
+            weft__io_latch(fd, (int)n); /* the bytes received are in buf: never dropped */
+            return (ssize_t)done;
+        }
         if (n < 0)
-            return done ? (ssize_t)done : n; /* the bytes received are in buf: never dropped */
+            return n;
         done += (size_t)n;
     }
     return (ssize_t)done;

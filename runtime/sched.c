@@ -124,6 +124,7 @@ weft_task *weft__spawn(weft_loop *l, const char *name, weft_fn fn, void *arg)
     t->deadline_depth = 0;
     t->deadline_cap = WEFT__DEADLINES_INLINE;
     t->deadline_lost = 0;
+    t->latched_err = 0;
     t->group = NULL;
     weft__future_init(&t->future, WEFT__FUTURE_TASK);
     atomic_store_explicit(&t->future.loop, l, memory_order_relaxed);

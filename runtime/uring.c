@@ -218,7 +218,7 @@ static void reap(weft_loop *l, uring_backend *b)
         seen++;
         weft__op *op = io_uring_cqe_get_data(cqe);
         if (op)
-            op->complete(op, cqe->res, cqe->flags);
+            op->complete(op, op->withdrawn ? -ECANCELED : cqe->res, cqe->flags);
     }
     io_uring_cq_advance(&b->ring, seen);
     l->stats.completions += seen;
@@ -413,6 +413,7 @@ static int uring_submit(weft_loop *l, weft__op *op)
         return -EOPNOTSUPP;
     }
     io_uring_sqe_set_data(sqe, op);
+    op->sqe_seq = b->ring.sq.sqe_tail - 1;
     return 0;
 }
 
@@ -422,9 +423,19 @@ static void uring_cancel(weft_loop *l, weft__op *op)
         weft__op_offload_cancel(op);
         return;
     }
-    if (op->cancel_sent)
+    if (op->cancel_sent || op->withdrawn)
         return;
     uring_backend *b = backend_of(l);
+    struct io_uring_sq *sq = &b->ring.sq;
+    if ((int32_t)(op->sqe_seq - sq->sqe_head) >= 0) {
+        /* Its SQE has not been handed to the kernel yet: withdraw it. It still goes in, as a NOP, so
+         * its completion arrives in order, reported as cancelled; nothing was read or consumed. */
+        struct io_uring_sqe *sqe = &sq->sqes[op->sqe_seq & sq->ring_mask];
+        io_uring_prep_nop(sqe);
+        io_uring_sqe_set_data(sqe, op);
+        op->withdrawn = true;
+        return;
+    }
     struct io_uring_sqe *sqe = sqe_get(l, b);
     if (!sqe)
         return;
