@@ -315,13 +315,10 @@ static intptr_t offload_run(void *arg)
  * An _async read or write run on the executor goes through a buffer of weft's own: its owner may free
  * the future (and then its buffer) while a worker is in the middle of the call, and no thread may touch
  * the caller's buffer after that. The data is copied in before a write and out after a read, on the
- * loop, unless the owner has given the result up. A task's own ops need none: the task waits.
+ * loop, unless the owner has given the result up. The copy is page-aligned, as O_DIRECT requires of
+ * the caller's. The caller's buffer waits in op->addr2, which these opcodes do not use. A task's own
+ * ops need none of this: the task waits.
  */
-typedef struct bounce {
-    void *user_buf;
-    char data[];
-} bounce;
-
 static bool needs_bounce(const weft__op *op)
 {
     if (op->task)
@@ -342,12 +339,12 @@ static void offload_landed(void *arg, intptr_t result)
     weft__op *op = arg;
     op->backend_priv = NULL;
     if (needs_bounce(op)) {
-        bounce *b = WEFT__CONTAINER(op->addr, bounce, data);
         bool is_read = op->opcode == WEFT__OP_READ || op->opcode == WEFT__OP_RECV;
         if (is_read && result > 0 && !op->abandoned)
-            memcpy(b->user_buf, b->data, (size_t)result);
-        op->addr = b->user_buf;
-        free(b);
+            memcpy(op->addr2, op->addr, (size_t)result);
+        free(op->addr);
+        op->addr = op->addr2;
+        op->addr2 = NULL;
     }
     weft__tls_loop->stats.completions++;
     op->complete(op, (int32_t)result, 0);
@@ -355,23 +352,23 @@ static void offload_landed(void *arg, intptr_t result)
 
 int weft__op_offload(weft_loop *l, weft__op *op)
 {
-    bounce *b = NULL;
     if (needs_bounce(op)) {
-        b = malloc(sizeof *b + op->len);
-        if (!b)
+        void *copy;
+        if (posix_memalign(&copy, 4096, op->len ? op->len : 1) != 0)
             return -ENOMEM;
-        b->user_buf = op->addr;
         if (op->opcode == WEFT__OP_WRITE || op->opcode == WEFT__OP_SEND)
-            memcpy(b->data, op->addr, op->len);
-        op->addr = b->data;
+            memcpy(copy, op->addr, op->len);
+        op->addr2 = op->addr;
+        op->addr = copy;
     }
     /* A task's own op waits for room in a full queue; an _async op reports -EAGAIN instead. */
     void *job = weft__exec_submit_cb(l, op->task, offload_run, op, offload_landed, op);
     if (!job) {
         int err = -errno;
-        if (b) {
-            op->addr = b->user_buf;
-            free(b);
+        if (needs_bounce(op)) {
+            free(op->addr);
+            op->addr = op->addr2;
+            op->addr2 = NULL;
         }
         return err;
     }
