@@ -11,39 +11,19 @@
  *           to reap them (cancel + join)
  *
  * Contenders are interleaved in rounds (A B C A B C ...). Every measurement runs in a child process of
- * its own, so a contender that crashes or hangs is reported as failed without taking the others with
- * it, and the 1M-task rounds each start from a fresh heap. The process pins itself to CPU 0 first; the
- * children inherit that.
+ * its own (bench/harness.h), so a contender that crashes or hangs is reported as failed without taking
+ * the others with it, and the 1M-task rounds each start from a fresh heap. The process pins itself to
+ * CPU 0 first; the children inherit that.
  *
- * Output: one JSON object per line on stdout, for bench/report.py:
- *   {"type":"meta", ...}                                  once, what this run was
- *   {"type":"sample","workload":W,"contender":C,"round":R,"metric":M,"unit":U,"value":V,"iterations":N}
- *   {"type":"failure","workload":W,"contender":C,"round":R,"reason":"..."}
- * Progress goes to stderr.
+ * Output: JSON lines on stdout for bench/report.py (see bench/harness.h); progress on stderr.
  *
  * Usage: fiber [--rounds N] [--task-rounds N] [--tasks N] [--target-ms MS] [--quick|--full] [WORKLOAD...]
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
+#include "harness.h"
 
-#include <errno.h>
-#include <inttypes.h>
 #include <pthread.h>
-#include <sched.h>
-#include <signal.h>
-#include <stdarg.h>
-#include <stdbool.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
 #include <sys/utsname.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <ucontext.h>
-#include <unistd.h>
 
 #ifndef BENCH_NO_WEFT
 #include "internal.h"
@@ -53,94 +33,9 @@
 /* ---- options --------------------------------------------------------------------------------- */
 
 static struct {
-    unsigned rounds;      /* rounds of the quick workloads */
     unsigned task_rounds; /* rounds of the 1M-task workload */
     unsigned long tasks;  /* live tasks in the tasks workload */
-    double target_ms;     /* wall time of one measurement */
-    const char *mode;
-} opt = {7, 3, 1000000, 100.0, "default"};
-
-/* ---- results handed from a measuring child to the parent --------------------------------------- */
-
-#define MAX_METRICS 12
-
-typedef struct result {
-    int n;
-    struct {
-        char name[40];
-        char unit[16];
-        double value;
-    } m[MAX_METRICS];
-    uint64_t iterations;
-    bool measured; /* the figures are in: a hang or crash after this is in the teardown */
-    bool complete; /* the child got to the end */
-    char error[240];
-} result;
-
-static result *g_res; /* the child's result being filled */
-
-static void result_add(const char *name, const char *unit, double value)
-{
-    if (g_res->n >= MAX_METRICS)
-        return;
-    snprintf(g_res->m[g_res->n].name, sizeof g_res->m[0].name, "%s", name);
-    snprintf(g_res->m[g_res->n].unit, sizeof g_res->m[0].unit, "%s", unit);
-    g_res->m[g_res->n].value = value;
-    g_res->n++;
-}
-
-__attribute__((format(printf, 1, 2))) static void fail(const char *fmt, ...)
-{
-    if (g_res->error[0])
-        return; /* keep the first */
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(g_res->error, sizeof g_res->error, fmt, ap);
-    va_end(ap);
-}
-
-static bool failed(void) { return g_res->error[0] != 0; }
-
-static inline uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* ---- timing: calibrate, warm up, measure ------------------------------------------------------ */
-
-/* Runs n iterations and returns the elapsed nanoseconds. */
-typedef uint64_t (*timed_fn)(void *state, uint64_t n);
-
-/*
- * Calibrates n so one run takes about opt.target_ms (the calibration runs and a quarter-length run are
- * the warm-up), then measures once and records total / (n * ops_per_iter) in ns.
- */
-static void measure(const char *metric, timed_fn f, void *st, double ops_per_iter)
-{
-    const double target = opt.target_ms * 1e6;
-    uint64_t n = 1, e = 0;
-    for (;;) {
-        e = f(st, n);
-        if (failed())
-            return;
-        if ((double)e >= target / 10 || n >= (UINT64_MAX >> 8))
-            break;
-        n *= (double)e < target / 100 ? 10 : 2;
-    }
-    double scaled = (double)n * target / (double)(e ? e : 1);
-    n = scaled < 1 ? 1 : (uint64_t)scaled;
-    f(st, n / 4 ? n / 4 : 1);
-    if (failed())
-        return;
-    e = f(st, n);
-    if (failed())
-        return;
-    g_res->iterations = n;
-    result_add(metric, "ns", (double)e / ((double)n * ops_per_iter));
-    g_res->measured = true;
-}
+} opt = {3, 1000000};
 
 static void *stack_map(size_t size)
 {
@@ -586,13 +481,6 @@ static void m_tasks_await(void) { m_tasks(true); }
 
 /* ---- the contenders --------------------------------------------------------------------------- */
 
-typedef struct contender {
-    const char *workload;
-    const char *name;
-    void (*fn)(void);
-    const char *unavailable; /* why it was not built, or NULL */
-} contender;
-
 #ifdef BENCH_NO_WEFT
 #define WEFT_FN(f) NULL, "not built: the weft library failed to build"
 #else
@@ -600,140 +488,24 @@ typedef struct contender {
 #endif
 
 static const contender contenders[] = {
-    {"switch", "weft", WEFT_FN(m_switch_weft)},
+    {"switch", "weft", WEFT_FN(m_switch_weft), NULL},
 #ifdef BENCH_HAVE_FCONTEXT
-    {"switch", "fcontext", m_switch_fcontext, NULL},
+    {"switch", "fcontext", m_switch_fcontext, NULL, NULL},
 #else
-    {"switch", "fcontext", NULL, "not built: libboost_context was not found at configure time"},
+    {"switch", "fcontext", NULL, "not built: libboost_context was not found at configure time", NULL},
 #endif
-    {"switch", "swapcontext", m_switch_swapcontext, NULL},
-    {"yield", "weft", WEFT_FN(m_yield_weft)},
-    {"yield", "ctx-switch", WEFT_FN(m_yield_ctx_switch)},
-    {"spawn", "weft", WEFT_FN(m_spawn_weft)},
-    {"spawn", "pthread", m_spawn_pthread, NULL},
-    {"tasks", "weft-sleep", WEFT_FN(m_tasks_sleep)},
-    {"tasks", "weft-await", WEFT_FN(m_tasks_await)},
+    {"switch", "swapcontext", m_switch_swapcontext, NULL, NULL},
+    {"yield", "weft", WEFT_FN(m_yield_weft), NULL},
+    {"yield", "ctx-switch", WEFT_FN(m_yield_ctx_switch), NULL},
+    {"spawn", "weft", WEFT_FN(m_spawn_weft), NULL},
+    {"spawn", "pthread", m_spawn_pthread, NULL, NULL},
+    {"tasks", "weft-sleep", WEFT_FN(m_tasks_sleep), NULL},
+    {"tasks", "weft-await", WEFT_FN(m_tasks_await), NULL},
 };
 #define NCONTENDERS (sizeof contenders / sizeof contenders[0])
 
 static const char *const workloads[] = {"switch", "yield", "spawn", "tasks"};
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
-
-/* ---- JSON output ------------------------------------------------------------------------------ */
-
-static void json_str(const char *s)
-{
-    putchar('"');
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            printf("\\%c", c);
-        else if (c < 0x20)
-            printf("\\u%04x", c);
-        else
-            putchar(c);
-    }
-    putchar('"');
-}
-
-static void emit_failure(const contender *c, unsigned round, const char *reason)
-{
-    printf("{\"type\":\"failure\",\"workload\":");
-    json_str(c->workload);
-    printf(",\"contender\":");
-    json_str(c->name);
-    printf(",\"round\":%u,\"reason\":", round);
-    json_str(reason);
-    printf("}\n");
-    fflush(stdout);
-}
-
-static void emit_sample(const contender *c, unsigned round, const result *r, int i)
-{
-    printf("{\"type\":\"sample\",\"workload\":");
-    json_str(c->workload);
-    printf(",\"contender\":");
-    json_str(c->name);
-    printf(",\"round\":%u,\"metric\":", round);
-    json_str(r->m[i].name);
-    printf(",\"unit\":");
-    json_str(r->m[i].unit);
-    printf(",\"value\":%.6g,\"iterations\":%" PRIu64 "}\n", r->m[i].value, r->iterations);
-    fflush(stdout);
-}
-
-/* ---- running one measurement in a child ------------------------------------------------------- */
-
-/*
- * Runs c once in a child process; fills *r, or returns false with the reason in r->error. The child fills
- * a shared page, so a child that hangs or crashes after measuring is told apart from one that never did.
- */
-static bool run_child(const contender *c, unsigned timeout_s, result *r)
-{
-    static result *shared;
-    memset(r, 0, sizeof *r);
-    if (!shared) {
-        shared = mmap(NULL, sizeof *shared, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-        if (shared == MAP_FAILED) {
-            shared = NULL;
-            snprintf(r->error, sizeof r->error, "mmap: %s", strerror(errno));
-            return false;
-        }
-    }
-    memset(shared, 0, sizeof *shared);
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid < 0) {
-        snprintf(r->error, sizeof r->error, "fork: %s", strerror(errno));
-        return false;
-    }
-    if (pid == 0) {
-        alarm(timeout_s);
-        g_res = shared;
-        c->fn();
-        shared->complete = true;
-        _exit(0);
-    }
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
-    *r = *shared;
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && r->complete)
-        return !r->error[0];
-    char after[128] = "";
-    if (r->measured && r->n > 0)
-        snprintf(after, sizeof after, " in teardown, after measuring %s = %.3g %s", r->m[0].name, r->m[0].value,
-                 r->m[0].unit);
-    else if (r->measured)
-        snprintf(after, sizeof after, " in teardown, after measuring");
-    char msg[sizeof r->error];
-    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
-        snprintf(msg, sizeof msg, "timed out after %u s%s", timeout_s, after);
-    else if (WIFSIGNALED(status))
-        snprintf(msg, sizeof msg, "crashed%s: killed by signal %d (%s)", after, WTERMSIG(status),
-                 strsignal(WTERMSIG(status)));
-    else
-        snprintf(msg, sizeof msg, "exited with status %d%s", WEXITSTATUS(status), after);
-    if (r->error[0]) {
-        strncat(msg, "; ", sizeof msg - strlen(msg) - 1);
-        strncat(msg, r->error, sizeof msg - strlen(msg) - 1);
-    }
-    memcpy(r->error, msg, sizeof msg);
-    return false;
-}
-
-/* A figure for the progress line: three significant digits, no exponent. */
-static const char *fmt_val(double v, char *buf, size_t len)
-{
-    if (v >= 100 || v <= -100)
-        snprintf(buf, len, "%.0f", v);
-    else if (v >= 10 || v <= -10)
-        snprintf(buf, len, "%.1f", v);
-    else
-        snprintf(buf, len, "%.2f", v);
-    return buf;
-}
 
 /* ---- main ------------------------------------------------------------------------------------- */
 
@@ -743,17 +515,6 @@ static void usage(FILE *to)
             "usage: fiber [--rounds N] [--task-rounds N] [--tasks N] [--target-ms MS] [--quick|--full] "
             "[WORKLOAD...]\n"
             "workloads: switch yield spawn tasks (default: all)\n");
-}
-
-static bool parse_uint(const char *s, unsigned long *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno || end == s || *end)
-        return false;
-    *out = v;
-    return true;
 }
 
 int main(int argc, char **argv)
@@ -767,7 +528,7 @@ int main(int argc, char **argv)
             usage(stdout);
             return 0;
         } else if (!strcmp(a, "--quick") || !strcmp(a, "--full")) {
-            opt.mode = a + 2;
+            bench_opt.mode = a + 2;
         } else if ((!strcmp(a, "--rounds") || !strcmp(a, "--task-rounds") || !strcmp(a, "--tasks") ||
                     !strcmp(a, "--target-ms")) &&
                    i + 1 < argc) {
@@ -776,13 +537,13 @@ int main(int argc, char **argv)
                 return 2;
             }
             if (!strcmp(a, "--rounds"))
-                opt.rounds = (unsigned)v, rounds_set = true;
+                bench_opt.rounds = (unsigned)v, rounds_set = true;
             else if (!strcmp(a, "--task-rounds"))
                 opt.task_rounds = (unsigned)v, task_rounds_set = true;
             else if (!strcmp(a, "--tasks"))
                 opt.tasks = v;
             else
-                opt.target_ms = (double)v, target_set = true;
+                bench_opt.target_ms = (double)v, target_set = true;
         } else {
             const char *w = a;
             if (!strcmp(w, "spawn+join"))
@@ -803,26 +564,23 @@ int main(int argc, char **argv)
     if (!any)
         for (size_t k = 0; k < NWORKLOADS; k++)
             want[k] = true;
-    if (!strcmp(opt.mode, "quick")) {
+    if (!strcmp(bench_opt.mode, "quick")) {
         if (!rounds_set)
-            opt.rounds = 5;
+            bench_opt.rounds = 5;
         if (!task_rounds_set)
             opt.task_rounds = 1;
         if (!target_set)
-            opt.target_ms = 50;
-    } else if (!strcmp(opt.mode, "full")) {
+            bench_opt.target_ms = 50;
+    } else if (!strcmp(bench_opt.mode, "full")) {
         if (!rounds_set)
-            opt.rounds = 15;
+            bench_opt.rounds = 15;
         if (!task_rounds_set)
             opt.task_rounds = 5;
         if (!target_set)
-            opt.target_ms = 200;
+            bench_opt.target_ms = 200;
     }
 
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(0, &set);
-    bool pinned = sched_setaffinity(0, sizeof set, &set) == 0;
+    bool pinned = pin_thread(0, 0);
     if (!pinned)
         fprintf(stderr, "fiber: could not pin to CPU 0: %s (measuring unpinned)\n", strerror(errno));
 
@@ -836,10 +594,10 @@ int main(int argc, char **argv)
         stack_size = cfg.stack_size;
 #endif
     printf("{\"type\":\"meta\",\"program\":\"fiber\",\"mode\":");
-    json_str(opt.mode);
+    json_str(bench_opt.mode);
     printf(",\"rounds\":%u,\"task_rounds\":%u,\"tasks\":%lu,\"target_ms\":%g,\"pinned_cpu\":%d,"
            "\"weft_built\":%s,\"fcontext_built\":%s,\"weft_stack_size\":%zu,\"kernel\":",
-           opt.rounds, opt.task_rounds, opt.tasks, opt.target_ms, pinned ? 0 : -1,
+           bench_opt.rounds, opt.task_rounds, opt.tasks, bench_opt.target_ms, pinned ? 0 : -1,
 #ifdef BENCH_NO_WEFT
            "false",
 #else
@@ -858,60 +616,9 @@ int main(int argc, char **argv)
     for (size_t k = 0; k < NWORKLOADS; k++) {
         if (!want[k])
             continue;
-        const char *w = workloads[k];
-        bool heavy = !strcmp(w, "tasks");
-        unsigned rounds = heavy ? opt.task_rounds : opt.rounds;
-        unsigned timeout_s = heavy ? 600 : 30;
-        char skip[NCONTENDERS][sizeof(result){0}.error];
-        memset(skip, 0, sizeof skip);
-        unsigned runnable = 0;
-        for (size_t i = 0; i < NCONTENDERS; i++) {
-            if (strcmp(contenders[i].workload, w))
-                continue;
-            if (contenders[i].fn)
-                runnable++;
-            else
-                emit_failure(&contenders[i], 0, contenders[i].unavailable);
-        }
-        for (unsigned round = 1; runnable && round <= rounds; round++) {
-            fprintf(stderr, "  %-6s round %u/%u:", w, round, rounds);
-            for (size_t i = 0; i < NCONTENDERS; i++) {
-                const contender *c = &contenders[i];
-                if (strcmp(c->workload, w) || !c->fn)
-                    continue;
-                if (heavy)
-                    fprintf(stderr, "\n    %s (%lu tasks) ...", c->name, opt.tasks);
-                else
-                    fprintf(stderr, "  %s", c->name);
-                fflush(stderr);
-                static result r;
-                char vb[32];
-                if (skip[i][0]) {
-                    emit_failure(c, round, skip[i]);
-                    fprintf(stderr, " skipped");
-                    continue;
-                }
-                if (!run_child(c, timeout_s, &r)) {
-                    emit_failure(c, round, r.error);
-                    fprintf(stderr, " FAILED (%s)", r.error);
-                    /* A hang costs the whole timeout: do not pay it every round. */
-                    if (strstr(r.error, "timed out"))
-                        snprintf(skip[i], sizeof skip[i], "skipped: timed out in round %u", round);
-                    continue;
-                }
-                for (int m = 0; m < r.n; m++)
-                    emit_sample(c, round, &r, m);
-                if (heavy) {
-                    for (int m = 0; m < r.n; m++)
-                        if (strstr(r.m[m].name, "_ms") || strstr(r.m[m].name, "per_task"))
-                            fprintf(stderr, " %s %s %s", r.m[m].name, fmt_val(r.m[m].value, vb, sizeof vb),
-                                    r.m[m].unit);
-                } else if (r.n > 0) {
-                    fprintf(stderr, " %s %s", fmt_val(r.m[0].value, vb, sizeof vb), r.m[0].unit);
-                }
-            }
-            fprintf(stderr, "\n");
-        }
+        bool heavy = !strcmp(workloads[k], "tasks");
+        bench_run_workload(workloads[k], contenders, NCONTENDERS, heavy ? opt.task_rounds : bench_opt.rounds,
+                           heavy ? 600 : 30, heavy);
     }
     return 0;
 }

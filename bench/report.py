@@ -14,18 +14,24 @@ Every figure is the median over rounds, with min–max; a ratio is taken pair by
 both contenders, run back to back) and the median of those ratios is shown. A contender listed in
 WORKLOADS that has no figures is shown as failed, with the reason, never dropped.
 
-To add a workload: add an entry to WORKLOADS (and a function to bench/run).
+To add a workload: add an entry to WORKLOADS (and a function to bench/run). A workload nobody described
+yet still gets a table and a chart, made up from its records.
+
+A meta record may carry "workload" and "note": the note is printed under that workload's table (what
+the run's settings were, e.g. a smaller file in --quick).
 """
 import argparse
 import datetime
 import json
 import math
 import os
+import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 
 # ----------------------------------------------------------------------------------------------------
 # What each workload measures, who competes, what is compared with what, and the targets.
@@ -33,7 +39,9 @@ import tempfile
 #   metrics:    name -> label, better ("lower"/"higher"), chart (draw a panel in the PNG)
 #   ratios:     reference contenders: a column "vs REF" = how many times faster than REF, per metric
 #               whose better is set (lower: REF/contender; higher: contender/REF)
-#   targets:    {contender, metric, and one of: at_most V, at_least V, faster_than REF + at_least X}
+#   targets:    {contender, metric, and one of: at_most V, at_least V, faster_than REF + at_least X (X times
+#               faster than REF), within X + of REF (no worse than X times REF's figure; shown as the
+#               contender's figure over REF's, e.g. 1.05x)}
 # ----------------------------------------------------------------------------------------------------
 WORKLOADS = {
     "switch": {
@@ -97,6 +105,111 @@ WORKLOADS = {
             {"contender": "weft-await", "metric": "rss_kib_per_task", "at_most": 12, "text": "RSS <= 12 KiB/task (await)"},
         ],
     },
+    "nop": {
+        "title": "one trip through the ring",
+        "what": "a NOP through weft (submit, park, CQE, resume) vs the same NOP on raw liburing, one submit-and-wait each",
+        "contenders": ["weft", "liburing"],
+        "labels": {"weft": "weft_nop in a task", "liburing": "raw liburing\nio_uring_submit_and_wait"},
+        "metrics": {
+            "ns_per_op": {"label": "ns per NOP", "better": "lower", "chart": True},
+            "syscalls_per_op": {"label": "system calls per NOP (weft's counter)", "better": "lower"},
+        },
+        "ratios": ["liburing"],
+        "targets": [
+            {"contender": "weft", "metric": "ns_per_op", "within": 1.15, "of": "liburing",
+             "text": "weft NOP <= 1.15x liburing's time"},
+        ],
+    },
+    "files": {
+        "title": "4 KiB random reads, O_DIRECT",
+        "what": "4 KiB random reads, O_DIRECT, one thread: weft_read_async vs fio (io_uring, libaio, psync)",
+        "split_qd": True,
+        "contenders": ["weft-io_uring", "weft-epoll", "fio-io_uring", "fio-libaio", "fio-psync"],
+        "labels": {"weft-io_uring": "weft\nio_uring", "weft-epoll": "weft epoll\n(executor)",
+                   "fio-io_uring": "fio\nio_uring", "fio-libaio": "fio\nlibaio", "fio-psync": "fio psync\n(≤4 jobs)"},
+        "metrics": {
+            **{f"iops_qd{q}": {"label": f"IOPS at QD {q}", "better": "higher", "chart": True} for q in (1, 32, 128)},
+            **{f"syscalls_per_read_qd{q}": {"label": f"weft's syscalls per read, QD {q}", "better": "lower"}
+               for q in (1, 32, 128)},
+        },
+        "ratios": ["fio-libaio"],
+        "targets": [
+            {"contender": "weft-io_uring", "metric": "iops_qd32", "faster_than": "fio-libaio", "at_least": 1.0,
+             "text": "weft (io_uring) >= 1.0x fio libaio at QD 32"},
+        ],
+    },
+    "files-buffered": {
+        "title": "4 KiB random reads, buffered, file in the page cache",
+        "what": "4 KiB random reads through the page cache (file cached), one thread: weft vs fio",
+        "split_qd": True,
+        "contenders": ["weft-io_uring", "weft-epoll", "fio-io_uring", "fio-libaio", "fio-psync"],
+        "labels": {"weft-io_uring": "weft\nio_uring", "weft-epoll": "weft epoll\n(executor)",
+                   "fio-io_uring": "fio\nio_uring", "fio-libaio": "fio\nlibaio", "fio-psync": "fio psync\n(≤4 jobs)"},
+        "metrics": {
+            **{f"iops_qd{q}": {"label": f"IOPS at QD {q}", "better": "higher", "chart": True} for q in (1, 32, 128)},
+            **{f"syscalls_per_read_qd{q}": {"label": f"weft's syscalls per read, QD {q}", "better": "lower"}
+               for q in (1, 32, 128)},
+        },
+        "ratios": ["fio-libaio"],
+        "targets": [],
+    },
+    "executor": {
+        "title": "executor: empty jobs",
+        "placement": "loop (or calling thread) pinned to CPU 0, workers as labelled",
+        "what": "an empty job on another thread: weft's executor (1 worker for latency, 1 per CPU for jobs/s) vs pthread code by hand",
+        "contenders": ["weft-io_uring", "weft-epoll", "pthread"],
+        "labels": {"weft-io_uring": "weft on io_uring", "weft-epoll": "weft on epoll",
+                   "pthread": "pthread by hand\n(mutex + condvars)"},
+        "metrics": {
+            "rtt_p50": {"label": "round trip p50, worker on CPU 1", "better": "lower", "chart": True},
+            "rtt_p99": {"label": "round trip p99, worker on CPU 1", "better": "lower"},
+            "rtt_p50_same_cpu": {"label": "round trip p50, worker on CPU 0 too", "better": "lower", "chart": True},
+            "rtt_p99_same_cpu": {"label": "round trip p99, worker on CPU 0 too", "better": "lower"},
+            "jobs_per_s": {"label": "jobs/s, 256 in flight, workers on CPU 1", "better": "higher", "chart": True},
+            "jobs_per_s_same_cpu": {"label": "jobs/s, 256 in flight, workers on CPU 0 too", "better": "higher",
+                                    "chart": True},
+            "syscalls_per_rtt": {"label": "weft loop syscalls per round trip (CPU 1)", "better": "lower"},
+            "syscalls_per_job": {"label": "weft loop syscalls per job (jobs/s, CPU 1)", "better": "lower"},
+        },
+        "ratios": ["pthread"],
+        "targets": [
+            {"contender": "weft-io_uring", "metric": "rtt_p50", "within": 1.1, "of": "pthread",
+             "text": "weft p50 <= 1.1x ping-pong's (worker on CPU 1)"},
+            {"contender": "weft-io_uring", "metric": "rtt_p50_same_cpu", "within": 1.1, "of": "pthread",
+             "text": "weft p50 <= 1.1x ping-pong's (worker on CPU 0)"},
+        ],
+    },
+    "chan": {
+        "title": "channel send + recv",
+        "what": "weft_chan_send + weft_chan_recv between two tasks, per item",
+        "contenders": ["cap0", "cap64"],
+        "labels": {"cap0": "capacity 0\n(rendezvous)", "cap64": "capacity 64"},
+        "metrics": {"ns_per_item": {"label": "ns per item", "better": "lower", "chart": True}},
+        "ratios": [],
+        "targets": [],
+    },
+    "mutex": {
+        "title": "mutex lock + unlock",
+        "what": "weft_mutex_lock + unlock: one task alone, and 4 tasks that yield while holding it",
+        "contenders": ["uncontended", "contended", "yield-only"],
+        "labels": {"uncontended": "uncontended\n(lock + unlock, 1 task)", "contended": "contended, per hand-off\n(4 tasks: lock, yield, unlock)",
+                   "yield-only": "reference: the same 4 tasks\nwithout the mutex (yield)"},
+        "metrics": {"ns_per_lock": {"label": "ns per lock", "better": "lower", "chart": True}},
+        "ratios": [],
+        "targets": [],
+    },
+    "watchdog": {
+        "title": "cost of the slow-task watchdog",
+        "what": "weft_yield between two tasks with the slow-task watchdog on (default) and off (slow_task_ns = UINT64_MAX)",
+        "contenders": ["watchdog-on", "watchdog-off"],
+        "labels": {"watchdog-on": "watchdog on\n(default, 100 ms)", "watchdog-off": "watchdog off\n(slow_task_ns = UINT64_MAX)"},
+        "metrics": {"ns_per_yield": {"label": "ns per yield", "better": "lower", "chart": True}},
+        "ratios": ["watchdog-off"],
+        "targets": [],
+    },
+    # echo, http: the lead wires these in (bench/echo/drive.py prints sample lines per contender and round).
+    # Until they have a spec here, their records still get a table and a chart made up by spec_for(); add
+    # one like those above to choose the order, labels, reference (ratios) and targets.
 }
 ORDER = list(WORKLOADS)
 
@@ -133,12 +246,43 @@ def spec_for(name, recs):
         if r.get("type") == "sample" and r["metric"] not in metrics:
             metrics[r["metric"]] = {"label": r["metric"], "better": "lower", "chart": True}
     return {"title": name, "what": name, "contenders": contenders, "labels": {}, "metrics": metrics,
-            "ratios": [], "targets": []}
+            "ratios": [], "targets": [], "placement": "placement: see the workload's program"}
+
+
+def normalise(name, spec, recs):
+    """The records of workload name as its table wants them. With split_qd, a contender "X-qdN" becomes
+    contender X and its metric M becomes M_qdN, so each queue depth is a group of rows (and a chart
+    panel) with the same contenders; weft's syscalls_per_read (a field of its samples) becomes a metric
+    of its own, and a failure keeps its queue depth (field "qd")."""
+    mine = [r for r in recs if r.get("workload") == name]
+    if not spec.get("split_qd"):
+        return mine
+    out = []
+    for r in mine:
+        m = re.match(r"^(.*)-qd(\d+)$", str(r.get("contender") or ""))
+        if not m:
+            out.append(r)
+            continue
+        c, q = m.group(1), int(m.group(2))
+        r = dict(r, contender=c, qd=q)
+        if r.get("type") == "sample":
+            out.append(dict(r, metric=f"{r['metric']}_qd{q}"))
+            if isinstance(r.get("syscalls_per_read"), (int, float)):
+                out.append(dict(r, metric=f"syscalls_per_read_qd{q}", unit="calls", value=r["syscalls_per_read"]))
+        elif r.get("type") == "failure":
+            reason = str(r.get("reason", ""))
+            if not reason.startswith(f"qd {q}"):
+                reason = f"qd {q}: {reason}"
+            out.append(dict(r, reason=reason))
+        else:
+            out.append(r)
+    return out
 
 
 def summarise(name, recs):
     spec = spec_for(name, recs)
-    mine = [r for r in recs if r.get("workload") == name]
+    notes = [str(r["note"]) for r in recs if r.get("type") == "meta" and r.get("workload") == name and r.get("note")]
+    mine = normalise(name, spec, recs)
     samples = [r for r in mine if r.get("type") == "sample"]
     failures = [r for r in mine if r.get("type") == "failure"]
     contenders = list(spec["contenders"])
@@ -150,7 +294,8 @@ def summarise(name, recs):
     for r in samples:
         metrics.setdefault(r["metric"], {"label": r["metric"], "better": "lower", "chart": True})
 
-    out = {"title": spec["title"], "what": spec["what"], "contenders": {}, "targets": []}
+    out = {"title": spec["title"], "what": spec["what"], "contenders": {}, "targets": [], "notes": notes,
+           "placement": spec.get("placement", "pinned to CPU 0"), "split_qd": bool(spec.get("split_qd"))}
     by = {}  # (contender, metric) -> {round: value}
     units = {}
     for r in samples:
@@ -158,7 +303,8 @@ def summarise(name, recs):
         units[r["metric"]] = r.get("unit", "")
     global_fail = [f["reason"] for f in failures if f.get("contender") == "*"]
     for c in contenders:
-        fails = [{"round": f.get("round", 0), "reason": f["reason"]} for f in failures if f.get("contender") == c]
+        fails = [{"round": f.get("round", 0), "reason": f["reason"], **({"qd": f["qd"]} if "qd" in f else {})}
+                 for f in failures if f.get("contender") == c]
         have = any(k[0] == c for k in by)
         entry = {"label": spec["labels"].get(c, c), "failures": fails, "metrics": {}}
         if not have:
@@ -197,6 +343,10 @@ def summarise(name, recs):
             rr = cm["ratios"].get(t["faster_than"]) if cm else None
             value = rr["median"] if rr else None
             res["unit"] = "x"
+        elif "within" in t:
+            rr = cm["ratios"].get(t["of"]) if cm else None
+            value = 1 / rr["median"] if rr else None
+            res["unit"] = "x"
         else:
             value = cm["median"] if cm else None
             res["unit"] = cm["unit"] if cm else units.get(m, "")
@@ -205,6 +355,8 @@ def summarise(name, recs):
             res["met"] = None
         elif "at_most" in t:
             res["met"] = value <= t["at_most"]
+        elif "within" in t:
+            res["met"] = value <= t["within"]
         else:
             res["met"] = value >= t["at_least"]
         out["targets"].append(res)
@@ -247,6 +399,8 @@ def fratio(r):
 def target_desc(t):
     if "at_most" in t:
         return f"<= {fnum(t['at_most'])}"
+    if "within" in t:
+        return f"within {fnum(t['within'])}x of {t['of']}"
     if "faster_than" in t:
         return f">= {fnum(t['at_least'])}x faster than {t['faster_than']}"
     return f">= {fnum(t['at_least'])}"
@@ -262,7 +416,7 @@ def render_table(name, s):
     metrics = [m for m in s["metric_info"] if any(m in e["metrics"] for e in s["contenders"].values())]
     if not metrics:
         metrics = list(s["metric_info"])
-    multi = len(metrics) > 1
+    multi = len(metrics) > 1 or bool(s.get("split_qd"))  # a queue depth is always named
     header = (["metric"] if multi else []) + ["contender", "median", "min-max", "n"] + [f"vs {r}" for r in s["ratios"]]
     rows = []  # a list of cells, or ("FAILED", metric cell, contender, reason)
     for mi, m in enumerate(metrics):
@@ -272,8 +426,12 @@ def render_table(name, s):
         for c, e in s["contenders"].items():
             ms = e["metrics"].get(m)
             if not ms:
+                qm = re.search(r"_qd(\d+)$", m)
+                at_qd = [f for f in e["failures"] if qm and f.get("qd") == int(qm.group(1))]
                 if e["status"] == "failed" and (mi == 0 or multi):
-                    rows.append(("FAILED", label, c, e["reason"]))
+                    rows.append(("FAILED", label, c, at_qd[0]["reason"] if at_qd else e["reason"]))
+                elif at_qd and multi:
+                    rows.append(("FAILED", label, c, at_qd[0]["reason"]))
                 continue
             row = ([label] if multi else []) + [c, f"{fnum(ms['median'])} {unit}".strip(),
                                                   f"{fnum(ms['min'])} - {fnum(ms['max'])}", str(len(ms["values"]))]
@@ -314,6 +472,8 @@ def render_table(name, s):
         val = "-" if t["value"] is None else (fratio(t["value"]) if t["unit"] == "x" else f"{fnum(t['value'])} {t['unit']}".strip())
         verdict = "n/a (no figure)" if t["met"] is None else ("met" if t["met"] else "NOT MET")
         lines.append(f"  target: {t['text']:<44} {val:>12}  {verdict}")
+    for n in s.get("notes", []):
+        lines.append(f"  note: {n}")
     return "\n".join(lines)
 
 
@@ -373,16 +533,20 @@ def chart(name, s, machine, png, when):
             "set style fill solid 0.75 border -1",
             "set boxwidth 0.55",
             "set grid ytics lc rgb '#dddddd'",
-            "set key top left box opaque font ',9'",
+            "set key top left Left reverse box opaque font ',9'",
             "set tics nomirror",
             "set border 3",
             "set bmargin 5",
             "set style textbox opaque noborder",
         ]
-        title = (f"weft benchmark — {name}: {s['what']}\n"
+        head = textwrap.fill(f"weft benchmark — {name}: {s['what']}", width=max(90, width // 8))
+        title = (f"{head}\n"
                  f"{machine['nproc']} CPUs (nproc), Linux {machine['kernel']}"
                  f"{', ' + machine['cpu'] if machine.get('cpu') else ''}\n"
-                 f"{when}; bars: median of {rounds} round{'s' if rounds != 1 else ''}, whiskers: min–max; pinned to CPU 0")
+                 f"{when}; bars: median of {rounds} round{'s' if rounds != 1 else ''}, whiskers: min–max; "
+                 f"{s.get('placement', 'pinned to CPU 0')}")
+        for n in s.get("notes", [])[:2]:
+            title += "\n" + n
         script.append(f"set multiplot layout {rows},{cols} title {gp_str(title)} font ',11'")
         for mi, m in enumerate(metrics):
             info = s["metric_info"][m]
@@ -405,18 +569,31 @@ def chart(name, s, machine, png, when):
                 tics.append(f"{gp_str(lab)} {x}")
             # targets drawn as horizontal lines on this metric's panel
             lines = []
+            one = len({t["contender"] for t in s["targets"]}) <= 1
             for t in s["targets"]:
                 if t["metric"] != m:
                     continue
                 if "at_most" in t:
-                    lines.append((t["at_most"], f"target for {t['contender']}: ≤ {fnum(t['at_most'])} {info['unit']}"))
+                    lines.append((t["at_most"], f"target{'' if one else ' for ' + t['contender']}: ≤ {fnum(t['at_most'])} {info['unit']}"))
                 elif "faster_than" in t:
                     ref = s["contenders"].get(t["faster_than"], {}).get("metrics", {}).get(m)
                     if ref:
                         y = ref["median"] / t["at_least"]
-                        how = (f"no slower than {t['faster_than']}" if t["at_least"] == 1
-                               else f"{t['at_least']:g}× faster than {t['faster_than']}")
-                        lines.append((y, f"target for {t['contender']}: {how} (≤ {fnum(y)} {info['unit']})"))
+                        if t["at_least"] == 1:
+                            how = f"no slower than {t['faster_than']}"
+                        else:
+                            how = f"{t['at_least']:g}× faster than {t['faster_than']}"
+                        if info.get("better") == "higher":
+                            y = ref["median"] * t["at_least"]
+                        cmp = "≥" if info.get("better") == "higher" else "≤"
+                        lines.append((y, f"target{'' if one else ' for ' + t['contender']}: {how} ({cmp} {fnum(y)} {info['unit']})"))
+                elif "within" in t:
+                    ref = s["contenders"].get(t["of"], {}).get("metrics", {}).get(m)
+                    if ref:
+                        higher = info.get("better") == "higher"
+                        y = ref["median"] / t["within"] if higher else ref["median"] * t["within"]
+                        lines.append((y, f"target{'' if one else ' for ' + t['contender']}: within {t['within']:g}× of {t['of']} "
+                                         f"({'≥' if higher else '≤'} {fnum(y)} {info['unit']})"))
             allv = [v for v in vals + [y for y, _ in lines] if v > 0]
             log = bool(allv) and max(allv) / min(allv) > 30
             unit = info["unit"]
@@ -426,10 +603,12 @@ def chart(name, s, machine, png, when):
             script += [
                 f"set title {gp_str(info['label'])}",
                 f"set ylabel {gp_str(ylabel)}",
-                "set xlabel 'contender'",
+                "unset xlabel",
                 f"set xtics ({', '.join(tics)})",
                 f"set xrange [-0.7:{len(contenders) - 0.3}]",
             ]
+            # 1.5M rather than 1.5e+06 on the axis
+            script.append("set format y '%.1s%c'" if allv and max(allv) >= 1e4 else "set format y '% h'")
             if log:
                 script += ["set logscale y", f"set yrange [{min(allv) / 4!r}:{max(allv) * 8!r}]"]
             else:
@@ -444,6 +623,7 @@ def chart(name, s, machine, png, when):
             else:
                 plots.append("NaN notitle")
                 script.append("set label 1 'no figures: every contender failed' at graph 0.5,0.5 center")
+            script.append("set key" if vals or lines else "unset key")
             colors = ["#cc3311", "#ee7733", "#009988"]
             for i, (y, lab) in enumerate(lines):
                 plots.append(f"{y!r} with lines dt 2 lw 2 lc rgb '{colors[i % len(colors)]}' title {gp_str(lab)}")
@@ -541,12 +721,62 @@ def cmd_finish(a):
     failed = [(w, c, e["reason"]) for w in names for c, e in summary[w]["contenders"].items() if e["status"] == "failed"]
     for w, c, reason in failed:
         print(f"  {w:<8} {c}: FAILED - {reason}")
-    print(f"  {n_met} of {n_all} targets met")
+    print(f"  {n_met} of {n_all} targets met" if n_all else "  (no targets for these workloads)")
+    busy = [r for r in recs if r.get("type") == "meta" and "cpu_busy_pct" in r]
+    if busy:
+        print("CPUs busy without the benchmarks: " + ", ".join(f"{r['cpu_busy_pct']:.0f}% {r.get('when', '')}".strip()
+                                                              for r in busy)
+              + ("  (figures taken on a busy machine are noisy)" if any(r["cpu_busy_pct"] > 15 for r in busy) else ""))
     print(f"results: {os.path.relpath(a.json, a.root) if a.root else a.json}")
     for w, p in charts.items():
         print(f"chart:   {p}")
     if not have_gnuplot:
         print("charts:  not drawn (gnuplot is not installed)")
+
+
+def cpu_times():
+    """(busy, total) jiffies of all CPUs, and {pid: (name, busy jiffies)}."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    total, idle = sum(v[:8]), v[3] + (v[4] if len(v) > 4 else 0)
+    procs = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                st = f.read()
+            name = st[st.index("(") + 1:st.rindex(")")]
+            fields = st[st.rindex(")") + 2:].split()
+            procs[int(pid)] = (name, int(fields[11]) + int(fields[12]))
+        except (OSError, ValueError, IndexError):
+            pass
+    return total - idle, total, procs
+
+
+def cmd_busy(a):
+    """Samples the CPUs for a.seconds while bench/run itself is idle: prints a meta line, and warns on
+    stderr (with the busiest processes) when something else keeps them busy."""
+    import time
+    b0, t0, p0 = cpu_times()
+    time.sleep(a.seconds)
+    b1, t1, p1 = cpu_times()
+    busy = 100.0 * (b1 - b0) / max(1, t1 - t0)
+    hz = os.sysconf("SC_CLK_TCK")
+    # By command name, so that many short processes (a test suite) show as one; a process born in the
+    # window counts whole, one that came and went within it not at all.
+    by_name = {}
+    for p, (name, t) in p1.items():
+        d = t - (p0[p][1] if p in p0 else 0)  # (a kworker's name changes with its work)
+        if d > 0:
+            by_name[name] = by_name.get(name, 0) + d
+    top = sorted(((d * 100.0 / hz / a.seconds, n) for n, d in by_name.items()), reverse=True)[:4]
+    print(json.dumps({"type": "meta", "when": a.when, "cpu_busy_pct": round(busy, 1),
+                      "busiest": [{"name": n, "cpu_pct": round(c, 1)} for c, n in top]}))
+    if busy > a.threshold:
+        who = ", ".join(f"{n} {c:.0f}%" for c, n in top) or "processes this one cannot see"
+        sys.stderr.write(f"warning: the CPUs are {busy:.0f}% busy {a.when} without the benchmarks (busiest: {who}; "
+                         f"of one CPU each): figures will be noisy\n")
 
 
 def main():
@@ -566,6 +796,11 @@ def main():
     f.add_argument("--duration", type=float, default=None)
     f.add_argument("--args", default="", help="the options bench/run was given, as one string")
     f.set_defaults(fn=cmd_finish)
+    b = sub.add_parser("busy", help="sample how busy the CPUs are (a meta line; a warning on stderr)")
+    b.add_argument("--when", default="")
+    b.add_argument("--seconds", type=float, default=1.0)
+    b.add_argument("--threshold", type=float, default=15.0, help="warn above this percentage of all CPUs")
+    b.set_defaults(fn=cmd_busy)
     a = ap.parse_args()
     a.fn(a)
 

@@ -1,0 +1,333 @@
+/*
+ * I/O microbenchmarks, printing bench/report.py's JSON sample lines.
+ *
+ *   io nop [--rounds N] [--quick]
+ *       One trip through the ring: weft_nop (submit, park, CQE, resume) against the same NOP on raw
+ *       liburing with the same ring set-up (SINGLE_ISSUER|DEFER_TASKRUN, registered ring fd), one
+ *       submit-and-wait each, interleaved round by round.
+ *
+ *   io files --file PATH --qd Q --seconds S --round R [--buffered] [--size BYTES]
+ *       4 KiB random reads from one task keeping Q reads in flight with weft_read_async; O_DIRECT
+ *       unless --buffered. One round per invocation: bench/run interleaves it with fio.
+ *
+ *   io mkfile --file PATH --size BYTES
+ *       Lays out the test file with random data (skipped when it already has that size).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <weft.h>
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void sample(const char *workload, const char *contender, int round, const char *metric, const char *unit,
+                   double value, const char *extra)
+{
+    printf("{\"type\":\"sample\",\"workload\":\"%s\",\"contender\":\"%s\",\"round\":%d,\"metric\":\"%s\","
+           "\"unit\":\"%s\",\"value\":%.3f%s}\n",
+           workload, contender, round, metric, unit, value, extra ? extra : "");
+    fflush(stdout);
+}
+
+static void failure(const char *workload, const char *contender, int round, const char *reason)
+{
+    printf("{\"type\":\"failure\",\"workload\":\"%s\",\"contender\":\"%s\",\"round\":%d,\"reason\":\"%s\"}\n",
+           workload, contender, round, reason);
+    fflush(stdout);
+}
+
+static void pin(int cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    sched_setaffinity(0, sizeof set, &set);
+}
+
+/* ---- nop ------------------------------------------------------------------------------------- */
+
+static long nop_iters;
+
+static intptr_t weft_nop_task(void *arg)
+{
+    double *ns = arg;
+    for (long i = 0; i < nop_iters / 10; i++)
+        weft_nop();
+    uint64_t t0 = now_ns();
+    for (long i = 0; i < nop_iters; i++)
+        if (weft_nop() != 0)
+            return -EIO;
+    *ns = (double)(now_ns() - t0) / (double)nop_iters;
+    return 0;
+}
+
+static int raw_nop(double *ns)
+{
+    struct io_uring ring;
+    struct io_uring_params p;
+    memset(&p, 0, sizeof p);
+    p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+    int r = io_uring_queue_init_params(256, &ring, &p);
+    if (r < 0) {
+        memset(&p, 0, sizeof p);
+        p.flags = IORING_SETUP_COOP_TASKRUN;
+        r = io_uring_queue_init_params(256, &ring, &p);
+    }
+    if (r < 0)
+        return r;
+    io_uring_register_ring_fd(&ring);
+    long total = nop_iters + nop_iters / 10;
+    uint64_t t0 = 0;
+    for (long i = 0; i < total; i++) {
+        if (i == nop_iters / 10)
+            t0 = now_ns();
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+        io_uring_prep_nop(sqe);
+        io_uring_submit_and_wait(&ring, 1);
+        struct io_uring_cqe *cqe;
+        if (io_uring_peek_cqe(&ring, &cqe) == 0)
+            io_uring_cqe_seen(&ring, cqe);
+    }
+    *ns = (double)(now_ns() - t0) / (double)nop_iters;
+    io_uring_queue_exit(&ring);
+    return 0;
+}
+
+static int bench_nop(int rounds)
+{
+    pin(0);
+    for (int r = 1; r <= rounds; r++) {
+        double ns = 0;
+        weft_config cfg = {.backend = "io_uring"};
+        weft_loop *l = weft_loop_new(&cfg);
+        intptr_t res = -1;
+        if (!l || weft_loop_run(l, weft_nop_task, &ns, &res) != 0 || res != 0)
+            failure("nop", "weft", r, "weft_nop failed");
+        else
+            sample("nop", "weft", r, "ns_per_op", "ns", ns, NULL);
+        weft_stats st;
+        if (l && weft_loop_stats(l, &st) == 0) {
+            char extra[96];
+            snprintf(extra, sizeof extra, ",\"syscalls\":%llu", (unsigned long long)st.syscalls);
+            sample("nop", "weft", r, "syscalls_per_op", "calls",
+                   (double)st.syscalls / (double)(nop_iters + nop_iters / 10), extra);
+        }
+        weft_loop_free(l);
+        if (raw_nop(&ns) < 0)
+            failure("nop", "liburing", r, "ring set-up failed");
+        else
+            sample("nop", "liburing", r, "ns_per_op", "ns", ns, NULL);
+    }
+    return 0;
+}
+
+/* ---- random file reads ------------------------------------------------------------------------- */
+
+typedef struct file_job {
+    int fd;
+    int qd;
+    uint64_t blocks;
+    double seconds; /* may be fractional */
+    uint64_t reads;
+    double elapsed;
+    int error;
+} file_job;
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static uint64_t rng(void)
+{
+    /* xorshift64*: cheap, and random enough to defeat read-ahead. */
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 0x2545f4914f6cdd1dull;
+}
+
+static intptr_t file_task(void *arg)
+{
+    file_job *job = arg;
+    int qd = job->qd;
+    char *bufs;
+    if (posix_memalign((void **)&bufs, 4096, (size_t)qd * 4096) != 0)
+        return -ENOMEM;
+    weft_future **slots = calloc((size_t)qd, sizeof *slots);
+    if (!slots) {
+        free(bufs);
+        return -ENOMEM;
+    }
+    for (int i = 0; i < qd; i++)
+        slots[i] = weft_read_async(job->fd, bufs + (size_t)i * 4096, 4096, (int64_t)(rng() % job->blocks) * 4096);
+    uint64_t start = now_ns(), stop = start + (uint64_t)(job->seconds * 1e9);
+    uint64_t reads = 0;
+    int oldest = 0;
+    while (!job->error) {
+        /* Wait for the oldest read, then refill every slot that has completed: depth stays at qd. */
+        intptr_t r = weft_await(slots[oldest]);
+        if (r != 4096) {
+            job->error = r < 0 ? (int)-r : EIO;
+            break;
+        }
+        bool stopping = now_ns() >= stop;
+        for (int k = 0; k < qd; k++) {
+            int i = (oldest + k) % qd;
+            if (!slots[i] || !weft_future_done(slots[i]))
+                continue;
+            r = weft_await(slots[i]);
+            if (r != 4096) {
+                job->error = r < 0 ? (int)-r : EIO;
+                break;
+            }
+            weft_future_free(slots[i]);
+            slots[i] = NULL;
+            reads++;
+            if (!stopping)
+                slots[i] = weft_read_async(job->fd, bufs + (size_t)i * 4096, 4096,
+                                           (int64_t)(rng() % job->blocks) * 4096);
+        }
+        if (stopping)
+            break;
+        while (!slots[oldest])
+            oldest = (oldest + 1) % qd;
+        oldest = (oldest + 1) % qd;
+        while (!slots[oldest])
+            oldest = (oldest + 1) % qd;
+    }
+    job->elapsed = (double)(now_ns() - start) / 1e9;
+    job->reads = reads;
+    for (int i = 0; i < qd; i++) {
+        if (slots[i]) {
+            weft_await(slots[i]);
+            weft_future_free(slots[i]);
+        }
+    }
+    free(slots);
+    free(bufs);
+    return 0;
+}
+
+static int bench_files(const char *path, int qd, double seconds, int round, bool buffered)
+{
+    pin(0);
+    const char *workload = buffered ? "files-buffered" : "files";
+    char contender[64];
+    snprintf(contender, sizeof contender, "weft-%s-qd%d", getenv("WEFT_BACKEND") ? getenv("WEFT_BACKEND") : "io_uring",
+             qd);
+    int fd = open(path, O_RDONLY | (buffered ? 0 : O_DIRECT));
+    if (fd < 0) {
+        failure(workload, contender, round, strerror(errno));
+        return 0;
+    }
+    struct stat st;
+    fstat(fd, &st);
+    file_job job = {.fd = fd, .qd = qd, .blocks = (uint64_t)st.st_size / 4096, .seconds = seconds};
+    rng_state ^= (uint64_t)round * 0x100000001b3ull ^ now_ns();
+    intptr_t res = -1;
+    weft_loop *l = weft_loop_new(NULL);
+    weft_stats s = {0};
+    if (!l || weft_loop_run(l, file_task, &job, &res) != 0 || res != 0 || job.error) {
+        failure(workload, contender, round, job.error ? strerror(job.error) : "loop failed");
+    } else {
+        weft_loop_stats(l, &s);
+        char extra[160];
+        snprintf(extra, sizeof extra, ",\"qd\":%d,\"reads\":%llu,\"syscalls_per_read\":%.3f", qd,
+                 (unsigned long long)job.reads, (double)s.syscalls / (double)(job.reads ? job.reads : 1));
+        sample(workload, contender, round, "iops", "IOPS", (double)job.reads / job.elapsed, extra);
+    }
+    weft_loop_free(l);
+    close(fd);
+    return 0;
+}
+
+static int make_file(const char *path, uint64_t size)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 && (uint64_t)st.st_size == size)
+        return 0;
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0)
+        return -errno;
+    enum { CHUNK = 1 << 20 };
+    uint64_t *buf = malloc(CHUNK);
+    if (!buf) {
+        close(fd);
+        return -ENOMEM;
+    }
+    for (uint64_t done = 0; done < size; done += CHUNK) {
+        for (size_t i = 0; i < CHUNK / 8; i++)
+            buf[i] = rng();
+        if (write(fd, buf, CHUNK) != CHUNK) {
+            free(buf);
+            close(fd);
+            return -EIO;
+        }
+    }
+    free(buf);
+    fsync(fd);
+    close(fd);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: io nop [--rounds N] [--quick] | io files --file PATH --qd Q --seconds S --round R "
+                        "[--buffered] | io mkfile --file PATH --size BYTES\n");
+        return 2;
+    }
+    int rounds = 7, qd = 32, round = 1;
+    uint64_t size = 1ull << 30;
+    double seconds = 5;
+    const char *path = NULL;
+    bool buffered = false, quick = false;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
+            rounds = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--quick"))
+            quick = true;
+        else if (!strcmp(argv[i], "--file") && i + 1 < argc)
+            path = argv[++i];
+        else if (!strcmp(argv[i], "--qd") && i + 1 < argc)
+            qd = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
+            seconds = strtod(argv[++i], NULL);
+        else if (!strcmp(argv[i], "--round") && i + 1 < argc)
+            round = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--size") && i + 1 < argc)
+            size = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--buffered"))
+            buffered = true;
+    }
+    if (!strcmp(argv[1], "nop")) {
+        nop_iters = quick ? 200000 : 1000000;
+        return bench_nop(rounds);
+    }
+    if (!path || qd < 1) {
+        fprintf(stderr, "io: --file is required, --qd must be >= 1\n");
+        return 2;
+    }
+    if (!strcmp(argv[1], "mkfile")) {
+        int r = make_file(path, size);
+        if (r < 0)
+            fprintf(stderr, "io mkfile: %s\n", strerror(-r));
+        return r < 0;
+    }
+    if (!strcmp(argv[1], "files"))
+        return bench_files(path, qd, seconds, round, buffered);
+    fprintf(stderr, "io: unknown workload %s\n", argv[1]);
+    return 2;
+}
