@@ -1,0 +1,487 @@
+#!/usr/bin/env python3
+"""drive.py — runs one echo workload against every contender side by side (see the shared BENCH.md).
+
+Contenders, in this order in every round:
+    weft-io_uring   examples/echo_server --backend io_uring
+    weft-epoll      examples/echo_server --backend epoll
+    epoll           bench/baselines/echo_epoll     (plain epoll, the reference for weft-epoll)
+    liburing        bench/baselines/echo_uring     (plain liburing, the reference for weft-io_uring)
+    asyncio         bench/baselines/echo_asyncio.py on /usr/bin/python3
+    uvloop          the same with --uvloop (only if python3-uvloop is installed)
+
+Rounds are interleaved (A B C ... A B C ...). Each run starts the server fresh pinned to CPU 0
+(taskset -c 0), waits for its "ready", runs bench/echo/loadgen pinned to CPU 1, then stops the server
+(SIGTERM). A contender that cannot start, crashes, or returns one wrong byte is reported as failed with
+the reason, never dropped.
+
+    bench/echo/drive.py --conns 512 --size 64               both modes, 5 rounds
+    bench/echo/drive.py --mode rate --rate 50000 --rounds 7
+    bench/echo/drive.py --conns 10000 --contenders weft-io_uring,liburing
+
+Modes: "rate" (fixed offered rate: the primary figure, the server's CPU time per request), "closed"
+(closed loop: the maximum rate), "both" (default: each round runs closed then rate).
+
+Output: one JSON object per contender per round (and mode) on stdout; a progress line per run and a
+summary table (medians, min-max, ratios to the hand-written baselines taken round by round) on stderr.
+With --samples, also bench/report.py's "sample"/"failure" lines (workload "echo-<S>B-<N>c-<mode>").
+Python standard library only.
+"""
+import argparse
+import json
+import os
+import resource
+import select
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+ALL_CONTENDERS = ["weft-io_uring", "weft-epoll", "epoll", "liburing", "asyncio", "uvloop"]
+REFERENCE = {"weft-io_uring": "liburing", "weft-epoll": "epoll"}
+METRICS = [  # name, label, unit, better
+    ("req_per_s", "req/s", "req/s", "higher"),
+    ("server_cpu_us_per_req", "server CPU us/req", "us", "lower"),
+    ("syscalls_per_req", "syscalls/req", "syscalls", "lower"),
+    ("p50_us", "p50 us", "us", "lower"),
+    ("p99_us", "p99 us", "us", "lower"),
+    ("p999_us", "p99.9 us", "us", "lower"),
+]
+
+
+CHILDREN = set()  # servers and load generators running now: killed if the driver is interrupted
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def emit(obj):
+    print(json.dumps(obj, separators=(",", ":")), flush=True)
+
+
+# ---- machine ---------------------------------------------------------------------------------------
+
+def cpu_busy_seconds(cpus):
+    """Busy time (everything but idle and iowait) of the given CPUs, from /proc/stat."""
+    tick = os.sysconf("SC_CLK_TCK")
+    busy = 0
+    with open("/proc/stat") as f:
+        for line in f:
+            parts = line.split()
+            if parts and parts[0] in cpus:
+                vals = [int(v) for v in parts[1:]]
+                busy += sum(vals) - vals[3] - vals[4]
+    return busy / tick
+
+
+def proc_cpu_seconds(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            data = f.read()
+    except OSError:
+        return None
+    fields = data[data.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_quiet(limit):
+    """Waits (up to limit seconds) until the two CPUs are idle for a second: another job running on this
+    shared machine would distort the figures. Returns the busy fraction seen last (in CPUs)."""
+    deadline = time.monotonic() + limit
+    said = False
+    while True:
+        b0, t0 = cpu_busy_seconds(["cpu0", "cpu1"]), time.monotonic()
+        time.sleep(1.0)
+        busy = (cpu_busy_seconds(["cpu0", "cpu1"]) - b0) / (time.monotonic() - t0)
+        if busy < 0.1 or time.monotonic() >= deadline:
+            if said:
+                log("  ... %s (other processes use %.0f%% of a CPU)" % (
+                    "quiet" if busy < 0.1 else "giving up waiting", 100 * busy))
+            return busy
+        if not said:
+            log("  waiting for the machine to be quiet (other processes use %.0f%% of a CPU) ..." % (100 * busy))
+            said = True
+
+
+def free_port(state):
+    """A port below the ephemeral range, free for listening (so no client socket takes it)."""
+    for _ in range(10000):
+        state["port"] = 20000 + (state["port"] - 20000 + 1) % 10000
+        s = socket.socket()
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", state["port"]))
+            return state["port"]
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise RuntimeError("no free port in 20000-29999")
+
+
+# ---- contenders ------------------------------------------------------------------------------------
+
+def contender_commands(a):
+    """name -> (argv without --port, or None, why not available)."""
+    py = a.python
+    cmds = {
+        "weft-io_uring": [a.echo_server, "--host", "127.0.0.1", "--backend", "io_uring"],
+        "weft-epoll": [a.echo_server, "--host", "127.0.0.1", "--backend", "epoll"],
+        "epoll": [a.echo_epoll, "--host", "127.0.0.1"],
+        "liburing": [a.echo_uring, "--host", "127.0.0.1"],
+        "asyncio": [py, a.asyncio_script, "--host", "127.0.0.1"],
+        "uvloop": [py, a.asyncio_script, "--host", "127.0.0.1", "--uvloop"],
+    }
+    out = {}
+    for name, argv in cmds.items():
+        why = None
+        if not (os.path.isfile(argv[0]) and os.access(argv[0], os.X_OK)):
+            why = "%s not built or not executable" % argv[0]
+        elif name in ("asyncio", "uvloop") and not os.path.isfile(a.asyncio_script):
+            why = "%s missing" % a.asyncio_script
+        elif name == "uvloop":
+            r = subprocess.run([py, "-c", "import uvloop"], capture_output=True)
+            if r.returncode != 0:
+                why = "uvloop not installed for %s (apt-get install python3-uvloop)" % py
+        out[name] = (argv, why)
+    return out
+
+
+class Server:
+    def __init__(self, argv, port):
+        self.errf = tempfile.TemporaryFile(mode="w+")
+        self.p = subprocess.Popen(["taskset", "-c", "0"] + argv + ["--port", str(port)],
+                                  stdout=subprocess.PIPE, stderr=self.errf, stdin=subprocess.DEVNULL)
+        CHILDREN.add(self.p)
+
+    def wait_ready(self, timeout):
+        deadline = time.monotonic() + timeout
+        buf = b""
+        fd = self.p.stdout.fileno()
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([fd], [], [], 0.05)
+            if r:
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    break
+                buf += chunk
+                if b"ready" in buf:
+                    return None
+            elif self.p.poll() is not None:
+                break
+        if self.p.poll() is not None:
+            return "exited with status %s before ready: %s" % (self.p.returncode, self.stderr_tail())
+        return "not ready after %.0f s: %s" % (timeout, self.stderr_tail())
+
+    def stop(self):
+        """SIGTERM, then SIGKILL after 5 s. Returns (died_before, returncode)."""
+        died_before = self.p.poll() is not None
+        if not died_before:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(5)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        self.p.stdout.close()
+        CHILDREN.discard(self.p)
+        return died_before, self.p.returncode
+
+    def stderr_text(self):
+        self.errf.seek(0)
+        return self.errf.read()
+
+    def stderr_tail(self, n=400):
+        t = self.stderr_text().strip().replace("\n", " | ")
+        return t[-n:] if t else "(no stderr)"
+
+
+def run_one(a, name, argv, mode, rnd, state):
+    rec = {"type": "echo", "workload": "echo", "contender": name, "round": rnd, "mode": mode,
+           "conns": a.conns, "size": a.size, "offered_rate": a.rate if mode == "rate" else None}
+    port = free_port(state)
+    srv = Server(argv, port)
+    why = srv.wait_ready(a.ready_timeout)
+    if why:
+        srv.stop()
+        rec.update(ok=False, status="failed", reason="server " + why)
+        return rec
+    lg = [a.loadgen, "--host", "127.0.0.1", "--port", str(port), "--conns", str(a.conns), "--size", str(a.size),
+          "--warmup", str(a.warmup), "--duration", str(a.duration), "--server-pid", str(srv.p.pid),
+          "--cpu", "1", "--quiet"]
+    lg += ["--closed"] if mode == "closed" else ["--rate", str(a.rate), "--tick-us", str(a.tick_us)]
+    if a.syscalls:
+        lg += ["--count-syscalls", "--syscall-window", str(a.syscall_window)]
+    limit = 60 + a.warmup + a.duration + (a.syscall_window + 10 if a.syscalls else 0) + 10 + 30
+    cpus = ["cpu0", "cpu1"]
+    busy0, srv0, t0 = cpu_busy_seconds(cpus), proc_cpu_seconds(srv.p.pid), time.monotonic()
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    lgp = subprocess.Popen(lg, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    CHILDREN.add(lgp)
+    try:
+        out, err = lgp.communicate(timeout=limit)
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        lgp.kill()
+        out, err = lgp.communicate()
+        timed_out = True
+    CHILDREN.discard(lgp)
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    busy1, srv1, t1 = cpu_busy_seconds(cpus), proc_cpu_seconds(srv.p.pid), time.monotonic()
+    died_before, rc = srv.stop()
+    stderr = srv.stderr_text()
+
+    result = None
+    for line in out.decode(errors="replace").splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                result = json.loads(line)
+            except ValueError:
+                pass
+    if result:
+        rec.update({k: v for k, v in result.items() if k not in ("mode", "conns", "size", "offered_rate")})
+    # Everything else that ran on the two CPUs meanwhile: another benchmark would make this run suspect.
+    if srv0 is not None and srv1 is not None:
+        lg_cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
+        rec["other_cpu_util"] = round(max(0.0, (busy1 - busy0) - (srv1 - srv0) - lg_cpu) / (t1 - t0), 3)
+    # weft's own counters: the last JSON line on the server's stderr.
+    for line in stderr.splitlines():
+        if line.startswith("{"):
+            try:
+                rec["server_stats"] = json.loads(line)
+            except ValueError:
+                pass
+    notes = [l for l in stderr.splitlines() if l.strip() and not l.startswith("{")]
+    if notes:
+        rec["server_stderr"] = notes[:20]
+
+    reason = None
+    if timed_out:
+        reason = "loadgen timed out after %.0f s" % limit
+    elif result is None:
+        reason = "loadgen printed no result (exit %s): %s" % (lgp.returncode, err.decode(errors="replace")[-300:])
+    elif not result.get("ok"):
+        reason = "loadgen: " + str(result.get("error"))
+    elif lgp.returncode != 0:
+        reason = "loadgen exited with status %d" % lgp.returncode
+    if died_before:
+        reason = (reason + "; " if reason else "") + "server exited with status %s during the run: %s" % (
+            rc, srv.stderr_tail())
+    if mode == "rate" and result and result.get("req_per_s"):
+        rec["sustained"] = result["req_per_s"] >= 0.98 * a.rate
+    rec["ok"] = reason is None
+    rec["status"] = "ok" if reason is None else "failed"
+    if reason:
+        rec["reason"] = reason
+    return rec
+
+
+# ---- summary ---------------------------------------------------------------------------------------
+
+def fmt(v):
+    if v is None:
+        return "-"
+    a = abs(v)
+    if a >= 10000:
+        return "{:,.0f}".format(v)
+    if a >= 100:
+        return "%.0f" % v
+    if a >= 10:
+        return "%.1f" % v
+    return "%.2f" % v
+
+
+def summarize(records, contenders, out=sys.stderr):
+    """Medians over rounds (min-max for the main figures) and CPU per request relative to the
+    hand-written baseline of the same mechanism, as the median of round-by-round ratios."""
+    def med(vals):
+        return statistics.median(vals) if vals else None
+
+    def rng(vals):
+        return "%s (%s-%s)" % (fmt(med(vals)), fmt(min(vals)), fmt(max(vals))) if vals else "-"
+
+    modes = []
+    for r in records:
+        if r["mode"] not in modes:
+            modes.append(r["mode"])
+    for mode in modes:
+        recs = [r for r in records if r["mode"] == mode]
+        r0 = recs[0]
+        print("\necho %d B x %d connections, %s, %d rounds: medians (min-max)" % (
+            r0["size"], r0["conns"], "closed loop" if mode == "closed"
+            else "fixed rate %s msg/s%s" % (fmt(r0["offered_rate"]), ", in bursts every %g us" % r0["tick_us"]
+                                            if r0.get("tick_us") else ""),
+            max(r["round"] for r in recs)), file=out)
+        hdr = "%-14s %-4s %-28s %-22s %-21s %-9s %-8s %-9s %-9s %-9s" % (
+            "contender", "ok", "req/s", "server CPU us/req", "CPU/req vs baseline", "sysc/req", "p50 us",
+            "p99 us", "p99.9 us", "CPU% s/lg")
+        print(hdr, file=out)
+        print("-" * len(hdr), file=out)
+        for c in contenders:
+            mine = [r for r in recs if r["contender"] == c]
+            good = [r for r in mine if r.get("ok")]
+
+            def vals(key):
+                return [r[key] for r in good if r.get(key) is not None]
+            ratio = "-"
+            ref = REFERENCE.get(c)
+            if ref:
+                ratios = []
+                for r in good:
+                    mate = [x for x in recs if x["contender"] == ref and x["round"] == r["round"] and x.get("ok")]
+                    if mate and r.get("server_cpu_us_per_req") and mate[0].get("server_cpu_us_per_req"):
+                        ratios.append(r["server_cpu_us_per_req"] / mate[0]["server_cpu_us_per_req"])
+                if ratios:
+                    ratio = "%.2fx %s" % (med(ratios), ref)
+            util = "-"
+            if vals("server_cpu_util") and vals("loadgen_cpu_util"):
+                util = "%.0f/%.0f" % (100 * med(vals("server_cpu_util")), 100 * med(vals("loadgen_cpu_util")))
+            print("%-14s %-4s %-28s %-22s %-21s %-9s %-8s %-9s %-9s %-9s" % (
+                c, "%d/%d" % (len(good), len(mine)), rng(vals("req_per_s")), rng(vals("server_cpu_us_per_req")),
+                ratio, fmt(med(vals("syscalls_per_req"))), fmt(med(vals("p50_us"))), fmt(med(vals("p99_us"))),
+                fmt(med(vals("p999_us"))), util), file=out)
+            for r in mine:
+                if not r.get("ok"):
+                    print("    round %s %s: %s" % (r["round"], r.get("status", "failed").upper(), r.get("reason")),
+                          file=out)
+        short = [r for r in recs if r.get("ok") and r.get("sustained") is False]
+        if short:
+            print("note: the offered rate was not reached in %d run(s) (%s): the server or the load generator "
+                  "saturated" % (len(short), ", ".join(sorted(set(r["contender"] for r in short)))), file=out)
+        other = [r.get("other_cpu_util") for r in recs if r.get("other_cpu_util") is not None]
+        if other and max(other) > 0.1:
+            print("note: other processes used up to %.0f%% of a CPU during some runs (other_cpu_util): "
+                  "figures of those runs are suspect" % (100 * max(other)), file=out)
+    out.flush()
+
+
+def samples_for(rec):
+    wl = "echo-%dB-%dc-%s" % (rec["size"], rec["conns"], rec["mode"])
+    if not rec.get("ok"):
+        return [{"type": "failure", "workload": wl, "contender": rec["contender"], "round": rec["round"],
+                 "reason": rec.get("reason", "failed")}]
+    out = []
+    for key, _, unit, _ in METRICS:
+        if rec.get(key) is not None:
+            out.append({"type": "sample", "workload": wl, "contender": rec["contender"], "round": rec["round"],
+                        "metric": key, "unit": unit, "value": rec[key]})
+    return out
+
+
+# ---- main ------------------------------------------------------------------------------------------
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--conns", type=int, default=512)
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--mode", choices=["closed", "rate", "both"], default="both")
+    ap.add_argument("--rate", type=float, default=50000,
+                    help="offered messages/s in total for --mode rate (default 50000: every C contender "
+                         "sustains it on one core here)")
+    ap.add_argument("--tick-us", type=float, default=0,
+                    help="rate mode: send the schedule in bursts, one per tick of this many microseconds "
+                         "(default 0: every message at its own time)")
+    ap.add_argument("--duration", type=float, default=5, help="measured seconds per run")
+    ap.add_argument("--warmup", type=float, default=2, help="seconds before the measured window")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--no-syscalls", dest="syscalls", action="store_false",
+                    help="skip the perf window that counts the server's system calls")
+    ap.add_argument("--syscall-window", type=float, default=2,
+                    help="seconds of the perf window after the measured one")
+    ap.add_argument("--contenders", default=",".join(ALL_CONTENDERS),
+                    help="comma-separated subset of: " + ", ".join(ALL_CONTENDERS))
+    ap.add_argument("--build", default=os.path.join(ROOT, "build", "bench"),
+                    help="meson build directory holding the binaries (default build/bench)")
+    ap.add_argument("--loadgen")
+    ap.add_argument("--echo-server")
+    ap.add_argument("--echo-epoll")
+    ap.add_argument("--echo-uring")
+    ap.add_argument("--python", default="/usr/bin/python3", help="interpreter for asyncio and uvloop")
+    ap.add_argument("--asyncio-script", default=os.path.join(ROOT, "bench", "baselines", "echo_asyncio.py"))
+    ap.add_argument("--ready-timeout", type=float, default=10)
+    ap.add_argument("--wait-quiet", type=float, default=60, metavar="SEC",
+                    help="before each run, wait up to SEC seconds for both CPUs to be idle (0: do not wait)")
+    ap.add_argument("--samples", action="store_true",
+                    help="also print bench/report.py sample/failure lines")
+    a = ap.parse_args()
+    a.loadgen = a.loadgen or os.path.join(a.build, "bench", "echo", "loadgen")
+    a.echo_server = a.echo_server or os.path.join(a.build, "examples", "echo_server")
+    a.echo_epoll = a.echo_epoll or os.path.join(a.build, "bench", "baselines", "echo_epoll")
+    a.echo_uring = a.echo_uring or os.path.join(a.build, "bench", "baselines", "echo_uring")
+    contenders = [c.strip() for c in a.contenders.split(",") if c.strip()]
+    for c in contenders:
+        if c not in ALL_CONTENDERS:
+            ap.error("unknown contender %s" % c)
+    if not os.access(a.loadgen, os.X_OK):
+        sys.exit("drive.py: no load generator at %s (build it: ninja -C %s)" % (a.loadgen, a.build))
+    if shutil.which("taskset") is None:
+        sys.exit("drive.py: taskset (util-linux) is needed to pin the server")
+    if os.cpu_count() < 2:
+        log("drive.py: warning: fewer than 2 CPUs: server and load generator share one")
+    if a.syscalls and shutil.which("perf") is None:
+        log("drive.py: perf not found (apt-get install linux-perf): syscalls/req will be null")
+
+    modes = ["closed", "rate"] if a.mode == "both" else [a.mode]
+    avail = contender_commands(a)
+    records = []
+    state = {"port": 20000 + os.getpid() % 5000}
+    total = a.rounds * len(modes) * len(contenders)
+    n = 0
+    for rnd in range(1, a.rounds + 1):
+        for mode in modes:
+            for name in contenders:
+                n += 1
+                argv, why = avail[name]
+                if why:
+                    rec = {"type": "echo", "workload": "echo", "contender": name, "round": rnd, "mode": mode,
+                           "conns": a.conns, "size": a.size, "offered_rate": a.rate if mode == "rate" else None,
+                           "ok": False, "status": "unavailable", "reason": why}
+                else:
+                    busy = wait_quiet(a.wait_quiet) if a.wait_quiet > 0 else None
+                    rec = run_one(a, name, argv, mode, rnd, state)
+                    if busy is not None:
+                        rec["busy_before"] = round(busy, 3)
+                records.append(rec)
+                emit(rec)
+                if a.samples:
+                    for s in samples_for(rec):
+                        emit(s)
+                if rec.get("ok"):
+                    log("[%d/%d] round %d %-6s %-13s %10s req/s  %6s us CPU/req  %5s syscalls/req  p99 %s us%s" % (
+                        n, total, rnd, mode, name, fmt(rec.get("req_per_s")), fmt(rec.get("server_cpu_us_per_req")),
+                        fmt(rec.get("syscalls_per_req")), fmt(rec.get("p99_us")),
+                        ("  (other CPU use %.0f%%)" % (100 * rec["other_cpu_util"])
+                         if rec.get("other_cpu_util", 0) > 0.05 else "") +
+                        ("  (offered rate not reached)" if rec.get("sustained") is False else "")))
+                else:
+                    log("[%d/%d] round %d %-6s %-13s %s: %s" % (n, total, rnd, mode, name, rec["status"].upper(),
+                                                                 rec.get("reason")))
+    summarize(records, contenders)
+    return 0 if all(r.get("ok") or r.get("status") == "unavailable" for r in records) else 1
+
+
+def interrupted(signum, frame):
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, interrupted)
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        for p in list(CHILDREN):
+            try:
+                p.kill()
+                p.wait(5)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        log("drive.py: interrupted")
+        sys.exit(130)

@@ -1,0 +1,349 @@
+/*
+ * http_server — an HTTP/1.1 keep-alive server on weft answering every request with "Hello, World!".
+ *
+ *   http_server [--host 127.0.0.1] [--port 8080] [--backend io_uring|epoll]
+ *
+ * One task per connection. The request parser is real: a request line (method, target, HTTP/1.0 or
+ * HTTP/1.1), up to 100 header lines in an 8 KiB head, Content-Length bodies skipped, pipelined requests
+ * answered in one send, "Connection: close" (and HTTP/1.0 without keep-alive) honoured. Malformed input
+ * gets 400 and the connection is closed; a head larger than the buffer gets 431; Transfer-Encoding gets
+ * 501. It never reads past its buffer. Prints "ready" once it listens; SIGTERM/SIGINT stop it.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memmem */
+#endif
+#include <weft.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/signalfd.h>
+#include <time.h>
+
+#define HEAD_MAX 8192    /* request line and headers */
+#define HEADERS_MAX 100
+#define OUT_MAX 16384    /* responses to pipelined requests, sent together */
+
+/* ---- parsing ---------------------------------------------------------------------------------- */
+
+typedef struct request {
+    bool head_only;           /* HEAD: no body in the response */
+    bool close;               /* close after the response */
+    unsigned long long body;  /* Content-Length: bytes to skip after the head */
+} request;
+
+enum { BAD_REQUEST = -400, TOO_LARGE = -431, NOT_IMPLEMENTED = -501 };
+
+static bool is_tchar(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* Whether the comma-separated list v[0..n) holds token (case-insensitive). */
+static bool list_has(const char *v, size_t n, const char *token)
+{
+    size_t tl = strlen(token);
+    for (size_t i = 0; i < n;) {
+        while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        size_t start = i;
+        while (i < n && v[i] != ',')
+            i++;
+        size_t end = i;
+        while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
+            end--;
+        if (end - start == tl && strncasecmp(v + start, token, tl) == 0)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * Parses the request head at p[0..n). Returns its length once complete (fills *rq), 0 if more bytes
+ * are needed, or BAD_REQUEST, TOO_LARGE, NOT_IMPLEMENTED.
+ */
+static long parse_request(const char *p, size_t n, request *rq)
+{
+    size_t skip = 0; /* empty lines before a request are ignored (RFC 9112 2.2) */
+    while (skip + 2 <= n && p[skip] == '\r' && p[skip + 1] == '\n')
+        skip += 2;
+    const char *end = memmem(p + skip, n - skip, "\r\n\r\n", 4);
+    if (!end)
+        return n >= HEAD_MAX ? TOO_LARGE : 0; /* n < HEAD_MAX: the buffer has room for more */
+    const char *s = p + skip, *head_end = end + 2; /* head_end: after the last header line's CRLF */
+    if (head_end + 2 - s > HEAD_MAX)
+        return TOO_LARGE;
+
+    /* Request line: method SP target SP HTTP/1.x CRLF */
+    const char *m = s;
+    while (s < head_end && is_tchar((unsigned char)*s))
+        s++;
+    size_t mlen = (size_t)(s - m);
+    if (mlen == 0 || *s++ != ' ')
+        return BAD_REQUEST;
+    const char *target = s;
+    while (s < head_end && (unsigned char)*s > ' ' && (unsigned char)*s < 0x7f)
+        s++;
+    if (s == target || *s++ != ' ')
+        return BAD_REQUEST;
+    if (head_end - s < 10 || memcmp(s, "HTTP/1.", 7) != 0 || (s[7] != '0' && s[7] != '1') || s[8] != '\r' ||
+        s[9] != '\n')
+        return BAD_REQUEST;
+    bool http11 = s[7] == '1';
+    s += 10;
+
+    rq->head_only = mlen == 4 && memcmp(m, "HEAD", 4) == 0;
+    rq->body = 0;
+    bool keep_alive = http11, have_length = false, have_host = false;
+    int headers = 0;
+    while (s < head_end) {
+        /* field-name ":" OWS field-value OWS CRLF */
+        if (++headers > HEADERS_MAX)
+            return TOO_LARGE;
+        const char *name = s;
+        while (s < head_end && is_tchar((unsigned char)*s))
+            s++;
+        size_t nlen = (size_t)(s - name);
+        if (nlen == 0 || *s++ != ':')
+            return BAD_REQUEST; /* also rejects obsolete line folding and whitespace before ':' */
+        while (*s == ' ' || *s == '\t')
+            s++;
+        const char *v = s;
+        while ((unsigned char)*s >= ' ' ? *s != 0x7f : *s == '\t')
+            s++;
+        if (s[0] != '\r' || s[1] != '\n')
+            return BAD_REQUEST; /* a control character, or a bare CR or LF, in the value */
+        size_t vlen = (size_t)(s - v);
+        while (vlen && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+            vlen--;
+        s += 2;
+
+        if (nlen == 14 && strncasecmp(name, "Content-Length", 14) == 0) {
+            unsigned long long len = 0;
+            if (vlen == 0)
+                return BAD_REQUEST;
+            for (size_t i = 0; i < vlen; i++) {
+                if (v[i] < '0' || v[i] > '9' || len > (1ull << 60))
+                    return BAD_REQUEST;
+                len = len * 10 + (unsigned)(v[i] - '0');
+            }
+            if (have_length && len != rq->body)
+                return BAD_REQUEST; /* conflicting lengths: request smuggling */
+            have_length = true;
+            rq->body = len;
+        } else if (nlen == 17 && strncasecmp(name, "Transfer-Encoding", 17) == 0) {
+            return NOT_IMPLEMENTED;
+        } else if (nlen == 10 && strncasecmp(name, "Connection", 10) == 0) {
+            if (list_has(v, vlen, "close"))
+                keep_alive = false;
+            else if (list_has(v, vlen, "keep-alive"))
+                keep_alive = true;
+        } else if (nlen == 4 && strncasecmp(name, "Host", 4) == 0) {
+            if (have_host)
+                return BAD_REQUEST;
+            have_host = true;
+        }
+    }
+    if (http11 && !have_host)
+        return BAD_REQUEST; /* RFC 9112 3.2 */
+    rq->close = !keep_alive;
+    return head_end + 2 - p;
+}
+
+/* ---- responses -------------------------------------------------------------------------------- */
+
+static const char BODY[] = "Hello, World!";
+
+/* The Date header's value, formatted again only when the second changes. */
+static const char *http_date(void)
+{
+    static char date[40];
+    static time_t last;
+    time_t now = time(NULL);
+    if (now != last) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        last = now;
+    }
+    return date;
+}
+
+static size_t response(char *out, size_t cap, const request *rq)
+{
+    int n = snprintf(out, cap,
+                     "HTTP/1.1 200 OK\r\nServer: weft\r\nDate: %s\r\nContent-Type: text/plain\r\n"
+                     "Content-Length: %zu\r\nConnection: %s\r\n\r\n%s",
+                     http_date(), sizeof BODY - 1, rq->close ? "close" : "keep-alive", rq->head_only ? "" : BODY);
+    return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
+static void send_error(int fd, long status)
+{
+    const char *reason = status == NOT_IMPLEMENTED ? "501 Not Implemented"
+                         : status == TOO_LARGE     ? "431 Request Header Fields Too Large"
+                                                   : "400 Bad Request";
+    char out[256];
+    int n = snprintf(out, sizeof out,
+                     "HTTP/1.1 %s\r\nServer: weft\r\nDate: %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                     reason, http_date());
+    weft_send_all(fd, out, (size_t)n);
+}
+
+/* ---- connections ------------------------------------------------------------------------------ */
+
+static intptr_t serve_client(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char in[HEAD_MAX], out[OUT_MAX];
+    size_t len = 0, outlen = 0;
+    unsigned long long skip = 0; /* body bytes of the last request still to discard */
+    for (;;) {
+        ssize_t n = weft_recv(fd, in + len, sizeof in - len, 0);
+        if (n <= 0)
+            break; /* end of stream, reset, or cancelled as the server stops */
+        len += (size_t)n;
+
+        /* Answer every complete request in the buffer; the answers go out in one send. */
+        size_t off = 0;
+        bool close_after = false;
+        long r = 0;
+        for (;;) {
+            size_t drop = skip < len - off ? (size_t)skip : len - off;
+            off += drop;
+            skip -= drop;
+            if (skip)
+                break;
+            request rq;
+            r = parse_request(in + off, len - off, &rq);
+            if (r <= 0)
+                break;
+            off += (size_t)r;
+            skip = rq.body;
+            if (outlen + 512 > sizeof out) {
+                if (weft_send_all(fd, out, outlen) != (ssize_t)outlen)
+                    goto done;
+                outlen = 0;
+            }
+            outlen += response(out + outlen, sizeof out - outlen, &rq);
+            if (rq.close) {
+                close_after = true;
+                break;
+            }
+        }
+        if (outlen && weft_send_all(fd, out, outlen) != (ssize_t)outlen)
+            break;
+        outlen = 0;
+        if (r < 0) {
+            send_error(fd, r);
+            break;
+        }
+        if (close_after)
+            break;
+        memmove(in, in + off, len - off); /* keep the start of the next request */
+        len -= off;
+    }
+done:
+    weft_shutdown(fd, SHUT_WR);
+    weft_close(fd);
+    return 0;
+}
+
+static intptr_t accept_loop(void *arg)
+{
+    int lfd = (int)(intptr_t)arg;
+    for (;;) {
+        int fd = weft_accept(lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd == -ECANCELED)
+            return 0;
+        if (fd < 0) {
+            fprintf(stderr, "http_server: accept: %s\n", weft_strerror(fd));
+            weft_sleep(10 * 1000 * 1000);
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        weft_task *t = weft_spawn_named("http", serve_client, (void *)(intptr_t)fd);
+        if (t)
+            weft_detach(t);
+        else
+            weft_close(fd);
+    }
+}
+
+struct options {
+    const char *host;
+    uint16_t port;
+    int sigfd;
+};
+
+static intptr_t server(void *arg)
+{
+    struct options *o = arg;
+    int lfd = weft_tcp_listen(o->host, o->port, 0, 0);
+    if (lfd < 0) {
+        fprintf(stderr, "http_server: listen on %s:%u: %s\n", o->host, o->port, weft_strerror(lfd));
+        return lfd;
+    }
+    weft_task *acceptor = weft_spawn_named("accept", accept_loop, (void *)(intptr_t)lfd);
+    if (!acceptor)
+        return -errno;
+    printf("ready\n");
+    fflush(stdout);
+    struct signalfd_siginfo si;
+    weft_read(o->sigfd, &si, sizeof si, -1); /* until SIGTERM or SIGINT */
+    weft_cancel(acceptor);
+    weft_join(acceptor);
+    weft_close(lfd);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct options o = {.host = "127.0.0.1", .port = 8080};
+    weft_config cfg = {0};
+    static const struct option longopts[] = {
+        {"host", required_argument, NULL, 'h'},
+        {"port", required_argument, NULL, 'p'},
+        {"backend", required_argument, NULL, 'b'},
+        {NULL, 0, NULL, 0},
+    };
+    int ch;
+    while ((ch = getopt_long(argc, argv, "h:p:b:", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'h': o.host = optarg; break;
+        case 'p': o.port = (uint16_t)atoi(optarg); break;
+        case 'b': cfg.backend = optarg; break;
+        default:
+            fprintf(stderr, "usage: http_server [--host H] [--port P] [--backend io_uring|epoll]\n");
+            return 2;
+        }
+    }
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigprocmask(SIG_BLOCK, &mask, NULL); /* before weft starts threads: they inherit the mask */
+    o.sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
+
+    weft_loop *loop = weft_loop_new(&cfg);
+    if (!loop) {
+        perror("http_server: weft_loop_new");
+        return 1;
+    }
+    intptr_t result = 0;
+    int r = weft_loop_run(loop, server, &o, &result);
+    weft_loop_free(loop);
+    if (r < 0 || result < 0) {
+        fprintf(stderr, "http_server: %s\n", weft_strerror(r < 0 ? r : (int)result));
+        return 1;
+    }
+    return 0;
+}
