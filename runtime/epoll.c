@@ -2,7 +2,9 @@
  * The epoll backend: the reactor, for contrast with io_uring and for where io_uring is refused.
  *
  * A socket or pipe call is first tried as a non-blocking system call; only on EAGAIN does the op wait
- * in its fd's queue until epoll reports readiness, and then it is tried again. Each fd is registered
+ * in its fd's queue until epoll reports readiness, and then it is tried again. On a byte stream, a short
+ * read or write already says the next try would fail: that call waits at once, saving the system call
+ * that would only say EAGAIN (an echo server's third call per message). Each fd is registered
  * once, edge-triggered for input and output together, the first time weft sees it: no epoll_ctl per
  * call. Edge-triggering is safe here because an op only waits after the kernel said EAGAIN, and every
  * edge after that is reported; a queue is retried in order until the kernel says EAGAIN again.
@@ -34,6 +36,18 @@ enum { Q_READ, Q_WRITE, Q_POLL, Q_COUNT };
 typedef struct fd_state {
     uint8_t kind;
     bool connecting; /* a connect returned EINPROGRESS and has not finished */
+    /*
+     * On a byte stream (TCP, Unix stream socket, pipe) a short read means the kernel had no more, and a
+     * short write that its buffer is full: the next attempt would only say EAGAIN. Remembered until
+     * epoll reports the next edge, so that call waits at once instead of costing a system call.
+     */
+    bool stream;
+    bool drained, full;
+    /*
+     * The peer's FIN or an error was reported: its edge is spent, yet a read after the remaining
+     * data still has 0 or the error to return, so short reads no longer mean "wait".
+     */
+    bool ended;
     weft__list queue[Q_COUNT]; /* ops waiting for readiness, in arrival order (weft__op.wait_link) */
 } fd_state;
 
@@ -130,6 +144,14 @@ static fd_state *fd_get(weft_loop *l, epoll_backend *b, int fd, int *err)
     if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode) || S_ISDIR(st.st_mode)) {
         s->kind = FD_BLOCKING;
         return s;
+    }
+    if (S_ISFIFO(st.st_mode)) {
+        s->stream = true;
+    } else if (S_ISSOCK(st.st_mode)) {
+        int type = 0;
+        socklen_t tlen = sizeof type;
+        l->stats.syscalls++;
+        s->stream = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == 0 && type == SOCK_STREAM;
     }
     int flags = fcntl(fd, F_GETFL);
     l->stats.syscalls += 2;
@@ -254,11 +276,36 @@ static int32_t attempt(weft_loop *l, weft__op *op, fd_state *s)
         break;
     }
     default: /* read, write, readv, writev on a pipe, socket or terminal (O_NONBLOCK set at fd_get) */
-        return weft__op_run_blocking(op);
+        r = weft__op_run_blocking(op);
+        if (r < 0)
+            return (int32_t)r;
+        goto done;
     }
     if (r < 0)
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+done:
+    if (s->stream && !s->ended && r > 0 && (size_t)r < op->len) {
+        if ((op->opcode == WEFT__OP_RECV && !(op->flags & MSG_PEEK)) || op->opcode == WEFT__OP_READ)
+            s->drained = true;
+        else if (op->opcode == WEFT__OP_SEND || op->opcode == WEFT__OP_WRITE)
+            s->full = true;
+    }
     return (int32_t)r;
+}
+
+/* Whether an attempt at op now would only say EAGAIN (see fd_state.drained). */
+static inline bool known_to_block(const fd_state *s, const weft__op *op)
+{
+    switch (op->opcode) {
+    case WEFT__OP_RECV:
+    case WEFT__OP_READ:
+        return s->drained;
+    case WEFT__OP_SEND:
+    case WEFT__OP_WRITE:
+        return s->full;
+    default:
+        return false;
+    }
 }
 
 static void fail_all(weft_loop *l, epoll_backend *b, fd_state *s, int32_t res)
@@ -347,7 +394,7 @@ static int ep_submit(weft_loop *l, weft__op *op)
     }
     int q = queue_of(op);
     /* Try at once only if nobody is queued before this op: order is kept per fd and direction. */
-    if (!s->queue[q].head) {
+    if (!s->queue[q].head && !known_to_block(s, op)) {
         res = attempt(l, op, s);
         if (res != -EAGAIN) {
             finish(l, op, res);
@@ -388,6 +435,8 @@ static void queue_retry(weft_loop *l, epoll_backend *b, fd_state *s, int q, uint
                 return;
             res = revents;
         } else {
+            if (known_to_block(s, op))
+                return;
             res = attempt(l, op, s);
             if (res == -EAGAIN)
                 return;
@@ -438,10 +487,16 @@ static int ep_poll(weft_loop *l, uint64_t timeout_ns)
         if (key >= b->nfds)
             continue;
         fd_state *s = &b->fds[key];
-        if (events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP))
+        if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+            s->ended = true;
+        if (events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) {
+            s->drained = false;
             queue_retry(l, b, s, Q_READ, events);
-        if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+        }
+        if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
+            s->full = false;
             queue_retry(l, b, s, Q_WRITE, events);
+        }
         queue_retry(l, b, s, Q_POLL, events);
     }
     return 0;

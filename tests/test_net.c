@@ -1535,3 +1535,136 @@ Test(net, poll_for_pollin_waits_for_a_write_and_pollout_is_ready_at_once)
 {
     EQ(run_net(poll_main, NULL), 0);
 }
+
+/* ---- short reads and the end of a stream ---------------------------------------------------------- */
+
+/*
+ * A reader parked on a byte stream; the peer then sends a few bytes and ends its side at once, so both
+ * arrive before the reader runs again. The reader gets the bytes (a short read), and its next call must
+ * see the end (0) or the reset without waiting for another wakeup: the kernel reports the end only once.
+ */
+struct ending {
+    int rfd, wfd;     /* the reader's end and the peer's */
+    int how;          /* 0: shutdown(SHUT_WR), 1: close, 2: reset (SO_LINGER 0) */
+};
+
+static intptr_t short_reader(void *arg)
+{
+    struct ending *e = arg;
+    char buf[100];
+    EQ(weft_recv(e->rfd, buf, sizeof buf, 0), 10);
+    EQ(memcmp(buf, "0123456789", 10), 0);
+    ssize_t n = weft_recv(e->rfd, buf, sizeof buf, 0);
+    if (e->how == 2)
+        cr_assert(n == -ECONNRESET, "after a reset: %zd (%s)", n, res_name((int)n));
+    else
+        EQ(n, 0);
+    EQ(n == 0 ? weft_recv(e->rfd, buf, sizeof buf, 0) : 0, 0); /* and again: the end stays */
+    return 0;
+}
+
+static intptr_t short_read_then_end_main(void *arg)
+{
+    int how = (int)(intptr_t)arg;
+    int lfd = listener("127.0.0.1", 4);
+    int c = weft_tcp_connect("127.0.0.1", port_of(lfd));
+    cr_assert(c >= 0);
+    int s = weft_accept(lfd, NULL, NULL, SOCK_CLOEXEC);
+    cr_assert(s >= 0);
+    struct ending e = {.rfd = s, .wfd = c, .how = how};
+    weft_deadline_push(weft_now() + SEC(2));
+    weft_task *t = weft_spawn(short_reader, &e);
+    weft_yield(); /* the reader parks */
+    EQ(weft_send(c, "0123456789", 10, 0), 10);
+    if (how == 0) {
+        EQ(weft_shutdown(c, SHUT_WR), 0);
+    } else {
+        if (how == 2) {
+            struct linger lg = {.l_onoff = 1, .l_linger = 0};
+            EQ(setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+        }
+        EQ(weft_close(c), 0);
+    }
+    EQ(weft_join(t), 0);
+    weft_deadline_pop();
+    if (how == 0)
+        EQ(weft_close(c), 0);
+    EQ(weft_close(s), 0);
+    EQ(weft_close(lfd), 0);
+    return 0;
+}
+
+static intptr_t pipe_reader(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char buf[100];
+    EQ(weft_read(fd, buf, sizeof buf, -1), 5);
+    EQ(weft_read(fd, buf, sizeof buf, -1), 0);
+    return 0;
+}
+
+static intptr_t short_pipe_read_then_close_main(void *arg)
+{
+    (void)arg;
+    int p[2];
+    EQ(pipe2(p, O_CLOEXEC), 0);
+    weft_deadline_push(weft_now() + SEC(2));
+    weft_task *t = weft_spawn(pipe_reader, (void *)(intptr_t)p[0]);
+    weft_yield();
+    EQ(weft_write(p[1], "abcde", 5, -1), 5);
+    EQ(weft_close(p[1]), 0);
+    EQ(weft_join(t), 0);
+    weft_deadline_pop();
+    EQ(weft_close(p[0]), 0);
+    return 0;
+}
+
+Test(net, a_short_read_followed_by_eof_shutdown_or_reset_returns_the_end_at_once)
+{
+    for (int how = 0; how < 3; how++)
+        EQ(run_net(short_read_then_end_main, (void *)(intptr_t)how), 0);
+    EQ(run_net(short_pipe_read_then_close_main, NULL), 0);
+}
+
+/*
+ * Many small messages each way between two tasks, each read asking for more than arrives: every short
+ * read is followed by a wait for the next message, and none may be missed.
+ */
+static intptr_t pingpong_peer(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char buf[64];
+    for (int i = 0; i < 20000; i++) {
+        ssize_t n = weft_recv(fd, buf, sizeof buf, 0);
+        if (n != 4)
+            return n < 0 ? n : -EIO;
+        if (weft_send(fd, buf, 4, 0) != 4)
+            return -EIO;
+    }
+    return 0;
+}
+
+static intptr_t pingpong_main(void *arg)
+{
+    (void)arg;
+    int sv[2];
+    EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    weft_task *t = weft_spawn(pingpong_peer, (void *)(intptr_t)sv[1]);
+    char buf[64];
+    for (uint32_t i = 0; i < 20000; i++) {
+        EQ(weft_send(sv[0], &i, 4, 0), 4);
+        EQ(weft_recv(sv[0], buf, sizeof buf, 0), 4);
+        uint32_t back;
+        memcpy(&back, buf, 4);
+        EQ(back, i);
+    }
+    EQ(weft_join(t), 0);
+    EQ(weft_close(sv[0]), 0);
+    EQ(weft_close(sv[1]), 0);
+    return 0;
+}
+
+Test(net, ping_pong_of_20000_small_messages_over_a_unix_stream_misses_no_wakeup)
+{
+    EQ(run_net(pingpong_main, NULL), 0);
+}
