@@ -4,8 +4,8 @@
  *   echo_server [--host 127.0.0.1] [--port 7000] [--backend io_uring|epoll]
  *
  * The same code runs on io_uring (each recv and send is one request to the kernel) or on epoll (each is
- * a non-blocking call, parked on readiness when the kernel says EAGAIN). It prints "ready" once it
- * listens. SIGTERM or SIGINT stops it; it then prints the loop's counters as one JSON line on stderr.
+ * a non-blocking call, parked on readiness when the kernel says EAGAIN). It prints "ready on <backend>"
+ * once it listens. SIGTERM or SIGINT stops it; it then prints the loop's counters as one JSON line on stderr.
  */
 #include <weft.h>
 
@@ -72,7 +72,7 @@ static intptr_t server(void *arg)
     weft_task *acceptor = weft_spawn_named("accept", accept_loop, (void *)(intptr_t)lfd);
     if (!acceptor)
         return -errno;
-    printf("ready\n");
+    printf("ready on %s\n", weft_loop_backend(o->loop));
     fflush(stdout);
 
     /* Serve until a signal arrives: reading the signalfd parks this task like any other I/O. */

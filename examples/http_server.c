@@ -6,8 +6,8 @@
  * One task per connection. The request parser is real: a request line (method, target, HTTP/1.0 or
  * HTTP/1.1), up to 100 header lines in an 8 KiB head, Content-Length bodies skipped, pipelined requests
  * answered in one send, "Connection: close" (and HTTP/1.0 without keep-alive) honoured. Malformed input
- * gets 400 and the connection is closed; a head larger than the buffer gets 431; Transfer-Encoding gets
- * 501. It never reads past its buffer. Prints "ready" once it listens; SIGTERM/SIGINT stop it.
+ * gets 400 and the connection is closed (after a lingering read, so the response is not lost to a
+ * reset); a head larger than the buffer gets 431; Transfer-Encoding gets 501. It never reads past its buffer. Prints "ready on <backend>" once it listens; SIGTERM/SIGINT stop it.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* memmem */
@@ -199,6 +199,25 @@ static void send_error(int fd, long status)
 
 /* ---- connections ------------------------------------------------------------------------------ */
 
+/*
+ * Closing with unread request bytes makes the kernel send a reset, which can destroy the error response
+ * before the client reads it. As nginx's lingering close does: end our side, then read and discard what
+ * the client still sends, for at most 2 s and 1 MiB, before closing.
+ */
+static void linger_close(int fd, char *scratch, size_t size)
+{
+    weft_shutdown(fd, SHUT_WR);
+    weft_deadline_push(weft_now() + 2ull * 1000 * 1000 * 1000);
+    for (size_t discarded = 0; discarded < (1u << 20);) {
+        ssize_t n = weft_recv(fd, scratch, size, 0);
+        if (n <= 0)
+            break;
+        discarded += (size_t)n;
+    }
+    weft_deadline_pop();
+    weft_close(fd);
+}
+
 static intptr_t serve_client(void *arg)
 {
     int fd = (int)(intptr_t)arg;
@@ -243,7 +262,8 @@ static intptr_t serve_client(void *arg)
         outlen = 0;
         if (r < 0) {
             send_error(fd, r);
-            break;
+            linger_close(fd, in, sizeof in);
+            return 0;
         }
         if (close_after)
             break;
@@ -282,6 +302,7 @@ struct options {
     const char *host;
     uint16_t port;
     int sigfd;
+    weft_loop *loop;
 };
 
 static intptr_t server(void *arg)
@@ -295,7 +316,7 @@ static intptr_t server(void *arg)
     weft_task *acceptor = weft_spawn_named("accept", accept_loop, (void *)(intptr_t)lfd);
     if (!acceptor)
         return -errno;
-    printf("ready\n");
+    printf("ready on %s\n", weft_loop_backend(o->loop));
     fflush(stdout);
     struct signalfd_siginfo si;
     weft_read(o->sigfd, &si, sizeof si, -1); /* until SIGTERM or SIGINT */
@@ -333,14 +354,14 @@ int main(int argc, char **argv)
     sigprocmask(SIG_BLOCK, &mask, NULL); /* before weft starts threads: they inherit the mask */
     o.sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
 
-    weft_loop *loop = weft_loop_new(&cfg);
-    if (!loop) {
+    o.loop = weft_loop_new(&cfg);
+    if (!o.loop) {
         perror("http_server: weft_loop_new");
         return 1;
     }
     intptr_t result = 0;
-    int r = weft_loop_run(loop, server, &o, &result);
-    weft_loop_free(loop);
+    int r = weft_loop_run(o.loop, server, &o, &result);
+    weft_loop_free(o.loop);
     if (r < 0 || result < 0) {
         fprintf(stderr, "http_server: %s\n", weft_strerror(r < 0 ? r : (int)result));
         return 1;

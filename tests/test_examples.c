@@ -1,0 +1,1012 @@
+/*
+ * The example servers as users run them: examples/echo_server and examples/http_server started as
+ * their own processes with --host 127.0.0.1 --port P --backend B, spoken to over loopback, stopped with
+ * SIGTERM or SIGINT (which they read through a signalfd, parked like any other I/O).
+ *
+ * The backend is the one under test: WEFT_BACKEND, as tests/run and meson test set it. It is passed as
+ * --backend and taken out of the server's environment, where it would override the flag, so the flag
+ * is what chooses; the echo server's stats line says which backend ran. Without WEFT_BACKEND the
+ * servers run with their default.
+ *
+ * The test process is an ordinary client: plain sockets, no weft. Every wait is bounded (poll with a
+ * timeout, SO_RCVTIMEO/SO_SNDTIMEO), so a hung server fails a test instead of hanging the run, and a
+ * server whose test fails is killed with it (PR_SET_PDEATHSIG) instead of outliving the run.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* strptime, timegm, sigabbrev_np */
+#endif
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <strings.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+
+#include "common.h"
+
+TestSuite(echo, .timeout = 60);
+TestSuite(http, .timeout = 60);
+
+/* Generous for the sanitizer builds on a busy machine; a healthy server answers in milliseconds. */
+#define IO_TIMEOUT_MS 5000
+#define START_TIMEOUT_MS 15000
+#define EXIT_TIMEOUT_MS 10000
+#define ERR_CAP 65536
+
+/* ---- running a server ---------------------------------------------------------------------------- */
+
+struct server {
+    const char *path;
+    pid_t pid;
+    uint16_t port;
+    int out_fd, err_fd; /* read ends of its stdout and stderr; -1 once at end of file */
+    char err[ERR_CAP];  /* what it wrote on stderr (the start of it), NUL-terminated */
+    size_t err_len;
+};
+
+static const char *backend_under_test(void)
+{
+    const char *backend = getenv("WEFT_BACKEND");
+    return backend && *backend ? backend : NULL;
+}
+
+static int ms_until(uint64_t deadline_ns)
+{
+    uint64_t now = mono_ns();
+    return now >= deadline_ns ? 0 : (int)((deadline_ns - now + 999999) / 1000000);
+}
+
+/* A port nobody listens on now: the kernel's pick for a socket bound to port 0, released again. */
+static uint16_t free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert(fd >= 0, "socket: %s", strerror(errno));
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof addr;
+    cr_assert(bind(fd, (struct sockaddr *)&addr, sizeof addr) == 0, "bind: %s", strerror(errno));
+    cr_assert(getsockname(fd, (struct sockaddr *)&addr, &len) == 0, "getsockname: %s", strerror(errno));
+    close(fd);
+    return ntohs(addr.sin_port);
+}
+
+/* Appends what the non-blocking fd has now to buf (the first cap - 1 bytes are kept, NUL-terminated;
+ * the rest is read and dropped). Returns false at end of file. */
+static bool drain(int fd, char *buf, size_t *len, size_t cap)
+{
+    for (;;) {
+        char sink[4096];
+        bool keep = *len + 1 < cap;
+        ssize_t n = read(fd, keep ? buf + *len : sink, keep ? cap - 1 - *len : sizeof sink);
+        if (n > 0) {
+            if (keep) {
+                *len += (size_t)n;
+                buf[*len] = '\0';
+            }
+            continue;
+        }
+        if (n == 0)
+            return false;
+        if (errno == EINTR)
+            continue;
+        cr_assert(errno == EAGAIN, "read from the server's pipe: %s", strerror(errno));
+        return true;
+    }
+}
+
+static void drain_stderr(struct server *s)
+{
+    if (s->err_fd >= 0 && !drain(s->err_fd, s->err, &s->err_len, sizeof s->err)) {
+        close(s->err_fd);
+        s->err_fd = -1;
+    }
+}
+
+static pid_t spawn_server(const char *path, uint16_t port, int out_w, int err_w)
+{
+    char port_s[8];
+    snprintf(port_s, sizeof port_s, "%u", port);
+    const char *backend = backend_under_test();
+    char *argv[] = {(char *)path, (char *)"--host", (char *)"127.0.0.1", (char *)"--port", port_s,
+                    backend ? (char *)"--backend" : NULL, (char *)backend, NULL};
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **envp = calloc(n + 1, sizeof *envp);
+    cr_assert(envp != NULL);
+    for (size_t i = 0, k = 0; i < n; i++)
+        if (strncmp(environ[i], "WEFT_BACKEND=", 13) != 0)
+            envp[k++] = environ[i];
+
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* Only async-signal-safe calls until execve. The server dies with the test's process. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+            _exit(127);
+        if (dup2(out_w, STDOUT_FILENO) < 0 || dup2(err_w, STDERR_FILENO) < 0)
+            _exit(127);
+        /* What a shell gives a program: default dispositions, nothing blocked. The server must block
+         * SIGTERM and SIGINT itself, or they kill it and the tests see the signal as its status. */
+        struct sigaction dfl = {.sa_handler = SIG_DFL};
+        sigaction(SIGTERM, &dfl, NULL);
+        sigaction(SIGINT, &dfl, NULL);
+        sigaction(SIGPIPE, &dfl, NULL);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execve(path, argv, envp);
+        _exit(127);
+    }
+    int fork_errno = errno;
+    free(envp);
+    cr_assert(pid > 0, "fork: %s", strerror(fork_errno));
+    return pid;
+}
+
+/*
+ * Waits up to timeout_ms for the server to exit, collecting its stderr meanwhile; returns its wait
+ * status. A server still running then is killed and the test fails.
+ */
+static int server_wait(struct server *s, int timeout_ms, const char *why)
+{
+    uint64_t deadline = mono_ns() + MS(timeout_ms);
+    for (;;) {
+        int status;
+        pid_t r = waitpid(s->pid, &status, WNOHANG);
+        cr_assert(r >= 0 || errno == EINTR, "waitpid: %s", strerror(errno));
+        if (r == s->pid) {
+            s->pid = 0;
+            drain_stderr(s); /* every writer has exited: what is left ends in end of file */
+            if (s->out_fd >= 0)
+                close(s->out_fd);
+            s->out_fd = -1;
+            return status;
+        }
+        int left = ms_until(deadline);
+        if (left == 0) {
+            kill(s->pid, SIGKILL);
+            waitpid(s->pid, &status, 0);
+            s->pid = 0;
+            drain_stderr(s);
+            cr_assert_fail("%s: %s did not exit within %d ms (killed); its stderr:\n%s", why, s->path,
+                           timeout_ms, s->err);
+        }
+        struct pollfd pf = {.fd = s->err_fd, .events = POLLIN};
+        poll(&pf, 1, left < 10 ? left : 10);
+        drain_stderr(s);
+    }
+}
+
+/*
+ * Starts the server at path on a free loopback port and waits for its "ready" line. A port taken by
+ * someone else between free_port and the server's bind is retried with another.
+ */
+static void server_start(struct server *s, const char *path)
+{
+    for (int attempt = 0;; attempt++) {
+        memset(s, 0, sizeof *s);
+        s->path = path;
+        s->port = free_port();
+        int out[2], err[2];
+        cr_assert(pipe2(out, O_CLOEXEC) == 0 && pipe2(err, O_CLOEXEC) == 0, "pipe2: %s", strerror(errno));
+        /* Non-blocking for the test only: the server's ends stay blocking, as stdout and stderr usually are. */
+        fcntl(out[0], F_SETFL, O_NONBLOCK);
+        fcntl(err[0], F_SETFL, O_NONBLOCK);
+        s->pid = spawn_server(path, s->port, out[1], err[1]);
+        close(out[1]);
+        close(err[1]);
+        s->out_fd = out[0];
+        s->err_fd = err[0];
+
+        char out_text[256];
+        size_t out_len = 0;
+        out_text[0] = '\0';
+        bool out_open = true;
+        uint64_t deadline = mono_ns() + MS(START_TIMEOUT_MS);
+        while (out_open && !strchr(out_text, '\n')) {
+            int left = ms_until(deadline);
+            if (left == 0) {
+                kill(s->pid, SIGKILL);
+                server_wait(s, EXIT_TIMEOUT_MS, "killed for not starting");
+                cr_assert_fail("%s printed no \"ready\" line within %d ms; stdout: \"%s\"; stderr:\n%s", path,
+                               START_TIMEOUT_MS, out_text, s->err);
+            }
+            struct pollfd pf[2] = {{.fd = s->out_fd, .events = POLLIN}, {.fd = s->err_fd, .events = POLLIN}};
+            poll(pf, 2, left);
+            out_open = drain(s->out_fd, out_text, &out_len, sizeof out_text);
+            drain_stderr(s);
+        }
+        if (strchr(out_text, '\n')) {
+            /* "ready on <backend>": the one under test when there is one. */
+            const char *b = backend_under_test();
+            char want[64];
+            snprintf(want, sizeof want, "ready on %s\n", b ? b : "");
+            bool ok = b ? strncmp(out_text, want, strlen(want)) == 0
+                        : strcmp(out_text, "ready on io_uring\n") == 0 || strcmp(out_text, "ready on epoll\n") == 0;
+            cr_assert(ok, "%s: first line on stdout is \"%s\", want \"%s\"", path, out_text,
+                      b ? want : "ready on io_uring|epoll");
+            return;
+        }
+        /* Its stdout ended before "ready": it exited. */
+        int status = server_wait(s, EXIT_TIMEOUT_MS, "exiting before ready");
+        if (attempt < 4 && strstr(s->err, "in use"))
+            continue;
+        char status_s[96];
+        describe_status(status, status_s, sizeof status_s);
+        cr_assert_fail("%s %s before printing \"ready\"; stdout: \"%s\"; stderr:\n%s", path, status_s, out_text,
+                       s->err);
+    }
+}
+
+/* Sends sig and waits for the server to exit; asserts it exited with status 0. */
+static void server_stop(struct server *s, int sig)
+{
+    cr_assert(kill(s->pid, sig) == 0, "kill: %s", strerror(errno));
+    char why[64];
+    snprintf(why, sizeof why, "after SIG%s", sigabbrev_np(sig));
+    int status = server_wait(s, EXIT_TIMEOUT_MS, why);
+    char status_s[96];
+    describe_status(status, status_s, sizeof status_s);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s %s after SIG%s, want exit 0; its stderr:\n%s",
+              s->path, status_s, sigabbrev_np(sig), s->err);
+}
+
+/* ---- clients ------------------------------------------------------------------------------------- */
+
+/* A blocking loopback connection whose every call gives up after IO_TIMEOUT_MS. */
+static int client_connect(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert(fd >= 0, "socket: %s", strerror(errno));
+    struct timeval tv = {.tv_sec = IO_TIMEOUT_MS / 1000, .tv_usec = IO_TIMEOUT_MS % 1000 * 1000};
+    int one = 1;
+    cr_assert(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0 &&
+              setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) == 0 &&
+              setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0,
+              "setsockopt: %s", strerror(errno));
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(port),
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int r;
+    while ((r = connect(fd, (struct sockaddr *)&addr, sizeof addr)) < 0 && errno == EINTR)
+        ;
+    cr_assert(r == 0, "connect to 127.0.0.1:%u: %s", port, strerror(errno));
+    return fd;
+}
+
+static void send_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        cr_assert(n > 0, "send: %s", errno == EAGAIN ? "no room within the I/O timeout" : strerror(errno));
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+/* Closes with SO_LINGER 0: the kernel sends RST instead of FIN and drops what is unsent. */
+static void reset_close(int fd)
+{
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    cr_assert(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) == 0, "SO_LINGER: %s", strerror(errno));
+    close(fd);
+}
+
+static void set_nonblocking(int fd)
+{
+    int flags = fcntl(fd, F_GETFL);
+    cr_assert(flags >= 0 && fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0, "fcntl: %s", strerror(errno));
+}
+
+/* ---- echo_server --------------------------------------------------------------------------------- */
+
+/* Bytes that differ from client to client and from offset to offset (xorshift32 from a seed). */
+static void fill_pattern(unsigned char *buf, size_t len, uint32_t seed)
+{
+    uint32_t x = seed * 2654435761u | 1;
+    for (size_t i = 0; i < len; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        buf[i] = (unsigned char)(x >> 24);
+    }
+}
+
+struct echo_client {
+    int fd;
+    unsigned char *data;
+    size_t len, sent, got;
+    bool done;
+};
+
+/*
+ * Echoes one message a connection through n concurrent connections, sizes[i] bytes on the i-th: each
+ * sends its message while reading the echo (a message larger than the socket buffers deadlocks
+ * otherwise), half-closes once sent, and must read back exactly its bytes, then end of stream.
+ */
+static void echo_exchange(uint16_t port, const size_t *sizes, size_t n)
+{
+    struct echo_client *clients = calloc(n, sizeof *clients);
+    struct pollfd *pfds = calloc(n, sizeof *pfds);
+    unsigned char *buf = malloc(64 * 1024);
+    cr_assert(clients && pfds && buf);
+    for (size_t i = 0; i < n; i++) {
+        struct echo_client *c = &clients[i];
+        c->fd = client_connect(port);
+        set_nonblocking(c->fd);
+        c->len = sizes[i];
+        c->data = malloc(c->len + 1);
+        cr_assert(c->data != NULL);
+        fill_pattern(c->data, c->len, (uint32_t)i + 1);
+        if (c->len == 0)
+            cr_assert(shutdown(c->fd, SHUT_WR) == 0, "shutdown: %s", strerror(errno));
+    }
+    size_t left = n;
+    while (left) {
+        for (size_t i = 0; i < n; i++) {
+            pfds[i].fd = clients[i].done ? -1 : clients[i].fd;
+            pfds[i].events = (short)(POLLIN | (clients[i].sent < clients[i].len ? POLLOUT : 0));
+            pfds[i].revents = 0;
+        }
+        int ready = poll(pfds, n, IO_TIMEOUT_MS);
+        if (ready < 0 && errno == EINTR)
+            continue;
+        cr_assert(ready > 0, "echo: no progress within %d ms (%zu of %zu connections unfinished)", IO_TIMEOUT_MS,
+                  left, n);
+        for (size_t i = 0; i < n; i++) {
+            struct echo_client *c = &clients[i];
+            if ((pfds[i].revents & POLLOUT) && c->sent < c->len) {
+                size_t chunk = c->len - c->sent < 65536 ? c->len - c->sent : 65536;
+                ssize_t k = send(c->fd, c->data + c->sent, chunk, MSG_NOSIGNAL);
+                cr_assert(k > 0 || errno == EAGAIN, "client %zu: send after %zu of %zu bytes: %s", i, c->sent,
+                          c->len, strerror(errno));
+                if (k > 0 && (c->sent += (size_t)k) == c->len)
+                    cr_assert(shutdown(c->fd, SHUT_WR) == 0, "shutdown: %s", strerror(errno));
+            }
+            if (!(pfds[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            ssize_t k = recv(c->fd, buf, 64 * 1024, 0);
+            if (k < 0) {
+                cr_assert(errno == EAGAIN, "client %zu: recv after %zu of %zu bytes: %s", i, c->got, c->len,
+                          strerror(errno));
+                continue;
+            }
+            if (k == 0) {
+                cr_assert(c->got == c->len, "client %zu: end of stream after %zu of %zu bytes echoed", i, c->got,
+                          c->len);
+                c->done = true;
+                left--;
+                close(c->fd);
+                continue;
+            }
+            cr_assert(c->got + (size_t)k <= c->len, "client %zu: %zu bytes echoed, only %zu sent", i,
+                      c->got + (size_t)k, c->len);
+            if (memcmp(buf, c->data + c->got, (size_t)k) != 0) {
+                size_t at = 0;
+                while (buf[at] == c->data[c->got + at])
+                    at++;
+                cr_assert_fail("client %zu: echoed byte %zu of %zu is 0x%02x, sent 0x%02x", i, c->got + at, c->len,
+                               buf[at], c->data[c->got + at]);
+            }
+            c->got += (size_t)k;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        free(clients[i].data);
+    free(clients);
+    free(pfds);
+    free(buf);
+}
+
+/*
+ * Asserts the server's stderr is exactly the stats line echo_server prints as it stops, that it names
+ * the backend under test, and that it counts at least clients + 1 tasks spawned (the acceptor and one a
+ * client).
+ */
+static void expect_stats_line(const struct server *s, unsigned long long clients)
+{
+    const char *nl = memchr(s->err, '\n', s->err_len);
+    cr_assert(nl && nl == s->err + s->err_len - 1, "stderr should be exactly one line, the stats; it is:\n%s",
+              s->err);
+    char backend[16];
+    unsigned long long syscalls, submissions, completions, switches, spawned, peak, overflows, sq_full, offloaded;
+    int end = -1;
+    int fields = sscanf(s->err,
+                        "{\"backend\":\"%15[^\"]\",\"syscalls\":%llu,\"submissions\":%llu,\"completions\":%llu,"
+                        "\"switches\":%llu,\"tasks_spawned\":%llu,\"tasks_peak\":%llu,\"cq_overflows\":%llu,"
+                        "\"sq_full\":%llu,\"offloaded_ops\":%llu}%n",
+                        backend, &syscalls, &submissions, &completions, &switches, &spawned, &peak, &overflows,
+                        &sq_full, &offloaded, &end);
+    cr_assert(fields == 10 && s->err + end == nl, "not the stats line (%d fields matched): %s", fields, s->err);
+    const char *want = backend_under_test();
+    if (want)
+        cr_assert(strcmp(backend, want) == 0, "stats name backend \"%s\", want \"%s\" (--backend %s)", backend,
+                  want, want);
+    else
+        cr_assert(strcmp(backend, "io_uring") == 0 || strcmp(backend, "epoll") == 0, "backend \"%s\"", backend);
+    cr_assert(spawned >= clients + 1, "stats count %llu tasks spawned, want at least %llu: %s", spawned,
+              clients + 1, s->err);
+    cr_assert(switches > 0 && peak > 0, "no switches or tasks counted: %s", s->err);
+}
+
+Test(echo, says_ready_echoes_8_concurrent_clients_byte_exact_and_exits_0_with_stats_on_sigterm)
+{
+    struct server s;
+    server_start(&s, WEFT_ECHO_SERVER);
+    /* 1 MiB and more: larger than any one socket buffer; the odd sizes end off any chunk boundary. */
+    const size_t sizes[] = {1, 100, 16384, 16385, 200000, 1 << 20, (1 << 20) + 7, 3 << 20};
+    echo_exchange(s.port, sizes, sizeof sizes / sizeof sizes[0]);
+    server_stop(&s, SIGTERM);
+    expect_stats_line(&s, 8);
+}
+
+Test(echo, sigterm_right_after_ready_exits_0_with_stats)
+{
+    struct server s;
+    server_start(&s, WEFT_ECHO_SERVER);
+    server_stop(&s, SIGTERM);
+    expect_stats_line(&s, 0);
+}
+
+Test(echo, sigint_with_a_client_connected_exits_0_with_stats_and_ends_the_client_stream)
+{
+    struct server s;
+    server_start(&s, WEFT_ECHO_SERVER);
+    int fd = client_connect(s.port);
+    send_all(fd, "hello", 5);
+    char got[8] = {0};
+    ssize_t n = recv(fd, got, 5, MSG_WAITALL);
+    cr_assert(n == 5 && memcmp(got, "hello", 5) == 0, "echo of \"hello\": got %zd bytes \"%.*s\"", n,
+              n > 0 ? (int)n : 0, got);
+    server_stop(&s, SIGINT);
+    expect_stats_line(&s, 1);
+    n = recv(fd, got, sizeof got, 0);
+    cr_assert(n == 0, "the client's connection after the server stopped: got %zd (%s), want end of stream", n,
+              n < 0 ? strerror(errno) : "bytes");
+    close(fd);
+}
+
+Test(echo, clients_that_reset_their_connection_do_not_stop_it_serving_the_next)
+{
+    struct server s;
+    server_start(&s, WEFT_ECHO_SERVER);
+
+    /* Reset at once, many times over: some before the server has even accepted. */
+    for (int i = 0; i < 50; i++)
+        reset_close(client_connect(s.port));
+
+    /* Reset with the echo unread. */
+    unsigned char msg[4096];
+    fill_pattern(msg, sizeof msg, 99);
+    int fd = client_connect(s.port);
+    send_all(fd, msg, sizeof msg);
+    reset_close(fd);
+
+    /* Reset while the server is blocked sending: this client never reads, so the echo fills its receive
+     * buffer, the server's send parks, the server stops reading, and our send stalls. */
+    fd = client_connect(s.port);
+    set_nonblocking(fd);
+    size_t pushed = 0;
+    unsigned char *chunk = calloc(1, 65536);
+    cr_assert(chunk != NULL);
+    for (;;) {
+        struct pollfd pf = {.fd = fd, .events = POLLOUT};
+        if (poll(&pf, 1, 200) == 0)
+            break; /* stalled: the server is parked in its send */
+        ssize_t k = send(fd, chunk, 65536, MSG_NOSIGNAL);
+        cr_assert(k > 0 || errno == EAGAIN, "send: %s", strerror(errno));
+        if (k > 0 && (pushed += (size_t)k) > (64u << 20))
+            cr_assert_fail("sent 64 MiB to a client that reads nothing and the server never stalled");
+    }
+    free(chunk);
+    reset_close(fd);
+
+    /* Reset after reading part of the echo. */
+    fd = client_connect(s.port);
+    send_all(fd, msg, sizeof msg);
+    ssize_t n = recv(fd, msg, 10, MSG_WAITALL);
+    cr_assert(n == 10, "recv: got %zd (%s)", n, n < 0 ? strerror(errno) : "short");
+    reset_close(fd);
+
+    const size_t sizes[] = {1 << 20, 1000, 1};
+    echo_exchange(s.port, sizes, sizeof sizes / sizeof sizes[0]);
+    /* A reset client is not the server's failure: nothing but the stats line on stderr. */
+    server_stop(&s, SIGTERM);
+    expect_stats_line(&s, 3);
+}
+
+/* ---- http_server --------------------------------------------------------------------------------- */
+
+#define HELLO "Hello, World!"
+#define GET "GET / HTTP/1.1\r\nHost: test\r\n\r\n"
+#define GET_CLOSE "GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+#define HEAD "HEAD / HTTP/1.1\r\nHost: test\r\n\r\n"
+
+/* A client connection reading responses through a buffer. */
+struct http_conn {
+    int fd;
+    size_t len;
+    char buf[32768];
+};
+
+struct response {
+    char head[1024]; /* status line and header lines, each ending in CRLF, then CRLF */
+    char body[64];
+    size_t body_len;
+};
+
+static struct http_conn *http_connect(const struct server *s)
+{
+    struct http_conn *c = calloc(1, sizeof *c);
+    cr_assert(c != NULL);
+    c->fd = client_connect(s->port);
+    return c;
+}
+
+static void http_send(struct http_conn *c, const char *text)
+{
+    send_all(c->fd, text, strlen(text));
+}
+
+static void http_close(struct http_conn *c)
+{
+    close(c->fd);
+    free(c);
+}
+
+/* Reads more into c->buf: the byte count, 0 at end of stream, or -errno (a reset). Fails after
+ * IO_TIMEOUT_MS without anything. */
+static ssize_t http_fill(struct http_conn *c, const char *what)
+{
+    cr_assert(c->len + 1 < sizeof c->buf, "%s: the server sent more than the test's buffer", what);
+    struct pollfd pf = {.fd = c->fd, .events = POLLIN};
+    int r;
+    while ((r = poll(&pf, 1, IO_TIMEOUT_MS)) < 0 && errno == EINTR)
+        ;
+    cr_assert(r == 1, "%s: nothing from the server within %d ms (have %zu bytes: \"%s\")", what, IO_TIMEOUT_MS,
+              c->len, c->buf);
+    ssize_t n = recv(c->fd, c->buf + c->len, sizeof c->buf - 1 - c->len, 0);
+    if (n < 0)
+        return -errno;
+    c->len += (size_t)n;
+    c->buf[c->len] = '\0';
+    return n;
+}
+
+/* The value of header name in r's head (case-insensitive name), copied to out; NULL if absent. */
+static const char *header(const struct response *r, const char *name, char *out, size_t cap)
+{
+    size_t name_len = strlen(name);
+    const char *line = strstr(r->head, "\r\n") + 2;
+    for (const char *eol; (eol = strstr(line, "\r\n")) && eol != line; line = eol + 2) {
+        if ((size_t)(eol - line) > name_len && strncasecmp(line, name, name_len) == 0 && line[name_len] == ':') {
+            const char *v = line + name_len + 1;
+            while (*v == ' ')
+                v++;
+            snprintf(out, cap, "%.*s", (int)(eol - v), v);
+            return out;
+        }
+    }
+    return NULL;
+}
+
+static void expect_header(const struct response *r, const char *name, const char *want, const char *what)
+{
+    char value[64];
+    const char *got = header(r, name, value, sizeof value);
+    cr_assert(got && strcmp(got, want) == 0, "%s: %s is \"%s\", want \"%s\", in:\n%s", what, name,
+              got ? got : "(absent)", want, r->head);
+}
+
+/* Reads one response: its head, then Content-Length bytes of body (none for a HEAD request). */
+static void read_response(struct http_conn *c, bool head_only, struct response *r, const char *what)
+{
+    char *end;
+    while (!(end = strstr(c->buf, "\r\n\r\n"))) {
+        ssize_t n = http_fill(c, what);
+        cr_assert(n > 0, "%s: %s after %zu bytes of a response: \"%s\"", what,
+                  n == 0 ? "end of stream" : strerror((int)-n), c->len, c->buf);
+    }
+    size_t head_len = (size_t)(end + 4 - c->buf);
+    cr_assert(head_len < sizeof r->head, "%s: response head of %zu bytes", what, head_len);
+    memcpy(r->head, c->buf, head_len);
+    r->head[head_len] = '\0';
+    cr_assert(strlen(r->head) == head_len, "%s: NUL byte in the response head", what);
+
+    char value[64];
+    cr_assert(header(r, "Content-Length", value, sizeof value), "%s: no Content-Length in:\n%s", what, r->head);
+    char *digits_end;
+    unsigned long length = strtoul(value, &digits_end, 10);
+    cr_assert(*value && !*digits_end && length < sizeof r->body, "%s: Content-Length \"%s\"", what, value);
+    r->body_len = head_only ? 0 : length;
+    while (c->len < head_len + r->body_len) {
+        ssize_t n = http_fill(c, what);
+        cr_assert(n > 0, "%s: %s in a body of %zu bytes", what, n == 0 ? "end of stream" : strerror((int)-n),
+                  r->body_len);
+    }
+    memcpy(r->body, c->buf + head_len, r->body_len);
+    r->body[r->body_len] = '\0';
+    size_t used = head_len + r->body_len;
+    memmove(c->buf, c->buf + used, c->len - used + 1);
+    c->len -= used;
+}
+
+/*
+ * Reads one response and asserts it exactly: the status line; header lines well formed, a Date in
+ * RFC 9110's IMF-fixdate of about now, Content-Length, Connection; then for 200 Content-Type:
+ * text/plain and the body "Hello, World!" (only its length for a HEAD); for an error an empty body.
+ */
+static void expect_response(struct http_conn *c, const char *what, bool head_only, const char *status,
+                            const char *connection)
+{
+    struct response r;
+    read_response(c, head_only, &r, what);
+    bool ok = strcmp(status, "HTTP/1.1 200 OK") == 0;
+    size_t status_len = strlen(status);
+    cr_assert(strncmp(r.head, status, status_len) == 0 && strncmp(r.head + status_len, "\r\n", 2) == 0,
+              "%s: status line, want \"%s\", in:\n%s", what, status, r.head);
+    const char *eol;
+    for (const char *line = strstr(r.head, "\r\n") + 2; (eol = strstr(line, "\r\n")) != line; line = eol + 2) {
+        const char *colon = memchr(line, ':', (size_t)(eol - line));
+        cr_assert(colon && colon > line && colon[1] == ' ', "%s: malformed header line \"%.*s\"", what,
+                  (int)(eol - line), line);
+    }
+    char value[64];
+    cr_assert(header(&r, "Date", value, sizeof value), "%s: no Date in:\n%s", what, r.head);
+    struct tm tm = {0};
+    const char *date_end = strptime(value, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    long skew = date_end ? (long)(timegm(&tm) - time(NULL)) : 0;
+    cr_assert(date_end && !*date_end && labs(skew) < 60, "%s: Date \"%s\" is not IMF-fixdate now", what, value);
+
+    expect_header(&r, "Content-Length", ok ? "13" : "0", what);
+    expect_header(&r, "Connection", connection, what);
+    if (ok)
+        expect_header(&r, "Content-Type", "text/plain", what);
+    const char *body = ok && !head_only ? HELLO : "";
+    cr_assert(strcmp(r.body, body) == 0, "%s: body \"%s\", want \"%s\"", what, r.body, body);
+}
+
+#define EXPECT_200(c, what, connection) expect_response((c), (what), false, "HTTP/1.1 200 OK", (connection))
+
+/*
+ * Asserts the server closed the connection with nothing more sent. A server closing with our request
+ * bytes unread makes its kernel send RST rather than FIN, so a reset also counts as closed here.
+ */
+static void expect_closed(struct http_conn *c, const char *what)
+{
+    cr_assert(c->len == 0, "%s: bytes after the last response: \"%s\"", what, c->buf);
+    ssize_t n = http_fill(c, what);
+    cr_assert(n == 0 || n == -ECONNRESET, "%s: want the connection closed, got %s: \"%s\"", what,
+              n > 0 ? "more bytes" : strerror((int)-n), c->buf);
+}
+
+/* Asserts the connection stays open and quiet for a moment: no stray bytes, no close. */
+static void expect_open_and_quiet(struct http_conn *c, const char *what)
+{
+    cr_assert(c->len == 0, "%s: bytes after the last response: \"%s\"", what, c->buf);
+    struct pollfd pf = {.fd = c->fd, .events = POLLIN};
+    int r = poll(&pf, 1, 100);
+    cr_assert(r == 0, "%s: want the connection open and quiet, but it is readable (revents 0x%x)", what,
+              (unsigned)pf.revents);
+}
+
+/* Stops the server: status 0 and nothing on stderr. */
+static void http_server_stop(struct server *s)
+{
+    server_stop(s, SIGTERM);
+    cr_assert(s->err_len == 0, "http_server wrote on stderr:\n%s", s->err);
+}
+
+Test(http, get_with_keep_alive_answers_200_hello_world_and_keeps_the_connection)
+{
+    struct server s;
+    server_start(&s, WEFT_HTTP_SERVER);
+    struct http_conn *c = http_connect(&s);
+    http_send(c, GET);
+    EXPECT_200(c, "first GET", "keep-alive");
+    expect_open_and_quiet(c, "after the first GET");
+    http_send(c, GET);
+    EXPECT_200(c, "second GET on the same connection", "keep-alive");
+    expect_open_and_quiet(c, "after the second GET");
+    http_close(c);
+    http_server_stop(&s);
+}
+
+Test(http, a_request_arriving_one_byte_at_a_time_after_an_empty_line_is_answered)
+{
+    struct server s;
+    server_start(&s, WEFT_HTTP_SERVER);
+    struct http_conn *c = http_connect(&s);
+    /* The pause lets most bytes arrive in a read of their own, CR and LF of one line included. */
+    static const char request[] = "\r\n" GET_CLOSE;
+    for (size_t i = 0; i < sizeof request - 1; i++) {
+        send_all(c->fd, request + i, 1);
+        usleep(1000);
+    }
+    EXPECT_200(c, "GET sent byte by byte", "close");
+    expect_closed(c, "after GET sent byte by byte");
+    http_close(c);
+    http_server_stop(&s);
+}
+
+Test(http, two_pipelined_requests_in_one_write_get_two_responses_in_order)
+{
+    struct server s;
+    server_start(&s, WEFT_HTTP_SERVER);
+    struct http_conn *c = http_connect(&s);
+    /* Told apart by their responses: the first has a body, the second none and "Connection: close". */
+    http_send(c, GET "HEAD / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    EXPECT_200(c, "pipelined GET", "keep-alive");
+    expect_response(c, "pipelined HEAD", true, "HTTP/1.1 200 OK", "close");
+    expect_closed(c, "after the pipelined HEAD with Connection: close");
+    http_close(c);
+    http_server_stop(&s);
+}
+
+Test(http, four_hundred_pipelined_requests_spanning_several_reads_are_answered_in_order)
+{
+    struct server s;
+    server_start(&s, WEFT_HTTP_SERVER);
+    struct http_conn *c = http_connect(&s);
+    /* About 11 KB of requests, more than the server's 8 KiB read buffer, so requests straddle reads;
+     * the 60 KB of answers overflow its 16 KiB output buffer several times. GET and HEAD alternate. */
+    enum { N = 400 };
+    size_t cap = N * sizeof GET_CLOSE, len = 0;
+    char *requests = malloc(cap);
+    cr_assert(requests != NULL);
+    for (int i = 0; i < N - 1; i++)
+        len += (size_t)snprintf(requests + len, cap - len, "%s", i % 2 ? HEAD : GET);
+    len += (size_t)snprintf(requests + len, cap - len, "%s", GET_CLOSE);
+    cr_assert(len > 8192);
+    send_all(c->fd, requests, len);
+    free(requests);
+    for (int i = 0; i < N - 1; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "response %d of %d (%s)", i + 1, N, i % 2 ? "HEAD" : "GET");
+        expect_response(c, what, i % 2, "HTTP/1.1 200 OK", "keep-alive");
+    }
+    EXPECT_200(c, "the last response", "close");
+    expect_closed(c, "after the last response");
+    http_close(c);
+    http_server_stop(&s);
+}
+
+Test(http, head_answers_the_headers_of_get_and_no_body)
+{
+    struct server s;
+    server_start(&s, WEFT_HTTP_SERVER);
+    struct http_conn *c = http_connect(&s);
+    http_send(c, HEAD);
+    expect_response(c, "HEAD", true, "HTTP/1.1 200 OK", "keep-alive");
+    /* Content-Length says 13, but not a byte follows. */
+    expect_open_and_quiet(c, "after the HEAD response");
+    http_send(c, GET_CLOSE);
+    EXPECT_200(c, "GET after HEAD", "close");
+    expect_closed(c, "after GET with Connection: close");
+    http_close(c);
+    http_server_stop(&s);
+}
+
+Test(http, connection_close_is_answered_then_the_connection_closes)
+{
+    struct server s;
+    server_start(&s, WEFT_HTTP_SERVER);
+    static const char *const requests[] = {
+        GET_CLOSE,
+        "GET / HTTP/1.1\r\nHost: test\r\nconnection: CLOSE\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: test\r\nConnection: keep-alive, close\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof requests / sizeof requests[0]; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "Connection: close, request %zu", i + 1);
+        struct http_conn *c = http_connect(&s);
+        http_send(c, requests[i]);
+        EXPECT_200(c, what, "close");
+        expect_closed(c, what);
+        http_close(c);
+    }
+    http_server_stop(&s);
+}
+
+Test(http, http_1_0_closes_after_the_response_unless_it_asks_for_keep_alive)
+{
+    struct server s;
+    server_start(&s, WEFT_HTTP_SERVER);
+    struct http_conn *c = http_connect(&s);
+    http_send(c, "GET / HTTP/1.0\r\n\r\n");
+    EXPECT_200(c, "HTTP/1.0 GET", "close");
+    expect_closed(c, "after HTTP/1.0 without keep-alive");
+    http_close(c);
+
+    c = http_connect(&s);
+    http_send(c, "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    EXPECT_200(c, "HTTP/1.0 GET with keep-alive", "keep-alive");
+    expect_open_and_quiet(c, "after HTTP/1.0 with keep-alive");
+    http_send(c, "GET / HTTP/1.0\r\n\r\n");
+    EXPECT_200(c, "second HTTP/1.0 GET", "close");
+    expect_closed(c, "after the second HTTP/1.0 GET");
+    http_close(c);
+    http_server_stop(&s);
+}
+
+Test(http, malformed_requests_get_400_and_the_connection_closes)
+{
+    struct server s;
+    server_start(&s, WEFT_HTTP_SERVER);
+    static const struct {
+        const char *what, *request;
+    } cases[] = {
+        {"garbage request line", "garbage\r\n\r\n"},
+        {"binary garbage", "\x16\x03\x01\x02\xfc\x03\x03\r\n\r\n"},
+        {"missing version", "GET /\r\nHost: test\r\n\r\n"},
+        {"missing target", "GET HTTP/1.1\r\nHost: test\r\n\r\n"},
+        {"empty method", " / HTTP/1.1\r\nHost: test\r\n\r\n"},
+        {"two spaces before the target", "GET  / HTTP/1.1\r\nHost: test\r\n\r\n"},
+        {"space in the target", "GET /a b HTTP/1.1\r\nHost: test\r\n\r\n"},
+        {"HTTP/2.0", "GET / HTTP/2.0\r\nHost: test\r\n\r\n"},
+        {"lowercase version", "GET / http/1.1\r\nHost: test\r\n\r\n"},
+        {"text after the version", "GET / HTTP/1.1 x\r\nHost: test\r\n\r\n"},
+        {"header line without a colon", "GET / HTTP/1.1\r\nHost: test\r\nNoColonHere\r\n\r\n"},
+        {"space before the colon", "GET / HTTP/1.1\r\nHost : test\r\n\r\n"},
+        {"empty header name", "GET / HTTP/1.1\r\nHost: test\r\n: value\r\n\r\n"},
+        {"obsolete line folding", "GET / HTTP/1.1\r\nHost: test\r\nX-A: a\r\n b\r\n\r\n"},
+        {"control character in a value", "GET / HTTP/1.1\r\nHost: te\x01st\r\n\r\n"},
+        {"bare LF inside a value", "GET / HTTP/1.1\r\nHost: test\r\nX-A: a\nb\r\n\r\n"},
+        {"HTTP/1.1 without Host", "GET / HTTP/1.1\r\nAccept: */*\r\n\r\n"},
+        {"two Host headers", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"},
+        {"Content-Length not a number", "POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 1x\r\n\r\n"},
+        {"empty Content-Length", "POST / HTTP/1.1\r\nHost: test\r\nContent-Length:\r\n\r\n"},
+        {"negative Content-Length", "POST / HTTP/1.1\r\nHost: test\r\nContent-Length: -1\r\n\r\n"},
+        {"conflicting Content-Lengths",
+         "POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"},
+        {"Content-Length beyond 2^64",
+         "POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 99999999999999999999999\r\n\r\n"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct http_conn *c = http_connect(&s);
+        http_send(c, cases[i].request);
+        expect_response(c, cases[i].what, false, "HTTP/1.1 400 Bad Request", "close");
+        expect_closed(c, cases[i].what);
+        http_close(c);
+    }
+
+    /* A good request, then a bad one, in one write: the good one is answered first. */
+    struct http_conn *c = http_connect(&s);
+    http_send(c, GET "garbage\r\n\r\n");
+    EXPECT_200(c, "good request before a bad one", "keep-alive");
+    expect_response(c, "bad request after a good one", false, "HTTP/1.1 400 Bad Request", "close");
+    expect_closed(c, "after the bad request");
+    http_close(c);
+    http_server_stop(&s);
+}
+
+/* A request head of exactly len bytes (request line, Host, Connection: close, padding header, CRLF). */
+static char *head_of_length(size_t len)
+{
+    static const char start[] = "GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\nX-Pad: ";
+    size_t fixed = strlen(start) + strlen("\r\n\r\n");
+    cr_assert(len > fixed);
+    char *head = malloc(len + 1);
+    cr_assert(head != NULL);
+    strcpy(head, start);
+    memset(head + strlen(start), 'a', len - fixed);
+    strcpy(head + len - 4, "\r\n\r\n");
+    return head;
+}
+
+/* A request with n header lines: Host, Connection: close, then X-N: v lines. */
+static char *head_with_headers(int n)
+{
+    char *head = malloc(64 + (size_t)n * 16);
+    cr_assert(head != NULL);
+    int len = sprintf(head, "GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    for (int i = 2; i < n; i++)
+        len += sprintf(head + len, "X-%d: v\r\n", i);
+    strcpy(head + len, "\r\n");
+    return head;
+}
+
+Test(http, head_beyond_8_kib_or_100_header_lines_gets_431_and_the_connection_closes)
+{
+    struct server s;
+    server_start(&s, WEFT_HTTP_SERVER);
+    static const struct {
+        const char *what;
+        size_t length;
+        int headers;
+        const char *status;
+    } cases[] = {
+        {"a head of exactly 8192 bytes", 8192, 0, "HTTP/1.1 200 OK"},
+        {"a head of 8193 bytes", 8193, 0, "HTTP/1.1 431 Request Header Fields Too Large"},
+        {"a head of 20000 bytes", 20000, 0, "HTTP/1.1 431 Request Header Fields Too Large"},
+        {"100 header lines", 0, 100, "HTTP/1.1 200 OK"},
+        {"101 header lines", 0, 101, "HTTP/1.1 431 Request Header Fields Too Large"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *head = cases[i].length ? head_of_length(cases[i].length) : head_with_headers(cases[i].headers);
+        struct http_conn *c = http_connect(&s);
+        http_send(c, head);
+        free(head);
+        expect_response(c, cases[i].what, false, cases[i].status, "close");
+        expect_closed(c, cases[i].what);
+        http_close(c);
+    }
+    http_server_stop(&s);
+}
+
+Test(http, transfer_encoding_gets_501_and_the_connection_closes)
+{
+    struct server s;
+    server_start(&s, WEFT_HTTP_SERVER);
+    static const char *const requests[] = {
+        "POST / HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: test\r\ntransfer-encoding: gzip, chunked\r\nContent-Length: 5\r\n\r\nhello",
+    };
+    for (size_t i = 0; i < sizeof requests / sizeof requests[0]; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "Transfer-Encoding, request %zu", i + 1);
+        struct http_conn *c = http_connect(&s);
+        http_send(c, requests[i]);
+        expect_response(c, what, false, "HTTP/1.1 501 Not Implemented", "close");
+        expect_closed(c, what);
+        http_close(c);
+    }
+    http_server_stop(&s);
+}
+
+Test(http, a_content_length_body_is_skipped_and_the_next_pipelined_request_answered)
+{
+    struct server s;
+    server_start(&s, WEFT_HTTP_SERVER);
+
+    /* Body and next request in one write. */
+    struct http_conn *c = http_connect(&s);
+    http_send(c, "POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 11\r\n\r\nhello world" GET_CLOSE);
+    EXPECT_200(c, "POST with an 11-byte body", "keep-alive");
+    EXPECT_200(c, "GET after the body", "close");
+    expect_closed(c, "after the GET");
+    http_close(c);
+
+    /* A 200,000-byte body made of requests, sent in uneven pieces: were any of it parsed, it would be
+     * answered too. The head and the first body bytes share a write, as do the last and the next GET. */
+    enum { BODY = 200000 };
+    char *body = malloc(BODY);
+    cr_assert(body != NULL);
+    for (size_t i = 0; i < BODY; i++)
+        body[i] = GET[i % (sizeof GET - 1)];
+    c = http_connect(&s);
+    char head[128];
+    int head_len = snprintf(head, sizeof head, "POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: %d\r\n\r\n",
+                            BODY);
+    char *first = malloc((size_t)head_len + 100);
+    cr_assert(first != NULL);
+    memcpy(first, head, (size_t)head_len);
+    memcpy(first + head_len, body, 100);
+    send_all(c->fd, first, (size_t)head_len + 100);
+    free(first);
+    send_all(c->fd, body + 100, 7);
+    send_all(c->fd, body + 107, 70000);
+    char *last = malloc(BODY - 70107 + sizeof GET_CLOSE);
+    cr_assert(last != NULL);
+    memcpy(last, body + 70107, BODY - 70107);
+    memcpy(last + BODY - 70107, GET_CLOSE, sizeof GET_CLOSE - 1);
+    send_all(c->fd, last, BODY - 70107 + sizeof GET_CLOSE - 1);
+    free(last);
+    free(body);
+    EXPECT_200(c, "POST with a 200000-byte body", "keep-alive");
+    EXPECT_200(c, "GET after the long body", "close");
+    expect_closed(c, "after the GET");
+    http_close(c);
+
+    /* Content-Length: 0 has nothing to skip. */
+    c = http_connect(&s);
+    http_send(c, "POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\n\r\n" GET_CLOSE);
+    EXPECT_200(c, "POST with Content-Length: 0", "keep-alive");
+    EXPECT_200(c, "GET after an empty body", "close");
+    expect_closed(c, "after the GET");
+    http_close(c);
+    http_server_stop(&s);
+}
