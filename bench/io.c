@@ -158,63 +158,101 @@ static uint64_t rng(void)
     return rng_state * 0x2545f4914f6cdd1dull;
 }
 
+/*
+ * Keeps qd reads in flight from one task, as fio does: each read's completion queues its slot (a
+ * callback), and the task refills every queued slot in the turn the completions arrived, so the depth
+ * never waits on one slow read.
+ */
+typedef struct file_ring {
+    weft_event *ready;
+    int *done;          /* slots whose read completed, in completion order */
+    size_t head, tail;  /* done[head % qd .. tail % qd) */
+    int qd;
+} file_ring;
+
+typedef struct file_slot {
+    file_ring *ring;
+    int index;
+} file_slot;
+
+static void read_done(weft_future *f, void *arg)
+{
+    (void)f;
+    file_slot *s = arg;
+    file_ring *q = s->ring;
+    q->done[q->tail++ % (size_t)q->qd] = s->index;
+    weft_event_set(q->ready);
+}
+
+static weft_future *file_read(file_job *job, char *buf, file_slot *slot)
+{
+    weft_future *f = weft_read_async(job->fd, buf, 4096, (int64_t)(rng() % job->blocks) * 4096);
+    if (f && weft_future_on_done(f, read_done, slot) != 0) {
+        weft_future_free(f);
+        f = NULL;
+    }
+    return f;
+}
+
 static intptr_t file_task(void *arg)
 {
     file_job *job = arg;
     int qd = job->qd;
-    char *bufs;
-    if (posix_memalign((void **)&bufs, 4096, (size_t)qd * 4096) != 0)
-        return -ENOMEM;
+    char *bufs = NULL;
     weft_future **slots = calloc((size_t)qd, sizeof *slots);
-    if (!slots) {
-        free(bufs);
-        return -ENOMEM;
+    file_slot *meta = calloc((size_t)qd, sizeof *meta);
+    file_ring q = {.ready = weft_event_new(), .done = calloc((size_t)qd, sizeof(int)), .qd = qd};
+    if (posix_memalign((void **)&bufs, 4096, (size_t)qd * 4096) != 0 || !slots || !meta || !q.ready || !q.done) {
+        job->error = ENOMEM;
+        goto out;
     }
-    for (int i = 0; i < qd; i++)
-        slots[i] = weft_read_async(job->fd, bufs + (size_t)i * 4096, 4096, (int64_t)(rng() % job->blocks) * 4096);
+    int inflight = 0;
+    for (int i = 0; i < qd; i++) {
+        meta[i] = (file_slot){.ring = &q, .index = i};
+        if (!(slots[i] = file_read(job, bufs + (size_t)i * 4096, &meta[i]))) {
+            job->error = ENOMEM;
+            break;
+        }
+        inflight++;
+    }
     uint64_t start = now_ns(), stop = start + (uint64_t)(job->seconds * 1e9);
     uint64_t reads = 0;
-    int oldest = 0;
-    while (!job->error) {
-        /* Wait for the oldest read, then refill every slot that has completed: depth stays at qd. */
-        intptr_t r = weft_await(slots[oldest]);
-        if (r != 4096) {
-            job->error = r < 0 ? (int)-r : EIO;
-            break;
+    bool stopping = job->error != 0;
+    while (inflight) {
+        if (q.head == q.tail) {
+            weft_event_clear(q.ready);
+            weft_event_wait(q.ready);
+            continue;
         }
-        bool stopping = now_ns() >= stop;
-        for (int k = 0; k < qd; k++) {
-            int i = (oldest + k) % qd;
-            if (!slots[i] || !weft_future_done(slots[i]))
-                continue;
-            r = weft_await(slots[i]);
-            if (r != 4096) {
-                job->error = r < 0 ? (int)-r : EIO;
-                break;
-            }
+        if (!stopping && now_ns() >= stop)
+            stopping = true;
+        while (q.head != q.tail) {
+            int i = q.done[q.head++ % (size_t)qd];
+            intptr_t r = weft_await(slots[i]);
             weft_future_free(slots[i]);
             slots[i] = NULL;
+            inflight--;
+            if (r != 4096) {
+                if (!job->error)
+                    job->error = r < 0 ? (int)-r : EIO;
+                stopping = true;
+                continue;
+            }
             reads++;
-            if (!stopping)
-                slots[i] = weft_read_async(job->fd, bufs + (size_t)i * 4096, 4096,
-                                           (int64_t)(rng() % job->blocks) * 4096);
+            if (!stopping) {
+                if ((slots[i] = file_read(job, bufs + (size_t)i * 4096, &meta[i])))
+                    inflight++;
+                else
+                    job->error = ENOMEM, stopping = true;
+            }
         }
-        if (stopping)
-            break;
-        while (!slots[oldest])
-            oldest = (oldest + 1) % qd;
-        oldest = (oldest + 1) % qd;
-        while (!slots[oldest])
-            oldest = (oldest + 1) % qd;
     }
     job->elapsed = (double)(now_ns() - start) / 1e9;
     job->reads = reads;
-    for (int i = 0; i < qd; i++) {
-        if (slots[i]) {
-            weft_await(slots[i]);
-            weft_future_free(slots[i]);
-        }
-    }
+out:
+    weft_event_free(q.ready);
+    free(q.done);
+    free(meta);
     free(slots);
     free(bufs);
     return 0;
