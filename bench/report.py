@@ -43,6 +43,22 @@ import textwrap
 #               faster than REF), within X + of REF (no worse than X times REF's figure; shown as the
 #               contender's figure over REF's, e.g. 1.05x)}
 # ----------------------------------------------------------------------------------------------------
+def net_metrics(request, client):
+    """The metrics of a network workload (echo, http): what `request` is called, and the load generator
+    that measures the rate and latency."""
+    return {
+        "req_per_s": {"label": f"{request}s per second ({client})", "short": "req/s", "better": "higher",
+                      "chart": True},
+        "server_cpu_us_per_req": {"label": f"server CPU time per {request}", "short": "CPU us/req",
+                                  "better": "lower", "chart": True},
+        "syscalls_per_req": {"label": f"server system calls per {request}", "short": "syscalls/req",
+                             "better": "lower", "chart": True},
+        **{f"{p}_us": {"label": f"latency {q} ({client})", "short": f"{q} us", "better": "lower", "chart": p == "p99"}
+           for p, q in (("p50", "p50"), ("p99", "p99"), ("p999", "p99.9"))},
+        "server_cpu_util": {"label": "server CPU use", "short": "server CPU", "better": None, "percent": True},
+    }
+
+
 WORKLOADS = {
     "switch": {
         "title": "context switch",
@@ -207,16 +223,78 @@ WORKLOADS = {
         "ratios": ["watchdog-off"],
         "targets": [],
     },
-    # echo, http: the lead wires these in (bench/echo/drive.py prints sample lines per contender and round).
-    # Until they have a spec here, their records still get a table and a chart made up by spec_for(); add
-    # one like those above to choose the order, labels, reference (ratios) and targets.
+    "http": {
+        "title": "HTTP/1.1 plaintext, keep-alive",
+        "what": "HTTP/1.1 keep-alive GET / answered with \"Hello, World!\", wrk -t 1 -c 256: weft's "
+                "examples/http_server (io_uring, epoll) vs nginx with one worker",
+        "placement": "server pinned to CPU 0, wrk (1 thread, 256 connections) to CPU 1",
+        "contenders": ["weft-io_uring", "weft-epoll", "nginx"],
+        "labels": {"weft-io_uring": "weft http_server\nio_uring", "weft-epoll": "weft http_server\nepoll",
+                   "nginx": "nginx\n(one worker)"},
+        "metrics": {
+            "req_per_s": {},  # (first: the panels' order)
+            "req_per_cpu_s": {"label": "requests per server-CPU-second", "short": "req/CPU-s", "better": "higher",
+                              "chart": True},
+            **net_metrics("request", "wrk"),
+            "server_cpu_us_per_req": {"label": "server CPU time per request", "short": "CPU us/req", "better": "lower"},
+            "wrk_cpu_util": {"label": "wrk CPU use", "short": "wrk CPU", "better": None, "percent": True},
+        },
+        "ratios": ["nginx"],
+        "table": {"ranges": ["req_per_s", "req_per_cpu_s"], "ratio_of": "req_per_cpu_s",
+                  "singles": ["server_cpu_us_per_req", "syscalls_per_req", "p50_us", "p99_us", "server_cpu_util",
+                              "wrk_cpu_util"]},
+        "targets": [
+            {"contender": "weft-io_uring", "metric": "req_per_cpu_s", "faster_than": "nginx", "at_least": 1.3,
+             "text": "weft (io_uring) >= 1.3x nginx's req per server-CPU-s"},
+        ],
+    },
 }
-ORDER = list(WORKLOADS)
+# Workloads named by their parameters, "<prefix><parameters>": the spec is made from the name.
+PREFIXED = {}  # prefix -> function(name) returning a spec, or None if the name does not parse
+# The order of the tables at the end; "echo" stands for every echo-* workload.
+ORDER = [w for w in WORKLOADS if w != "http"] + ["echo", "http"]
+
+
+def echo_spec(name):
+    """echo-<S>B-<N>c-<closed|rate>, as bench/echo/drive.py names them."""
+    m = re.match(r"^echo-(\d+)B-(\d+)c-(closed|rate)$", name)
+    if not m:
+        return None
+    size, conns, mode = int(m.group(1)), int(m.group(2)), m.group(3)
+    size_text = f"{size // 1024} KiB" if size % 1024 == 0 else f"{size} B"
+    how = "closed loop (each connection one message in flight): maximum rate" if mode == "closed" else \
+        "fixed offered rate (the same for all, see the note): server CPU per message"
+    return {
+        "title": f"echo {size_text} x {conns:,} connection{'s' if conns != 1 else ''}, "
+                 f"{'closed loop' if mode == 'closed' else 'fixed rate'}",
+        "what": f"TCP echo of {size_text} messages over {conns:,} connection{'s' if conns != 1 else ''}, {how}; "
+                f"weft (io_uring, epoll) vs hand-written epoll and liburing loops, Python asyncio and uvloop",
+        "placement": "server pinned to CPU 0, the verifying load generator (bench/echo/loadgen) to CPU 1",
+        "contenders": ["weft-io_uring", "weft-epoll", "epoll", "liburing", "asyncio", "uvloop"],
+        "labels": {"weft-io_uring": "weft\nio_uring", "weft-epoll": "weft\nepoll", "epoll": "plain epoll\n(by hand)",
+                   "liburing": "plain liburing\n(by hand)", "asyncio": "Python\nasyncio", "uvloop": "Python\nuvloop"},
+        "metrics": {
+            **net_metrics("round trip", "loadgen"),
+            "loadgen_cpu_util": {"label": "load generator CPU use", "short": "loadgen CPU", "better": None,
+                                 "percent": True},
+        },
+        # weft-epoll's reference is the epoll loop, weft-io_uring's the liburing one; both columns are shown
+        "ratios": ["epoll", "liburing"],
+        "table": {"ranges": ["req_per_s", "server_cpu_us_per_req"], "ratio_of": "server_cpu_us_per_req",
+                  "singles": ["syscalls_per_req", "p99_us", "server_cpu_util", "loadgen_cpu_util"]},
+        "targets": [],
+    }
+
+
+PREFIXED["echo-"] = echo_spec
 
 
 # ----------------------------------------------------------------------------------------------------
 # Reading and summarising
 # ----------------------------------------------------------------------------------------------------
+
+KINDS = ("sample", "failure", "meta")  # the records read; a driver's own (type "echo", "http") are not
+
 
 def read_records(path):
     recs = []
@@ -236,6 +314,10 @@ def spec_for(name, recs):
     """The WORKLOADS entry, or one made up from the records of a workload nobody described yet."""
     if name in WORKLOADS:
         return WORKLOADS[name]
+    for prefix, make in PREFIXED.items():
+        spec = make(name) if name.startswith(prefix) else None
+        if spec:
+            return spec
     contenders, metrics = [], {}
     for r in recs:
         if r.get("workload") != name:
@@ -285,8 +367,15 @@ def summarise(name, recs):
     mine = normalise(name, spec, recs)
     samples = [r for r in mine if r.get("type") == "sample"]
     failures = [r for r in mine if r.get("type") == "failure"]
-    contenders = list(spec["contenders"])
-    for r in mine:  # contenders the spec does not know yet still show
+    # A driver run on purpose with fewer contenders (echo in --quick) says which in a meta record: the
+    # others were not left out by a failure.
+    chosen = next((r["contenders"] for r in recs if r.get("type") == "meta" and r.get("workload") == name
+                   and isinstance(r.get("contenders"), list)), None)
+    contenders = [c for c in spec["contenders"] if chosen is None or c in chosen]
+    if chosen is not None and len(contenders) < len(spec["contenders"]):
+        notes.append("not run (left out on purpose): " +
+                     ", ".join(c for c in spec["contenders"] if c not in contenders))
+    for r in samples + failures:  # contenders the spec does not know yet still show
         c = r.get("contender")
         if c and c != "*" and c not in contenders:
             contenders.append(c)
@@ -332,8 +421,12 @@ def summarise(name, recs):
             entry["metrics"][m] = ms
         out["contenders"][c] = entry
     out["metric_info"] = {m: {"label": metrics[m]["label"], "better": metrics[m].get("better"),
-                              "chart": bool(metrics[m].get("chart")), "unit": units.get(m, "")} for m in metrics}
+                              "chart": bool(metrics[m].get("chart")), "unit": units.get(m, ""),
+                              "short": metrics[m].get("short", metrics[m]["label"]),
+                              "percent": bool(metrics[m].get("percent"))} for m in metrics}
     out["ratios"] = list(spec["ratios"])
+    if spec.get("table"):
+        out["table"] = spec["table"]
 
     for t in spec["targets"]:
         c, m = t["contender"], t["metric"]
@@ -371,12 +464,10 @@ def fnum(v):
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
     a = abs(v)
-    if float(v).is_integer() and a >= 10:
-        return f"{int(v):,}"
-    if a >= 10000:
+    if isinstance(v, int) and a >= 10:
+        return f"{v:,}"
+    if a >= 100:  # thousands separated whether or not the figure is a whole number (9,100 - 9,100.4)
         return f"{v:,.0f}"
-    if a >= 100:
-        return f"{v:.0f}"
     if a >= 10:
         return f"{v:.1f}"
     if a >= 1:
@@ -407,6 +498,8 @@ def target_desc(t):
 
 
 def render_table(name, s):
+    if s.get("table"):
+        return render_wide(name, s)
     lines = []
     rounds = max((len(ms["values"]) for e in s["contenders"].values() for ms in e["metrics"].values()), default=0)
     how = f"{rounds} round{'s' if rounds != 1 else ''}; median, min-max"
@@ -464,6 +557,12 @@ def render_table(name, s):
         else:
             prev = r[0 if not isinstance(r, tuple) else 1]
         lines.append(fmt_row(r))
+    return "\n".join(lines + table_footer(s))
+
+
+def table_footer(s):
+    """The lines under a table: rounds that failed, targets, notes."""
+    lines = []
     for c, e in s["contenders"].items():
         if e["status"] == "partial":
             fl = "; ".join(f"round {f['round']}: {f['reason']}" for f in e["failures"][:3])
@@ -474,7 +573,66 @@ def render_table(name, s):
         lines.append(f"  target: {t['text']:<44} {val:>12}  {verdict}")
     for n in s.get("notes", []):
         lines.append(f"  note: {n}")
-    return "\n".join(lines)
+    return lines
+
+
+def render_wide(name, s):
+    """A row per contender (the spec's "table"): the "ranges" metrics as median and min-max, the ratio of
+    "ratio_of" to each reference, then the medians of the "singles"."""
+    t, info = s["table"], s["metric_info"]
+    rounds = max((len(ms["values"]) for e in s["contenders"].values() for ms in e["metrics"].values()), default=0)
+    ratio_m = t.get("ratio_of")
+    lines = [f"{name}: {s['what']}"]
+    how = f"  {rounds} round{'s' if rounds != 1 else ''}; median, min-max; one column: the median"
+    if ratio_m and s["ratios"]:
+        short = info[ratio_m]["short"]
+        how += "; vs X: " + (f"X's {short} over this one's" if info[ratio_m]["better"] == "lower" else
+                             f"this one's {short} over X's")
+        how += " (above 1x: better than X), median of per-round pairs"
+    lines.append(how)
+
+    def one(m, v):
+        if info[m].get("percent"):
+            return f"{100 * v:.0f}%"
+        return fnum(v)
+
+    header, right = ["contender"], []
+    for m in t["ranges"]:
+        header += [info[m]["short"], "min-max"]
+    header += [f"{info[ratio_m]['short'] if i == 0 else ''} vs {r}".strip() for i, r in enumerate(s["ratios"])] if ratio_m else []
+    header += [info[m]["short"] for m in t["singles"]]
+    header.append("n")
+    rows = []
+    for c, e in s["contenders"].items():
+        if e["status"] == "failed":
+            rows.append((c, e["reason"]))
+            continue
+        row = [c]
+        for m in t["ranges"]:
+            ms = e["metrics"].get(m)
+            row += [one(m, ms["median"]), f"{one(m, ms['min'])} - {one(m, ms['max'])}"] if ms else ["-", "-"]
+        if ratio_m:
+            ms = e["metrics"].get(ratio_m)
+            for ref in s["ratios"]:
+                rr = ms["ratios"].get(ref) if ms else None
+                row.append("1.00x (ref)" if c == ref and rr else (fratio(rr["median"]) if rr else "-"))
+        for m in t["singles"]:
+            ms = e["metrics"].get(m)
+            row.append(one(m, ms["median"]) if ms else "-")
+        row.append(str(max((len(ms["values"]) for ms in e["metrics"].values()), default=0)))
+        rows.append(row)
+    cells = [r for r in rows if isinstance(r, list)]
+    widths = [max([len(header[i])] + [len(r[i]) for r in cells]) for i in range(len(header))]
+    widths[0] = max([widths[0]] + [len(r[0]) for r in rows])
+    lines.append("  " + "  ".join(h.ljust(widths[i]) if i == 0 else h.rjust(widths[i]) for i, h in enumerate(header)).rstrip())
+    lines.append("  " + "  ".join("-" * w for w in widths))
+    for r in rows:
+        if isinstance(r, tuple):
+            lines.append(f"  {r[0].ljust(widths[0])}  FAILED: {r[1]}")
+        else:
+            lines.append("  " + "  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i])
+                                          for i, cell in enumerate(r)).rstrip())
+    return "\n".join(lines + table_footer(s))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -546,7 +704,7 @@ def chart(name, s, machine, png, when):
                  f"{when}; bars: median of {rounds} round{'s' if rounds != 1 else ''}, whiskers: min–max; "
                  f"{s.get('placement', 'pinned to CPU 0')}")
         for n in s.get("notes", [])[:2]:
-            title += "\n" + n
+            title += "\n" + textwrap.fill(n, width=max(90, width // 8))
         script.append(f"set multiplot layout {rows},{cols} title {gp_str(title)} font ',11'")
         for mi, m in enumerate(metrics):
             info = s["metric_info"][m]
@@ -652,9 +810,12 @@ def workloads_in(recs):
     names = []
     for r in recs:
         w = r.get("workload")
-        if w and w not in names:
+        if w and w not in names and r.get("type") in KINDS:
             names.append(w)
-    return sorted(names, key=lambda w: (ORDER.index(w) if w in ORDER else len(ORDER), names.index(w)))
+    def place(w):
+        base = next((p[:-1] for p in PREFIXED if w.startswith(p)), w)
+        return ORDER.index(base) if base in ORDER else len(ORDER)
+    return sorted(names, key=lambda w: (place(w), names.index(w)))
 
 
 def cmd_table(a):

@@ -22,8 +22,8 @@
  * seconds, then (with --count-syscalls) a syscall window, then a drain in which no new message is sent
  * and every outstanding reply must arrive.
  *
- * Measured window: requests are replies completed inside it; the server's CPU time is utime+stime of
- * /proc/PID/stat (every thread of the process) read at its start and end. System calls are counted in a
+ * Measured window: requests are replies completed inside it; the server's CPU time is the on-CPU time
+ * of every thread of the process (/proc/PID/task/TID/schedstat, nanoseconds) read at its start and end. System calls are counted in a
  * separate window right after it, with `perf stat -e raw_syscalls:sys_enter -p PID` enabled and disabled
  * through perf's control pipe (acknowledged, so the window is exact): perf's tracepoint makes every
  * system call of the server slower, so it must not overlap the window whose CPU time is reported.
@@ -32,6 +32,7 @@
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -279,6 +280,42 @@ static long long proc_cpu_ticks(pid_t pid)
         }
     }
     return -1;
+}
+
+/*
+ * On-CPU time of every thread of pid in nanoseconds, from /proc/PID/task/TID/schedstat (its first
+ * field), so a short window at a low rate is not rounded to 10 ms clock ticks; from /proc/PID/stat's
+ * ticks where schedstat is missing. -1 if unreadable.
+ */
+static long long proc_cpu_ns(pid_t pid)
+{
+    char path[96], buf[128];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    long long total = 0;
+    bool any = false;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof path, "/proc/%d/task/%.16s/schedstat", (int)pid, e->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n <= 0)
+            continue;
+        buf[n] = '\0';
+        total += strtoll(buf, NULL, 10);
+        any = true;
+    }
+    if (d)
+        closedir(d);
+    if (any)
+        return total;
+    long long ticks = proc_cpu_ticks(pid);
+    long hz = sysconf(_SC_CLK_TCK);
+    return ticks < 0 || hz <= 0 ? -1 : ticks * (1000000000ll / hz);
 }
 
 /* ---- perf: system calls of the server in a window --------------------------------------------- */
@@ -790,10 +827,9 @@ int main(int argc, char **argv)
     struct epoll_event events[MAX_EVENTS];
     uint64_t start = now_ns();
     uint64_t t_connected = 0, t_measure = 0, t_measure_end = 0, t_sys_end = 0, t_drain = 0, t_end = 0;
-    long long cpu_ticks0 = -1, cpu_ticks1 = -1;
+    long long cpu_ns0 = -1, cpu_ns1 = -1;
     uint64_t self_cpu0 = 0, self_cpu1 = 0;
     uint64_t sys_deadline = 0;
-    long hz = sysconf(_SC_CLK_TCK);
 
     open_more();
     while (phase != PH_DONE && !error_msg[0]) {
@@ -823,13 +859,13 @@ int main(int argc, char **argv)
             phase = PH_MEASURE;
             t_measure = now;
             if (opt.server_pid > 0)
-                cpu_ticks0 = proc_cpu_ticks(opt.server_pid);
+                cpu_ns0 = proc_cpu_ns(opt.server_pid);
             self_cpu0 = cpu_self_ns();
         }
         if (phase == PH_MEASURE && now >= t_measure + (uint64_t)(opt.duration * 1e9)) {
             t_measure_end = now;
             if (opt.server_pid > 0)
-                cpu_ticks1 = proc_cpu_ticks(opt.server_pid);
+                cpu_ns1 = proc_cpu_ns(opt.server_pid);
             self_cpu1 = cpu_self_ns();
             if (opt.count_syscalls) {
                 phase = PH_SYSCALLS;
@@ -929,8 +965,8 @@ int main(int argc, char **argv)
     bool ok = error_msg[0] == '\0' && phase == PH_DONE;
     double secs = t_measure_end > t_measure ? (t_measure_end - t_measure) / 1e9 : NAN;
     double cpu_us = NAN, cpu_util = NAN;
-    if (cpu_ticks0 >= 0 && cpu_ticks1 >= 0 && hz > 0) {
-        double cpu_s = (double)(cpu_ticks1 - cpu_ticks0) / (double)hz;
+    if (cpu_ns0 >= 0 && cpu_ns1 >= 0) {
+        double cpu_s = (double)(cpu_ns1 - cpu_ns0) / 1e9;
         if (completed_window)
             cpu_us = cpu_s * 1e6 / (double)completed_window;
         cpu_util = cpu_s / secs;
