@@ -161,10 +161,19 @@ static long parse_request(const char *p, size_t n, request *rq)
 
 static const char BODY[] = "Hello, World!";
 
-/* The Date header's value, formatted again only when the second changes. */
+/*
+ * The Date header's value, formatted again only when the second changes, and the four answers (GET or
+ * HEAD, keep-alive or close), which differ only in it: formatted once per second and copied per request,
+ * since formatting each with snprintf would cost more than parsing the request does.
+ */
+static char date[40];
+static struct {
+    char text[256];
+    size_t len;
+} answers[4];
+
 static const char *http_date(void)
 {
-    static char date[40];
     static time_t last;
     time_t now = time(NULL);
     if (now != last) {
@@ -172,17 +181,26 @@ static const char *http_date(void)
         gmtime_r(&now, &tm);
         strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
         last = now;
+        for (int i = 0; i < 4; i++) {
+            int n = snprintf(answers[i].text, sizeof answers[i].text,
+                             "HTTP/1.1 200 OK\r\nServer: weft\r\nDate: %s\r\nContent-Type: text/plain\r\n"
+                             "Content-Length: %zu\r\nConnection: %s\r\n\r\n%s",
+                             date, sizeof BODY - 1, i & 1 ? "close" : "keep-alive", i & 2 ? "" : BODY);
+            answers[i].len = n > 0 && (size_t)n < sizeof answers[i].text ? (size_t)n : 0;
+        }
     }
     return date;
 }
 
 static size_t response(char *out, size_t cap, const request *rq)
 {
-    int n = snprintf(out, cap,
-                     "HTTP/1.1 200 OK\r\nServer: weft\r\nDate: %s\r\nContent-Type: text/plain\r\n"
-                     "Content-Length: %zu\r\nConnection: %s\r\n\r\n%s",
-                     http_date(), sizeof BODY - 1, rq->close ? "close" : "keep-alive", rq->head_only ? "" : BODY);
-    return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+    http_date();
+    int which = (rq->close ? 1 : 0) | (rq->head_only ? 2 : 0);
+    size_t n = answers[which].len;
+    if (n >= cap)
+        return 0;
+    memcpy(out, answers[which].text, n);
+    return n;
 }
 
 static void send_error(int fd, long status)

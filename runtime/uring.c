@@ -25,7 +25,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 typedef struct uring_backend {
     struct io_uring ring;
@@ -38,15 +37,6 @@ typedef struct uring_backend {
     weft__op wake_op;       /* the read kept armed on the loop's eventfd */
     uint64_t wake_buf;
     bool wake_rearm;        /* wake_op completed: arm it again once the CQ walk is over */
-    /*
-     * Per fd: its last recv came back short, so the socket was empty then. The next recv is sent
-     * with IORING_RECVSEND_POLL_FIRST: the kernel arms its poll at once instead of first trying a
-     * receive that would only fail (a request-reply server's every recv). A hint only: a stale
-     * one costs a poll that fires at once, never a wrong result.
-     */
-    uint8_t *recv_short;
-    size_t recv_short_n;
-    bool no_poll_first;     /* the kernel lacks the flag (before 5.19) */
 } uring_backend;
 
 static inline uring_backend *backend_of(weft_loop *l)
@@ -166,8 +156,6 @@ static void probe_opcodes(uring_backend *b)
         for (int i = 0; i < WEFT__OP_COUNT; i++)
             b->missing[i] = i != WEFT__OP_NOP && i != WEFT__OP_READV && i != WEFT__OP_WRITEV && i != WEFT__OP_FSYNC &&
                             i != WEFT__OP_POLL;
-    /* IORING_RECVSEND_POLL_FIRST came in 5.19 with IORING_OP_SOCKET; an older kernel rejects it. */
-    b->no_poll_first = !probe || !io_uring_opcode_supported(probe, IORING_OP_SOCKET);
     if (probe)
         io_uring_free_probe(probe);
 }
@@ -217,30 +205,8 @@ static void uring_fini(weft_loop *l)
     if (!b)
         return;
     io_uring_queue_exit(&b->ring);
-    free(b->recv_short);
     free(b);
     l->backend_data = NULL;
-}
-
-/* Remembers whether a recv on fd came back short (see uring_backend.recv_short). */
-static void note_recv(uring_backend *b, const weft__op *op, int32_t res)
-{
-    bool is_short = res > 0 && (uint64_t)res < op->len && !(op->flags & MSG_PEEK) && !b->no_poll_first;
-    size_t fd = (size_t)op->fd;
-    if (fd >= b->recv_short_n) {
-        if (!is_short)
-            return;
-        size_t n = b->recv_short_n ? b->recv_short_n : 256;
-        while (n <= fd)
-            n *= 2;
-        uint8_t *grown = realloc(b->recv_short, n);
-        if (!grown)
-            return; /* no hint: the recv is only tried first */
-        memset(grown + b->recv_short_n, 0, n - b->recv_short_n);
-        b->recv_short = grown;
-        b->recv_short_n = n;
-    }
-    b->recv_short[fd] = is_short;
 }
 
 static void reap(weft_loop *l, uring_backend *b)
@@ -251,11 +217,8 @@ static void reap(weft_loop *l, uring_backend *b)
     {
         seen++;
         weft__op *op = io_uring_cqe_get_data(cqe);
-        if (!op)
-            continue;
-        if (op->opcode == WEFT__OP_RECV && op->fd >= 0 && !op->withdrawn)
-            note_recv(b, op, cqe->res);
-        op->complete(op, op->withdrawn ? -ECANCELED : cqe->res, cqe->flags);
+        if (op)
+            op->complete(op, op->withdrawn ? -ECANCELED : cqe->res, cqe->flags);
     }
     io_uring_cq_advance(&b->ring, seen);
     l->stats.completions += seen;
@@ -391,8 +354,6 @@ static int uring_submit(weft_loop *l, weft__op *op)
         break;
     case WEFT__OP_RECV:
         io_uring_prep_recv(sqe, op->fd, op->addr, rw_len(op->len), (int)op->flags);
-        if ((size_t)op->fd < b->recv_short_n && b->recv_short[op->fd])
-            sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
         break;
     case WEFT__OP_SEND:
         io_uring_prep_send(sqe, op->fd, op->addr, rw_len(op->len), (int)op->flags);
@@ -407,8 +368,6 @@ static int uring_submit(weft_loop *l, weft__op *op)
         io_uring_prep_shutdown(sqe, op->fd, (int)op->flags);
         break;
     case WEFT__OP_CLOSE:
-        if (op->fd >= 0 && (size_t)op->fd < b->recv_short_n)
-            b->recv_short[op->fd] = 0; /* the number's next file starts without a hint */
         io_uring_prep_close(sqe, op->fd);
         break;
     case WEFT__OP_OPENAT:
