@@ -21,10 +21,12 @@
  */
 #include "internal.h"
 
+#include <fcntl.h>
 #include <liburing.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct uring_backend {
     struct io_uring ring;
@@ -37,7 +39,36 @@ typedef struct uring_backend {
     weft__op wake_op;       /* the read kept armed on the loop's eventfd */
     uint64_t wake_buf;
     bool wake_rearm;        /* wake_op completed: arm it again once the CQ walk is over */
+    struct accept_stream **streams; /* by listening fd: its multishot accept, if one was started */
+    size_t nstreams;
+    weft__list all_streams; /* every stream, those of closed fds too until the kernel lets go */
+    bool no_multishot_accept; /* before 5.19 */
 } uring_backend;
+
+/*
+ * A listening socket's multishot accept: one SQE that the kernel answers with a CQE per connection,
+ * so an accept loop does not pay a loop turn per connection (a burst of 10,000 connects would
+ * otherwise outrun it and overflow the backlog). Started by the first weft_accept without an address
+ * on the fd; connections that arrive with no task waiting are kept here in arrival order and handed
+ * to the next weft_accept, never dropped. Past ACCEPT_KEEP of them the multishot is cancelled, so the
+ * kernel's backlog bounds what a server that stopped accepting takes in; the next weft_accept starts
+ * it again. weft_close of the fd closes what nobody took, as the kernel would have reset them.
+ */
+enum { ACCEPT_KEEP = 64, WAIT_STREAM = 0x5a };
+
+typedef struct accept_stream {
+    weft__op op;           /* the multishot request, while the kernel holds it */
+    weft_loop *loop;
+    int fd, flags;
+    bool armed;            /* the kernel holds op */
+    bool stopping;         /* a cancel of op was sent: its -ECANCELED is ours, not an error */
+    bool orphan;           /* its fd was closed: free once the kernel lets go of op */
+    int32_t error;         /* what ended the multishot with no task waiting: for the next accept */
+    int *kept;             /* accepted fds nobody took yet, kept[head..tail) */
+    size_t head, tail, cap;
+    weft__list waiters;    /* accept ops parked on it (wait_link) */
+    weft__link link;       /* in uring_backend.all_streams */
+} accept_stream;
 
 static inline uring_backend *backend_of(weft_loop *l)
 {
@@ -156,6 +187,9 @@ static void probe_opcodes(uring_backend *b)
         for (int i = 0; i < WEFT__OP_COUNT; i++)
             b->missing[i] = i != WEFT__OP_NOP && i != WEFT__OP_READV && i != WEFT__OP_WRITEV && i != WEFT__OP_FSYNC &&
                             i != WEFT__OP_POLL;
+    /* IORING_ACCEPT_MULTISHOT came in 5.19 with IORING_OP_SOCKET. */
+    b->no_multishot_accept = !probe || !io_uring_opcode_supported(probe, IORING_OP_SOCKET) ||
+                             b->missing[WEFT__OP_ACCEPT];
     if (probe)
         io_uring_free_probe(probe);
 }
@@ -205,6 +239,15 @@ static void uring_fini(weft_loop *l)
     if (!b)
         return;
     io_uring_queue_exit(&b->ring);
+    for (weft__link *k; (k = b->all_streams.head);) {
+        accept_stream *st = WEFT__CONTAINER(k, accept_stream, link);
+        weft__list_remove(&b->all_streams, k);
+        while (st->head != st->tail)
+            close(st->kept[st->head++]);
+        free(st->kept);
+        free(st);
+    }
+    free(b->streams);
     free(b);
     l->backend_data = NULL;
 }
@@ -326,6 +369,209 @@ static inline unsigned rw_len(uint64_t len)
     return len > WEFT__RW_MAX ? WEFT__RW_MAX : (unsigned)len;
 }
 
+/* ---- multishot accept (see accept_stream) ---- */
+
+static void stream_complete(weft__op *op, int32_t res, uint32_t flags);
+
+/* Sends the multishot accept for st. 0, or the error of an SQ that could not be flushed. */
+static int stream_arm(weft_loop *l, uring_backend *b, accept_stream *st)
+{
+    struct io_uring_sqe *sqe = sqe_get(l, b);
+    if (!sqe)
+        return -EAGAIN;
+    io_uring_prep_multishot_accept(sqe, st->fd, NULL, NULL, st->flags);
+    io_uring_sqe_set_data(sqe, &st->op);
+    st->armed = true;
+    return 0;
+}
+
+/* Asks the kernel to end st's multishot; its last CQE (-ECANCELED) follows. */
+static void stream_stop(weft_loop *l, uring_backend *b, accept_stream *st)
+{
+    if (!st->armed || st->stopping)
+        return;
+    struct io_uring_sqe *sqe = sqe_get(l, b);
+    if (!sqe)
+        return; /* it stays armed: what it accepts is still kept */
+    io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&st->op, 0);
+    io_uring_sqe_set_data(sqe, NULL);
+    st->stopping = true;
+}
+
+/*
+ * A connection st accepted, given the flags (SOCK_CLOEXEC, SOCK_NONBLOCK) the weft_accept taking it
+ * asked for: st accepts with the flags of the call that started it, and a later call may differ.
+ */
+static int32_t stream_give(const accept_stream *st, int fd, int want)
+{
+    int diff = (st->flags ^ want) & (SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (WEFT__UNLIKELY(diff)) {
+        if ((diff & SOCK_CLOEXEC) && fcntl(fd, F_SETFD, (want & SOCK_CLOEXEC) ? FD_CLOEXEC : 0) < 0)
+            goto fail;
+        if (diff & SOCK_NONBLOCK) {
+            int fl = fcntl(fd, F_GETFL);
+            if (fl < 0 || fcntl(fd, F_SETFL, (want & SOCK_NONBLOCK) ? fl | O_NONBLOCK : fl & ~O_NONBLOCK) < 0)
+                goto fail;
+        }
+    }
+    return fd;
+fail:;
+    int32_t err = -errno;
+    close(fd);
+    return err;
+}
+
+/* Hands res to the first task waiting on st. False if none waits. */
+static bool stream_hand(accept_stream *st, int32_t res)
+{
+    weft__link *w = weft__list_pop(&st->waiters);
+    if (!w)
+        return false;
+    weft__op *op = WEFT__CONTAINER(w, weft__op, wait_link);
+    op->wait_kind = 0;
+    op->backend_priv = NULL;
+    op->complete(op, res >= 0 ? stream_give(st, res, (int)op->flags) : res, 0);
+    return true;
+}
+
+static bool stream_keep(accept_stream *st, int fd)
+{
+    if (st->tail == st->cap) {
+        if (st->head) {
+            memmove(st->kept, st->kept + st->head, (st->tail - st->head) * sizeof *st->kept);
+            st->tail -= st->head;
+            st->head = 0;
+        } else {
+            size_t cap = st->cap ? st->cap * 2 : ACCEPT_KEEP;
+            int *grown = realloc(st->kept, cap * sizeof *grown);
+            if (!grown)
+                return false;
+            st->kept = grown;
+            st->cap = cap;
+        }
+    }
+    st->kept[st->tail++] = fd;
+    return true;
+}
+
+static void stream_free(uring_backend *b, accept_stream *st)
+{
+    while (st->head != st->tail)
+        close(st->kept[st->head++]);
+    weft__list_remove(&b->all_streams, &st->link);
+    free(st->kept);
+    free(st);
+}
+
+static void stream_complete(weft__op *op, int32_t res, uint32_t flags)
+{
+    accept_stream *st = WEFT__CONTAINER(op, accept_stream, op);
+    weft_loop *l = st->loop;
+    uring_backend *b = backend_of(l);
+    bool stopped_by_us = st->stopping;
+    if (!(flags & IORING_CQE_F_MORE))
+        st->armed = st->stopping = false;
+    if (st->orphan) {
+        if (res >= 0)
+            close(res); /* accepted as its listener was closed: the kernel would have reset it */
+        if (!st->armed)
+            stream_free(b, st);
+        return;
+    }
+    if (res >= 0) {
+        if (!stream_hand(st, res)) {
+            if (!stream_keep(st, res)) {
+                close(res); /* out of memory for the list: the client sees a reset, weft keeps going */
+                weft__log("accept on fd %d: no memory to keep a connection; it was reset\n", st->fd);
+            }
+            if (st->tail - st->head >= ACCEPT_KEEP)
+                stream_stop(l, b, st);
+        }
+    } else if (!(res == -ECANCELED && stopped_by_us)) {
+        if (!stream_hand(st, res))
+            st->error = res;
+    }
+    if (!st->armed && st->waiters.head && stream_arm(l, b, st) < 0)
+        while (stream_hand(st, -EAGAIN)) {
+        }
+}
+
+/* st for a weft_accept of fd, started now (with the call's flags) if need be; NULL: take the one-shot path. */
+static accept_stream *stream_for(weft_loop *l, uring_backend *b, int fd, int flags)
+{
+    if (fd < 0 || b->no_multishot_accept)
+        return NULL;
+    if ((size_t)fd < b->nstreams && b->streams[fd])
+        return b->streams[fd];
+    if ((size_t)fd >= b->nstreams) {
+        size_t n = b->nstreams ? b->nstreams : 64;
+        while (n <= (size_t)fd)
+            n *= 2;
+        accept_stream **grown = realloc(b->streams, n * sizeof *grown);
+        if (!grown)
+            return NULL;
+        memset(grown + b->nstreams, 0, (n - b->nstreams) * sizeof *grown);
+        b->streams = grown;
+        b->nstreams = n;
+    }
+    accept_stream *st = calloc(1, sizeof *st);
+    if (!st)
+        return NULL;
+    st->op.complete = stream_complete;
+    st->op.opcode = WEFT__OP_ACCEPT;
+    st->op.fd = fd;
+    st->loop = l;
+    st->fd = fd;
+    st->flags = flags;
+    weft__list_push(&b->all_streams, &st->link);
+    b->streams[fd] = st;
+    return st;
+}
+
+/* weft_accept through st: a kept connection or error at once, else park until the kernel has one. */
+static int stream_accept(weft_loop *l, uring_backend *b, accept_stream *st, weft__op *op)
+{
+    if (st->head != st->tail) {
+        op->complete(op, stream_give(st, st->kept[st->head++], (int)op->flags), 0);
+        return 0;
+    }
+    if (st->error) {
+        int32_t err = st->error;
+        st->error = 0;
+        op->complete(op, err, 0);
+        return 0;
+    }
+    if (!st->armed) {
+        int r = stream_arm(l, b, st);
+        if (r < 0)
+            return r;
+    }
+    op->wait_kind = WAIT_STREAM;
+    op->backend_priv = st;
+    weft__list_push(&st->waiters, &op->wait_link);
+    return 0;
+}
+
+/* The fd is being closed: waiters end, kept connections are closed, the multishot is cancelled. */
+static void stream_close(weft_loop *l, uring_backend *b, int fd)
+{
+    if (fd < 0 || (size_t)fd >= b->nstreams || !b->streams[fd])
+        return;
+    accept_stream *st = b->streams[fd];
+    b->streams[fd] = NULL;
+    while (stream_hand(st, -ECANCELED)) {
+    }
+    while (st->head != st->tail)
+        close(st->kept[st->head++]);
+    if (!st->armed) {
+        stream_free(b, st);
+        return;
+    }
+    st->orphan = true;
+    st->stopping = false;
+    stream_stop(l, b, st);
+}
+
 static int uring_submit(weft_loop *l, weft__op *op)
 {
     uring_backend *b = backend_of(l);
@@ -335,6 +581,13 @@ static int uring_submit(weft_loop *l, weft__op *op)
             return 0;
         }
         return weft__op_offload(l, op);
+    }
+    if (op->opcode == WEFT__OP_ACCEPT && !op->addr) {
+        accept_stream *st = stream_for(l, b, op->fd, (int)op->flags);
+        if (st)
+            return stream_accept(l, b, st, op);
+    } else if (WEFT__UNLIKELY(op->opcode == WEFT__OP_CANCEL_FD || op->opcode == WEFT__OP_CLOSE)) {
+        stream_close(l, b, op->fd);
     }
     struct io_uring_sqe *sqe = sqe_get(l, b);
     if (!sqe)
@@ -419,6 +672,14 @@ static int uring_submit(weft_loop *l, weft__op *op)
 
 static void uring_cancel(weft_loop *l, weft__op *op)
 {
+    if (op->wait_kind == WAIT_STREAM) { /* parked on a multishot accept: nothing taken from the kernel */
+        accept_stream *st = op->backend_priv;
+        weft__list_remove(&st->waiters, &op->wait_link);
+        op->wait_kind = 0;
+        op->backend_priv = NULL;
+        op->complete(op, -ECANCELED, 0);
+        return;
+    }
     if (op->backend_priv) { /* on the executor */
         weft__op_offload_cancel(op);
         return;

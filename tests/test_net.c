@@ -1668,3 +1668,139 @@ Test(net, ping_pong_of_20000_small_messages_over_a_unix_stream_misses_no_wakeup)
 {
     EQ(run_net(pingpong_main, NULL), 0);
 }
+
+/* ---- accepting many connections --------------------------------------------------------------------- */
+
+/* A client that connects and sends its index (4 bytes). */
+struct burst_client {
+    uint16_t port;
+    uint32_t index;
+};
+
+static intptr_t burst_client_task(void *arg)
+{
+    struct burst_client *c = arg;
+    int fd = weft_tcp_connect("127.0.0.1", c->port);
+    if (fd < 0)
+        return fd;
+    ssize_t n = weft_send_all(fd, &c->index, 4);
+    char end;
+    ssize_t e = n == 4 ? weft_recv(fd, &end, 1, 0) : 0; /* until the server closes its side */
+    weft_close(fd);
+    return n != 4 ? -EIO : e;
+}
+
+/*
+ * 300 connections arrive while the accepting task sleeps, most of them with no weft_accept waiting
+ * (more than the 64 io_uring keeps before it stops accepting ahead): every one is accepted exactly once.
+ */
+static intptr_t accept_burst_main(void *arg)
+{
+    (void)arg;
+    enum { N = 300 };
+    int lfd = listener("127.0.0.1", N);
+    uint16_t port = port_of(lfd);
+    static struct burst_client clients[N];
+    weft_task *tasks[N];
+    for (uint32_t i = 0; i < N; i++) {
+        clients[i] = (struct burst_client){.port = port, .index = i};
+        tasks[i] = weft_spawn(burst_client_task, &clients[i]);
+        cr_assert(tasks[i]);
+    }
+    static bool seen[N];
+    memset(seen, 0, sizeof seen);
+    for (int k = 0; k < N; k++) {
+        int s = weft_accept(lfd, NULL, NULL, SOCK_CLOEXEC);
+        cr_assert(s >= 0, "accept %d: %d (%s)", k, s, res_name(s));
+        if (k == 0)
+            EQ(weft_sleep(50 * 1000 * 1000), 0); /* let the rest arrive with nobody accepting */
+        uint32_t index = UINT32_MAX;
+        EQ(weft_recv_exact(s, &index, 4), 4);
+        cr_assert(index < N && !seen[index], "connection %u accepted twice or out of range", index);
+        seen[index] = true;
+        EQ(weft_close(s), 0);
+    }
+    for (int i = 0; i < N; i++)
+        EQ(weft_join(tasks[i]), 0);
+    EQ(weft_close(lfd), 0);
+    return 0;
+}
+
+Test(net, a_burst_of_300_connections_is_accepted_once_each_with_none_lost)
+{
+    EQ(run_net(accept_burst_main, NULL), 0);
+}
+
+/*
+ * Connections that arrived after a first accept, not yet accepted when the listener is closed with
+ * weft_close: none stays open in the process, and their clients see the end.
+ */
+static intptr_t close_with_arrivals_main(void *arg)
+{
+    (void)arg;
+    int before = count_open_fds();
+    int lfd = listener("127.0.0.1", 16);
+    uint16_t port = port_of(lfd);
+    int c0 = weft_tcp_connect("127.0.0.1", port);
+    cr_assert(c0 >= 0);
+    int s0 = weft_accept(lfd, NULL, NULL, SOCK_CLOEXEC);
+    cr_assert(s0 >= 0);
+    int c[5];
+    for (int i = 0; i < 5; i++) {
+        c[i] = weft_tcp_connect("127.0.0.1", port);
+        cr_assert(c[i] >= 0);
+    }
+    EQ(weft_sleep(20 * 1000 * 1000), 0);
+    EQ(weft_close(lfd), 0);
+    EQ(weft_close(s0), 0);
+    EQ(weft_close(c0), 0);
+    EQ(count_open_fds(), before + 5); /* the five clients only */
+    for (int i = 0; i < 5; i++) {
+        char x;
+        ssize_t n = weft_recv(c[i], &x, 1, 0);
+        cr_assert(n == 0 || n == -ECONNRESET, "client %d after its listener closed: %zd (%s)", i, n,
+                  res_name((int)n));
+        EQ(weft_close(c[i]), 0);
+    }
+    EQ(count_open_fds(), before);
+    return 0;
+}
+
+Test(net, closing_a_listener_closes_connections_nobody_accepted)
+{
+    EQ(run_net(close_with_arrivals_main, NULL), 0);
+}
+
+/* A second weft_accept asking for other flags than the first gets an fd with its own flags. */
+static intptr_t accept_flags_main(void *arg)
+{
+    (void)arg;
+    int lfd = listener("127.0.0.1", 8);
+    uint16_t port = port_of(lfd);
+    int c1 = weft_tcp_connect("127.0.0.1", port), c2 = weft_tcp_connect("127.0.0.1", port);
+    cr_assert(c1 >= 0 && c2 >= 0);
+    int s1 = weft_accept(lfd, NULL, NULL, SOCK_CLOEXEC);
+    cr_assert(s1 >= 0);
+    EQ(weft_sleep(10 * 1000 * 1000), 0);
+    int s2 = weft_accept(lfd, NULL, NULL, SOCK_NONBLOCK);
+    cr_assert(s2 >= 0);
+    EQ(fcntl(s1, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+    EQ(fcntl(s2, F_GETFD) & FD_CLOEXEC, 0);
+    int fl2 = fcntl(s2, F_GETFL);
+    cr_assert(fl2 >= 0 && (fl2 & O_NONBLOCK), "SOCK_NONBLOCK asked for, O_NONBLOCK not set");
+    int s3;
+    int c3 = weft_tcp_connect("127.0.0.1", port);
+    cr_assert(c3 >= 0);
+    s3 = weft_accept(lfd, NULL, NULL, 0);
+    cr_assert(s3 >= 0);
+    EQ(fcntl(s3, F_GETFD) & FD_CLOEXEC, 0);
+    int fds[] = {s1, s2, s3, c1, c2, c3, lfd};
+    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+        EQ(weft_close(fds[i]), 0);
+    return 0;
+}
+
+Test(net, accept_gives_each_call_the_flags_it_asked_for)
+{
+    EQ(run_net(accept_flags_main, NULL), 0);
+}
