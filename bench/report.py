@@ -59,6 +59,25 @@ def net_metrics(request, client):
     }
 
 
+def files_spec(title, what, targets):
+    """The files workloads (O_DIRECT and buffered): the same contenders, metrics and reference."""
+    return {
+        "title": title,
+        "what": what,
+        "split_qd": True,
+        "contenders": ["weft-io_uring", "weft-epoll", "fio-io_uring", "fio-libaio", "fio-psync"],
+        "labels": {"weft-io_uring": "weft\nio_uring", "weft-epoll": "weft epoll\n(executor)",
+                   "fio-io_uring": "fio\nio_uring", "fio-libaio": "fio\nlibaio", "fio-psync": "fio psync\n(≤4 jobs)"},
+        "metrics": {
+            **{f"iops_qd{q}": {"label": f"IOPS at QD {q}", "better": "higher", "chart": True} for q in (1, 32, 128)},
+            **{f"syscalls_per_read_qd{q}": {"label": f"weft's syscalls per read, QD {q}", "better": "lower"}
+               for q in (1, 32, 128)},
+        },
+        "ratios": ["fio-libaio"],
+        "targets": targets,
+    }
+
+
 WORKLOADS = {
     "switch": {
         "title": "context switch",
@@ -136,39 +155,15 @@ WORKLOADS = {
              "text": "weft NOP <= 1.15x liburing's time"},
         ],
     },
-    "files": {
-        "title": "4 KiB random reads, O_DIRECT",
-        "what": "4 KiB random reads, O_DIRECT, one thread: weft_read_async vs fio (io_uring, libaio, psync)",
-        "split_qd": True,
-        "contenders": ["weft-io_uring", "weft-epoll", "fio-io_uring", "fio-libaio", "fio-psync"],
-        "labels": {"weft-io_uring": "weft\nio_uring", "weft-epoll": "weft epoll\n(executor)",
-                   "fio-io_uring": "fio\nio_uring", "fio-libaio": "fio\nlibaio", "fio-psync": "fio psync\n(≤4 jobs)"},
-        "metrics": {
-            **{f"iops_qd{q}": {"label": f"IOPS at QD {q}", "better": "higher", "chart": True} for q in (1, 32, 128)},
-            **{f"syscalls_per_read_qd{q}": {"label": f"weft's syscalls per read, QD {q}", "better": "lower"}
-               for q in (1, 32, 128)},
-        },
-        "ratios": ["fio-libaio"],
-        "targets": [
-            {"contender": "weft-io_uring", "metric": "iops_qd32", "faster_than": "fio-libaio", "at_least": 1.0,
-             "text": "weft (io_uring) >= 1.0x fio libaio at QD 32"},
-        ],
-    },
-    "files-buffered": {
-        "title": "4 KiB random reads, buffered, file in the page cache",
-        "what": "4 KiB random reads through the page cache (file cached), one thread: weft vs fio",
-        "split_qd": True,
-        "contenders": ["weft-io_uring", "weft-epoll", "fio-io_uring", "fio-libaio", "fio-psync"],
-        "labels": {"weft-io_uring": "weft\nio_uring", "weft-epoll": "weft epoll\n(executor)",
-                   "fio-io_uring": "fio\nio_uring", "fio-libaio": "fio\nlibaio", "fio-psync": "fio psync\n(≤4 jobs)"},
-        "metrics": {
-            **{f"iops_qd{q}": {"label": f"IOPS at QD {q}", "better": "higher", "chart": True} for q in (1, 32, 128)},
-            **{f"syscalls_per_read_qd{q}": {"label": f"weft's syscalls per read, QD {q}", "better": "lower"}
-               for q in (1, 32, 128)},
-        },
-        "ratios": ["fio-libaio"],
-        "targets": [],
-    },
+    "files": files_spec(
+        "4 KiB random reads, O_DIRECT",
+        "4 KiB random reads, O_DIRECT, one thread: weft_read_async vs fio (io_uring, libaio, psync)",
+        [{"contender": "weft-io_uring", "metric": "iops_qd32", "faster_than": "fio-libaio", "at_least": 1.0,
+          "text": "weft (io_uring) >= 1.0x fio libaio at QD 32"}]),
+    "files-buffered": files_spec(
+        "4 KiB random reads, buffered, file in the page cache",
+        "4 KiB random reads through the page cache (file cached), one thread: weft vs fio",
+        []),
     "executor": {
         "title": "executor: empty jobs",
         "placement": "loop (or calling thread) pinned to CPU 0, workers as labelled",
