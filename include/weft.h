@@ -394,7 +394,9 @@ WEFT_API int weft_socket(int domain, int type, int protocol);
 /* accept4(2): flags are SOCK_NONBLOCK / SOCK_CLOEXEC. addr and len may be NULL. When the process or
  * system is out of fds (EMFILE, ENFILE) it does not return: it waits, backing off from 1 ms to 1 s,
  * until one is free (logged once, counted in weft_stats.accept_backoffs), so an accept loop never
- * spins. */
+ * spins. On io_uring (Linux 5.19+), the first call on a listener with addr NULL starts a multishot
+ * accept: connections arriving between calls are accepted ahead, up to 64, and handed to the next
+ * calls in arrival order; weft_close of the listener closes those nobody took. */
 WEFT_API int weft_accept(int fd, struct sockaddr *addr, socklen_t *len, int flags);
 /* connect(2). -ECONNREFUSED, -ETIMEDOUT, -ENETUNREACH... */
 WEFT_API int weft_connect(int fd, const struct sockaddr *addr, socklen_t len);
