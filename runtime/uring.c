@@ -42,6 +42,7 @@ typedef struct uring_backend {
     struct accept_stream **streams; /* by listening fd: its multishot accept, if one was started */
     size_t nstreams;
     weft__list all_streams; /* every stream, those of closed fds too until the kernel lets go */
+    weft__list stream_todo; /* streams to arm or stop once the CQ walk is over (todo_link) */
     bool no_multishot_accept; /* before 5.19 */
 } uring_backend;
 
@@ -68,6 +69,8 @@ typedef struct accept_stream {
     size_t head, tail, cap;
     weft__list waiters;    /* accept ops parked on it (wait_link) */
     weft__link link;       /* in uring_backend.all_streams */
+    weft__link todo_link;  /* in uring_backend.stream_todo while in_todo */
+    bool in_todo;
 } accept_stream;
 
 static inline uring_backend *backend_of(weft_loop *l)
@@ -252,6 +255,8 @@ static void uring_fini(weft_loop *l)
     l->backend_data = NULL;
 }
 
+static void streams_after_walk(weft_loop *l, uring_backend *b);
+
 static void reap(weft_loop *l, uring_backend *b)
 {
     struct io_uring_cqe *cqe;
@@ -265,6 +270,8 @@ static void reap(weft_loop *l, uring_backend *b)
     }
     io_uring_cq_advance(&b->ring, seen);
     l->stats.completions += seen;
+    if (WEFT__UNLIKELY(b->stream_todo.head))
+        streams_after_walk(l, b);
 }
 
 /*
@@ -372,6 +379,7 @@ static inline unsigned rw_len(uint64_t len)
 /* ---- multishot accept (see accept_stream) ---- */
 
 static void stream_complete(weft__op *op, int32_t res, uint32_t flags);
+static void stream_later(uring_backend *b, accept_stream *st);
 
 /* Sends the multishot accept for st. 0, or the error of an SQ that could not be flushed. */
 static int stream_arm(weft_loop *l, uring_backend *b, accept_stream *st)
@@ -456,6 +464,8 @@ static bool stream_keep(accept_stream *st, int fd)
 
 static void stream_free(uring_backend *b, accept_stream *st)
 {
+    if (st->in_todo)
+        weft__list_remove(&b->stream_todo, &st->todo_link);
     while (st->head != st->tail)
         close(st->kept[st->head++]);
     weft__list_remove(&b->all_streams, &st->link);
@@ -485,15 +495,42 @@ static void stream_complete(weft__op *op, int32_t res, uint32_t flags)
                 weft__log("accept on fd %d: no memory to keep a connection; it was reset\n", st->fd);
             }
             if (st->tail - st->head >= ACCEPT_KEEP)
-                stream_stop(l, b, st);
+                stream_later(b, st);
         }
     } else if (!(res == -ECANCELED && stopped_by_us)) {
         if (!stream_hand(st, res))
             st->error = res;
     }
-    if (!st->armed && st->waiters.head && stream_arm(l, b, st) < 0)
-        while (stream_hand(st, -EAGAIN)) {
-        }
+    if (!st->armed && st->waiters.head)
+        stream_later(b, st);
+}
+
+/*
+ * Arming or cancelling submits, and a full SQ is flushed by an enter that reaps: never inside the CQ
+ * walk that called stream_complete (it would walk the same CQEs again). They wait for the walk's end.
+ */
+static void stream_later(uring_backend *b, accept_stream *st)
+{
+    if (!st->in_todo) {
+        st->in_todo = true;
+        weft__list_push(&b->stream_todo, &st->todo_link);
+    }
+}
+
+static void streams_after_walk(weft_loop *l, uring_backend *b)
+{
+    weft__link *k;
+    while ((k = weft__list_pop(&b->stream_todo))) {
+        accept_stream *st = WEFT__CONTAINER(k, accept_stream, todo_link);
+        st->in_todo = false;
+        if (st->orphan)
+            continue;
+        if (st->tail - st->head >= ACCEPT_KEEP)
+            stream_stop(l, b, st);
+        else if (!st->armed && st->waiters.head && stream_arm(l, b, st) < 0)
+            while (stream_hand(st, -EAGAIN)) {
+            }
+    }
 }
 
 /* st for a weft_accept of fd, started now (with the call's flags) if need be; NULL: take the one-shot path. */

@@ -1804,3 +1804,20 @@ Test(net, accept_gives_each_call_the_flags_it_asked_for)
 {
     EQ(run_net(accept_flags_main, NULL), 0);
 }
+
+/* The same burst on a 4-entry ring: the accept is re-armed and cancelled while the SQ is full. */
+Test(net, a_burst_of_300_connections_on_a_4_entry_ring_loses_none)
+{
+    weft_config cfg = {.ring_entries = 4, .stack_size = 64 * 1024};
+    weft_loop *l = weft_loop_new(&cfg);
+    cr_assert(l, "weft_loop_new: %s", strerror(errno));
+    struct guarded g = {accept_burst_main, NULL};
+    intptr_t result = -1;
+    EQ(weft_loop_run(l, guarded_main, &g, &result), 0);
+    EQ(result, 0);
+    weft_stats st;
+    weft_loop_stats(l, &st);
+    if (strcmp(weft_loop_backend(l), "io_uring") == 0)
+        cr_assert(st.sq_full > 0, "the SQ never filled: the test did not test what it says");
+    weft_loop_free(l);
+}
