@@ -277,7 +277,15 @@ def echo_spec(name):
         "ratios": ["epoll", "liburing"],
         "table": {"ranges": ["req_per_s", "server_cpu_us_per_req"], "ratio_of": "server_cpu_us_per_req",
                   "singles": ["syscalls_per_req", "p99_us", "server_cpu_util", "loadgen_cpu_util"]},
-        "targets": [],
+        # The goals, for 64 B x 512 connections: server CPU per request against the hand-written loops.
+        "targets": [
+            {"contender": "weft-io_uring", "metric": "server_cpu_us_per_req", "within": 0.85, "of": "epoll",
+             "text": "weft (io_uring) CPU/req <= 0.85x plain epoll's"},
+            {"contender": "weft-io_uring", "metric": "server_cpu_us_per_req", "within": 1.05, "of": "liburing",
+             "text": "weft (io_uring) CPU/req <= 1.05x plain liburing's"},
+            {"contender": "weft-epoll", "metric": "server_cpu_us_per_req", "within": 1.05, "of": "epoll",
+             "text": "weft (epoll) CPU/req <= 1.05x plain epoll's"},
+        ] if (size, conns) == (64, 512) else [],
     }
 
 
