@@ -119,19 +119,12 @@ static fd_state *fd_get(weft_loop *l, epoll_backend *b, int fd, int *err)
         *err = -EBADF;
         return NULL;
     }
-    if ((size_t)fd >= b->nfds) {
-        size_t n = b->nfds ? b->nfds : 64;
-        while (n <= (size_t)fd)
-            n *= 2;
-        fd_state *grown = realloc(b->fds, n * sizeof *grown);
-        if (!grown) {
-            *err = -ENOMEM;
-            return NULL;
-        }
-        memset(grown + b->nfds, 0, (n - b->nfds) * sizeof *grown);
-        b->fds = grown;
-        b->nfds = n;
+    fd_state *fds = weft__fd_table_fit(b->fds, &b->nfds, sizeof *fds, (size_t)fd);
+    if (!fds) {
+        *err = -ENOMEM;
+        return NULL;
     }
+    b->fds = fds;
     fd_state *s = &b->fds[fd];
     if (s->kind != FD_UNKNOWN)
         return s;

@@ -17,6 +17,8 @@
 #endif
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #define WEFT__LIKELY(x) __builtin_expect(!!(x), 1)
@@ -80,6 +82,28 @@ static inline weft__link *weft__list_pop(weft__list *list)
     if (n)
         weft__list_remove(list, n);
     return n;
+}
+
+/* ---- tables indexed by fd ---------------------------------------------------------------------- */
+
+/*
+ * Makes table (of *n zero-initialised elements of elem bytes) hold index, doubling from 64 elements; the
+ * new ones are zeroed. Returns the table, moved or not, with *n updated; NULL (table and *n untouched)
+ * when out of memory.
+ */
+static inline void *weft__fd_table_fit(void *table, size_t *n, size_t elem, size_t index)
+{
+    if (index < *n)
+        return table;
+    size_t grown_n = *n ? *n : 64;
+    while (grown_n <= index)
+        grown_n *= 2;
+    char *grown = realloc(table, grown_n * elem);
+    if (!grown)
+        return NULL;
+    memset(grown + *n * elem, 0, (grown_n - *n) * elem);
+    *n = grown_n;
+    return grown;
 }
 
 /* ---- fiber.c: execution contexts ------------------------------------------------------------- */

@@ -236,20 +236,16 @@ static void uring_stop(weft_loop *l)
     }
 }
 
+static void stream_free(uring_backend *b, accept_stream *st);
+
 static void uring_fini(weft_loop *l)
 {
     uring_backend *b = backend_of(l);
     if (!b)
         return;
     io_uring_queue_exit(&b->ring);
-    for (weft__link *k; (k = b->all_streams.head);) {
-        accept_stream *st = WEFT__CONTAINER(k, accept_stream, link);
-        weft__list_remove(&b->all_streams, k);
-        while (st->head != st->tail)
-            close(st->kept[st->head++]);
-        free(st->kept);
-        free(st);
-    }
+    while (b->all_streams.head)
+        stream_free(b, WEFT__CONTAINER(b->all_streams.head, accept_stream, link));
     free(b->streams);
     free(b);
     l->backend_data = NULL;
@@ -540,23 +536,14 @@ static accept_stream *stream_for(weft_loop *l, uring_backend *b, int fd, int fla
         return NULL;
     if ((size_t)fd < b->nstreams && b->streams[fd])
         return b->streams[fd];
-    if ((size_t)fd >= b->nstreams) {
-        size_t n = b->nstreams ? b->nstreams : 64;
-        while (n <= (size_t)fd)
-            n *= 2;
-        accept_stream **grown = realloc(b->streams, n * sizeof *grown);
-        if (!grown)
-            return NULL;
-        memset(grown + b->nstreams, 0, (n - b->nstreams) * sizeof *grown);
-        b->streams = grown;
-        b->nstreams = n;
-    }
+    accept_stream **streams = weft__fd_table_fit(b->streams, &b->nstreams, sizeof *streams, (size_t)fd);
+    if (!streams)
+        return NULL;
+    b->streams = streams;
     accept_stream *st = calloc(1, sizeof *st);
     if (!st)
         return NULL;
     st->op.complete = stream_complete;
-    st->op.opcode = WEFT__OP_ACCEPT;
-    st->op.fd = fd;
     st->loop = l;
     st->fd = fd;
     st->flags = flags;
