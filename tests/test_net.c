@@ -1453,23 +1453,35 @@ static intptr_t pressure_main(void *arg)
     return 0;
 }
 
-Test(net, a_4_entry_ring_serves_2000_tasks_doing_io_through_sq_full_and_cq_overflow)
+/*
+ * Runs fn(arg) as main (under run_net's deadline) on a loop with a 4-entry SQ and 16-entry CQ, checks
+ * it returned 0, and gives the loop's counters; true if the loop ran on io_uring.
+ */
+static bool run_on_a_4_entry_ring(weft_fn fn, void *arg, weft_stats *st)
 {
     unsetenv("WEFT_RING_ENTRIES");
     weft_config cfg = {.ring_entries = 4, .stack_size = 64 * 1024};
     weft_loop *l = weft_loop_new(&cfg);
     cr_assert(l, "weft_loop_new: %s", strerror(errno));
-    struct pressure *p = calloc(1, sizeof *p);
-    cr_assert(p);
-    struct guarded g = {pressure_main, p};
+    struct guarded g = {fn, arg};
     intptr_t result = -1;
     EQ(weft_loop_run(l, guarded_main, &g, &result), 0);
     EQ(result, 0);
+    EQ(weft_loop_stats(l, st), 0);
+    bool uring = strcmp(weft_loop_backend(l), "io_uring") == 0;
+    weft_loop_free(l);
+    return uring;
+}
+
+Test(net, a_4_entry_ring_serves_2000_tasks_doing_io_through_sq_full_and_cq_overflow)
+{
+    struct pressure *p = calloc(1, sizeof *p);
+    cr_assert(p);
     weft_stats st;
-    EQ(weft_loop_stats(l, &st), 0);
+    bool uring = run_on_a_4_entry_ring(pressure_main, p, &st);
     EQ(st.tasks_live, 0);
     cr_assert(st.tasks_peak >= PRESSURE_TASKS, "tasks_peak %" PRIu64, st.tasks_peak);
-    if (strcmp(weft_loop_backend(l), "io_uring") == 0) {
+    if (uring) {
         cr_assert(st.sq_full > 0, "sq_full is 0 with a 4-entry SQ and 2000 tasks submitting");
         cr_assert(st.cq_overflows > 0, "cq_overflows is 0 with 2000 reads completing into a 16-entry CQ");
     } else {
@@ -1479,7 +1491,6 @@ Test(net, a_4_entry_ring_serves_2000_tasks_doing_io_through_sq_full_and_cq_overf
         EQ(st.offloaded_ops, 0);
     }
     free(p);
-    weft_loop_free(l);
 }
 
 /* ---- weft_poll --------------------------------------------------------------------------------------- */
@@ -1808,16 +1819,7 @@ Test(net, accept_gives_each_call_the_flags_it_asked_for)
 /* The same burst on a 4-entry ring: the accept is re-armed and cancelled while the SQ is full. */
 Test(net, a_burst_of_300_connections_on_a_4_entry_ring_loses_none)
 {
-    weft_config cfg = {.ring_entries = 4, .stack_size = 64 * 1024};
-    weft_loop *l = weft_loop_new(&cfg);
-    cr_assert(l, "weft_loop_new: %s", strerror(errno));
-    struct guarded g = {accept_burst_main, NULL};
-    intptr_t result = -1;
-    EQ(weft_loop_run(l, guarded_main, &g, &result), 0);
-    EQ(result, 0);
     weft_stats st;
-    weft_loop_stats(l, &st);
-    if (strcmp(weft_loop_backend(l), "io_uring") == 0)
+    if (run_on_a_4_entry_ring(accept_burst_main, NULL, &st))
         cr_assert(st.sq_full > 0, "the SQ never filled: the test did not test what it says");
-    weft_loop_free(l);
 }
