@@ -565,19 +565,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (!strcmp(bench_opt.mode, "quick")) {
-        if (!rounds_set)
-            bench_opt.rounds = 5;
-        if (!target_set)
-            bench_opt.target_ms = 25;
-    } else if (!strcmp(bench_opt.mode, "full")) {
-        if (!rounds_set)
-            bench_opt.rounds = 15;
-        if (!target_set)
-            bench_opt.target_ms = 400;
-    } else if (!target_set) {
-        bench_opt.target_ms = 60;
-    }
+    bench_mode_lengths(rounds_set, target_set, 25, 60, 400);
     bench_clear_env();
     bool two_cpus = online_cpus() >= 2;
     if (!two_cpus)

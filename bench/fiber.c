@@ -564,21 +564,11 @@ int main(int argc, char **argv)
     if (!any)
         for (size_t k = 0; k < NWORKLOADS; k++)
             want[k] = true;
-    if (!strcmp(bench_opt.mode, "quick")) {
-        if (!rounds_set)
-            bench_opt.rounds = 5;
-        if (!task_rounds_set)
-            opt.task_rounds = 1;
-        if (!target_set)
-            bench_opt.target_ms = 50;
-    } else if (!strcmp(bench_opt.mode, "full")) {
-        if (!rounds_set)
-            bench_opt.rounds = 15;
-        if (!task_rounds_set)
-            opt.task_rounds = 5;
-        if (!target_set)
-            bench_opt.target_ms = 200;
-    }
+    bench_mode_lengths(rounds_set, target_set, 50, bench_opt.target_ms, 200);
+    if (!task_rounds_set && !strcmp(bench_opt.mode, "quick"))
+        opt.task_rounds = 1;
+    else if (!task_rounds_set && !strcmp(bench_opt.mode, "full"))
+        opt.task_rounds = 5;
 
     bool pinned = pin_thread(0, 0);
     if (!pinned)

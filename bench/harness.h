@@ -416,6 +416,20 @@ static inline bool parse_uint(const char *s, unsigned long *out)
     return true;
 }
 
+/*
+ * The mode's lengths, where --rounds and --target-ms did not set them: 5 rounds in --quick, 15 in --full
+ * (the default mode keeps bench_opt's); each run calibrated to quick_ms, default_ms or full_ms.
+ */
+static inline void bench_mode_lengths(bool rounds_set, bool target_set, double quick_ms, double default_ms,
+                                      double full_ms)
+{
+    bool quick = !strcmp(bench_opt.mode, "quick"), full = !strcmp(bench_opt.mode, "full");
+    if (!rounds_set && (quick || full))
+        bench_opt.rounds = quick ? 5 : 15;
+    if (!target_set)
+        bench_opt.target_ms = quick ? quick_ms : full ? full_ms : default_ms;
+}
+
 /* Clears the WEFT_* variables that would override a field a benchmark sets on purpose (weft_config's
  * fields give way to the environment). */
 static inline void bench_clear_env(void)

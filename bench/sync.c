@@ -303,19 +303,7 @@ int main(int argc, char **argv)
     if (!any)
         for (size_t k = 0; k < NWORKLOADS; k++)
             want[k] = true;
-    if (!strcmp(bench_opt.mode, "quick")) {
-        if (!rounds_set)
-            bench_opt.rounds = 5;
-        if (!target_set)
-            bench_opt.target_ms = 40;
-    } else if (!strcmp(bench_opt.mode, "full")) {
-        if (!rounds_set)
-            bench_opt.rounds = 15;
-        if (!target_set)
-            bench_opt.target_ms = 200;
-    } else if (!target_set) {
-        bench_opt.target_ms = 80;
-    }
+    bench_mode_lengths(rounds_set, target_set, 40, 80, 200);
     bench_clear_env();
     bool pinned = pin_thread(0, 0);
     if (!pinned)
