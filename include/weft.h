@@ -72,6 +72,9 @@ typedef struct weft_config {
     uint64_t    slow_task_ns;     /* report a task running this long without suspending; 0 = 100 ms,
                                      UINT64_MAX = never (no watchdog thread) */
     size_t      executor_queue;   /* jobs the default executor queues before offloaders wait; 0 = 256 per thread */
+    uint64_t    idle_poll_ns;     /* with I/O or jobs in flight and nothing to run, look for completions this
+                                     long before sleeping in the kernel; 0 = never (the default). Env
+                                     WEFT_IDLE_POLL_US. Costs a busy CPU while idle; saves the wake-up. */
 } weft_config;
 
 /*
@@ -566,6 +569,8 @@ typedef struct weft_stats {
     uint64_t backend_fallbacks; /* 1 if io_uring was refused and the loop runs on epoll */
     uint64_t slow_task_reports; /* tasks reported for holding the loop longer than slow_task_ns */
     uint64_t accept_backoffs;   /* waits in weft_accept because the process was out of fds */
+    uint64_t idle_polls;        /* idle polls (idle_poll_ns) that found work before their time ran out */
+    uint64_t idle_poll_misses;  /* idle polls that found nothing and went on to sleep */
 } weft_stats;
 
 /* Copies the counters of the loop running on this thread. 0, -EINVAL (out NULL), -EPERM (no loop). */

@@ -516,6 +516,16 @@ static inline uint64_t weft__now(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* A spinning CPU's hint to its sibling hyperthread and the hypervisor. */
+static inline void weft__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+
 /* ---- backends -------------------------------------------------------------------------------- */
 
 /*

@@ -59,6 +59,9 @@ int weft__config_resolve(weft_config *out, const weft_config *in)
         out->stack_size = WEFT__MIN_STACK_SIZE;
     out->executor_threads = (unsigned)env_u64("WEFT_EXECUTOR_THREADS", out->executor_threads, false);
     out->executor_queue = env_u64("WEFT_EXECUTOR_QUEUE", out->executor_queue, false);
+    uint64_t poll_us = env_u64("WEFT_IDLE_POLL_US", UINT64_MAX, false);
+    if (poll_us != UINT64_MAX)
+        out->idle_poll_ns = poll_us > UINT64_MAX / 1000u ? UINT64_MAX : poll_us * 1000u;
     uint64_t slow_ms = env_u64("WEFT_SLOW_MS", 0, false);
     if (slow_ms)
         out->slow_task_ns = slow_ms * 1000000u;

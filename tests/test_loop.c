@@ -466,3 +466,149 @@ Test(loop, nops_from_more_tasks_than_ring_entries_all_complete)
 {
     EQ(run(nop_concurrent_main, NULL), 0);
 }
+
+/* ---- idle polling (weft_config.idle_poll_ns, WEFT_IDLE_POLL_US) ------------------------------------ */
+
+typedef struct late_write {
+    int fd;
+    uint64_t after_ns;
+} late_write;
+
+static void *write_later(void *arg)
+{
+    late_write *w = arg;
+    struct timespec ts = {(time_t)(w->after_ns / 1000000000u), (long)(w->after_ns % 1000000000u)};
+    nanosleep(&ts, NULL);
+    cr_assert(write(w->fd, "hello", 5) == 5);
+    return NULL;
+}
+
+typedef struct idle_case {
+    uint64_t write_after_ns;
+    weft_stats st; /* the loop's counters after the read */
+} idle_case;
+
+/* Reads a pipe another thread writes to after c->write_after_ns: the loop has nothing else to do. */
+static intptr_t idle_read_main(void *arg)
+{
+    idle_case *c = arg;
+    int p[2];
+    EQ(pipe(p), 0);
+    late_write w = {p[1], c->write_after_ns};
+    pthread_t th;
+    EQ(pthread_create(&th, NULL, write_later, &w), 0);
+    char buf[8] = {0};
+    EQ(weft_read(p[0], buf, sizeof buf, -1), 5);
+    cr_assert(memcmp(buf, "hello", 5) == 0);
+    EQ(weft_stats_get(&c->st), 0);
+    pthread_join(th, NULL);
+    EQ(weft_close(p[0]), 0);
+    close(p[1]);
+    return 0;
+}
+
+static void idle_run(const weft_config *cfg, idle_case *c)
+{
+    weft_loop *l = weft_loop_new(cfg);
+    cr_assert(l != NULL, "weft_loop_new: %s", strerror(errno));
+    intptr_t result = -1;
+    EQ(weft_loop_run(l, idle_read_main, c, &result), 0);
+    EQ(result, 0);
+    weft_loop_free(l);
+}
+
+Test(loop, idle_poll_is_off_by_default)
+{
+    unsetenv("WEFT_IDLE_POLL_US");
+    idle_case c = {.write_after_ns = MS(20)};
+    idle_run(NULL, &c);
+    EQ(c.st.idle_polls, 0);
+    EQ(c.st.idle_poll_misses, 0);
+}
+
+Test(loop, idle_poll_sees_a_completion_that_comes_within_its_budget)
+{
+    unsetenv("WEFT_IDLE_POLL_US");
+    /* A budget far longer than the wait: the read's completion is found by polling, never a sleep. */
+    weft_config cfg = {.idle_poll_ns = SEC(20)};
+    idle_case c = {.write_after_ns = MS(20)};
+    idle_run(&cfg, &c);
+    cr_assert(c.st.idle_polls >= 1, "idle_polls %" PRIu64, c.st.idle_polls);
+    EQ(c.st.idle_poll_misses, 0);
+}
+
+Test(loop, idle_poll_gives_up_after_its_budget_and_sleeps)
+{
+    unsetenv("WEFT_IDLE_POLL_US");
+    weft_config cfg = {.idle_poll_ns = MS(1)};
+    idle_case c = {.write_after_ns = MS(200)};
+    idle_run(&cfg, &c);
+    cr_assert(c.st.idle_poll_misses >= 1, "idle_poll_misses %" PRIu64, c.st.idle_poll_misses);
+}
+
+Test(loop, weft_idle_poll_us_sets_the_budget_and_zero_turns_it_off)
+{
+    setenv("WEFT_IDLE_POLL_US", "20000000", 1);
+    idle_case c = {.write_after_ns = MS(20)};
+    idle_run(NULL, &c);
+    cr_assert(c.st.idle_polls >= 1, "idle_polls %" PRIu64 " with WEFT_IDLE_POLL_US=20000000", c.st.idle_polls);
+    EQ(c.st.idle_poll_misses, 0);
+
+    setenv("WEFT_IDLE_POLL_US", "0", 1); /* overrides the configuration's budget */
+    weft_config cfg = {.idle_poll_ns = SEC(20)};
+    idle_case off = {.write_after_ns = MS(20)};
+    idle_run(&cfg, &off);
+    EQ(off.st.idle_polls, 0);
+    EQ(off.st.idle_poll_misses, 0);
+    unsetenv("WEFT_IDLE_POLL_US");
+}
+
+static intptr_t read_forever(void *arg)
+{
+    char c;
+    return weft_read(*(int *)arg, &c, 1, -1);
+}
+
+static intptr_t offload_sleep(void *arg)
+{
+    struct timespec ts = {0, (long)MS(20)};
+    nanosleep(&ts, NULL);
+    return (intptr_t)arg + 1;
+}
+
+static intptr_t idle_timer_main(void *arg)
+{
+    (void)arg;
+    int p[2];
+    EQ(pipe(p), 0);
+    weft_task *reader = weft_spawn(read_forever, &p[0]); /* I/O in flight the whole time */
+    cr_assert(reader != NULL);
+    weft_yield();
+    /* The next timer bounds the poll: the sleep ends on time, not when a 20 s budget runs out. */
+    uint64_t t0 = weft_now();
+    EQ(weft_sleep(MS(20)), 0);
+    uint64_t took = weft_now() - t0;
+    cr_assert(took >= MS(20) && took < SEC(10), "a 20 ms sleep took %" PRIu64 " ns", took);
+    /* An offloaded job's result comes back through the remote list, which the poll watches too. */
+    EQ(weft_offload(offload_sleep, (void *)41), 42);
+    weft_stats st;
+    EQ(weft_stats_get(&st), 0);
+    cr_assert(st.idle_polls >= 1, "idle_polls %" PRIu64, st.idle_polls);
+    EQ(weft_cancel(reader), 0);
+    EQ(weft_join(reader), -ECANCELED);
+    EQ(weft_close(p[0]), 0);
+    close(p[1]);
+    return 0;
+}
+
+Test(loop, idle_poll_ends_at_the_next_timer_and_sees_offloaded_results)
+{
+    unsetenv("WEFT_IDLE_POLL_US");
+    weft_config cfg = {.idle_poll_ns = SEC(20)};
+    weft_loop *l = weft_loop_new(&cfg);
+    cr_assert(l != NULL);
+    intptr_t result = -1;
+    EQ(weft_loop_run(l, idle_timer_main, NULL, &result), 0);
+    EQ(result, 0);
+    weft_loop_free(l);
+}
