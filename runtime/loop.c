@@ -59,6 +59,7 @@ int weft__config_resolve(weft_config *out, const weft_config *in)
         out->stack_size = WEFT__MIN_STACK_SIZE;
     out->executor_threads = (unsigned)env_u64("WEFT_EXECUTOR_THREADS", out->executor_threads, false);
     out->executor_queue = env_u64("WEFT_EXECUTOR_QUEUE", out->executor_queue, false);
+    out->submit_batch = (unsigned)env_u64("WEFT_SUBMIT_BATCH", out->submit_batch, false);
     uint64_t poll_us = env_u64("WEFT_IDLE_POLL_US", UINT64_MAX, false);
     if (poll_us != UINT64_MAX)
         out->idle_poll_ns = poll_us > UINT64_MAX / 1000u ? UINT64_MAX : poll_us * 1000u;

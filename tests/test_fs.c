@@ -60,12 +60,12 @@ static const char *loop_backend; /* of the loop running the scenario */
 
 /* Runs fn with a scratch directory fd as its argument on a default loop, under a deadline; removes
  * the directory. */
-static intptr_t run_in_scratch(weft_fn fn)
+static intptr_t run_in_scratch_with(weft_fn fn, const weft_config *cfg)
 {
     scratch_make();
     int dfd = open(scratch, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     cr_assert(dfd >= 0, "open %s: %s", scratch, strerror(errno));
-    weft_loop *l = weft_loop_new(NULL);
+    weft_loop *l = weft_loop_new(cfg);
     cr_assert(l, "weft_loop_new: %s", strerror(errno));
     loop_backend = weft_loop_backend(l);
     struct guarded g = {fn, (void *)(intptr_t)dfd};
@@ -75,6 +75,11 @@ static intptr_t run_in_scratch(weft_fn fn)
     close(dfd);
     scratch_remove();
     return result;
+}
+
+static intptr_t run_in_scratch(weft_fn fn)
+{
+    return run_in_scratch_with(fn, NULL);
 }
 
 static bool on_io_uring(void)
@@ -532,4 +537,68 @@ static intptr_t where_main(void *arg)
 Test(fs, file_calls_run_on_the_executor_on_epoll_and_never_on_io_uring)
 {
     EQ(run_in_scratch(where_main), 0);
+}
+
+/* ---- handing requests over early (weft_config.submit_batch, WEFT_SUBMIT_BATCH) ------------------------ */
+
+enum { BATCH_READS = 8 };
+static uint64_t batch_syscalls; /* the loop's system calls while the reads were being made */
+
+static intptr_t batch_main(void *arg)
+{
+    int dfd = (int)(intptr_t)arg;
+    int fd = open_new(dfd, "batch", 0600);
+    static unsigned char data[BATCH_READS * 4096], back[BATCH_READS * 4096];
+    fill_pattern(data, sizeof data, 11);
+    EQ(weft_write(fd, data, sizeof data, 0), sizeof data);
+    weft_future *fs[BATCH_READS];
+    weft_stats st0, st1;
+    EQ(weft_stats_get(&st0), 0);
+    for (int i = 0; i < BATCH_READS; i++) {
+        /* Backwards, so that a read landing in the wrong place shows. */
+        int k = BATCH_READS - 1 - i;
+        cr_assert((fs[i] = weft_read_async(fd, back + (size_t)k * 4096, 4096, (int64_t)k * 4096)) != NULL);
+        /* Handed over early or not, a completion is only taken in at the loop's turn. */
+        cr_assert(!weft_future_done(fs[i]), "read %d was done before its task suspended", i);
+    }
+    EQ(weft_stats_get(&st1), 0);
+    batch_syscalls = st1.syscalls - st0.syscalls;
+    for (int i = 0; i < BATCH_READS; i++) {
+        EQ(weft_await(fs[i]), 4096);
+        weft_future_free(fs[i]);
+    }
+    same_bytes(back, data, sizeof back, "reads handed over early");
+    EQ(weft_close(fd), 0);
+    return 0;
+}
+
+Test(fs, submit_batch_hands_reads_to_the_kernel_as_soon_as_that_many_are_queued)
+{
+    unsetenv("WEFT_SUBMIT_BATCH");
+    static const struct {
+        unsigned batch;
+        uint64_t enters; /* io_uring_enter calls while 8 reads are made */
+    } cases[] = {{0, 0}, {1, 8}, {3, 2}, {8, 1}, {9, 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        weft_config cfg = {.submit_batch = cases[i].batch};
+        EQ(run_in_scratch_with(batch_main, &cfg), 0);
+        if (on_io_uring())
+            cr_assert(batch_syscalls == cases[i].enters, "submit_batch %u: %" PRIu64 " enters, want %" PRIu64,
+                      cases[i].batch, batch_syscalls, cases[i].enters);
+        else /* epoll makes no batches: file calls go to the executor as they are made */
+            EQ(batch_syscalls, 0);
+    }
+}
+
+Test(fs, weft_submit_batch_overrides_the_configuration)
+{
+    setenv("WEFT_SUBMIT_BATCH", "1", 1);
+    weft_config cfg = {.submit_batch = 0};
+    EQ(run_in_scratch_with(batch_main, &cfg), 0);
+    EQ(batch_syscalls, on_io_uring() ? BATCH_READS : 0);
+    setenv("WEFT_SUBMIT_BATCH", "0", 1);
+    cfg.submit_batch = 1;
+    EQ(run_in_scratch_with(batch_main, &cfg), 0);
+    EQ(batch_syscalls, 0);
+    unsetenv("WEFT_SUBMIT_BATCH");
 }

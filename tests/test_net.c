@@ -1460,6 +1460,7 @@ static intptr_t pressure_main(void *arg)
 static bool run_on_a_4_entry_ring(weft_fn fn, void *arg, weft_stats *st)
 {
     unsetenv("WEFT_RING_ENTRIES");
+    unsetenv("WEFT_SUBMIT_BATCH"); /* the SQ must fill before it is handed over */
     weft_config cfg = {.ring_entries = 4, .stack_size = 64 * 1024};
     weft_loop *l = weft_loop_new(&cfg);
     cr_assert(l, "weft_loop_new: %s", strerror(errno));
