@@ -89,9 +89,18 @@ def main():
         return failure(f"fio reported error {errors} ({os.strerror(errors)})")
     if reads <= 0 or iops <= 0:
         return failure("fio completed no reads")
+    extra = {}
+    try:
+        # fio's usr_cpu and sys_cpu are percentages of the job's runtime (ms); one job only, as
+        # psync's several jobs report theirs grouped.
+        if numjobs == 1:
+            cpu_s = (float(job["usr_cpu"]) + float(job["sys_cpu"])) / 100 * float(job["job_runtime"]) / 1000
+            extra["cpu_us_per_read"] = round(cpu_s * 1e6 / reads, 3)
+    except (KeyError, TypeError, ValueError):
+        pass
     emit({"type": "sample", **base, "metric": "iops", "unit": "IOPS", "value": round(iops, 3), "qd": a.qd,
           "numjobs": numjobs, "reads": reads, "usr_cpu": job.get("usr_cpu"), "sys_cpu": job.get("sys_cpu"),
-          "fio_version": doc.get("fio version")})
+          **extra, "fio_version": doc.get("fio version")})
     return 0
 
 

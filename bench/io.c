@@ -6,9 +6,11 @@
  *       liburing with the same ring set-up (SINGLE_ISSUER|DEFER_TASKRUN, registered ring fd), one
  *       submit-and-wait each, interleaved round by round.
  *
- *   io files --file PATH --qd Q --seconds S --round R [--buffered] [--size BYTES]
+ *   io files --file PATH --qd Q --seconds S --round R [--buffered] [--size BYTES] [--eager]
  *       4 KiB random reads from one task keeping Q reads in flight with weft_read_async; O_DIRECT
- *       unless --buffered. One round per invocation: bench/run interleaves it with fio.
+ *       unless --buffered. One round per invocation: bench/run interleaves it with fio. --eager runs
+ *       the loop with submit_batch 1 and a 200 us idle poll (contender weft-io_uring-eager). The
+ *       process's CPU time over the window (executor threads included) is reported per read.
  *
  *   io mkfile --file PATH --size BYTES
  *       Lays out the test file with random data (skipped when it already has that size).
@@ -32,6 +34,14 @@ static uint64_t now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* CPU time of the whole process, every thread's (the executor's on epoll). */
+static uint64_t cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
@@ -145,6 +155,7 @@ typedef struct file_job {
     double seconds; /* may be fractional */
     uint64_t reads;
     double elapsed;
+    uint64_t cpu_ns; /* the process's CPU time over the window */
     int error;
 } file_job;
 
@@ -216,6 +227,7 @@ static intptr_t file_task(void *arg)
         inflight++;
     }
     uint64_t start = now_ns(), stop = start + (uint64_t)(job->seconds * 1e9);
+    uint64_t cpu0 = cpu_ns();
     uint64_t reads = 0;
     bool stopping = job->error != 0;
     while (inflight) {
@@ -248,6 +260,7 @@ static intptr_t file_task(void *arg)
         }
     }
     job->elapsed = (double)(now_ns() - start) / 1e9;
+    job->cpu_ns = cpu_ns() - cpu0;
     job->reads = reads;
 out:
     weft_event_free(q.ready);
@@ -258,13 +271,13 @@ out:
     return 0;
 }
 
-static int bench_files(const char *path, int qd, double seconds, int round, bool buffered)
+static int bench_files(const char *path, int qd, double seconds, int round, bool buffered, bool eager)
 {
     pin(0);
     const char *workload = buffered ? "files-buffered" : "files";
     char contender[64];
-    snprintf(contender, sizeof contender, "weft-%s-qd%d", getenv("WEFT_BACKEND") ? getenv("WEFT_BACKEND") : "io_uring",
-             qd);
+    snprintf(contender, sizeof contender, "weft-%s%s-qd%d", getenv("WEFT_BACKEND") ? getenv("WEFT_BACKEND") : "io_uring",
+             eager ? "-eager" : "", qd);
     int fd = open(path, O_RDONLY | (buffered ? 0 : O_DIRECT));
     if (fd < 0) {
         failure(workload, contender, round, strerror(errno));
@@ -275,15 +288,17 @@ static int bench_files(const char *path, int qd, double seconds, int round, bool
     file_job job = {.fd = fd, .qd = qd, .blocks = (uint64_t)st.st_size / 4096, .seconds = seconds};
     rng_state ^= (uint64_t)round * 0x100000001b3ull ^ now_ns();
     intptr_t res = -1;
-    weft_loop *l = weft_loop_new(NULL);
+    weft_config cfg = {.submit_batch = eager ? 1 : 0, .idle_poll_ns = eager ? 200000 : 0};
+    weft_loop *l = weft_loop_new(&cfg);
     weft_stats s = {0};
     if (!l || weft_loop_run(l, file_task, &job, &res) != 0 || res != 0 || job.error) {
         failure(workload, contender, round, job.error ? strerror(job.error) : "loop failed");
     } else {
         weft_loop_stats(l, &s);
-        char extra[160];
-        snprintf(extra, sizeof extra, ",\"qd\":%d,\"reads\":%llu,\"syscalls_per_read\":%.3f", qd,
-                 (unsigned long long)job.reads, (double)s.syscalls / (double)(job.reads ? job.reads : 1));
+        char extra[200];
+        double reads = (double)(job.reads ? job.reads : 1);
+        snprintf(extra, sizeof extra, ",\"qd\":%d,\"reads\":%llu,\"syscalls_per_read\":%.3f,\"cpu_us_per_read\":%.3f",
+                 qd, (unsigned long long)job.reads, (double)s.syscalls / reads, (double)job.cpu_ns / 1e3 / reads);
         sample(workload, contender, round, "iops", "IOPS", (double)job.reads / job.elapsed, extra);
     }
     weft_loop_free(l);
@@ -331,7 +346,7 @@ int main(int argc, char **argv)
     uint64_t size = 1ull << 30;
     double seconds = 5;
     const char *path = NULL;
-    bool buffered = false, quick = false;
+    bool buffered = false, quick = false, eager = false;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
             rounds = atoi(argv[++i]);
@@ -349,6 +364,8 @@ int main(int argc, char **argv)
             size = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--buffered"))
             buffered = true;
+        else if (!strcmp(argv[i], "--eager"))
+            eager = true;
     }
     if (!strcmp(argv[1], "nop")) {
         nop_iters = quick ? 200000 : 1000000;
@@ -365,7 +382,7 @@ int main(int argc, char **argv)
         return r < 0;
     }
     if (!strcmp(argv[1], "files"))
-        return bench_files(path, qd, seconds, round, buffered);
+        return bench_files(path, qd, seconds, round, buffered, eager);
     fprintf(stderr, "io: unknown workload %s\n", argv[1]);
     return 2;
 }

@@ -65,12 +65,16 @@ def files_spec(title, what, targets):
         "title": title,
         "what": what,
         "split_qd": True,
-        "contenders": ["weft-io_uring", "weft-epoll", "fio-io_uring", "fio-libaio", "fio-psync"],
-        "labels": {"weft-io_uring": "weft\nio_uring", "weft-epoll": "weft epoll\n(executor)",
+        "contenders": ["weft-io_uring", "weft-io_uring-eager", "weft-epoll", "fio-io_uring", "fio-libaio", "fio-psync"],
+        "labels": {"weft-io_uring": "weft\nio_uring", "weft-io_uring-eager": "weft io_uring\nsubmit 1,\npoll 200 µs",
+                   "weft-epoll": "weft epoll\n(executor)",
                    "fio-io_uring": "fio\nio_uring", "fio-libaio": "fio\nlibaio", "fio-psync": "fio psync\n(≤4 jobs)"},
         "metrics": {
             **{f"iops_qd{q}": {"label": f"IOPS at QD {q}", "better": "higher", "chart": True} for q in (1, 32, 128)},
             **{f"syscalls_per_read_qd{q}": {"label": f"weft's syscalls per read, QD {q}", "better": "lower"}
+               for q in (1, 32, 128)},
+            **{f"cpu_us_per_read_qd{q}": {"label": f"CPU µs per read, QD {q} (process; fio: its usr+sys)",
+                                          "short": f"CPU µs/read QD {q}", "better": "lower"}
                for q in (1, 32, 128)},
         },
         "ratios": ["fio-libaio"],
@@ -159,7 +163,9 @@ WORKLOADS = {
         "4 KiB random reads, O_DIRECT",
         "4 KiB random reads, O_DIRECT, one thread: weft_read_async vs fio (io_uring, libaio, psync)",
         [{"contender": "weft-io_uring", "metric": "iops_qd32", "faster_than": "fio-libaio", "at_least": 1.0,
-          "text": "weft (io_uring) >= 1.0x fio libaio at QD 32"}]),
+          "text": "weft (io_uring) >= 1.0x fio libaio at QD 32"},
+         {"contender": "weft-io_uring-eager", "metric": "iops_qd32", "faster_than": "fio-libaio", "at_least": 1.0,
+          "text": "weft (io_uring, submit_batch 1, idle poll 200 us) >= 1.0x fio libaio at QD 32"}]),
     "files-buffered": files_spec(
         "4 KiB random reads, buffered, file in the page cache",
         "4 KiB random reads through the page cache (file cached), one thread: weft vs fio",
@@ -354,6 +360,8 @@ def normalise(name, spec, recs):
             out.append(dict(r, metric=f"{r['metric']}_qd{q}"))
             if isinstance(r.get("syscalls_per_read"), (int, float)):
                 out.append(dict(r, metric=f"syscalls_per_read_qd{q}", unit="calls", value=r["syscalls_per_read"]))
+            if isinstance(r.get("cpu_us_per_read"), (int, float)):
+                out.append(dict(r, metric=f"cpu_us_per_read_qd{q}", unit="us", value=r["cpu_us_per_read"]))
         elif r.get("type") == "failure":
             reason = str(r.get("reason", ""))
             if not reason.startswith(f"qd {q}"):
