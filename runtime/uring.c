@@ -276,14 +276,21 @@ static void reap(weft_loop *l, uring_backend *b)
  * Submits what is queued and reaps what has completed, waiting up to timeout_ns (0: not at all,
  * UINT64_MAX: without limit) for a first completion when there is none.
  */
-static int enter(weft_loop *l, uring_backend *b, uint64_t timeout_ns)
+/* Publishes the SQEs queued since the last flush to the kernel; returns how many it has not taken yet. */
+static inline unsigned sq_flush(uring_backend *b)
 {
     struct io_uring_sq *sq = &b->ring.sq;
     if (sq->sqe_head != sq->sqe_tail) {
         sq->sqe_head = sq->sqe_tail;
         io_uring_smp_store_release(sq->ktail, sq->sqe_tail);
     }
-    unsigned to_submit = sq->sqe_tail - IO_URING_READ_ONCE(*sq->khead);
+    return sq->sqe_tail - IO_URING_READ_ONCE(*sq->khead);
+}
+
+static int enter(weft_loop *l, uring_backend *b, uint64_t timeout_ns)
+{
+    struct io_uring_sq *sq = &b->ring.sq;
+    unsigned to_submit = sq_flush(b);
     unsigned kflags = IO_URING_READ_ONCE(*sq->kflags);
     if (kflags & IORING_SQ_CQ_OVERFLOW)
         l->stats.cq_overflows++;
@@ -329,10 +336,7 @@ static int enter(weft_loop *l, uring_backend *b, uint64_t timeout_ns)
  */
 static void submit_now(weft_loop *l, uring_backend *b)
 {
-    struct io_uring_sq *sq = &b->ring.sq;
-    sq->sqe_head = sq->sqe_tail;
-    io_uring_smp_store_release(sq->ktail, sq->sqe_tail);
-    unsigned to_submit = sq->sqe_tail - IO_URING_READ_ONCE(*sq->khead);
+    unsigned to_submit = sq_flush(b);
     int r = io_uring_enter2((unsigned)b->enter_fd, to_submit, 0, b->enter_flags, NULL, _NSIG / 8);
     l->stats.syscalls++;
     if (r > 0)
