@@ -578,6 +578,8 @@ typedef struct weft_stats {
     uint64_t accept_backoffs;   /* waits in weft_accept because the process was out of fds */
     uint64_t idle_polls;        /* idle polls (idle_poll_ns) that found work before their time ran out */
     uint64_t idle_poll_misses;  /* idle polls that found nothing and went on to sleep */
+    uint64_t stacks_trimmed;    /* free stacks whose pages were given back while the loop idled (beyond
+                                   the 64 most recently freed, which stay resident for reuse) */
 } weft_stats;
 
 /* Copies the counters of the loop running on this thread. 0, -EINVAL (out NULL), -EPERM (no loop). */

@@ -42,6 +42,7 @@ int weft_loop_stats(const weft_loop *l, weft_stats *out)
         return -EINVAL;
     *out = l->stats;
     out->stacks_mapped = l->stacks.mapped;
+    out->stacks_trimmed = l->stacks.trims;
     out->slow_task_reports = atomic_load_explicit(&((weft_loop *)l)->slow_reports, memory_order_relaxed);
     return 0;
 }

@@ -543,6 +543,9 @@ static int loop_poll(weft_loop *l)
         }
     }
     if (timeout) {
+        /* About to sleep: a good moment to give back the stacks of a burst of tasks, a few at a time. */
+        if (WEFT__UNLIKELY(l->stacks.nfree > 2 * WEFT__STACKS_KEPT))
+            weft__stack_trim(&l->stacks, WEFT__STACKS_KEPT);
         /* Announce the sleep before the last look at the remote list: a thread that pushes after
          * this store sees sleeping == 1 and writes the wake fd; one that pushed before is seen here. */
         atomic_store(&l->sleeping, 1);

@@ -109,6 +109,8 @@ void weft__stack_pool_fini(weft__stack_pool *p)
     }
     p->slabs = NULL;
     p->free_list = NULL;
+    p->trimmed = NULL;
+    p->nfree = 0;
 }
 
 static int slab_new(weft__stack_pool *p)
@@ -159,6 +161,11 @@ weft__stack *weft__stack_get(weft__stack_pool *p)
     weft__stack *s = p->free_list;
     if (WEFT__LIKELY(s)) {
         p->free_list = s->next_free;
+        p->nfree--;
+        return s;
+    }
+    if ((s = p->trimmed)) {
+        p->trimmed = s->next_free;
         return s;
     }
     if (p->slab_fill == WEFT__SLAB_STACKS && slab_new(p) < 0)
@@ -180,6 +187,34 @@ void weft__stack_put(weft__stack_pool *p, weft__stack *s)
 {
     s->next_free = p->free_list;
     p->free_list = s;
+    p->nfree++;
+}
+
+/*
+ * After a burst of tasks, their stacks stay mapped and the pages they touched stay resident. The
+ * WEFT__STACKS_KEPT most recently freed stay as they are (the next tasks take those first); up to max
+ * of the older ones get their pages back with MADV_DONTNEED and move to the trimmed list, taken only
+ * when the resident ones run out (a task on one faults its pages in again). A canary stack keeps its
+ * lowest page, where the canary lives. The guards are below the usable range and are not touched.
+ */
+void weft__stack_trim(weft__stack_pool *p, size_t max)
+{
+    if (p->nfree <= 2 * WEFT__STACKS_KEPT)
+        return;
+    weft__stack *last_kept = p->free_list;
+    for (size_t i = 1; i < WEFT__STACKS_KEPT; i++)
+        last_kept = last_kept->next_free;
+    size_t ps = page_size();
+    while (max-- && last_kept->next_free) {
+        weft__stack *s = last_kept->next_free;
+        last_kept->next_free = s->next_free;
+        p->nfree--;
+        size_t keep = s->guarded ? 0 : ps;
+        if (madvise(s->lo + keep, s->size - keep, MADV_DONTNEED) == 0)
+            p->trims++;
+        s->next_free = p->trimmed;
+        p->trimmed = s;
+    }
 }
 
 bool weft__stack_guard_hit(const weft__stack *s, size_t guard_size, const void *addr)
