@@ -62,7 +62,7 @@ typedef intptr_t (*weft_fn)(void *arg);
 /*
  * Loop configuration. Zero-initialised means all defaults. Environment variables override fields:
  * WEFT_BACKEND, WEFT_RING_ENTRIES, WEFT_STACK_SIZE (bytes, or with a k/m suffix), WEFT_EXECUTOR_THREADS,
- * WEFT_EXECUTOR_QUEUE, WEFT_SLOW_MS.
+ * WEFT_EXECUTOR_QUEUE, WEFT_SLOW_MS, WEFT_IDLE_POLL_US (microseconds), WEFT_SUBMIT_BATCH.
  */
 typedef struct weft_config {
     const char *backend;          /* "io_uring", "epoll", or NULL: io_uring, else epoll with the reason logged */
