@@ -6,6 +6,15 @@
  *       liburing with the same ring set-up (SINGLE_ISSUER|DEFER_TASKRUN, registered ring fd), one
  *       submit-and-wait each, interleaved round by round.
  *
+ *   io deadline [--rounds N] [--quick]
+ *       What bounding a call by a deadline costs, the way weft does it (a timer in the loop's heap,
+ *       armed when the task parks) against the way a linked timeout does it (an IORING_OP_LINK_TIMEOUT
+ *       SQE after the request; the kernel arms an hrtimer when the request goes async and posts a
+ *       CQE for the timeout too). The request is a recv on a socketpair that has no data until a
+ *       send submitted with it: it always goes async. Four contenders interleaved per round: weft
+ *       (recv_async + send_async, await both) without and with weft_deadline_push, raw liburing
+ *       without and with the linked timeout; metric deadline_ns is each one's difference, per round.
+ *
  *   io files --file PATH --qd Q --seconds S --round R [--buffered] [--size BYTES] [--eager]
  *       4 KiB random reads from one task keeping Q reads in flight with weft_read_async; O_DIRECT
  *       unless --buffered. One round per invocation: bench/run interleaves it with fio. --eager runs
@@ -25,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -142,6 +152,131 @@ static int bench_nop(int rounds)
             failure("nop", "liburing", r, "ring set-up failed");
         else
             sample("nop", "liburing", r, "ns_per_op", "ns", ns, NULL);
+    }
+    return 0;
+}
+
+/* ---- deadline: loop timers against linked timeouts ----------------------------------------------- */
+
+static long dl_iters;
+
+typedef struct dl_job {
+    bool deadline;
+    double ns;
+    int error;
+} dl_job;
+
+static int dl_once(int sv[2], char *buf)
+{
+    weft_future *r = weft_recv_async(sv[0], buf, 1, 0);
+    weft_future *w = weft_send_async(sv[1], "x", 1, 0);
+    if (!r || !w)
+        return -ENOMEM;
+    intptr_t got = weft_await(r), sent = weft_await(w);
+    weft_future_free(r);
+    weft_future_free(w);
+    return got == 1 && sent == 1 ? 0 : -EIO;
+}
+
+static intptr_t dl_task(void *arg)
+{
+    dl_job *job = arg;
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+        return job->error = errno;
+    char buf[1];
+    if (job->deadline)
+        weft_deadline_push(weft_now() + 10 * 1000000000ull); /* never reached: its cost is the point */
+    uint64_t t0 = 0;
+    for (long i = 0; i < dl_iters + dl_iters / 10 && !job->error; i++) {
+        if (i == dl_iters / 10)
+            t0 = now_ns();
+        job->error = -dl_once(sv, buf);
+    }
+    job->ns = (double)(now_ns() - t0) / (double)dl_iters;
+    if (job->deadline)
+        weft_deadline_pop();
+    weft_close(sv[0]);
+    weft_close(sv[1]);
+    return 0;
+}
+
+static int dl_raw(bool linked, double *ns)
+{
+    struct io_uring ring;
+    struct io_uring_params p;
+    memset(&p, 0, sizeof p);
+    p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+    int r = io_uring_queue_init_params(64, &ring, &p);
+    if (r < 0)
+        return r;
+    io_uring_register_ring_fd(&ring);
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+        io_uring_queue_exit(&ring);
+        return -errno;
+    }
+    struct __kernel_timespec ts = {.tv_sec = 10};
+    char buf[1];
+    unsigned want = linked ? 3 : 2;
+    uint64_t t0 = 0;
+    for (long i = 0; i < dl_iters + dl_iters / 10; i++) {
+        if (i == dl_iters / 10)
+            t0 = now_ns();
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+        io_uring_prep_recv(sqe, sv[0], buf, 1, 0);
+        if (linked) {
+            sqe->flags |= IOSQE_IO_LINK;
+            io_uring_prep_link_timeout(io_uring_get_sqe(&ring), &ts, 0);
+        }
+        io_uring_prep_send(io_uring_get_sqe(&ring), sv[1], "x", 1, 0);
+        unsigned seen = 0;
+        while (seen < want) {
+            io_uring_submit_and_wait(&ring, want - seen);
+            struct io_uring_cqe *cqe;
+            unsigned head, n = 0;
+            io_uring_for_each_cqe(&ring, head, cqe) n++;
+            io_uring_cq_advance(&ring, n);
+            seen += n;
+        }
+    }
+    *ns = (double)(now_ns() - t0) / (double)dl_iters;
+    close(sv[0]);
+    close(sv[1]);
+    io_uring_queue_exit(&ring);
+    return 0;
+}
+
+static int bench_deadline(int rounds)
+{
+    pin(0);
+    for (int r = 1; r <= rounds; r++) {
+        double ns[2] = {0, 0}, raw[2] = {0, 0};
+        bool ok[2] = {false, false}, raw_ok[2] = {false, false};
+        for (int d = 0; d < 2; d++) {
+            const char *name = d ? "weft-deadline" : "weft";
+            weft_config cfg = {.backend = "io_uring"};
+            weft_loop *l = weft_loop_new(&cfg);
+            dl_job job = {.deadline = d};
+            intptr_t res = -1;
+            if (!l || weft_loop_run(l, dl_task, &job, &res) != 0 || res != 0 || job.error)
+                failure("deadline", name, r, job.error ? strerror(job.error) : "loop failed");
+            else
+                sample("deadline", name, r, "ns_per_op", "ns", ns[d] = job.ns, NULL), ok[d] = true;
+            weft_loop_free(l);
+        }
+        for (int d = 0; d < 2; d++) {
+            const char *name = d ? "liburing-linked" : "liburing";
+            int e = dl_raw(d, &raw[d]);
+            if (e < 0)
+                failure("deadline", name, r, strerror(-e));
+            else
+                sample("deadline", name, r, "ns_per_op", "ns", raw[d], NULL), raw_ok[d] = true;
+        }
+        if (ok[0] && ok[1])
+            sample("deadline", "weft-deadline", r, "deadline_ns", "ns", ns[1] - ns[0], NULL);
+        if (raw_ok[0] && raw_ok[1])
+            sample("deadline", "liburing-linked", r, "deadline_ns", "ns", raw[1] - raw[0], NULL);
     }
     return 0;
 }
@@ -370,6 +505,10 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "nop")) {
         nop_iters = quick ? 200000 : 1000000;
         return bench_nop(rounds);
+    }
+    if (!strcmp(argv[1], "deadline")) {
+        dl_iters = quick ? 40000 : 150000;
+        return bench_deadline(rounds);
     }
     if (!path || qd < 1) {
         fprintf(stderr, "io: --file is required, --qd must be >= 1\n");
