@@ -419,6 +419,11 @@ typedef struct weft__backend_ops {
 extern const weft__backend_ops weft__uring_ops;
 extern const weft__backend_ops weft__epoll_ops;
 
+/* io_uring's submit and poll, which the two calls below reach without the table. */
+int weft__uring_submit(weft_loop *l, struct weft__op *op);
+int weft__uring_poll(weft_loop *l, uint64_t timeout_ns);
+
+
 struct weft_loop {
     weft_task *current;                   /* running task, NULL in the loop's own context */
     weft_task *ready_head, *ready_tail;
@@ -445,6 +450,7 @@ struct weft_loop {
     const weft__backend_ops *backend;
     void *backend_data;
     size_t inflight;                      /* operations submitted and not yet completed */
+    const bool *waited_here;              /* the completion flag of the op weft__wait_here waits for */
     weft_config cfg;
     weft_stats stats;
     char fallback_reason[160];            /* why io_uring was not used, "" if it is */
@@ -500,6 +506,21 @@ int weft__watchdog_start(weft_loop *l);
 void weft__watchdog_stop(weft_loop *l);
 
 /* Records a switch to next (NULL: the loop's own context) for the stats and the watchdog. */
+/*
+ * The backend's submit and poll as the hot paths call them: io_uring's directly (a call the CPU
+ * predicts even with cold predictors after a system call, where an indirect one through the table
+ * costs measurably on a NOP's round trip), any other backend through its table.
+ */
+static inline int weft__backend_submit(weft_loop *l, struct weft__op *op)
+{
+    return WEFT__LIKELY(l->backend == &weft__uring_ops) ? weft__uring_submit(l, op) : l->backend->submit(l, op);
+}
+
+static inline int weft__backend_poll(weft_loop *l, uint64_t timeout_ns)
+{
+    return WEFT__LIKELY(l->backend == &weft__uring_ops) ? weft__uring_poll(l, timeout_ns) : l->backend->poll(l, timeout_ns);
+}
+
 static inline void weft__note_switch(weft_loop *l, weft_task *next)
 {
     l->current = next;
@@ -508,6 +529,8 @@ static inline void weft__note_switch(weft_loop *l, weft_task *next)
     atomic_store_explicit(&l->watch_seq, seq, memory_order_release);
 }
 
+/* The running task t waits for its own op in place while nothing else can run (sched.c). */
+bool weft__wait_here(weft_loop *l, weft_task *t, const bool *completed);
 /* A member of a group ended (group.c). */
 void weft__group_member_ended(weft_task *t, intptr_t result);
 /* Spawns on l (the public spawn calls this with the thread's loop). */

@@ -93,12 +93,14 @@ static intptr_t io_wait(weft_task *t, weft__op *op, weft__interrupt_fn interrupt
     op->wait_kind = 0;
     op->backend_priv = NULL;
     l->inflight++;
-    int r = fault_inject(op) ? 0 : l->backend->submit(l, op);
+    int r = fault_inject(op) ? 0 : weft__backend_submit(l, op);
     if (r < 0) {
         l->inflight--;
         return r;
     }
-    if (!op->completed)
+    /* Without a deadline, the task waits for its op right here while nothing else can run; otherwise
+     * (or once something else can) it parks, with op as what an interrupt cancels. */
+    if (!op->completed && !(WEFT__LIKELY(!t->deadline_depth) && weft__wait_here(l, t, &op->completed)))
         weft__park(t, interrupt, op, UINT64_MAX, 0);
     return op_result(op);
 }
@@ -172,7 +174,7 @@ weft_future *weft__io_async(weft__op *template)
     a->kernel_done = false;
     weft__list_push(&l->async_ops, &a->link);
     l->inflight++;
-    int r = fault_inject(&a->op) ? 0 : l->backend->submit(l, &a->op);
+    int r = fault_inject(&a->op) ? 0 : weft__backend_submit(l, &a->op);
     if (r < 0) {
         /* The error travels through the future, like every other result of the operation. */
         async_complete(&a->op, r, 0);

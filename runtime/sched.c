@@ -478,7 +478,8 @@ void weft__callback_queue(weft_loop *l, weft__waiter *w)
 
 static inline bool something_ready(weft_loop *l)
 {
-    return l->ready_head || l->callbacks.head || atomic_load_explicit(&l->remote_head, memory_order_relaxed);
+    return l->ready_head || l->callbacks.head || atomic_load_explicit(&l->remote_head, memory_order_relaxed) ||
+           (l->waited_here && *l->waited_here);
 }
 
 /*
@@ -525,8 +526,8 @@ static int loop_poll(weft_loop *l)
         }
     }
     uint64_t timeout;
-    if (l->ready_head || l->callbacks.head)
-        timeout = 0;
+    if (l->ready_head || l->callbacks.head || (l->waited_here && *l->waited_here))
+        timeout = 0; /* (the op a task waits for in place may have completed in the drain above) */
     else if (next_timer != UINT64_MAX)
         timeout = next_timer > now ? next_timer - now : 0;
     else
@@ -554,10 +555,34 @@ static int loop_poll(weft_loop *l)
     }
     int r = 0;
     if (timeout || l->backend->has_work(l))
-        r = l->backend->poll(l, timeout);
+        r = weft__backend_poll(l, timeout);
     if (timeout)
         atomic_store_explicit(&l->sleeping, 0, memory_order_relaxed); /* a stale 1 costs a spare wakeup */
     return r;
+}
+
+/*
+ * The running task t waits for an op of its own (*completed turns true when it completes) without
+ * parking, as long as nothing else can run: no task ready, no callback queued. It stays RUNNING, so
+ * the completion wakes no one and no switch happens; the watchdog sees the loop, not t, while it
+ * waits. true once the op has completed; false as soon as another task or a callback is ready first
+ * (or the backend fails), and the caller parks as usual. Nothing can interrupt t meanwhile: only
+ * another task, a callback or t's own deadline timer could, and none of them runs here (the caller
+ * does not wait here with a deadline).
+ */
+bool weft__wait_here(weft_loop *l, weft_task *t, const bool *completed)
+{
+    if (l->ready_head || l->callbacks.head)
+        return false;
+    weft__note_switch(l, NULL);
+    l->waited_here = completed; /* for idle_poll: this completion is what it waits for */
+    while (!*completed) {
+        if (l->ready_head || l->callbacks.head || loop_poll(l) < 0)
+            break;
+    }
+    l->waited_here = NULL;
+    weft__note_switch(l, t);
+    return *completed;
 }
 
 /*

@@ -343,7 +343,7 @@ static void submit_now(weft_loop *l, uring_backend *b)
         l->stats.submissions += (unsigned)r;
 }
 
-static int uring_poll(weft_loop *l, uint64_t timeout_ns)
+int weft__uring_poll(weft_loop *l, uint64_t timeout_ns)
 {
     uring_backend *b = backend_of(l);
     int r = enter(l, b, timeout_ns);
@@ -619,7 +619,7 @@ static void stream_close(weft_loop *l, uring_backend *b, int fd)
     stream_stop(l, b, st);
 }
 
-static int uring_submit(weft_loop *l, weft__op *op)
+int weft__uring_submit(weft_loop *l, weft__op *op)
 {
     uring_backend *b = backend_of(l);
     if (WEFT__UNLIKELY(b->missing[op->opcode])) {
@@ -763,8 +763,8 @@ const weft__backend_ops weft__uring_ops = {
     .start = uring_start,
     .stop = uring_stop,
     .fini = uring_fini,
-    .poll = uring_poll,
+    .poll = weft__uring_poll,
     .has_work = uring_has_work,
-    .submit = uring_submit,
+    .submit = weft__uring_submit,
     .cancel = uring_cancel,
 };

@@ -602,3 +602,38 @@ Test(fs, weft_submit_batch_overrides_the_configuration)
     EQ(batch_syscalls, 0);
     unsetenv("WEFT_SUBMIT_BATCH");
 }
+
+/* ---- a lone task and results that come from another thread ------------------------------------------ */
+
+enum { LONE_CALLS = 2000 };
+
+static intptr_t lone_main(void *arg)
+{
+    int dfd = (int)(intptr_t)arg;
+    int fd = open_new(dfd, "lone", 0600);
+    weft_stats st0, st1;
+    EQ(weft_stats_get(&st0), 0);
+    /* Nothing else runs: the task waits for each call where it is, and each result arrives through the
+     * loop's list of results from other threads (the executor). None may be missed. */
+    for (uint32_t i = 0; i < LONE_CALLS; i++) {
+        uint32_t back = 0;
+        EQ(weft_write(fd, &i, sizeof i, (int64_t)i * 4), sizeof i);
+        EQ(weft_read(fd, &back, sizeof back, (int64_t)i * 4), sizeof back);
+        EQ(back, i);
+    }
+    EQ(weft_stats_get(&st1), 0);
+    EQ(st1.offloaded_ops - st0.offloaded_ops, 2 * LONE_CALLS);
+    EQ(weft_close(fd), 0);
+    return 0;
+}
+
+Test(fs, a_lone_task_sees_every_result_that_comes_back_from_the_executor)
+{
+    setenv("WEFT_URING_NO_OPS", "read,write", 1); /* on io_uring too, through the executor */
+    unsetenv("WEFT_IDLE_POLL_US");
+    EQ(run_in_scratch(lone_main), 0);
+    /* The same with the loop polling for results rather than sleeping between them. */
+    weft_config cfg = {.idle_poll_ns = SEC(1)};
+    EQ(run_in_scratch_with(lone_main, &cfg), 0);
+    unsetenv("WEFT_URING_NO_OPS");
+}
