@@ -574,6 +574,8 @@ bool weft__wait_here(weft_loop *l, weft_task *t, const bool *completed)
 {
     if (l->ready_head || l->callbacks.head)
         return false;
+    if (WEFT__UNLIKELY(!t->stack->guarded) && !weft__stack_canary_ok(t->stack))
+        overflow_fatal(t); /* as switch_out checks: a task that never switches is checked here */
     weft__note_switch(l, NULL);
     l->waited_here = completed; /* for idle_poll: this completion is what it waits for */
     while (!*completed) {
