@@ -494,7 +494,7 @@ static int idle_poll(weft_loop *l, uint64_t budget)
     uint64_t end = weft__now() + budget;
     do {
         if (l->backend->has_work(l)) {
-            int r = l->backend->poll(l, 0);
+            int r = weft__backend_poll(l, 0);
             if (r < 0)
                 return r;
         }
