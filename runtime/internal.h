@@ -237,8 +237,14 @@ int weft__stack_pool_init(weft__stack_pool *p, size_t stack_size);
 void weft__stack_pool_fini(weft__stack_pool *p);
 weft__stack *weft__stack_get(weft__stack_pool *p);
 void weft__stack_put(weft__stack_pool *p, weft__stack *s);
-/* Gives back the pages of up to max free stacks beyond the WEFT__STACKS_KEPT most recently freed. */
-void weft__stack_trim(weft__stack_pool *p, size_t max);
+void weft__stack_trim_excess(weft__stack_pool *p, size_t max);
+/* Gives back the pages of up to max free stacks beyond the WEFT__STACKS_KEPT most recently freed, once
+ * more than twice that many are free; inline, as the loop asks before every sleep. */
+static inline void weft__stack_trim(weft__stack_pool *p, size_t max)
+{
+    if (WEFT__UNLIKELY(p->nfree > 2 * WEFT__STACKS_KEPT))
+        weft__stack_trim_excess(p, max);
+}
 /* Which task's stack contains the guard page at addr, for the overflow report; NULL if none. */
 bool weft__stack_guard_hit(const weft__stack *s, size_t guard_size, const void *addr);
 /* Writes and checks the canary used when no guard page could be installed. */

@@ -476,10 +476,18 @@ void weft__callback_queue(weft_loop *l, weft__waiter *w)
     weft__list_push(&l->callbacks, &w->link);
 }
 
+/*
+ * Whether the loop has something to run rather than wait for: a ready task, a queued callback, or the
+ * completed op of a task waiting for it in place (weft__wait_here), which no queue shows.
+ */
+static inline bool runnable_now(const weft_loop *l)
+{
+    return l->ready_head || l->callbacks.head || (l->waited_here && *l->waited_here);
+}
+
 static inline bool something_ready(weft_loop *l)
 {
-    return l->ready_head || l->callbacks.head || atomic_load_explicit(&l->remote_head, memory_order_relaxed) ||
-           (l->waited_here && *l->waited_here);
+    return runnable_now(l) || atomic_load_explicit(&l->remote_head, memory_order_relaxed);
 }
 
 /*
@@ -526,8 +534,8 @@ static int loop_poll(weft_loop *l)
         }
     }
     uint64_t timeout;
-    if (l->ready_head || l->callbacks.head || (l->waited_here && *l->waited_here))
-        timeout = 0; /* (the op a task waits for in place may have completed in the drain above) */
+    if (runnable_now(l))
+        timeout = 0;
     else if (next_timer != UINT64_MAX)
         timeout = next_timer > now ? next_timer - now : 0;
     else
@@ -545,8 +553,7 @@ static int loop_poll(weft_loop *l)
     }
     if (timeout) {
         /* About to sleep: a good moment to give back the stacks of a burst of tasks, a few at a time. */
-        if (WEFT__UNLIKELY(l->stacks.nfree > 2 * WEFT__STACKS_KEPT))
-            weft__stack_trim(&l->stacks, WEFT__STACKS_KEPT);
+        weft__stack_trim(&l->stacks, WEFT__STACKS_KEPT);
         /* Announce the sleep before the last look at the remote list: a thread that pushes after
          * this store sees sleeping == 1 and writes the wake fd; one that pushed before is seen here. */
         atomic_store(&l->sleeping, 1);

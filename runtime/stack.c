@@ -197,10 +197,8 @@ void weft__stack_put(weft__stack_pool *p, weft__stack *s)
  * when the resident ones run out (a task on one faults its pages in again). A canary stack keeps its
  * lowest page, where the canary lives. The guards are below the usable range and are not touched.
  */
-void weft__stack_trim(weft__stack_pool *p, size_t max)
+void weft__stack_trim_excess(weft__stack_pool *p, size_t max)
 {
-    if (p->nfree <= 2 * WEFT__STACKS_KEPT)
-        return;
     weft__stack *last_kept = p->free_list;
     for (size_t i = 1; i < WEFT__STACKS_KEPT; i++)
         last_kept = last_kept->next_free;
