@@ -28,6 +28,8 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "weft/version.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -38,9 +40,19 @@ extern "C" {
 #define WEFT_API
 #endif
 
-#define WEFT_VERSION_MAJOR 0
-#define WEFT_VERSION_MINOR 1
-#define WEFT_VERSION_PATCH 0
+/* ------------------------------------------------------------------------------------------------
+ * Version
+ *
+ * weft/version.h (generated from the build's project version, installed beside this header) defines
+ * WEFT_VERSION_MAJOR, WEFT_VERSION_MINOR, WEFT_VERSION_PATCH, WEFT_VERSION_STRING ("0.1.0") and
+ * WEFT_VERSION_NUMBER (MAJOR * 10000 + MINOR * 100 + PATCH, for #if): the version of the header a
+ * program was compiled against. weft_version() is the version of the library it runs with, which a
+ * shared library upgrade can make newer.
+ * ------------------------------------------------------------------------------------------------ */
+
+/* The running library's version, "MAJOR.MINOR.PATCH" (WEFT_VERSION_STRING of its own build). Never
+ * NULL; a static string. Callable from any thread, before any loop exists. */
+WEFT_API const char *weft_version(void);
 
 typedef struct weft_loop weft_loop;
 typedef struct weft_task weft_task;

@@ -1,5 +1,5 @@
 /*
- * Diagnostics: error names, counters and the log line format.
+ * Diagnostics: the library's version, error names, counters and the log line format.
  */
 #include "internal.h"
 
@@ -21,6 +21,12 @@ void weft__log(const char *fmt, ...)
     /* One write, so lines from several loops do not interleave. */
     ssize_t w = write(STDERR_FILENO, buf, len);
     (void)w;
+}
+
+const char *weft_version(void)
+{
+    /* The header this file is compiled with is the library's own: its version is the library's. */
+    return WEFT_VERSION_STRING;
 }
 
 const char *weft_strerror(int err)

@@ -192,3 +192,15 @@ Test(diag, stack_overflow_names_the_task_on_io_uring_and_on_epoll)
                   backends[i], line);
     }
 }
+
+/* ---- the version ------------------------------------------------------------------------------------ */
+
+Test(diag, weft_version_is_the_headers_version_and_agrees_with_its_parts)
+{
+    /* The library under test is built from this tree, so it must report the header's version. */
+    cr_assert_str_eq(weft_version(), WEFT_VERSION_STRING);
+    char parts[64];
+    snprintf(parts, sizeof parts, "%d.%d.%d", WEFT_VERSION_MAJOR, WEFT_VERSION_MINOR, WEFT_VERSION_PATCH);
+    cr_assert_str_eq(parts, WEFT_VERSION_STRING);
+    EQ(WEFT_VERSION_NUMBER, WEFT_VERSION_MAJOR * 10000 + WEFT_VERSION_MINOR * 100 + WEFT_VERSION_PATCH);
+}
