@@ -100,7 +100,7 @@ static intptr_t server(void *arg)
 int main(int argc, char **argv)
 {
     struct options o = {.host = "127.0.0.1", .port = 7000};
-    weft_config cfg = {0};
+    weft_config cfg = WEFT_CONFIG_INIT;
     static const struct option longopts[] = {
         {"host", required_argument, NULL, 'h'},
         {"port", required_argument, NULL, 'p'},

@@ -75,8 +75,19 @@ typedef intptr_t (*weft_fn)(void *arg);
  * Loop configuration. Zero-initialised means all defaults. Environment variables override fields:
  * WEFT_BACKEND, WEFT_RING_ENTRIES, WEFT_STACK_SIZE (bytes, or with a k/m suffix), WEFT_EXECUTOR_THREADS,
  * WEFT_EXECUTOR_QUEUE, WEFT_SLOW_MS, WEFT_IDLE_POLL_US (microseconds), WEFT_SUBMIT_BATCH.
+ *
+ * Growing without breaking programs: later versions add fields at the end, and size says how much of
+ * the structure the caller knows. size 0 (what `weft_config cfg = {0}` and designated initialisers
+ * leave) means the fields of weft 0.1, backend to submit_batch, so such a program keeps working with
+ * every later library, and any field added later keeps its default for it. A program that sets a
+ * field added after 0.1 must say so: start from WEFT_CONFIG_INIT (`weft_config cfg = WEFT_CONFIG_INIT;`
+ * then assign fields), or write `.size = sizeof(weft_config)` in its initialiser. A size larger than
+ * the running library knows (a program built against a newer header, run with an older library) is
+ * accepted when every field the library lacks is zero, and refused with E2BIG otherwise, so a
+ * setting is never silently dropped; a size from 1 to below the 0.1 layout is EINVAL.
  */
 typedef struct weft_config {
+    size_t      size;             /* bytes of this structure the caller filled: 0 or sizeof(weft_config) */
     const char *backend;          /* "io_uring", "epoll", or NULL: io_uring, else epoll with the reason logged */
     unsigned    ring_entries;     /* submission queue entries; 0 = 256. The CQ gets four times as many. */
     size_t      stack_size;       /* usable bytes per task stack; 0 = 256 KiB. Rounded up to pages. */
@@ -94,7 +105,11 @@ typedef struct weft_config {
                                      sooner; fio submits one at a time by default. Completions are
                                      still taken in at the loop's turn. A request handed over is the
                                      kernel's: freeing its pending future can no longer withdraw it. */
+    /* Fields added after 0.1 go here; each is read only when size covers it. */
 } weft_config;
+
+/* A configuration of all defaults that declares this header's size, for setting any field. */
+#define WEFT_CONFIG_INIT {.size = sizeof(weft_config)}
 
 /*
  * asyncio.run(): makes a loop with defaults, runs main(arg) as a task until it returns, then cancels every
@@ -107,8 +122,8 @@ WEFT_API int weft_run(weft_fn main, void *arg, intptr_t *result);
 
 /*
  * Creates a loop. cfg may be NULL for defaults. Returns NULL with errno set: ENOMEM, EINVAL for a bad
- * configuration (an unknown backend name), or the error io_uring set-up failed with when "io_uring"
- * was asked for by name (EPERM when refused by seccomp or kernel.io_uring_disabled, ENOMEM when locked
+ * configuration (an unknown backend name, a bad size), E2BIG (cfg sets fields this library does not
+ * have, see size above), or the error io_uring set-up failed with when "io_uring" was asked for by name (EPERM when refused by seccomp or kernel.io_uring_disabled, ENOMEM when locked
  * memory is short, ENOSYS on a kernel without it).
  *
  * With no backend named, a refused io_uring makes the loop use epoll, and one line on stderr says why
@@ -594,11 +609,26 @@ typedef struct weft_stats {
                                    the 64 most recently freed, which stay resident for reuse) */
 } weft_stats;
 
+/*
+ * Growing without breaking programs: later versions add counters at the end of weft_stats. The two
+ * calls below are macros that pass sizeof(weft_stats) as the program's header has it, and the library
+ * writes at most that many bytes: a program built against an older header gets the counters it
+ * knows, and one built against a newer header, run with an older library, gets 0 in the counters that
+ * library does not keep. weft_stats_get_sized and weft_loop_stats_sized take the size explicitly
+ * (from other languages, say); a size below weft 0.1's structure is -EINVAL. The functions named
+ * weft_stats_get and weft_loop_stats themselves (called through a pointer, or with the name in
+ * parentheses) fill weft 0.1's counters, tasks_spawned to stacks_trimmed.
+ */
+
 /* Copies the counters of the loop running on this thread. 0, -EINVAL (out NULL), -EPERM (no loop). */
+WEFT_API int weft_stats_get_sized(weft_stats *out, size_t size);
 WEFT_API int weft_stats_get(weft_stats *out);
+#define weft_stats_get(out) weft_stats_get_sized((out), sizeof(weft_stats))
 
 /* The counters of l, running or not (for reading after weft_loop_run returns). 0 or -EINVAL. */
+WEFT_API int weft_loop_stats_sized(const weft_loop *l, weft_stats *out, size_t size);
 WEFT_API int weft_loop_stats(const weft_loop *l, weft_stats *out);
+#define weft_loop_stats(l, out) weft_loop_stats_sized((l), (out), sizeof(weft_stats))
 
 #ifdef __cplusplus
 }

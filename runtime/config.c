@@ -4,6 +4,7 @@
  */
 #include "internal.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,10 +35,47 @@ static uint64_t env_u64(const char *name, uint64_t fallback, bool size_suffix)
     return *end ? fallback : n;
 }
 
+/* weft 0.1's weft_config, backend to submit_batch: what a size of 0 stands for (see weft.h). */
+#define CONFIG_SIZE_0_1 (offsetof(weft_config, submit_batch) + sizeof(unsigned))
+
+/*
+ * Copies as much of the caller's configuration as its size says it has, zeros (defaults) beyond. A
+ * caller built against a newer header may pass a larger structure: fields this library lacks are
+ * fine left zero, and refused when set, as the library cannot do what they ask (the rule Linux
+ * applies to openat2's and clone3's growing structures).
+ */
+static int config_copy(weft_config *out, const weft_config *in)
+{
+    memset(out, 0, sizeof *out);
+    if (!in)
+        return 0;
+    size_t size = in->size ? in->size : CONFIG_SIZE_0_1;
+    if (size < CONFIG_SIZE_0_1) {
+        weft__log("weft_config.size is %zu: set it to 0 or sizeof(weft_config) (WEFT_CONFIG_INIT)\n", size);
+        return -EINVAL;
+    }
+    if (size > sizeof *out) {
+        const unsigned char *beyond = (const unsigned char *)in + sizeof *out;
+        for (size_t i = 0; i < size - sizeof *out; i++) {
+            if (beyond[i]) {
+                weft__log("weft_config of %zu bytes sets a field at byte %zu that weft %s lacks (it knows %zu "
+                          "bytes): the program was built against a newer weft.h than the library it runs with\n",
+                          size, sizeof *out + i, weft_version(), sizeof *out);
+                return -E2BIG;
+            }
+        }
+        size = sizeof *out;
+    }
+    memcpy(out, in, size);
+    return 0;
+}
+
 int weft__config_resolve(weft_config *out, const weft_config *in)
 {
-    static const weft_config defaults;
-    *out = in ? *in : defaults;
+    int r = config_copy(out, in);
+    if (r < 0)
+        return r;
+    out->size = sizeof *out;
     const char *backend = getenv("WEFT_BACKEND");
     if (backend && *backend)
         out->backend = backend;

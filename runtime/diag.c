@@ -4,6 +4,7 @@
 #include "internal.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -42,22 +43,43 @@ const char *weft_strerror(int err)
     return s ? s : "Unknown error";
 }
 
-int weft_loop_stats(const weft_loop *l, weft_stats *out)
+/* weft 0.1's weft_stats, the least a caller can know: what the unsized calls fill. */
+#define STATS_SIZE_0_1 (offsetof(weft_stats, stacks_trimmed) + sizeof(uint64_t))
+
+int weft_loop_stats_sized(const weft_loop *l, weft_stats *out, size_t size)
 {
-    if (!l || !out)
+    if (!l || !out || size < STATS_SIZE_0_1)
         return -EINVAL;
-    *out = l->stats;
-    out->stacks_mapped = l->stacks.mapped;
-    out->stacks_trimmed = l->stacks.trims;
-    out->slow_task_reports = atomic_load_explicit(&((weft_loop *)l)->slow_reports, memory_order_relaxed);
+    weft_stats st = l->stats;
+    st.stacks_mapped = l->stacks.mapped;
+    st.stacks_trimmed = l->stacks.trims;
+    st.slow_task_reports = atomic_load_explicit(&((weft_loop *)l)->slow_reports, memory_order_relaxed);
+    /* A caller built against a newer header has counters this library does not keep: they read 0. */
+    if (size > sizeof st) {
+        memset((char *)out + sizeof st, 0, size - sizeof st);
+        size = sizeof st;
+    }
+    memcpy(out, &st, size);
     return 0;
 }
 
-int weft_stats_get(weft_stats *out)
+/* The header makes these names macros that pass the caller's size; the functions serve callers that
+ * reach the symbols themselves (function pointers, other languages) with the 0.1 structure. */
+int(weft_loop_stats)(const weft_loop *l, weft_stats *out)
+{
+    return weft_loop_stats_sized(l, out, STATS_SIZE_0_1);
+}
+
+int weft_stats_get_sized(weft_stats *out, size_t size)
 {
     if (!out)
         return -EINVAL;
     if (!weft__tls_loop)
         return -EPERM;
-    return weft_loop_stats(weft__tls_loop, out);
+    return weft_loop_stats_sized(weft__tls_loop, out, size);
+}
+
+int(weft_stats_get)(weft_stats *out)
+{
+    return weft_stats_get_sized(out, STATS_SIZE_0_1);
 }

@@ -118,6 +118,45 @@ static inline uint64_t mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* ---- what weft says on stderr, in this process ------------------------------------------------------ */
+
+/*
+ * stderr_capture_begin() sends fd 2 to a temporary file until stderr_capture_end(), which puts the
+ * old stderr back and returns what was written (NUL-terminated, truncated to 16 KiB, valid until the
+ * next capture). weft writes each message with one write(2), so nothing is lost in a buffer. For
+ * messages of calls that return; what kills the process is read from a child (run_child below).
+ */
+static int stderr_saved_fd = -1;
+static FILE *stderr_capture_file;
+static char stderr_captured[16384];
+
+static inline void stderr_capture_begin(void)
+{
+    cr_assert(stderr_saved_fd < 0, "stderr is already being captured");
+    stderr_capture_file = tmpfile();
+    cr_assert(stderr_capture_file != NULL, "tmpfile: %s", strerror(errno));
+    stderr_saved_fd = dup(STDERR_FILENO);
+    cr_assert(stderr_saved_fd >= 0, "dup(2): %s", strerror(errno));
+    cr_assert(dup2(fileno(stderr_capture_file), STDERR_FILENO) == STDERR_FILENO, "dup2: %s", strerror(errno));
+}
+
+static inline const char *stderr_capture_end(void)
+{
+    cr_assert(stderr_saved_fd >= 0, "stderr is not being captured");
+    dup2(stderr_saved_fd, STDERR_FILENO);
+    close(stderr_saved_fd);
+    stderr_saved_fd = -1;
+    ssize_t got = pread(fileno(stderr_capture_file), stderr_captured, sizeof stderr_captured - 1, 0);
+    stderr_captured[got > 0 ? got : 0] = '\0';
+    fclose(stderr_capture_file);
+    stderr_capture_file = NULL;
+    return stderr_captured;
+}
+
+/* Asserts that text (a message, or the part of one that matters) is in what was captured. */
+#define CAPTURED_HAS(captured, text)                                                                  \
+    cr_assert(strstr((captured), (text)) != NULL, "stderr lacks \"%s\"; it has:\n%s", (text), (captured))
+
 /* ---- the child helper ---------------------------------------------------------------------------- */
 
 #ifdef WEFT_TEST_CHILD

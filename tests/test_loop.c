@@ -383,6 +383,90 @@ Test(loop, stats_get_of_null_is_einval_and_outside_a_loop_is_eperm)
     weft_loop_free(l);
 }
 
+/*
+ * How much of weft_stats is written: weft_stats_get and weft_loop_stats pass this header's size; the
+ * _sized forms take any size from weft 0.1's structure (tasks_spawned to stacks_trimmed) up. A larger
+ * one stands for a program built against a newer header: the counters this library lacks read 0.
+ */
+#define STATS_SIZE_0_1 (offsetof(weft_stats, stacks_trimmed) + sizeof(uint64_t))
+
+struct newer_stats {
+    weft_stats known;
+    uint64_t later[8];
+};
+
+#define FILL_BYTE 0xa5
+
+static bool all_bytes(const void *p, size_t n, unsigned char want)
+{
+    for (size_t i = 0; i < n; i++)
+        if (((const unsigned char *)p)[i] != want)
+            return false;
+    return true;
+}
+
+/* Checks each size rule with get(out, size), a call into the running loop's or a given loop's counters. */
+static void stats_sizes_check(int (*get)(weft_stats *, size_t), uint64_t spawned)
+{
+    struct newer_stats st;
+    memset(&st, FILL_BYTE, sizeof st);
+    EQ(get(&st.known, STATS_SIZE_0_1), 0);
+    EQ(st.known.tasks_spawned, spawned);
+    cr_assert(all_bytes((char *)&st + STATS_SIZE_0_1, sizeof st - STATS_SIZE_0_1, FILL_BYTE),
+              "bytes past the caller's size were written");
+
+    memset(&st, FILL_BYTE, sizeof st);
+    EQ(get(&st.known, sizeof st), 0);
+    EQ(st.known.tasks_spawned, spawned);
+    cr_assert(all_bytes(st.later, sizeof st.later, 0), "counters this library lacks must read 0");
+
+    memset(&st, FILL_BYTE, sizeof st);
+    EQ(get(&st.known, STATS_SIZE_0_1 - sizeof(uint64_t)), -EINVAL);
+    EQ(get(&st.known, 0), -EINVAL);
+    cr_assert(all_bytes(&st, sizeof st, FILL_BYTE), "a refused call wrote into the caller's structure");
+}
+
+static int stats_get_sized_call(weft_stats *out, size_t size) { return weft_stats_get_sized(out, size); }
+
+static weft_loop *sized_loop; /* the loop stats_loop_sized_call reads */
+static int stats_loop_sized_call(weft_stats *out, size_t size) { return weft_loop_stats_sized(sized_loop, out, size); }
+
+static intptr_t stats_sizes_main(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 3; i++)
+        EQ(weft_join(weft_spawn(return_arg, (void *)(intptr_t)i)), i);
+    weft_stats now;
+    EQ(weft_stats_get(&now), 0);
+    EQ(now.tasks_spawned, 4); /* main and three */
+    stats_sizes_check(stats_get_sized_call, now.tasks_spawned);
+    /* The function behind the macro, as a caller without the header reaches it: the 0.1 counters. */
+    int (*unsized)(weft_stats *) = weft_stats_get;
+    struct newer_stats st;
+    memset(&st, FILL_BYTE, sizeof st);
+    EQ(unsized(&st.known), 0);
+    EQ(st.known.tasks_spawned, now.tasks_spawned);
+    cr_assert(all_bytes((char *)&st + STATS_SIZE_0_1, sizeof st - STATS_SIZE_0_1, FILL_BYTE));
+    return 0;
+}
+
+Test(loop, stats_write_no_more_than_the_callers_size_and_zero_what_this_library_lacks)
+{
+    weft_loop *l = weft_loop_new(NULL);
+    cr_assert(l != NULL);
+    EQ(weft_loop_run(l, stats_sizes_main, NULL, NULL), 0);
+    sized_loop = l;
+    stats_sizes_check(stats_loop_sized_call, 4);
+    int (*unsized)(const weft_loop *, weft_stats *) = weft_loop_stats;
+    weft_stats st;
+    EQ(unsized(l, &st), 0);
+    EQ(st.tasks_spawned, 4);
+    EQ(weft_loop_stats_sized(NULL, &st, sizeof st), -EINVAL);
+    EQ(weft_loop_stats_sized(l, NULL, sizeof st), -EINVAL);
+    weft_loop_free(l);
+    EQ(weft_stats_get_sized(&st, sizeof st), -EPERM);
+}
+
 /* ---- weft_strerror, weft_now, weft_nop ---------------------------------------------------------- */
 
 Test(loop, strerror_names_every_code_and_never_returns_null)
