@@ -73,8 +73,19 @@ typedef intptr_t (*weft_fn)(void *arg);
 
 /*
  * Loop configuration. Zero-initialised means all defaults. Environment variables override fields:
- * WEFT_BACKEND, WEFT_RING_ENTRIES, WEFT_STACK_SIZE (bytes, or with a k/m suffix), WEFT_EXECUTOR_THREADS,
- * WEFT_EXECUTOR_QUEUE, WEFT_SLOW_MS, WEFT_IDLE_POLL_US (microseconds), WEFT_SUBMIT_BATCH.
+ * WEFT_BACKEND, WEFT_RING_ENTRIES, WEFT_STACK_SIZE (bytes, or with a k, m or g suffix: KiB, MiB, GiB),
+ * WEFT_EXECUTOR_THREADS, WEFT_EXECUTOR_QUEUE, WEFT_SLOW_MS, WEFT_IDLE_POLL_US (microseconds),
+ * WEFT_SUBMIT_BATCH. A variable set to the empty string counts as unset; any other value must be
+ * digits only (a size may end in its suffix): "-5", "abc", "12q" or " 12" are errors, not ignored.
+ *
+ * Every value is checked when a loop is made: what weft cannot honour makes weft_loop_new fail with
+ * EINVAL (weft_run returns -EINVAL) and one line on stderr naming the field or variable and why.
+ * Backend names are matched exactly ("EPOLL" is refused, with a hint). The limits: ring_entries
+ * at most 16384 (io_uring's 32768 submission and 65536 completion entries, with weft's completion
+ * queue four times the submission queue), stack_size at most 1 GiB, executor_threads at most 1024,
+ * executor_queue at most 16777216, submit_batch at most ring_entries; a value in microseconds or
+ * milliseconds must fit 64 bits in nanoseconds. A stack size within bounds that this process still
+ * cannot map (an address-space limit) fails with ENOMEM and a line that says so.
  *
  * Growing without breaking programs: later versions add fields at the end, and size says how much of
  * the structure the caller knows. size 0 (what `weft_config cfg = {0}` and designated initialisers
@@ -90,7 +101,8 @@ typedef struct weft_config {
     size_t      size;             /* bytes of this structure the caller filled: 0 or sizeof(weft_config) */
     const char *backend;          /* "io_uring", "epoll", or NULL: io_uring, else epoll with the reason logged */
     unsigned    ring_entries;     /* submission queue entries; 0 = 256. The CQ gets four times as many. */
-    size_t      stack_size;       /* usable bytes per task stack; 0 = 256 KiB. Rounded up to pages. */
+    size_t      stack_size;       /* usable bytes per task stack; 0 = 256 KiB. Rounded up to pages; at
+                                     least 16 KiB (smaller sizes are raised to it), at most 1 GiB. */
     unsigned    executor_threads; /* threads of the default executor; 0 = number of CPUs */
     uint64_t    slow_task_ns;     /* report a task running this long without suspending; 0 = 100 ms,
                                      UINT64_MAX = never (no watchdog thread) */
@@ -115,16 +127,18 @@ typedef struct weft_config {
  * asyncio.run(): makes a loop with defaults, runs main(arg) as a task until it returns, then cancels every
  * task still alive and runs the loop until they have all ended, reports tasks nobody joined, and frees
  * the loop. Returns 0 and stores main's result in *result (result may be NULL), or a negative errno when
- * the loop could not start (-ENOMEM, -EBUSY if a loop already runs on this thread, or the error the
- * ring setup returned). Blocks the calling thread; not itself a suspending call.
+ * the loop could not start (-ENOMEM, -EINVAL for a WEFT_* variable weft cannot honour, -EBUSY if a
+ * loop already runs on this thread, or the error the ring setup returned). Blocks the calling thread;
+ * not itself a suspending call.
  */
 WEFT_API int weft_run(weft_fn main, void *arg, intptr_t *result);
 
 /*
- * Creates a loop. cfg may be NULL for defaults. Returns NULL with errno set: ENOMEM, EINVAL for a bad
- * configuration (an unknown backend name, a bad size), E2BIG (cfg sets fields this library does not
- * have, see size above), or the error io_uring set-up failed with when "io_uring" was asked for by name (EPERM when refused by seccomp or kernel.io_uring_disabled, ENOMEM when locked
- * memory is short, ENOSYS on a kernel without it).
+ * Creates a loop. cfg may be NULL for defaults. Returns NULL with errno set: ENOMEM (also for task
+ * stacks that cannot be mapped), EINVAL for a configuration weft cannot honour (see above: each says
+ * why on stderr), E2BIG (cfg sets fields this library does not have, see size above), or the error
+ * io_uring set-up failed with when "io_uring" was asked for by name (EPERM when refused by seccomp or
+ * kernel.io_uring_disabled, ENOMEM when locked memory is short, ENOSYS on a kernel without it).
  *
  * With no backend named, a refused io_uring makes the loop use epoll, and one line on stderr says why
  * and what to change ("io_uring refused (EPERM): seccomp ...; using epoll"); weft_loop_fallback_reason

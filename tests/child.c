@@ -3,8 +3,9 @@
  *
  * Diagnostics are written to stderr and some scenarios kill the process, so the tests run them in a
  * fresh process of their own (posix_spawn, not fork: the Criterion worker has threads of its own).
- * The exit status is main's result (small values only), or 100 when weft_run failed, 101 for an
- * unknown scenario, 103 when the parent was already gone. The scenarios print "MARK" on stderr where
+ * The exit status is main's result (small values only), or 100 when weft_run failed (its error on
+ * stderr), 101 for an unknown scenario, 103 when the parent was already gone, 104 when a scenario's
+ * set-up failed. The scenarios print "MARK" on stderr where
  * the order of messages matters.
  */
 #include <errno.h>
@@ -13,6 +14,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "weft.h"
@@ -216,23 +218,47 @@ static intptr_t unawaited_error_main(void *arg)
     return 0;
 }
 
+/* ---- task stacks the address space cannot hold: weft_run fails with -ENOMEM and says why ---------- */
+
+/* Leaves the process 256 MiB of address space beyond what it has mapped now (under ASan or TSan
+ * that is a lot: their shadow memory counts), so a slab of large stacks cannot be mapped. */
+static void limit_address_space(void)
+{
+    unsigned long vm_kib = 0;
+    FILE *f = fopen("/proc/self/status", "re");
+    char line[256];
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmSize: %lu kB", &vm_kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    struct rlimit lim;
+    if (!vm_kib || getrlimit(RLIMIT_AS, &lim) < 0)
+        _exit(104);
+    lim.rlim_cur = (rlim_t)vm_kib * 1024 + (256ul << 20);
+    if (setrlimit(RLIMIT_AS, &lim) < 0)
+        _exit(104);
+}
+
 int main(int argc, char **argv)
 {
     static const struct {
         const char *name;
         weft_fn main;
         void *arg;
+        void (*before)(void); /* run before weft_run, if not NULL */
     } scenarios[] = {
-        {"detach_fail_eio", detach_fail_main, (void *)(intptr_t)-EIO},
-        {"detach_fail_econnreset", detach_fail_main, (void *)(intptr_t)-ECONNRESET},
-        {"detach_quiet", detach_quiet_main, NULL},
-        {"overflow", overflow_main, NULL},
-        {"never_joined", never_joined_main, NULL},
-        {"clean", clean_main, NULL},
-        {"free_task_future", free_task_future_main, NULL},
-        {"mutex_foreign_unlock", mutex_foreign_unlock_main, NULL},
-        {"slow_task", slow_task_main, NULL},
-        {"unawaited_error_future", unawaited_error_main, NULL},
+        {"detach_fail_eio", detach_fail_main, (void *)(intptr_t)-EIO, NULL},
+        {"detach_fail_econnreset", detach_fail_main, (void *)(intptr_t)-ECONNRESET, NULL},
+        {"detach_quiet", detach_quiet_main, NULL, NULL},
+        {"overflow", overflow_main, NULL, NULL},
+        {"never_joined", never_joined_main, NULL, NULL},
+        {"clean", clean_main, NULL, NULL},
+        {"free_task_future", free_task_future_main, NULL, NULL},
+        {"mutex_foreign_unlock", mutex_foreign_unlock_main, NULL, NULL},
+        {"slow_task", slow_task_main, NULL, NULL},
+        {"unawaited_error_future", unawaited_error_main, NULL, NULL},
+        {"stack_unmappable", return_arg, NULL, limit_address_space},
     };
     if (argc != 2)
         return 101;
@@ -244,6 +270,8 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++) {
         if (strcmp(argv[1], scenarios[i].name) != 0)
             continue;
+        if (scenarios[i].before)
+            scenarios[i].before();
         intptr_t result = -1;
         int rc = weft_run(scenarios[i].main, scenarios[i].arg, &result);
         if (rc != 0) {
