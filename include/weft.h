@@ -20,6 +20,9 @@
 #ifndef WEFT_H
 #define WEFT_H
 
+/* Everything the declarations below use, so that a file including only weft.h compiles: errno.h for
+ * the -E... results the comments promise, the system headers for the I/O calls' types. */
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
