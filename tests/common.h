@@ -1,6 +1,7 @@
 /*
- * Helpers shared by the Criterion tests: running a scenario in a loop, asserting values with their
- * errno names, recording the order of events, and running the child helper to read its stderr.
+ * Helpers shared by the Criterion tests: running a scenario in a loop (under a deadline), asserting
+ * values with their errno names, recording the order of events, test data, sockets, reading what weft
+ * says on stderr, and running the child helper. A helper two test files need lives here, once.
  *
  * Criterion runs every test in its own process, so the globals below start fresh in each test.
  */
@@ -9,9 +10,11 @@
 
 #include <criterion/criterion.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdatomic.h>
@@ -104,6 +107,45 @@ static inline intptr_t run(weft_fn main_fn, void *arg)
     return result;
 }
 
+/* A task body returning its argument. */
+static inline intptr_t return_arg(void *arg)
+{
+    return (intptr_t)arg;
+}
+
+/* The backend this run is for: WEFT_BACKEND (meson registers each test once per backend), or the
+ * default when it is unset. */
+static inline const char *backend_env(void)
+{
+    const char *env = getenv("WEFT_BACKEND");
+    return env && *env ? env : "io_uring";
+}
+
+/* ---- a scenario under a deadline --------------------------------------------------------------------- */
+
+/* A task body and its argument, run by guarded_main under a 10 s deadline: whatever hangs in it fails
+ * with -ETIMEDOUT instead of hanging the test. */
+struct guarded {
+    weft_fn fn;
+    void *arg;
+};
+
+static inline intptr_t guarded_main(void *arg)
+{
+    struct guarded *g = arg;
+    weft_deadline_push(weft_now() + SEC(10));
+    intptr_t r = g->fn(g->arg);
+    weft_deadline_pop();
+    return r;
+}
+
+/* run() with main under a 10 s deadline. */
+static inline intptr_t run_guarded(weft_fn fn, void *arg)
+{
+    struct guarded g = {fn, arg};
+    return run(guarded_main, &g);
+}
+
 /* Lets every task that can run do so until it parks: sleeps a little so the loop turns and polls. */
 static inline void settle(void)
 {
@@ -156,6 +198,61 @@ static inline const char *stderr_capture_end(void)
 /* Asserts that text (a message, or the part of one that matters) is in what was captured. */
 #define CAPTURED_HAS(captured, text)                                                                  \
     cr_assert(strstr((captured), (text)) != NULL, "stderr lacks \"%s\"; it has:\n%s", (text), (captured))
+
+/* ---- data ------------------------------------------------------------------------------------------- */
+
+static inline uint32_t xorshift(uint32_t *state)
+{
+    uint32_t x = *state;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return *state = x;
+}
+
+/* Bytes that differ from seed to seed and from offset to offset (xorshift32). */
+static inline void fill_pattern(unsigned char *buf, size_t n, uint32_t seed)
+{
+    uint32_t s = seed * 2654435761u + 1;
+    for (size_t i = 0; i < n; i++)
+        buf[i] = (unsigned char)(xorshift(&s) >> 24);
+}
+
+/* Asserts two buffers are equal, naming the first differing offset. */
+static inline void same_bytes(const unsigned char *got, const unsigned char *want, size_t n, const char *what)
+{
+    if (memcmp(got, want, n) == 0)
+        return;
+    size_t i = 0;
+    while (got[i] == want[i])
+        i++;
+    cr_assert_fail("%s: first difference at byte %zu of %zu: got 0x%02x, want 0x%02x", what, i, n, got[i], want[i]);
+}
+
+/* Asserts buf holds the first n bytes of fill_pattern(seed). */
+static inline void expect_pattern(const unsigned char *buf, size_t n, uint32_t seed)
+{
+    unsigned char *want = malloc(n ? n : 1);
+    cr_assert(want != NULL);
+    fill_pattern(want, n, seed);
+    char what[48];
+    snprintf(what, sizeof what, "the bytes of pattern %u", (unsigned)seed);
+    same_bytes(buf, want, n, what);
+    free(want);
+}
+
+/* ---- sockets ------------------------------------------------------------------------------------------ */
+
+/* The port a socket is bound to (IPv4 or IPv6). */
+static inline uint16_t port_of(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    cr_assert(getsockname(fd, (struct sockaddr *)&ss, &len) == 0, "getsockname: %s", strerror(errno));
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
 
 /* ---- the child helper ---------------------------------------------------------------------------- */
 

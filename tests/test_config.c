@@ -13,8 +13,7 @@ TestSuite(config, .timeout = 30);
 static const char *backend_under_test(void)
 {
     static char name[32];
-    const char *env = getenv("WEFT_BACKEND");
-    snprintf(name, sizeof name, "%s", env && *env ? env : "io_uring");
+    snprintf(name, sizeof name, "%s", backend_env());
     unsetenv("WEFT_BACKEND");
     return name;
 }

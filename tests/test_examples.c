@@ -303,18 +303,6 @@ static void set_nonblocking(int fd)
 
 /* ---- echo_server --------------------------------------------------------------------------------- */
 
-/* Bytes that differ from client to client and from offset to offset (xorshift32 from a seed). */
-static void fill_pattern(unsigned char *buf, size_t len, uint32_t seed)
-{
-    uint32_t x = seed * 2654435761u | 1;
-    for (size_t i = 0; i < len; i++) {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        buf[i] = (unsigned char)(x >> 24);
-    }
-}
-
 struct echo_client {
     int fd;
     unsigned char *data;

@@ -705,7 +705,6 @@ Test(exec, suspending_calls_from_an_executor_thread_return_eperm)
     EQ(w.spawn_errno, EPERM);
 }
 
-static intptr_t return_arg(void *arg) { return (intptr_t)arg; }
 
 static intptr_t null_args_main(void *arg)
 {

@@ -28,8 +28,7 @@ TestSuite(fault, .timeout = 60);
 
 static bool on_io_uring(void)
 {
-    const char *env = getenv("WEFT_BACKEND");
-    return !env || !*env || strcmp(env, "io_uring") == 0;
+    return strcmp(backend_env(), "io_uring") == 0;
 }
 
 /* ---- running a scenario bounded, and checking what it left behind ------------------------------ */
@@ -57,64 +56,33 @@ static intptr_t run_checked(weft_fn main_fn, void *arg, const weft_config *cfg, 
     return result;
 }
 
-/* A task body run under a deadline, so a fault that leaves it stuck fails the test with -ETIMEDOUT
- * instead of hanging it. */
-struct bounded {
-    weft_fn fn;
-    void *arg;
-};
-
+/* A spawned task under guarded_main's deadline (common.h), so a fault that leaves it stuck fails the
+ * test with -ETIMEDOUT instead of hanging it. Its struct guarded is on the heap, freed as it starts. */
 static intptr_t bounded_entry(void *arg)
 {
-    struct bounded *b = arg;
-    weft_deadline_push(weft_now() + SEC(10));
-    intptr_t r = b->fn(b->arg);
-    weft_deadline_pop();
-    free(b);
-    return r;
+    struct guarded g = *(struct guarded *)arg;
+    free(arg);
+    return guarded_main(&g);
 }
 
 static weft_task *spawn_bounded(weft_fn fn, void *arg)
 {
-    struct bounded *b = malloc(sizeof *b);
-    cr_assert(b != NULL);
-    *b = (struct bounded){fn, arg};
-    weft_task *t = weft_spawn(bounded_entry, b);
+    struct guarded *g = malloc(sizeof *g);
+    cr_assert(g != NULL);
+    *g = (struct guarded){fn, arg};
+    weft_task *t = weft_spawn(bounded_entry, g);
     cr_assert(t != NULL, "weft_spawn: %s", strerror(errno));
     return t;
 }
 
-/* Runs main_fn as a bounded task: the whole scenario is under a 10 s deadline. */
-static intptr_t bounded_main(void *arg)
-{
-    struct bounded *b = arg;
-    weft_deadline_push(weft_now() + SEC(10));
-    intptr_t r = b->fn(b->arg);
-    weft_deadline_pop();
-    return r;
-}
-
+/* Runs fn as the scenario's main task under guarded_main's 10 s deadline. */
 static intptr_t run_scenario(weft_fn fn, void *arg, const weft_config *cfg, weft_stats *stats)
 {
-    struct bounded b = {fn, arg};
-    return run_checked(bounded_main, &b, cfg, stats);
+    struct guarded g = {fn, arg};
+    return run_checked(guarded_main, &g, cfg, stats);
 }
 
 /* ---- data -------------------------------------------------------------------------------------------- */
-
-static void fill_pattern(unsigned char *buf, size_t len, unsigned seed)
-{
-    for (size_t i = 0; i < len; i++)
-        buf[i] = (unsigned char)(seed + i * 31 + (i >> 8));
-}
-
-static void expect_pattern(const unsigned char *buf, size_t len, unsigned seed, size_t offset)
-{
-    for (size_t i = 0; i < len; i++) {
-        unsigned char want = (unsigned char)(seed + (offset + i) * 31 + ((offset + i) >> 8));
-        cr_assert(buf[i] == want, "byte %zu: got 0x%02x, want 0x%02x", offset + i, buf[i], want);
-    }
-}
 
 static void pair(int sv[2])
 {
@@ -149,11 +117,11 @@ static intptr_t short_recv_main(void *arg)
     weft__fault_op(WEFT__OP_RECV, 100, 0, 1);
     memset(in, 0, sizeof in);
     EQ(weft_recv(sv[0], in, sizeof in, 0), 100); /* capped: returned as a short count */
-    expect_pattern(in, 100, 1, 0);
+    expect_pattern(in, 100, 1);
     for (size_t i = 100; i < sizeof in; i++)
         cr_assert(in[i] == 0, "byte %zu written past the short count", i);
     EQ(weft_recv(sv[0], in + 100, sizeof in - 100, 0), 900); /* the rest, nothing lost */
-    expect_pattern(in, sizeof in, 1, 0);
+    expect_pattern(in, sizeof in, 1);
     expect_drained(sv[0]);
     close_pair(sv);
     return 0;
@@ -175,11 +143,11 @@ static intptr_t short_send_main(void *arg)
     weft__fault_op(WEFT__OP_SEND, 10, 0, 1);
     EQ(weft_send(sv[0], out, sizeof out, 0), 10);
     EQ(weft_recv(sv[1], in, sizeof in, 0), 10); /* exactly what the short send said went out */
-    expect_pattern(in, 10, 2, 0);
+    expect_pattern(in, 10, 2);
     expect_drained(sv[1]);
     EQ(weft_send(sv[0], out + 10, sizeof out - 10, 0), 990);
     EQ(weft_recv_exact(sv[1], in + 10, 990), 990);
-    expect_pattern(in, sizeof in, 2, 0);
+    expect_pattern(in, sizeof in, 2);
     close_pair(sv);
     return 0;
 }
@@ -212,7 +180,7 @@ static intptr_t short_file_main(void *arg)
     for (size_t i = 7; i < sizeof in; i++)
         cr_assert(in[i] == 0, "byte %zu written past the short read", i);
     EQ(weft_read(fd, in + 7, sizeof in - 7, 7), 4089);
-    expect_pattern(in, sizeof in, 3, 0);
+    expect_pattern(in, sizeof in, 3);
 
     /* The async forms report the short count through the future. */
     weft__fault_op(WEFT__OP_READ, 5, 0, 1);
@@ -270,7 +238,7 @@ static intptr_t loop_past_short_main(void *arg)
     EQ(weft_join(receiver), 0);
     EQ(tx.result, LOOP_BYTES);
     EQ(rx.result, LOOP_BYTES);
-    expect_pattern(in, LOOP_BYTES, 4, 0);
+    expect_pattern(in, LOOP_BYTES, 4);
     expect_drained(sv[1]);
     free(out);
     free(in);
@@ -303,7 +271,7 @@ static intptr_t async_short_main(void *arg)
     EQ(weft_await(f), 50);
     weft_future_free(f);
     EQ(weft_recv_exact(sv[1], in + 50, 550), 550);
-    expect_pattern(in, sizeof in, 5, 0);
+    expect_pattern(in, sizeof in, 5);
     close_pair(sv);
     return 0;
 }
@@ -328,7 +296,7 @@ static intptr_t error_main(void *arg)
     weft__fault_op(WEFT__OP_RECV, err, 0, 1);
     EQ(weft_recv(sv[0], in, sizeof in, 0), err);
     EQ(weft_recv_exact(sv[0], in, sizeof in), 500);
-    expect_pattern(in, sizeof in, 6, 0);
+    expect_pattern(in, sizeof in, 6);
 
     /* send: the error, nothing went out; the next call sends. */
     weft__fault_op(WEFT__OP_SEND, err, 0, 1);
@@ -336,7 +304,7 @@ static intptr_t error_main(void *arg)
     expect_drained(sv[1]);
     EQ(weft_send(sv[0], out, 300, 0), 300);
     EQ(weft_recv_exact(sv[1], in, 300), 300);
-    expect_pattern(in, 300, 6, 0);
+    expect_pattern(in, 300, 6);
 
     /* The async forms deliver the error through the future. */
     EQ(weft_send(sv[1], out, 100, 0), 100);
@@ -352,7 +320,7 @@ static intptr_t error_main(void *arg)
     weft_future_free(f);
     expect_drained(sv[1]);
     EQ(weft_recv_exact(sv[0], in, 100), 100);
-    expect_pattern(in, 100, 6, 0);
+    expect_pattern(in, 100, 6);
 
     /* The loops: with nothing moved they return the error itself... */
     weft__fault_op(WEFT__OP_SEND, err, 0, 1);
@@ -367,11 +335,11 @@ static intptr_t error_main(void *arg)
     weft__fault_op(WEFT__OP_RECV, err, 1, 1);
     memset(in, 0, sizeof in);
     EQ(weft_recv_exact(sv[0], in, 200), 100);
-    expect_pattern(in, 100, 6, 0);
+    expect_pattern(in, 100, 6);
     EQ(weft_send(sv[1], out + 100, 100, 0), 100);
     EQ(weft_recv(sv[0], in + 100, 100, 0), err);
     EQ(weft_recv_exact(sv[0], in + 100, 100), 100);
-    expect_pattern(in, 200, 6, 0);
+    expect_pattern(in, 200, 6);
 
     /* A send too big for the socket buffer goes out in part; the error on the next part makes
      * weft_send_all return exactly what went out, and that is what the peer receives. */
@@ -386,7 +354,7 @@ static intptr_t error_main(void *arg)
     cr_assert(sent > 0 && (size_t)sent < big_len, "weft_send_all: got %zd (%s), want a count in (0, %zu)", sent,
               res_name(sent), big_len);
     EQ(weft_recv_exact(sv[1], got, (size_t)sent), sent);
-    expect_pattern(got, (size_t)sent, 7, 0);
+    expect_pattern(got, (size_t)sent, 7);
     expect_drained(sv[1]);
     EQ(weft_send(sv[0], out, 1, 0), err); /* the error weft_send_all held back */
     free(big);
@@ -429,10 +397,7 @@ static int tcp_pair(int *client, int *server)
 {
     int lfd = weft_tcp_listen("127.0.0.1", 0, 16, 0);
     cr_assert(lfd >= 0, "weft_tcp_listen: %s", res_name(lfd));
-    struct sockaddr_in addr;
-    socklen_t len = sizeof addr;
-    cr_assert(getsockname(lfd, (struct sockaddr *)&addr, &len) == 0);
-    *client = weft_tcp_connect("127.0.0.1", ntohs(addr.sin_port));
+    *client = weft_tcp_connect("127.0.0.1", port_of(lfd));
     cr_assert(*client >= 0, "weft_tcp_connect: %s", res_name(*client));
     *server = weft_accept(lfd, NULL, NULL, SOCK_CLOEXEC);
     cr_assert(*server >= 0, "weft_accept: %s", res_name(*server));
@@ -502,14 +467,6 @@ static intptr_t connect_task(void *arg)
     struct connector *c = arg;
     c->fd = weft_tcp_connect("127.0.0.1", c->port);
     return c->fd < 0 ? c->fd : 0;
-}
-
-static uint16_t port_of(int lfd)
-{
-    struct sockaddr_in addr;
-    socklen_t len = sizeof addr;
-    cr_assert(getsockname(lfd, (struct sockaddr *)&addr, &len) == 0);
-    return ntohs(addr.sin_port);
 }
 
 /* The accepted connection is real: bytes go both ways. */
@@ -837,7 +794,7 @@ static intptr_t enter_fails_main(void *arg)
         EQ(weft_send_all(sv[0], out, sizeof out), sizeof out);
         memset(in, 0, sizeof in);
         EQ(weft_recv_exact(sv[0], in, sizeof in), sizeof in);
-        expect_pattern(in, sizeof in, 8, 0);
+        expect_pattern(in, sizeof in, 8);
         EQ(weft_sleep(MS(1)), 0);
     }
     EQ(weft_shutdown(sv[0], SHUT_WR), 0);
@@ -963,7 +920,7 @@ static intptr_t reset_after_some_bytes_main(void *arg)
     EQ(weft_close(client), 0);
     EQ(weft_sleep(MS(5)), 0);
     EQ(weft_recv_exact(server, in, sizeof in), 10); /* what arrived before the reset */
-    expect_pattern(in, 10, 9, 0);
+    expect_pattern(in, 10, 9);
     EQ(weft_recv(server, in, sizeof in, 0), -ECONNRESET); /* "the next call sees the error" */
     EQ(weft_close(server), 0);
     EQ(weft_close(lfd), 0);

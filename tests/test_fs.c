@@ -42,20 +42,6 @@ static void scratch_make(void)
     atexit(scratch_remove); /* also when an assertion ends the test early */
 }
 
-struct guarded {
-    weft_fn fn;
-    void *arg;
-};
-
-static intptr_t guarded_main(void *arg)
-{
-    struct guarded *g = arg;
-    weft_deadline_push(weft_now() + SEC(10));
-    intptr_t r = g->fn(g->arg);
-    weft_deadline_pop();
-    return r;
-}
-
 static const char *loop_backend; /* of the loop running the scenario */
 
 /* Runs fn with a scratch directory fd as its argument on a default loop, under a deadline; removes
@@ -103,32 +89,6 @@ static void offloaded_since(uint64_t before, uint64_t calls)
         cr_assert(grown == 0, "io_uring ran %" PRIu64 " file calls on the executor", grown);
     else
         cr_assert(grown >= calls, "epoll ran %" PRIu64 " of %" PRIu64 " file calls on the executor", grown, calls);
-}
-
-static uint32_t xorshift(uint32_t *state)
-{
-    uint32_t x = *state;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    return *state = x;
-}
-
-static void fill_pattern(unsigned char *buf, size_t n, uint32_t seed)
-{
-    uint32_t s = seed * 2654435761u + 1;
-    for (size_t i = 0; i < n; i++)
-        buf[i] = (unsigned char)(xorshift(&s) >> 24);
-}
-
-static void same_bytes(const unsigned char *got, const unsigned char *want, size_t n, const char *what)
-{
-    if (memcmp(got, want, n) == 0)
-        return;
-    size_t i = 0;
-    while (got[i] == want[i])
-        i++;
-    cr_assert_fail("%s: first difference at byte %zu of %zu: got 0x%02x, want 0x%02x", what, i, n, got[i], want[i]);
 }
 
 static int open_new(int dfd, const char *name, mode_t mode)

@@ -8,7 +8,6 @@
 
 TestSuite(future, .timeout = 30);
 
-static intptr_t return_arg(void *arg) { return (intptr_t)arg; }
 
 static intptr_t await_arg(void *arg)
 {

@@ -8,13 +8,7 @@
 
 TestSuite(loop, .timeout = 30);
 
-static intptr_t return_arg(void *arg) { return (intptr_t)arg; }
 
-static const char *expected_backend(void)
-{
-    const char *env = getenv("WEFT_BACKEND");
-    return env && *env ? env : "io_uring";
-}
 
 /* ---- weft_run -------------------------------------------------------------------------------------- */
 
@@ -61,15 +55,15 @@ Test(loop, backend_is_io_uring_by_default_or_the_one_weft_backend_names)
     weft_loop *l = weft_loop_new(NULL);
     cr_assert(l != NULL, "weft_loop_new: %s", strerror(errno));
     cr_assert(weft_loop_backend(l) != NULL);
-    cr_assert_str_eq(weft_loop_backend(l), expected_backend());
+    cr_assert_str_eq(weft_loop_backend(l), backend_env());
     EQ(weft_loop_run(l, check_backend_inside, NULL, NULL), 0);
-    cr_assert_str_eq(weft_loop_backend(l), expected_backend());
+    cr_assert_str_eq(weft_loop_backend(l), backend_env());
     weft_loop_free(l);
 
     weft_config cfg = {.backend = "io_uring"};
     l = weft_loop_new(&cfg);
     cr_assert(l != NULL, "weft_loop_new(io_uring): %s", strerror(errno));
-    cr_assert_str_eq(weft_loop_backend(l), expected_backend()); /* the environment overrides cfg */
+    cr_assert_str_eq(weft_loop_backend(l), backend_env()); /* the environment overrides cfg */
     weft_loop_free(l);
 }
 

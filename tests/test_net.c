@@ -20,37 +20,6 @@ TestSuite(net, .timeout = 30);
 
 /* ---- helpers ------------------------------------------------------------------------------------- */
 
-struct guarded {
-    weft_fn fn;
-    void *arg;
-};
-
-static intptr_t guarded_main(void *arg)
-{
-    struct guarded *g = arg;
-    weft_deadline_push(weft_now() + SEC(10));
-    intptr_t r = g->fn(g->arg);
-    weft_deadline_pop();
-    return r;
-}
-
-/* run() with main under a 10 s deadline: whatever hangs in it fails instead. */
-static intptr_t run_net(weft_fn fn, void *arg)
-{
-    struct guarded g = {fn, arg};
-    return run(guarded_main, &g);
-}
-
-static uint16_t port_of(int fd)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    cr_assert(getsockname(fd, (struct sockaddr *)&ss, &len) == 0, "getsockname: %s", strerror(errno));
-    if (ss.ss_family == AF_INET6)
-        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-}
-
 static int listener(const char *host, int backlog)
 {
     int fd = weft_tcp_listen(host, 0, backlog, 0);
@@ -75,33 +44,6 @@ static void tcp_pair(int *client, int *server)
     *server = weft_accept(lfd, NULL, NULL, SOCK_CLOEXEC);
     cr_assert(*server >= 0, "weft_accept: %d (%s)", *server, res_name(*server));
     EQ(weft_close(lfd), 0);
-}
-
-static uint32_t xorshift(uint32_t *state)
-{
-    uint32_t x = *state;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    return *state = x;
-}
-
-static void fill_pattern(unsigned char *buf, size_t n, uint32_t seed)
-{
-    uint32_t s = seed * 2654435761u + 1;
-    for (size_t i = 0; i < n; i++)
-        buf[i] = (unsigned char)(xorshift(&s) >> 24);
-}
-
-/* Asserts two buffers are equal, naming the first differing offset. */
-static void same_bytes(const unsigned char *got, const unsigned char *want, size_t n, const char *what)
-{
-    if (memcmp(got, want, n) == 0)
-        return;
-    size_t i = 0;
-    while (got[i] == want[i])
-        i++;
-    cr_assert_fail("%s: first difference at byte %zu of %zu: got 0x%02x, want 0x%02x", what, i, n, got[i], want[i]);
 }
 
 /* No data waiting on fd (a socket or a pipe): poll(2) says it is not readable. */
@@ -240,12 +182,12 @@ static intptr_t echo_main(void *arg)
 
 Test(net, echo_of_1mib_through_8_concurrent_clients_is_byte_exact)
 {
-    EQ(run_net(echo_main, "127.0.0.1"), 0);
+    EQ(run_guarded(echo_main, "127.0.0.1"), 0);
 }
 
 Test(net, echo_over_ipv6_loopback_is_byte_exact)
 {
-    EQ(run_net(echo_main, "::1"), 0);
+    EQ(run_guarded(echo_main, "::1"), 0);
 }
 
 /* ---- listening and connecting ------------------------------------------------------------------------ */
@@ -295,15 +237,15 @@ static intptr_t family_main(void *arg)
 Test(net, ipv4_listen_on_port_0_then_connect_and_exchange)
 {
     struct family_case fc = {"127.0.0.1", "127.0.0.1", AF_INET};
-    EQ(run_net(family_main, &fc), 0);
+    EQ(run_guarded(family_main, &fc), 0);
 }
 
 Test(net, ipv6_listen_on_port_0_then_connect_and_exchange)
 {
     struct family_case plain = {"::1", "::1", AF_INET6};
-    EQ(run_net(family_main, &plain), 0);
+    EQ(run_guarded(family_main, &plain), 0);
     struct family_case bracketed = {"[::1]", "[::1]", AF_INET6};
-    EQ(run_net(family_main, &bracketed), 0);
+    EQ(run_guarded(family_main, &bracketed), 0);
 }
 
 Test(net, tcp_listen_port_0_picks_distinct_ports_and_rejects_bad_input_without_a_loop)
@@ -387,7 +329,7 @@ static intptr_t reuseport_main(void *arg)
 
 Test(net, reuseport_lets_two_listeners_share_a_port_and_both_accept)
 {
-    EQ(run_net(reuseport_main, NULL), 0);
+    EQ(run_guarded(reuseport_main, NULL), 0);
 }
 
 static intptr_t localhost_main(void *arg)
@@ -418,7 +360,7 @@ static intptr_t localhost_main(void *arg)
 
 Test(net, tcp_connect_resolves_localhost_on_the_executor_and_unknown_names_give_enoent)
 {
-    EQ(run_net(localhost_main, NULL), 0);
+    EQ(run_guarded(localhost_main, NULL), 0);
 }
 
 static intptr_t raw_calls_main(void *arg)
@@ -466,7 +408,7 @@ static intptr_t raw_calls_main(void *arg)
 
 Test(net, socket_connect_and_accept_fill_the_peer_address_and_its_length)
 {
-    EQ(run_net(raw_calls_main, NULL), 0);
+    EQ(run_guarded(raw_calls_main, NULL), 0);
 }
 
 /* ---- recvmsg / sendmsg, shutdown ------------------------------------------------------------------ */
@@ -516,7 +458,7 @@ static intptr_t msg_main(void *arg)
 
 Test(net, sendmsg_and_recvmsg_scatter_and_gather_two_iovecs)
 {
-    EQ(run_net(msg_main, NULL), 0);
+    EQ(run_guarded(msg_main, NULL), 0);
 }
 
 static intptr_t shutdown_main(void *arg)
@@ -542,7 +484,7 @@ static intptr_t shutdown_main(void *arg)
 
 Test(net, shutdown_wr_gives_the_peer_eof_and_keeps_the_other_direction)
 {
-    EQ(run_net(shutdown_main, NULL), 0);
+    EQ(run_guarded(shutdown_main, NULL), 0);
 }
 
 /* ---- send_all / recv_exact ----------------------------------------------------------------------- */
@@ -627,7 +569,7 @@ static intptr_t exact_main(void *arg)
 
 Test(net, send_all_sends_everything_and_recv_exact_is_short_only_at_eof_or_interruption)
 {
-    EQ(run_net(exact_main, NULL), 0);
+    EQ(run_guarded(exact_main, NULL), 0);
 }
 
 /* ---- the _async forms ----------------------------------------------------------------------------- */
@@ -720,7 +662,7 @@ static intptr_t async_main(void *arg)
 
 Test(net, async_recv_and_send_in_flight_together_and_free_or_cancel_consumes_nothing)
 {
-    EQ(run_net(async_main, NULL), 0);
+    EQ(run_guarded(async_main, NULL), 0);
 }
 
 /* Freed at once, with nobody awaiting: the op is cancelled wherever it waits, and the fd, the buffer
@@ -759,7 +701,7 @@ static intptr_t free_pending_at_once_main(void *arg)
 
 Test(net, freeing_a_pending_recv_or_read_async_at_once_is_safe_and_takes_nothing)
 {
-    EQ(run_net(free_pending_at_once_main, NULL), 0);
+    EQ(run_guarded(free_pending_at_once_main, NULL), 0);
 }
 
 Test(net, async_forms_outside_a_loop_return_null_with_eperm)
@@ -849,7 +791,7 @@ static intptr_t cancel_recv_main(void *arg)
 
 Test(net, cancel_during_recv_returns_ecanceled_sticks_and_keeps_every_byte)
 {
-    EQ(run_net(cancel_recv_main, NULL), 0);
+    EQ(run_guarded(cancel_recv_main, NULL), 0);
 }
 
 static intptr_t cancel_read_main(void *arg)
@@ -870,7 +812,7 @@ static intptr_t cancel_read_main(void *arg)
 
 Test(net, cancel_during_pipe_read_returns_ecanceled_sticks_and_keeps_every_byte)
 {
-    EQ(run_net(cancel_read_main, NULL), 0);
+    EQ(run_guarded(cancel_read_main, NULL), 0);
 }
 
 static intptr_t cancel_accept_main(void *arg)
@@ -896,7 +838,7 @@ static intptr_t cancel_accept_main(void *arg)
 
 Test(net, cancel_during_accept_returns_ecanceled_sticks_and_the_listener_still_accepts)
 {
-    EQ(run_net(cancel_accept_main, NULL), 0);
+    EQ(run_guarded(cancel_accept_main, NULL), 0);
 }
 
 /*
@@ -953,7 +895,7 @@ static intptr_t cancel_connect_main(void *arg)
 
 Test(net, cancel_during_connect_to_a_full_backlog_returns_ecanceled_and_sticks)
 {
-    EQ(run_net(cancel_connect_main, NULL), 0);
+    EQ(run_guarded(cancel_connect_main, NULL), 0);
 }
 
 /* Cancel and data arriving at the same moment: either the call returns the data, or it returns
@@ -1024,7 +966,7 @@ static intptr_t race_main(void *arg)
 
 Test(net, cancel_racing_with_arriving_data_loses_and_duplicates_no_byte)
 {
-    EQ(run_net(race_main, NULL), 0);
+    EQ(run_guarded(race_main, NULL), 0);
 }
 
 /* ---- deadlines on blocked calls ---------------------------------------------------------------------- */
@@ -1080,7 +1022,7 @@ static intptr_t deadline_main(void *arg)
 
 Test(net, deadline_on_blocked_recv_accept_and_read_returns_etimedout_at_the_deadline)
 {
-    EQ(run_net(deadline_main, NULL), 0);
+    EQ(run_guarded(deadline_main, NULL), 0);
 }
 
 /* ---- weft_close of an fd in use ---------------------------------------------------------------------- */
@@ -1117,7 +1059,7 @@ static intptr_t close_while_blocked_main(void *arg)
 
 Test(net, close_of_an_fd_another_task_is_blocked_on_returns_ebadf_to_it)
 {
-    EQ(run_net(close_while_blocked_main, NULL), 0);
+    EQ(run_guarded(close_while_blocked_main, NULL), 0);
 }
 
 /*
@@ -1151,7 +1093,7 @@ static intptr_t close_while_retrying_main(void *arg)
 
 Test(net, a_call_made_on_an_fd_while_weft_close_closes_it_also_ends)
 {
-    EQ(run_net(close_while_retrying_main, NULL), 0);
+    EQ(run_guarded(close_while_retrying_main, NULL), 0);
 }
 
 struct close_cancelled {
@@ -1193,7 +1135,7 @@ static intptr_t close_cancelled_main(void *arg)
 
 Test(net, close_in_a_cancelled_task_still_closes_the_fd)
 {
-    EQ(run_net(close_cancelled_main, NULL), 0);
+    EQ(run_guarded(close_cancelled_main, NULL), 0);
 }
 
 /* ---- bad input ------------------------------------------------------------------------------------ */
@@ -1229,7 +1171,7 @@ static intptr_t bad_fd_main(void *arg)
 
 Test(net, bad_fds_give_ebadf_and_socket_calls_on_a_pipe_give_enotsock)
 {
-    EQ(run_net(bad_fd_main, NULL), 0);
+    EQ(run_guarded(bad_fd_main, NULL), 0);
 }
 
 static intptr_t refused_main(void *arg)
@@ -1254,7 +1196,7 @@ static intptr_t refused_main(void *arg)
 
 Test(net, connect_to_a_closed_port_gives_econnrefused)
 {
-    EQ(run_net(refused_main, NULL), 0);
+    EQ(run_guarded(refused_main, NULL), 0);
 }
 
 static void expect_broken(intptr_t r, const char *what)
@@ -1308,7 +1250,7 @@ Test(net, send_to_a_closed_peer_gives_epipe_or_econnreset_and_no_sigpipe)
     sigemptyset(&pipe_set);
     sigaddset(&pipe_set, SIGPIPE);
     sigprocmask(SIG_UNBLOCK, &pipe_set, NULL);
-    EQ(run_net(broken_pipe_main, NULL), 0);
+    EQ(run_guarded(broken_pipe_main, NULL), 0);
 }
 
 static void eperm_checks(void)
@@ -1369,7 +1311,7 @@ static intptr_t eperm_main(void *arg)
 Test(net, every_io_call_outside_a_task_returns_eperm)
 {
     eperm_checks(); /* no loop at all */
-    EQ(run_net(eperm_main, NULL), 0);
+    EQ(run_guarded(eperm_main, NULL), 0);
 }
 
 /* ---- ring pressure ---------------------------------------------------------------------------------- */
@@ -1545,7 +1487,7 @@ static intptr_t poll_main(void *arg)
 
 Test(net, poll_for_pollin_waits_for_a_write_and_pollout_is_ready_at_once)
 {
-    EQ(run_net(poll_main, NULL), 0);
+    EQ(run_guarded(poll_main, NULL), 0);
 }
 
 /* ---- short reads and the end of a stream ---------------------------------------------------------- */
@@ -1634,8 +1576,8 @@ static intptr_t short_pipe_read_then_close_main(void *arg)
 Test(net, a_short_read_followed_by_eof_shutdown_or_reset_returns_the_end_at_once)
 {
     for (int how = 0; how < 3; how++)
-        EQ(run_net(short_read_then_end_main, (void *)(intptr_t)how), 0);
-    EQ(run_net(short_pipe_read_then_close_main, NULL), 0);
+        EQ(run_guarded(short_read_then_end_main, (void *)(intptr_t)how), 0);
+    EQ(run_guarded(short_pipe_read_then_close_main, NULL), 0);
 }
 
 /*
@@ -1678,7 +1620,7 @@ static intptr_t pingpong_main(void *arg)
 
 Test(net, ping_pong_of_20000_small_messages_over_a_unix_stream_misses_no_wakeup)
 {
-    EQ(run_net(pingpong_main, NULL), 0);
+    EQ(run_guarded(pingpong_main, NULL), 0);
 }
 
 /* ---- accepting many connections --------------------------------------------------------------------- */
@@ -1740,7 +1682,7 @@ static intptr_t accept_burst_main(void *arg)
 
 Test(net, a_burst_of_300_connections_is_accepted_once_each_with_none_lost)
 {
-    EQ(run_net(accept_burst_main, NULL), 0);
+    EQ(run_guarded(accept_burst_main, NULL), 0);
 }
 
 /*
@@ -1780,7 +1722,7 @@ static intptr_t close_with_arrivals_main(void *arg)
 
 Test(net, closing_a_listener_closes_connections_nobody_accepted)
 {
-    EQ(run_net(close_with_arrivals_main, NULL), 0);
+    EQ(run_guarded(close_with_arrivals_main, NULL), 0);
 }
 
 /* A second weft_accept asking for other flags than the first gets an fd with its own flags. */
@@ -1814,7 +1756,7 @@ static intptr_t accept_flags_main(void *arg)
 
 Test(net, accept_gives_each_call_the_flags_it_asked_for)
 {
-    EQ(run_net(accept_flags_main, NULL), 0);
+    EQ(run_guarded(accept_flags_main, NULL), 0);
 }
 
 /* The same burst on a 4-entry ring: the accept is re-armed and cancelled while the SQ is full. */

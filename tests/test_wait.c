@@ -6,7 +6,6 @@
 
 TestSuite(wait, .timeout = 30);
 
-static intptr_t return_arg(void *arg) { return (intptr_t)arg; }
 
 struct delayed {
     uint64_t delay_ns;
