@@ -146,7 +146,11 @@ static inline intptr_t run_guarded(weft_fn fn, void *arg)
     return run(guarded_main, &g);
 }
 
-/* Lets every task that can run do so until it parks: sleeps a little so the loop turns and polls. */
+/*
+ * Lets the loop turn: sleeps 2 ms, so it hands queued requests to the kernel and reaps what
+ * completes, runs due callbacks and timers, and sees executor threads' results. To let the other
+ * ready tasks run once (each up to its next suspension), weft_yield() is enough and costs no time.
+ */
 static inline void settle(void)
 {
     int rc = weft_sleep(MS(2));

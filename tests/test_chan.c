@@ -238,7 +238,7 @@ static intptr_t rendezvous_main(void *arg)
     EQ(weft_chan_try_send(c, ITEM(1)), -EAGAIN); /* nobody to take it */
     struct sender s = {.chan = c, .item = ITEM(42), .id = 1};
     weft_task *t = weft_spawn(sender_task, &s);
-    settle();
+    weft_yield();
     EV_EXPECT(1); /* blocked in send: no receiver yet */
     EQ(weft_chan_len(c), 0);
     ev(2);
@@ -264,7 +264,7 @@ static intptr_t rendezvous_receiver_first_main(void *arg)
     weft_chan *c = weft_chan_new(0);
     struct receiver r = {.chan = c, .id = 1};
     weft_task *t = weft_spawn(receiver_task, &r);
-    settle();
+    weft_yield();
     EQ(weft_chan_try_send(c, ITEM(7)), 0); /* a receiver waits: it takes it */
     EQ(weft_join(t), 0);
     EV_EXPECT(1007);
@@ -288,10 +288,10 @@ static intptr_t close_senders_main(void *arg)
     EQ(weft_chan_send(c, ITEM(2)), 0);
     struct sender s = {.chan = c, .item = ITEM(3), .id = 1};
     weft_task *t = weft_spawn(sender_task, &s);
-    settle();
+    weft_yield();
     EV_EXPECT(1);
     weft_chan_close(c);
-    settle();
+    weft_yield();
     EV_EXPECT(1, 101); /* the blocked sender woke at the close, not later */
     EQ(weft_join(t), -EPIPE);
     EQ(weft_chan_send(c, ITEM(4)), -EPIPE);
@@ -326,7 +326,7 @@ static intptr_t close_receivers_main(void *arg)
     struct receiver r1 = {.chan = c, .id = 1}, r2 = {.chan = c, .id = 2};
     weft_task *t1 = weft_spawn(receiver_task, &r1), *t2 = weft_spawn(receiver_task, &r2);
     weft_future *f = weft_chan_recv_async(c);
-    settle();
+    weft_yield();
     EV_EXPECT();
     cr_assert(!weft_future_done(f));
     weft_chan_close(c);
@@ -351,7 +351,7 @@ static intptr_t free_wakes_main(void *arg)
     struct sender s = {.chan = full, .item = ITEM(2), .id = 1};
     struct receiver r = {.chan = empty, .id = 2};
     weft_task *ts = weft_spawn(sender_task, &s), *tr = weft_spawn(receiver_task, &r);
-    settle();
+    weft_yield();
     weft_chan_free(full);
     weft_chan_free(empty);
     EQ(weft_wait_for(ts, SEC(5)), -EPIPE);
@@ -410,7 +410,7 @@ static intptr_t try_send_callback_main(void *arg)
     callback_chan = weft_chan_new(0);
     struct receiver r = {.chan = callback_chan, .id = 1};
     weft_task *t = weft_spawn(receiver_task, &r);
-    settle();
+    weft_yield();
     weft_future *f = weft_future_new();
     EQ(weft_future_on_done(f, try_send_from_callback, ITEM(5)), 0);
     EQ(weft_future_resolve(f, 0), 0);
@@ -469,7 +469,7 @@ static intptr_t fifo_senders_main(void *arg)
     for (int i = 0; i < 5; i++) {
         ss[i] = (struct sender){.chan = c, .item = ITEM(i + 1), .id = i + 1};
         ts[i] = weft_spawn(sender_task, &ss[i]);
-        settle(); /* queued in this order */
+        weft_yield(); /* queued in this order */
     }
     for (int i = 0; i <= 5; i++) {
         void *item;
@@ -496,7 +496,7 @@ static intptr_t fifo_receivers_main(void *arg)
     for (int i = 0; i < 5; i++) {
         rs[i] = (struct receiver){.chan = c, .id = i + 1};
         ts[i] = weft_spawn(receiver_task, &rs[i]);
-        settle();
+        weft_yield();
     }
     for (int i = 0; i < 5; i++)
         EQ(weft_chan_send(c, ITEM(10 + i)), 0); /* each goes straight to a waiting receiver */
@@ -525,7 +525,7 @@ static intptr_t cancel_send_main(void *arg)
     struct sender s2 = {.chan = c, .item = ITEM(2), .id = 2}, s3 = {.chan = c, .item = ITEM(3), .id = 3};
     weft_task *t2 = weft_spawn(sender_task, &s2);
     weft_task *t3 = weft_spawn(sender_task, &s3);
-    settle();
+    weft_yield();
     EQ(weft_cancel(t2), 0);
     EQ(weft_join(t2), -ECANCELED);
     void *item;
@@ -550,7 +550,7 @@ static intptr_t cancel_recv_main(void *arg)
     weft_chan *c = weft_chan_new(1);
     struct receiver r1 = {.chan = c, .id = 1}, r2 = {.chan = c, .id = 2};
     weft_task *t1 = weft_spawn(receiver_task, &r1), *t2 = weft_spawn(receiver_task, &r2);
-    settle();
+    weft_yield();
     EQ(weft_cancel(t1), 0);
     EQ(weft_join(t1), -ECANCELED);
     EQ(weft_chan_send(c, ITEM(8)), 0);
@@ -573,7 +573,7 @@ static intptr_t recv_handed_then_cancelled_main(void *arg)
     weft_chan *c = weft_chan_new(1);
     struct receiver r = {.chan = c, .id = 1, .next_rc = INT_MIN};
     weft_task *t = weft_spawn(receiver_task, &r);
-    settle();
+    weft_yield();
     EQ(weft_chan_try_send(c, ITEM(6)), 0); /* handed to the waiting receiver */
     EQ(weft_cancel(t), 0);
     EQ(weft_join(t), 0);
@@ -595,7 +595,7 @@ static intptr_t send_handed_then_cancelled_main(void *arg)
     weft_chan *c = weft_chan_new(0);
     struct sender s = {.chan = c, .item = ITEM(4), .id = 1, .next_rc = INT_MIN};
     weft_task *t = weft_spawn(sender_task, &s);
-    settle();
+    weft_yield();
     void *item;
     EQ(weft_chan_try_recv(c, &item), 0); /* taken from the blocked sender */
     EQ((intptr_t)item, 4);
@@ -714,7 +714,7 @@ static intptr_t recv_async_turn_main(void *arg)
     weft_future *f = weft_chan_recv_async(c);
     struct receiver r = {.chan = c, .id = 1};
     weft_task *t = weft_spawn(receiver_task, &r);
-    settle();
+    weft_yield();
     EQ(weft_chan_send(c, ITEM(10)), 0);
     EQ(weft_chan_send(c, ITEM(11)), 0);
     EQ(weft_await(f), 10);
@@ -737,7 +737,7 @@ static intptr_t free_recv_async_main(void *arg)
     weft_future *f = weft_chan_recv_async(c); /* first in line */
     struct receiver r = {.chan = c, .id = 1};
     weft_task *t = weft_spawn(receiver_task, &r);
-    settle();
+    weft_yield();
     weft_future_free(f); /* gives up its turn */
     EQ(weft_chan_send(c, ITEM(12)), 0);
     EQ(weft_wait_for(t, SEC(5)), 0);
@@ -813,7 +813,7 @@ static intptr_t cancel_recv_async_main(void *arg)
     EQ(weft_await(f), -ECANCELED);
     struct receiver r = {.chan = c, .id = 1};
     weft_task *t = weft_spawn(receiver_task, &r);
-    settle();
+    weft_yield();
     EQ(weft_chan_send(c, ITEM(13)), 0);
     /* A future is set once: the item sent after the cancel is not put into it. */
     EQ(weft_await(f), -ECANCELED);

@@ -433,7 +433,7 @@ static intptr_t cancel_room_waiter_main(void *arg)
         args[i] = (struct counted_args){ex, i};
         ts[i] = weft_spawn(counted_offloader, &args[i]);
     }
-    settle();
+    weft_yield();
     EQ(weft_cancel(ts[2]), 0);
     EQ(weft_cancel(ts[3]), 0);
     EQ(weft_join(ts[2]), -ECANCELED);
@@ -470,7 +470,7 @@ static intptr_t handed_room_then_cancelled_main(void *arg)
     weft_task *tb = weft_spawn(offload_task, &b); /* queued */
     weft_task *tc = weft_spawn(offload_task, &c); /* waits for room, first in line */
     weft_task *td = weft_spawn(offload_task, &d); /* waits for room, second */
-    settle();
+    weft_yield();
     /* Without letting the loop turn: the worker finishes the first job and takes the second, which
      * hands the room to c; c is cancelled before it hears of it. */
     atomic_store(&first.open, 1);
@@ -544,7 +544,7 @@ static intptr_t free_with_queued_main(void *arg)
     wait_flag(&s.started);
     weft_task *b = weft_spawn(offload_task, &queued);
     weft_task *c = weft_spawn(offload_task, &queued);
-    settle();
+    weft_yield();
     weft_executor_free(ex); /* the running job finishes; the queued ones never start */
     EQ(atomic_load(&s.finished), 1);
     EQ(weft_join(a), 33);
@@ -572,7 +572,7 @@ static intptr_t free_with_room_waiters_main(void *arg)
     weft_task *b = weft_spawn(offload_task, &queued); /* fills the queue */
     weft_task *c = weft_spawn(offload_task, &queued); /* waits for room */
     weft_task *d = weft_spawn(offload_task, &queued); /* waits for room */
-    settle();
+    weft_yield();
     weft_executor_free(ex);
     EQ(weft_join(a), 33);
     EQ(weft_join(b), -ECANCELED);

@@ -44,7 +44,7 @@ static intptr_t await_parks_main(void *arg)
     (void)arg;
     weft_future *f = weft_future_new();
     weft_task *t = weft_spawn(await_arg, f);
-    settle();
+    weft_yield();
     EV_EXPECT(1); /* parked in weft_await */
     EQ(weft_future_resolve(f, 77), 0);
     EQ(weft_join(t), 77);
@@ -102,7 +102,7 @@ static intptr_t many_awaiters_main(void *arg)
     weft_task *ts[MANY];
     for (int i = 0; i < MANY; i++)
         ts[i] = weft_spawn(await_arg, f);
-    settle();
+    weft_yield();
     EQ(ev_len, MANY);
     EQ(weft_future_resolve(f, 9), 0);
     for (int i = 0; i < MANY; i++)
@@ -124,7 +124,7 @@ static intptr_t future_cancel_main(void *arg)
     (void)arg;
     weft_future *f = weft_future_new();
     weft_task *a = weft_spawn(await_arg, f), *b = weft_spawn(await_arg, f);
-    settle();
+    weft_yield();
     EQ(weft_future_cancel(f), 0);
     cr_assert(weft_future_done(f));
     EQ(weft_join(a), -ECANCELED);
@@ -146,7 +146,7 @@ static intptr_t cancel_awaiter_main(void *arg)
     (void)arg;
     weft_future *f = weft_future_new();
     weft_task *t = weft_spawn(await_arg, f);
-    settle();
+    weft_yield();
     EQ(weft_cancel(t), 0);
     EQ(weft_join(t), -ECANCELED);
     cr_assert(!weft_future_done(f), "cancelling an awaiting task must leave the future pending");
@@ -260,7 +260,7 @@ static intptr_t callback_chain_main(void *arg)
     weft_future *first = weft_future_new(), *second = weft_future_new();
     EQ(weft_future_on_done(first, chain_cb, second), 0);
     weft_task *t = weft_spawn(await_arg, second);
-    settle();
+    weft_yield();
     EQ(weft_future_resolve(first, 0), 0);
     EQ(weft_join(t), 21);
     weft_future_free(first);
@@ -283,7 +283,7 @@ static intptr_t free_pending_main(void *arg)
     for (int i = 0; i < 3; i++)
         ts[i] = weft_spawn(await_arg, f);
     EQ(weft_future_on_done(f, record_cb, (void *)6), 0);
-    settle();
+    weft_yield();
     EV_EXPECT(1, 1, 1);
     weft_future_free(f);
     for (int i = 0; i < 3; i++)
@@ -310,16 +310,17 @@ Test(future, freeing_a_pending_future_wakes_awaiters_with_ecanceled_and_runs_cal
 
 /* ---- task futures ---------------------------------------------------------------------------------- */
 
-static intptr_t sleep_then_return(void *arg)
+/* Suspends once before returning, so whoever awaits it parks first. */
+static intptr_t yield_then_return(void *arg)
 {
-    weft_sleep(MS(2));
+    weft_yield();
     return (intptr_t)arg;
 }
 
 static intptr_t task_future_main(void *arg)
 {
     (void)arg;
-    weft_task *t = weft_spawn(sleep_then_return, (void *)11);
+    weft_task *t = weft_spawn(yield_then_return, (void *)11);
     weft_future *tf = weft_task_future(t);
     cr_assert(tf != NULL);
     cr_assert(weft_task_future(t) == tf);
@@ -342,7 +343,7 @@ Test(future, task_future_completes_with_the_task_result)
 static intptr_t task_future_callback_main(void *arg)
 {
     (void)arg;
-    weft_task *t = weft_spawn(sleep_then_return, (void *)3);
+    weft_task *t = weft_spawn(yield_then_return, (void *)3);
     weft_future *tf = weft_task_future(t);
     EQ(weft_future_on_done(tf, record_cb, (void *)7), 0);
     EQ(weft_join(t), 3);
@@ -360,7 +361,7 @@ Test(future, task_future_callback_runs_when_the_task_ends)
 static intptr_t task_future_misuse_main(void *arg)
 {
     (void)arg;
-    weft_task *t = weft_spawn(sleep_then_return, (void *)12);
+    weft_task *t = weft_spawn(yield_then_return, (void *)12);
     weft_future *tf = weft_task_future(t);
     EQ(weft_future_resolve(tf, 1), -EINVAL);
     EQ(weft_future_cancel(tf), -EINVAL);

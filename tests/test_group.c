@@ -121,7 +121,7 @@ static intptr_t cancel_one_member_main(void *arg)
     struct member a = long_sleeper(1, 0), b = sleeper(2, MS(5), 7);
     weft_task *ta = weft_group_spawn(g, member_task, &a);
     weft_group_spawn(g, member_task, &b);
-    settle();
+    weft_yield();
     EQ(weft_cancel(ta), 0);
     EQ(weft_group_wait(g), 0); /* a member ending with -ECANCELED is not a failure */
     EQ(a.sleep_rc, -ECANCELED);
@@ -161,7 +161,7 @@ static intptr_t spawn_after_failure_main(void *arg)
     weft_group *g = weft_group_new();
     weft_group_spawn(g, spawner_member, g);
     weft_group_spawn(g, fail_at_once, NULL);
-    settle(); /* the failure has happened */
+    weft_yield(); /* the failure has happened */
     weft_task *late = weft_group_spawn(g, record_and_succeed, (void *)1);
     cr_assert(late != NULL, "weft_group_spawn after a failure: %s", strerror(errno));
     EQ(weft_group_wait(g), -EIO);

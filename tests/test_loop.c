@@ -260,7 +260,7 @@ static intptr_t leave_tasks_main(void *arg)
     weft_detach(weft_spawn(left_behind, (void *)10));
     weft_detach(weft_spawn(left_behind, (void *)20));
     weft_detach(weft_spawn(left_behind, (void *)30));
-    settle();
+    weft_yield();
     EV_EXPECT(10, 20, 30);
     /* Spawned but not started when main returns: cancelled before it starts. */
     weft_detach(weft_spawn(never_started, NULL));

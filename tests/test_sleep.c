@@ -91,7 +91,7 @@ static intptr_t cancel_sleep_main(void *arg)
     (void)arg;
     struct sleeper s = {.ns = SEC(20), .tag = 1};
     weft_task *t = weft_spawn(sleeper, &s);
-    settle();
+    weft_yield();
     uint64_t start = weft_now();
     EQ(weft_cancel(t), 0);
     EQ(weft_join(t), -ECANCELED);
@@ -118,7 +118,7 @@ static intptr_t cancel_one_of_many_main(void *arg)
         s[i] = (struct sleeper){.ns = MS(ms[i]), .tag = ms[i]};
         ts[i] = weft_spawn(sleeper, &s[i]);
     }
-    settle();
+    weft_yield();
     EQ(weft_cancel(ts[3]), 0); /* the 200 ms one */
     EQ(weft_cancel(ts[2]), 0); /* the 300 ms one, last in the heap */
     for (int i = 0; i < 5; i++)

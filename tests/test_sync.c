@@ -153,7 +153,7 @@ static intptr_t event_wakes_all_main(void *arg)
         ws[i] = (struct waiter){.obj = &o, .id = i + 1, .rc = INT_MIN};
         ts[i] = weft_spawn(waiter_task, &ws[i]);
     }
-    settle();
+    weft_yield();
     EV_EXPECT(); /* all parked */
     weft_event_set(o.event);
     cr_assert(weft_event_is_set(o.event));
@@ -206,7 +206,7 @@ static intptr_t event_clear_main(void *arg)
     cr_assert(!weft_event_is_set(o.event), "cleared event still set");
     struct waiter w = {.obj = &o, .id = 1, .rc = INT_MIN};
     weft_task *t = weft_spawn(waiter_task, &w);
-    settle();
+    weft_yield();
     cr_assert(!weft_future_done(weft_task_future(t)), "a wait on a cleared event returned");
     weft_event_set(o.event);
     EQ(weft_join(t), 0);
@@ -229,7 +229,7 @@ static intptr_t event_set_then_clear_main(void *arg)
     obj_new_held(&o, EVENT);
     struct waiter w = {.obj = &o, .id = 1, .rc = INT_MIN};
     weft_task *t = weft_spawn(waiter_task, &w);
-    settle();
+    weft_yield();
     weft_event_set(o.event);
     weft_event_clear(o.event); /* before the woken waiter runs: it was woken all the same */
     EQ(weft_wait_for(t, SEC(5)), 0);
@@ -298,7 +298,7 @@ static intptr_t mutex_fifo_main(void *arg)
     for (int i = 0; i < 5; i++) {
         ws[i] = (struct waiter){.obj = &o, .id = i + 1, .rc = INT_MIN};
         ts[i] = weft_spawn(waiter_task, &ws[i]);
-        settle(); /* each is queued before the next asks */
+        weft_yield(); /* each is queued before the next asks */
     }
     EV_EXPECT();
     weft_mutex_unlock(o.mutex);
@@ -380,7 +380,7 @@ static intptr_t hold_a_permit(void *arg)
         EQ(weft_sem_acquire(h->s), 0);
         if (++h->inside > h->max_inside)
             h->max_inside = h->inside;
-        EQ(weft_sleep(MS(1)), 0);
+        weft_yield(); /* holds the permit while every other task runs */
         h->inside--;
         weft_sem_release(h->s);
     }
@@ -420,7 +420,7 @@ static intptr_t sem_fifo_main(void *arg)
     for (int i = 0; i < 5; i++) {
         ws[i] = (struct waiter){.obj = &o, .id = i + 1, .rc = INT_MIN};
         ts[i] = weft_spawn(waiter_task, &ws[i]);
-        settle();
+        weft_yield();
     }
     EV_EXPECT();
     weft_sem_release(o.sem);
@@ -506,7 +506,7 @@ static intptr_t cancel_waiter_main(void *arg)
     struct waiter w1 = {.obj = &o, .id = 1, .rc = INT_MIN}, w2 = {.obj = &o, .id = 2, .rc = INT_MIN};
     weft_task *t1 = weft_spawn(waiter_task, &w1);
     weft_task *t2 = weft_spawn(waiter_task, &w2);
-    settle();
+    weft_yield();
     EQ(weft_cancel(t1), 0);
     EQ(weft_join(t1), -ECANCELED);
     EV_EXPECT(1);
@@ -544,7 +544,7 @@ static intptr_t handed_then_cancelled_main(void *arg)
     obj_new_held(&o, (enum prim)(intptr_t)arg);
     struct waiter w = {.obj = &o, .id = 1, .rc = INT_MIN, .next_rc = INT_MIN};
     weft_task *t = weft_spawn(waiter_task, &w);
-    settle();
+    weft_yield();
     obj_give(&o);
     EQ(weft_cancel(t), 0);
     if (o.kind == MUTEX)
@@ -616,7 +616,7 @@ static intptr_t free_wakes_main(void *arg)
     struct waiter w1 = {.obj = &o, .id = 1, .rc = INT_MIN}, w2 = {.obj = &o, .id = 2, .rc = INT_MIN};
     weft_task *t1 = weft_spawn(waiter_task, &w1);
     weft_task *t2 = weft_spawn(waiter_task, &w2);
-    settle();
+    weft_yield();
     obj_free(&o);
     EQ(weft_wait_for(t1, SEC(5)), -EPIPE);
     EQ(weft_wait_for(t2, SEC(5)), -EPIPE);

@@ -123,7 +123,7 @@ static intptr_t join_ended_main(void *arg)
 {
     (void)arg;
     weft_task *t = weft_spawn(record_arg, (void *)5);
-    settle();
+    weft_yield();
     EV_EXPECT(5);
     cr_assert(weft_future_done(weft_task_future(t)), "the task should have ended");
     ev(6);
@@ -220,7 +220,7 @@ static intptr_t cancel_sleep_main(void *arg)
 {
     (void)arg;
     weft_task *t = weft_spawn(cancelled_sleeper, NULL);
-    settle();
+    weft_yield();
     EV_EXPECT(1);
     EQ(weft_cancel(t), 0);
     EQ(weft_join(t), -ECANCELED);
@@ -252,7 +252,7 @@ static intptr_t sticky_main(void *arg)
     (void)arg;
     weft_future *never = weft_future_new();
     weft_task *t = weft_spawn(sticky_task, never);
-    settle();
+    weft_yield();
     EQ(weft_cancel(t), 0);
     EQ(weft_join(t), 0); /* it returned a value of its own: join hands it over */
     for (int i = 0; i < 6; i++)
@@ -273,7 +273,7 @@ static intptr_t cancel_before_start_main(void *arg)
     (void)arg;
     weft_task *t = weft_spawn(record_arg, (void *)1);
     EQ(weft_cancel(t), 0);
-    settle();
+    weft_yield();
     EV_EXPECT();
     EQ(weft_join(t), -ECANCELED);
     EV_EXPECT();
@@ -289,7 +289,7 @@ static intptr_t cancel_ended_main(void *arg)
 {
     (void)arg;
     weft_task *t = weft_spawn(return_arg, (void *)8);
-    settle();
+    weft_yield();
     EQ(weft_cancel(t), -ESRCH);
     EQ(weft_join(t), 8);
     EQ(weft_cancel(NULL), -EINVAL);

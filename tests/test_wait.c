@@ -50,7 +50,7 @@ static intptr_t open_gates_in_reverse(void *arg)
     weft_future **gates = arg;
     for (int i = 4; i >= 0; i--) {
         EQ(weft_future_resolve(gates[i], 0), 0);
-        settle();
+        weft_yield();
     }
     return 0;
 }
@@ -173,7 +173,7 @@ static intptr_t gather_cancelled_task_main(void *arg)
     weft_task *slow = weft_spawn(delayed_result, &(struct delayed){.delay_ns = SEC(10), .result = 2});
     weft_task *later = weft_spawn(delayed_result, &(struct delayed){.delay_ns = MS(2), .result = -EIO});
     weft_future *fs[3] = {weft_task_future(fast), weft_task_future(slow), weft_task_future(later)};
-    settle();
+    weft_yield();
     EQ(weft_cancel(slow), 0);
     intptr_t results[3] = {0};
     EQ(weft_gather(fs, 3, results), -ECANCELED);
@@ -206,7 +206,7 @@ static intptr_t gather_caller_cancelled_main(void *arg)
     (void)arg;
     weft_future *fs[2] = {weft_future_new(), weft_future_new()};
     weft_task *g = weft_spawn(gathering_task, fs);
-    settle();
+    weft_yield();
     EQ(weft_cancel(g), 0);
     EQ(weft_join(g), -ECANCELED);
     cr_assert(!weft_future_done(fs[0]) && !weft_future_done(fs[1]), "gather must leave the futures running");
@@ -340,7 +340,7 @@ static intptr_t wait_any_cancel_main(void *arg)
     (void)arg;
     weft_future *fs[2] = {weft_future_new(), weft_future_new()};
     weft_task *t = weft_spawn(wait_any_cancelled_task, fs);
-    settle();
+    weft_yield();
     EQ(weft_cancel(t), 0);
     EQ(weft_join(t), -ECANCELED);
     cr_assert(!weft_future_done(fs[0]) && !weft_future_done(fs[1]));
