@@ -23,7 +23,8 @@ static intptr_t run_op(weft__op *op)
 
 int weft_socket(int domain, int type, int protocol)
 {
-    weft__op op = {.opcode = WEFT__OP_SOCKET, .fd = domain, .fd2 = type, .flags = (uint32_t)protocol};
+    weft__op op = {.opcode = WEFT__OP_SOCKET, .fd = -1,
+                   .arg.socket = {.domain = domain, .type = type, .protocol = protocol}};
     return (int)run_op(&op);
 }
 
@@ -37,7 +38,7 @@ int weft_accept(int fd, struct sockaddr *addr, socklen_t *len, int flags)
     uint64_t backoff = 1000000;
     for (;;) {
         socklen_t saved = len ? *len : 0;
-        weft__op op = {.opcode = WEFT__OP_ACCEPT, .fd = fd, .addr = addr, .addr2 = len, .flags = (uint32_t)flags};
+        weft__op op = {.opcode = WEFT__OP_ACCEPT, .fd = fd, .buf = addr, .arg.addrlen = len, .flags = (uint32_t)flags};
         int r = (int)run_op(&op);
         if (r != -EMFILE && r != -ENFILE)
             return r;
@@ -56,32 +57,32 @@ int weft_accept(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 
 int weft_connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
-    weft__op op = {.opcode = WEFT__OP_CONNECT, .fd = fd, .addr = (void *)addr, .len = len};
+    weft__op op = {.opcode = WEFT__OP_CONNECT, .fd = fd, .buf = (void *)addr, .len = len};
     return (int)run_op(&op);
 }
 
 ssize_t weft_recv(int fd, void *buf, size_t len, int flags)
 {
-    weft__op op = {.opcode = WEFT__OP_RECV, .fd = fd, .addr = buf, .len = len, .flags = (uint32_t)flags};
+    weft__op op = {.opcode = WEFT__OP_RECV, .fd = fd, .buf = buf, .len = len, .flags = (uint32_t)flags};
     return run_op(&op);
 }
 
 ssize_t weft_send(int fd, const void *buf, size_t len, int flags)
 {
-    weft__op op = {.opcode = WEFT__OP_SEND, .fd = fd, .addr = (void *)buf, .len = len,
+    weft__op op = {.opcode = WEFT__OP_SEND, .fd = fd, .buf = (void *)buf, .len = len,
                    .flags = (uint32_t)(flags | MSG_NOSIGNAL)};
     return run_op(&op);
 }
 
 ssize_t weft_recvmsg(int fd, struct msghdr *msg, int flags)
 {
-    weft__op op = {.opcode = WEFT__OP_RECVMSG, .fd = fd, .addr = msg, .flags = (uint32_t)flags};
+    weft__op op = {.opcode = WEFT__OP_RECVMSG, .fd = fd, .buf = msg, .flags = (uint32_t)flags};
     return run_op(&op);
 }
 
 ssize_t weft_sendmsg(int fd, const struct msghdr *msg, int flags)
 {
-    weft__op op = {.opcode = WEFT__OP_SENDMSG, .fd = fd, .addr = (void *)msg,
+    weft__op op = {.opcode = WEFT__OP_SENDMSG, .fd = fd, .buf = (void *)msg,
                    .flags = (uint32_t)(flags | MSG_NOSIGNAL)};
     return run_op(&op);
 }
@@ -118,13 +119,13 @@ int weft_poll(int fd, short events)
 
 weft_future *weft_recv_async(int fd, void *buf, size_t len, int flags)
 {
-    weft__op op = {.opcode = WEFT__OP_RECV, .fd = fd, .addr = buf, .len = len, .flags = (uint32_t)flags};
+    weft__op op = {.opcode = WEFT__OP_RECV, .fd = fd, .buf = buf, .len = len, .flags = (uint32_t)flags};
     return weft__io_async(&op);
 }
 
 weft_future *weft_send_async(int fd, const void *buf, size_t len, int flags)
 {
-    weft__op op = {.opcode = WEFT__OP_SEND, .fd = fd, .addr = (void *)buf, .len = len,
+    weft__op op = {.opcode = WEFT__OP_SEND, .fd = fd, .buf = (void *)buf, .len = len,
                    .flags = (uint32_t)(flags | MSG_NOSIGNAL)};
     return weft__io_async(&op);
 }
@@ -136,7 +137,8 @@ ssize_t weft_send_all(int fd, const void *buf, size_t len)
     while (done < len) {
         ssize_t n = weft_send(fd, p + done, len - done, 0);
         if (n < 0 && done) {
-            weft__io_latch(fd, (int)n); /* what went out is reported; the next call sees the error */
+            /* What went out is reported; the next call on fd returns the error. */
+            weft__fd_error_hold(weft__tls_loop, fd, (int)n);
             return (ssize_t)done;
         }
         if (n < 0)
@@ -155,7 +157,8 @@ ssize_t weft_recv_exact(int fd, void *buf, size_t len)
         if (n == 0)
             break;
         if (n < 0 && done) {
-            weft__io_latch(fd, (int)n); /* the bytes received are in buf: never dropped */
+            /* The bytes received are in buf, never dropped; the next call on fd returns the error. */
+            weft__fd_error_hold(weft__tls_loop, fd, (int)n);
             return (ssize_t)done;
         }
         if (n < 0)
