@@ -477,15 +477,17 @@ WEFT_API int weft_tcp_listen(const char *host, uint16_t port, int backlog, int f
 WEFT_API int weft_tcp_connect(const char *host, uint16_t port);
 /*
  * Sends all of buf. Returns len, or a negative errno if nothing was sent; if an error or interruption
- * comes after some bytes went out, returns that count, and the calling task's next call on fd returns
- * the error (an interruption stays in force anyway).
+ * comes after some bytes went out, returns that count, and the error is held for fd: the next weft
+ * call on fd (from any task of the loop) returns it instead of running. weft_close(fd) drops it, and
+ * so does any weft call that hands out the fd's number anew (socket, accept, openat); no other call
+ * sees it. An interruption is not held: it stays in force anyway.
  */
 WEFT_API ssize_t weft_send_all(int fd, const void *buf, size_t len);
 /*
  * Receives exactly len bytes. Returns len; fewer only at end of stream or when an error or
- * interruption comes after some bytes arrived (they are in buf, and the calling task's next call on fd
- * returns the error, a peer's reset included, which the kernel reports only once); a negative errno if
- * nothing arrived.
+ * interruption comes after some bytes arrived (they are in buf, and the error is held for fd as
+ * weft_send_all holds it, a peer's reset included, which the kernel reports only once); a negative
+ * errno if nothing arrived.
  */
 WEFT_API ssize_t weft_recv_exact(int fd, void *buf, size_t len);
 

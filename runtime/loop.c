@@ -394,21 +394,16 @@ int weft_loop_run(weft_loop *l, weft_fn main, void *arg, intptr_t *result)
     unsigned long self = (unsigned long)pthread_self(), idle = 0;
     if (!atomic_compare_exchange_strong(&l->owner, &idle, self))
         return -EBUSY;
+    /* Each step is undone, in reverse order, by the rung of the ladder below it. */
     int r = l->backend->start(l);
-    if (r < 0) {
-        atomic_store(&l->owner, 0);
-        return r;
-    }
+    if (r < 0)
+        goto unown;
     r = weft__overflow_handler_install();
-    if (r < 0) {
-        atomic_store(&l->owner, 0);
-        return r;
-    }
+    if (r < 0)
+        goto stop_backend;
     r = weft__watchdog_start(l);
-    if (r < 0) {
-        atomic_store(&l->owner, 0);
-        return r;
-    }
+    if (r < 0)
+        goto remove_handler;
     weft__ctx_init_thread(&l->ctx);
     weft__ctx_capture_fpu();
     weft__tls_loop = l;
@@ -417,7 +412,7 @@ int weft_loop_run(weft_loop *l, weft_fn main, void *arg, intptr_t *result)
     l->main_task = weft__spawn(l, "main", main, arg);
     if (!l->main_task) {
         r = -errno;
-        goto out;
+        goto unbind;
     }
     while (!main_ended(l))
         turn(l, main_ended);
@@ -427,12 +422,15 @@ int weft_loop_run(weft_loop *l, weft_fn main, void *arg, intptr_t *result)
     weft__task_free(l, l->main_task);
     l->main_task = NULL;
     teardown(l);
-out:
+unbind:
     l->running = false;
-    weft__watchdog_stop(l);
-    l->backend->stop(l);
     weft__tls_loop = NULL;
+    weft__watchdog_stop(l);
+remove_handler:
     weft__overflow_handler_remove();
+stop_backend:
+    l->backend->stop(l);
+unown:
     atomic_store(&l->owner, 0);
     return r;
 }
