@@ -328,6 +328,19 @@ static weft_executor *default_get(weft_loop *l)
     return ex;
 }
 
+/* A job for the default executor, in a block of its own; NULL with errno set. */
+static weft__job *job_new(weft_loop *l, weft_fn fn, void *arg, bool is_async)
+{
+    weft_executor *ex = default_get(l);
+    weft__job *j = ex ? malloc(sizeof *j) : NULL;
+    if (!j) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    job_init(j, ex, fn, arg, l, is_async);
+    return j;
+}
+
 void weft__exec_default_release(weft_loop *l)
 {
     if (!l->uses_default_executor)
@@ -394,16 +407,12 @@ static const weft__future_ops job_future = {
 struct weft__job *weft__exec_submit_cb(weft_loop *l, weft_task *waiter, weft_fn fn, void *arg, void (*landed)(void *, intptr_t),
                            void *landed_arg)
 {
-    weft_executor *ex = default_get(l);
-    weft__job *j = ex ? malloc(sizeof *j) : NULL;
-    if (!j) {
-        errno = ENOMEM;
+    weft__job *j = job_new(l, fn, arg, false);
+    if (!j)
         return NULL;
-    }
-    job_init(j, ex, fn, arg, l, false);
     j->landed = landed;
     j->landed_arg = landed_arg;
-    int r = job_submit(ex, j, waiter);
+    int r = job_submit(j->ex, j, waiter);
     if (r < 0) {
         free(j);
         errno = -r;
@@ -489,14 +498,10 @@ weft_future *weft_offload_async(weft_fn fn, void *arg)
         errno = EINVAL;
         return NULL;
     }
-    weft_executor *ex = default_get(l);
-    weft__job *j = ex ? malloc(sizeof *j) : NULL;
-    if (!j) {
-        errno = ENOMEM;
+    weft__job *j = job_new(l, fn, arg, true);
+    if (!j)
         return NULL;
-    }
-    job_init(j, ex, fn, arg, l, true);
-    int r = job_submit(ex, j, NULL);
+    int r = job_submit(j->ex, j, NULL);
     if (r < 0) {
         /* A full queue cannot make a non-suspending call wait: the error is the future's result. */
         weft__future_complete(l, &j->future, r);

@@ -1,10 +1,13 @@
 /*
- * Private declarations shared by the files of runtime/. Nothing here is part of the API.
+ * Private declarations shared by the files of runtime/, one header per concept, all included here.
+ * Nothing here is part of the API.
  *
- * One request through the proactor: weft_nop() (uring.c) fills an SQE whose user_data points at a
- * struct weft__op on the caller's stack and parks the task (sched.c); the loop submits every queued SQE
- * once per turn; the CQE's handler stores the result and makes the task ready (sched.c); the scheduler
- * switches to it (fiber.c) and weft_nop returns the result.
+ * One request through the proactor, weft_recv: net.c fills a weft__op (op.h) on the task's stack;
+ * io.c's weft__io_wait hands it to the backend, where uring.c turns it into an SQE, and then waits
+ * through loop.c's one wait (weft__loop_wait_here: the task polls from its own stack while nothing
+ * else can run; otherwise sched.c parks it and switches to the next ready task). The loop's next
+ * io_uring_enter submits the SQE and reaps its CQE; uring.c's reap calls the op's complete(), which
+ * stores the result and, if the task parked, makes it ready; the wait ends and weft_recv returns it.
  */
 #ifndef WEFT_INTERNAL_H
 #define WEFT_INTERNAL_H

@@ -130,42 +130,37 @@ weft_future *weft_send_async(int fd, const void *buf, size_t len, int flags)
     return weft__io_async(&op);
 }
 
-ssize_t weft_send_all(int fd, const void *buf, size_t len)
+/*
+ * weft_send_all and weft_recv_exact: the whole of buf, or what went through before an error, which is
+ * then held for fd (io.c) so that neither the bytes nor the error are lost. A receive stops early at
+ * end of stream.
+ */
+static ssize_t transfer_all(int fd, char *buf, size_t len, bool receiving)
 {
-    const char *p = buf;
     size_t done = 0;
     while (done < len) {
-        ssize_t n = weft_send(fd, p + done, len - done, 0);
-        if (n < 0 && done) {
-            /* What went out is reported; the next call on fd returns the error. */
+        ssize_t n = receiving ? weft_recv(fd, buf + done, len - done, 0) : weft_send(fd, buf + done, len - done, 0);
+        if (n == 0 && receiving)
+            break;
+        if (n < 0) {
+            if (!done)
+                return n;
             weft__fd_error_hold(weft__tls_loop, fd, (int)n);
-            return (ssize_t)done;
+            break;
         }
-        if (n < 0)
-            return n;
         done += (size_t)n;
     }
     return (ssize_t)done;
 }
 
+ssize_t weft_send_all(int fd, const void *buf, size_t len)
+{
+    return transfer_all(fd, (char *)buf, len, false);
+}
+
 ssize_t weft_recv_exact(int fd, void *buf, size_t len)
 {
-    char *p = buf;
-    size_t done = 0;
-    while (done < len) {
-        ssize_t n = weft_recv(fd, p + done, len - done, 0);
-        if (n == 0)
-            break;
-        if (n < 0 && done) {
-            /* The bytes received are in buf, never dropped; the next call on fd returns the error. */
-            weft__fd_error_hold(weft__tls_loop, fd, (int)n);
-            return (ssize_t)done;
-        }
-        if (n < 0)
-            return n;
-        done += (size_t)n;
-    }
-    return (ssize_t)done;
+    return transfer_all(fd, buf, len, true);
 }
 
 /* Parses a numeric IPv4 or IPv6 address (NULL or "" or "*": every IPv4 address). */
