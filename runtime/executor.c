@@ -36,6 +36,7 @@ typedef struct weft__job {
     int cancel_reason;               /* set by the loop for a running job it cancelled */
     bool is_async;
     void (*landed)(void *arg, intptr_t result); /* callback job: runs on the loop instead of a future */
+    weft__maker maker;                          /* async jobs: who asked */
     void *landed_arg;
 } weft__job;
 
@@ -501,6 +502,7 @@ weft_future *weft_offload_async(weft_fn fn, void *arg)
     weft__job *j = job_new(l, fn, arg, true);
     if (!j)
         return NULL;
+    weft__maker_set(&j->maker, l->current);
     int r = job_submit(j->ex, j, NULL);
     if (r < 0) {
         /* A full queue cannot make a non-suspending call wait: the error is the future's result. */
@@ -532,8 +534,9 @@ static void async_job_stop(weft_future *f, bool abandon)
 
 static void async_job_describe(const weft_future *f, char *buf, size_t len)
 {
-    (void)f;
-    snprintf(buf, len, "weft_offload_async job");
+    const weft__job *j = WEFT__CONTAINER(f, weft__job, future);
+    char by[64];
+    snprintf(buf, len, "weft_offload_async job%s", weft__maker_label(&j->maker, by, sizeof by));
 }
 
 static const weft__future_ops async_job_future = {

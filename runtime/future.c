@@ -49,6 +49,27 @@ void weft__waiter_unlink(weft__waiter *w)
     w->future = NULL;
 }
 
+/* A callback waiter's turn in the run queue came. */
+static void callback_call(weft__runnable *r)
+{
+    weft__waiter *w = WEFT__CONTAINER(r, weft__waiter, run);
+    weft_future *f = w->future;
+    w->cb(f, w->cb_arg);
+    free(w);
+    if (--f->pending_cbs == 0 && f->freed)
+        f->ops->release(f);
+}
+
+/* Queues callback waiter w of f, whose result is in, to run in the loop's run queue. */
+static void callback_queue(weft_loop *l, weft_future *f, weft__waiter *w)
+{
+    w->future = f;
+    f->pending_cbs++;
+    w->run.call = callback_call;
+    w->run.user_fn = (const void *)w->cb;
+    weft__run_push(l, &w->run);
+}
+
 void weft__future_complete(weft_loop *l, weft_future *f, intptr_t result)
 {
     f->result = result;
@@ -63,20 +84,11 @@ void weft__future_complete(weft_loop *l, weft_future *f, intptr_t result)
             if (w->task->state == WEFT__PARKED)
                 weft__wake(w->task, 0);
         } else {
-            f->pending_cbs++;
-            weft__callback_queue(l, w);
+            callback_queue(l, f, w);
         }
     }
 }
 
-void weft__callback_run(weft__waiter *w)
-{
-    weft_future *f = w->future;
-    w->cb(f, w->cb_arg);
-    free(w);
-    if (--f->pending_cbs == 0 && f->freed)
-        f->ops->release(f);
-}
 
 /* A future waiting for a channel item that is resolved or freed first gives up its turn, so the item
  * goes to the next receiver. */
@@ -256,13 +268,10 @@ int weft_future_on_done(weft_future *f, void (*cb)(weft_future *, void *), void 
     w->cb = cb;
     w->cb_arg = arg;
     f->observed = true;
-    if (atomic_load_explicit(&f->state, memory_order_acquire) == WEFT__DONE) {
-        w->future = f;
-        f->pending_cbs++;
-        weft__callback_queue(l, w);
-    } else {
+    if (atomic_load_explicit(&f->state, memory_order_acquire) == WEFT__DONE)
+        callback_queue(l, f, w);
+    else
         weft__waiter_link(f, w);
-    }
     return 0;
 }
 

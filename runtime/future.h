@@ -9,7 +9,8 @@ enum weft__future_state { WEFT__PENDING = 0, WEFT__CLAIMED = 1, WEFT__DONE = 2 }
  * Task waiters live on the waiting task's stack; callback waiters are allocated by on_done.
  */
 typedef struct weft__waiter {
-    weft__link link;     /* in the future's waiters, then in the loop's callback queue */
+    weft__link link;     /* in the future's waiters */
+    weft__runnable run;  /* a callback's place in the run queue once the future completed */
     weft_task *task;                            /* NULL for a callback */
     void (*cb)(weft_future *, void *);
     void *cb_arg;
@@ -67,8 +68,6 @@ void weft__waiter_link(weft_future *f, weft__waiter *w);
  * Exactly one resolver wins: -EALREADY for the others, -EINVAL if f has no loop.
  */
 int weft__future_post(weft_future *f, intptr_t result);
-/* Runs one queued callback on the loop (called by sched.c with no task current). */
-void weft__callback_run(weft__waiter *w);
 
 /*
  * Owned futures: handed to the caller of an _async request or weft_offload_async, for an operation

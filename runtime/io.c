@@ -27,6 +27,7 @@ typedef struct async_op {
     weft_future future; /* first: the block is freed through it */
     weft__op op;
     weft__link link;    /* in the loop's async_ops, while the op is in flight */
+    weft__maker maker;
 } async_op;
 
 static void op_complete_wake(weft__op *op, int32_t res, uint32_t flags)
@@ -179,7 +180,9 @@ static void async_stop(weft_future *f, bool abandon)
 static void async_describe(const weft_future *f, char *buf, size_t len)
 {
     const async_op *a = WEFT__CONTAINER(f, async_op, future);
-    snprintf(buf, len, "%s_async on fd %d", weft__opcodes[a->op.opcode].name, a->op.fd);
+    char by[64];
+    snprintf(buf, len, "%s_async on fd %d%s", weft__opcodes[a->op.opcode].name, a->op.fd,
+             weft__maker_label(&a->maker, by, sizeof by));
 }
 
 static const weft__future_ops async_future = {
@@ -203,6 +206,7 @@ weft_future *weft__io_async(weft__op *template)
         return NULL;
     }
     weft__future_init(&a->future, &async_future, l);
+    weft__maker_set(&a->maker, l->current);
     a->op = *template;
     a->op.complete = async_complete;
     a->op.task = NULL;

@@ -45,6 +45,20 @@ static inline weft__link *weft__list_pop(weft__list *list)
     return n;
 }
 
+/* ---- what the loop runs, in one FIFO ---------------------------------------------------------- */
+
+/*
+ * An entry of the loop's run queue: a ready task, or a callback (a future's, a weft_call_soon's).
+ * Tasks and callbacks share the one FIFO, so they run in the order they became runnable, as asyncio's
+ * call_soon orders them.
+ */
+typedef struct weft__runnable {
+    struct weft__runnable *next;
+    /* NULL for a task (its weft_task contains this); else runs the callback, outside any task. */
+    void (*call)(struct weft__runnable *r);
+    const void *user_fn; /* the user's function it runs, for the slow-callback report */
+} weft__runnable;
+
 /* ---- tables indexed by fd ---------------------------------------------------------------------- */
 
 /*

@@ -168,7 +168,7 @@ void weft_loop_free(weft_loop *l)
     weft__timer_heap_fini(&l->timers);
     while (l->free_tasks) {
         weft_task *t = l->free_tasks;
-        l->free_tasks = t->ready_next;
+        l->free_tasks = weft__task_of(t->run.next);
         free(t);
     }
     free(l);
@@ -182,12 +182,12 @@ const char *weft_loop_backend(const weft_loop *l)
 /* ---- the one place the loop waits ------------------------------------------------------------ */
 
 /*
- * Whether the loop has something to run rather than wait for: a ready task, a queued callback, or
- * the completion a task waiting in place waits for (weft__loop_wait_here), which no queue shows.
+ * Whether the loop has something to run rather than wait for: a ready task or a due callback, or the
+ * completion a task waiting in place waits for (weft__loop_wait_here), which no queue shows.
  */
 static inline bool runnable_now(const weft_loop *l)
 {
-    return l->ready_head || l->callbacks.head || (l->wait_flag && *l->wait_flag);
+    return l->run_head || (l->wait_flag && *l->wait_flag);
 }
 
 /*
@@ -282,7 +282,7 @@ static inline __attribute__((always_inline)) int poll_until(weft_loop *l, const 
     int r;
     do {
         r = poll_once(l);
-    } while (r >= 0 && !(l->ready_head || l->callbacks.head || (flag && *flag) || (done && done(l))));
+    } while (r >= 0 && !(l->run_head || (flag && *flag) || (done && done(l))));
     l->wait_flag = NULL;
     return r;
 }
@@ -294,7 +294,7 @@ int weft__loop_wait(weft_loop *l, bool (*done)(weft_loop *))
 
 int weft__loop_wait_here(weft_loop *l, weft_task *t, const bool *flag)
 {
-    if (l->ready_head || l->callbacks.head)
+    if (l->run_head)
         return 1;
     weft__stack_check(t); /* as a switch away would: a task that never switches is checked here */
     weft__note_switch(l, NULL); /* in the loop, for the watchdog, while it waits */
@@ -305,24 +305,8 @@ int weft__loop_wait_here(weft_loop *l, weft_task *t, const bool *flag)
     return flag && *flag ? 0 : 1;
 }
 
-static void callbacks_run(weft_loop *l)
-{
-    /* Only the callbacks queued before this point run now; those they queue wait for the next turn. */
-    weft__list due = l->callbacks;
-    l->callbacks = (weft__list){0};
-    weft__link *link;
-    while ((link = weft__list_pop(&due)))
-        weft__callback_run(WEFT__CONTAINER(link, weft__waiter, link));
-}
-
-void weft__callback_queue(weft_loop *l, weft__waiter *w)
-{
-    weft__list_push(&l->callbacks, &w->link);
-}
-
 int weft__loop_turn(weft_loop *l, bool (*done)(weft_loop *))
 {
-    callbacks_run(l);
     weft__run_ready(l);
     if (done(l)) {
         if (atomic_load_explicit(&l->remote_head, memory_order_relaxed))
@@ -349,7 +333,7 @@ static bool main_ended(weft_loop *l)
 
 static bool all_quiet(weft_loop *l)
 {
-    return l->stats.tasks_live == 0 && !l->callbacks.head && l->inflight == 0 && l->jobs_inflight == 0 &&
+    return l->stats.tasks_live == 0 && !l->run_head && l->inflight == 0 && l->jobs_inflight == 0 &&
            !atomic_load_explicit(&l->remote_head, memory_order_relaxed);
 }
 

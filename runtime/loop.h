@@ -46,15 +46,14 @@ void weft__epoll_cancel(weft_loop *l, struct weft__op *op);
 
 struct weft_loop {
     weft_task *current;                   /* running task, NULL in the loop's own context */
-    weft_task *ready_head, *ready_tail;
+    weft__runnable *run_head, *run_tail;  /* ready tasks and due callbacks, in order */
     unsigned budget;                      /* task runs left before the loop polls I/O again */
     weft_task *zombie;                    /* ended task whose stack is released after the switch */
     weft__ctx ctx;                        /* the loop's own context on the thread's stack */
-    weft__list callbacks;                 /* waiters whose callbacks run outside any task */
     weft__timer_heap timers;
     weft__stack_pool stacks;
     weft__list tasks;                     /* every task not yet freed */
-    weft_task *free_tasks, *free_tasks_tail; /* recycled task structs, reused oldest first (ready_next) */
+    weft_task *free_tasks, *free_tasks_tail; /* recycled task structs, reused oldest first (run.next) */
     size_t free_task_count;
     uint64_t next_task_id;
     weft_task *main_task;
@@ -80,12 +79,25 @@ struct weft_loop {
     /* Published at every switch for the watchdog thread (watchdog.c). */
     weft_task *_Atomic watch_task;
     _Atomic uint64_t watch_seq;
+    const void *_Atomic watch_callback;  /* the user function of the callback running, NULL if none */
+    uint64_t watch_events;               /* switches and callbacks published, for watch_seq */
     _Atomic uint64_t slow_reports;
     struct weft__watchdog *watchdog;
 };
 
 /* The loop running on this thread, NULL if none. */
 extern WEFT__TLS weft_loop *weft__tls_loop;
+
+/* Queues r at the end of the run queue. */
+static inline void weft__run_push(weft_loop *l, weft__runnable *r)
+{
+    r->next = NULL;
+    if (l->run_tail)
+        l->run_tail->next = r;
+    else
+        l->run_head = r;
+    l->run_tail = r;
+}
 
 /*
  * The hot entries of the backend interface. Both backends' are reached by direct calls rather than
@@ -130,10 +142,8 @@ int weft__loop_wait(weft_loop *l, bool (*done)(weft_loop *));
  * runs here, so a caller with a deadline parks instead.
  */
 int weft__loop_wait_here(weft_loop *l, weft_task *t, const bool *flag);
-/* One turn from the loop's context: callbacks, ready tasks, then weft__loop_wait(l, done). */
+/* One turn from the loop's context: what is runnable, then weft__loop_wait(l, done). */
 int weft__loop_turn(weft_loop *l, bool (*done)(weft_loop *));
-/* Queues a callback waiter to run on the loop outside any task. */
-void weft__callback_queue(weft_loop *l, weft__waiter *w);
 /* Resolves the futures other threads handed over. */
 void weft__remote_drain(weft_loop *l);
 /* The blocking-the-loop detector of a running loop (watchdog.c). */

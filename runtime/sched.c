@@ -34,24 +34,20 @@ static const weft__future_ops task_future;
 
 static inline void ready_push(weft_loop *l, weft_task *t)
 {
-    t->ready_next = NULL;
     t->state = WEFT__READY;
-    if (l->ready_tail)
-        l->ready_tail->ready_next = t;
-    else
-        l->ready_head = t;
-    l->ready_tail = t;
+    t->run.call = NULL;
+    weft__run_push(l, &t->run);
 }
 
-static inline weft_task *ready_pop(weft_loop *l)
+static inline weft__runnable *run_pop(weft_loop *l)
 {
-    weft_task *t = l->ready_head;
-    if (t) {
-        l->ready_head = t->ready_next;
-        if (!l->ready_head)
-            l->ready_tail = NULL;
+    weft__runnable *r = l->run_head;
+    if (r) {
+        l->run_head = r->next;
+        if (!l->run_head)
+            l->run_tail = NULL;
     }
-    return t;
+    return r;
 }
 
 static void task_timer_fire(weft__timer *timer)
@@ -66,6 +62,17 @@ const char *weft__task_label(const weft_task *t, char *buf, size_t len)
         snprintf(buf, len, "'%s' (#%llu)", t->name, (unsigned long long)t->id);
     else
         snprintf(buf, len, "#%llu", (unsigned long long)t->id);
+    return buf;
+}
+
+const char *weft__maker_label(const weft__maker *m, char *buf, size_t len)
+{
+    if (!m->id)
+        snprintf(buf, len, "%s", "");
+    else if (m->name[0])
+        snprintf(buf, len, " by task '%.*s' (#%llu)", (int)sizeof m->name, m->name, (unsigned long long)m->id);
+    else
+        snprintf(buf, len, " by task #%llu", (unsigned long long)m->id);
     return buf;
 }
 
@@ -97,7 +104,7 @@ weft_task *weft__spawn(weft_loop *l, const char *name, weft_fn fn, void *arg)
     }
     weft_task *t = l->free_tasks;
     if (t) {
-        l->free_tasks = t->ready_next;
+        l->free_tasks = weft__task_of(t->run.next);
         if (!l->free_tasks)
             l->free_tasks_tail = NULL;
         l->free_task_count--;
@@ -170,9 +177,9 @@ void weft__task_free(weft_loop *l, weft_task *t)
         free(t->deadlines);
     t->magic = WEFT__TASK_RELEASED;
     if (l->free_task_count + 1 <= WEFT__FREE_TASKS_MAX) {
-        t->ready_next = NULL;
+        t->run.next = NULL;
         if (l->free_tasks_tail)
-            l->free_tasks_tail->ready_next = t;
+            l->free_tasks_tail->run.next = &t->run;
         else
             l->free_tasks = t;
         l->free_tasks_tail = t;
@@ -252,13 +259,39 @@ static bool task_first_run(weft_loop *l, weft_task *t)
     return false;
 }
 
+/*
+ * Runs a callback from the run queue. It runs outside any task (weft_self() is NULL in it, and a
+ * suspending call there gets -EPERM), on whatever stack the scheduler is on: a task's that is parking
+ * or yielding, or the loop's. It is published for the watchdog like a task, so one that blocks the loop
+ * is reported too.
+ */
+static void callback_run(weft_loop *l, weft__runnable *r)
+{
+    weft_task *cur = l->current;
+    l->current = NULL;
+    atomic_store_explicit(&l->watch_task, NULL, memory_order_relaxed);
+    atomic_store_explicit(&l->watch_callback, r->user_fn, memory_order_relaxed);
+    atomic_store_explicit(&l->watch_seq, ++l->watch_events, memory_order_release);
+    r->call(r);
+    atomic_store_explicit(&l->watch_callback, NULL, memory_order_relaxed);
+    atomic_store_explicit(&l->watch_seq, ++l->watch_events, memory_order_release);
+    l->current = cur;
+}
+
+/* The next task to switch to, running the callbacks queued before it on the way; NULL when the run
+ * queue is empty or the turn's budget is spent. */
 static inline weft_task *next_runnable(weft_loop *l)
 {
     while (WEFT__LIKELY(l->budget)) {
-        weft_task *t = ready_pop(l);
-        if (!t)
+        weft__runnable *r = run_pop(l);
+        if (!r)
             return NULL;
         l->budget--;
+        if (WEFT__UNLIKELY(r->call != NULL)) {
+            callback_run(l, r);
+            continue;
+        }
+        weft_task *t = weft__task_of(r);
         if (WEFT__UNLIKELY(!t->stack) && !task_first_run(l, t))
             continue;
         t->state = WEFT__RUNNING;
@@ -270,17 +303,17 @@ static inline weft_task *next_runnable(weft_loop *l)
 /*
  * Leaves the running task cur (already queued or parked) for the next ready task or the loop.
  *
- * When cur has parked and nothing else is ready, it does not switch to the loop's context only to
- * poll and switch straight back: it waits for something to become ready right here, on its own
+ * When cur has parked and nothing else is runnable, it does not switch to the loop's context only to
+ * poll and switch straight back: it waits for something to become runnable right here, on its own
  * stack. That is the whole hand-over for a task waiting on its own request (one task driving a
- * connection or a file): no switch at all when its own completion is what arrives. Callbacks must
- * run outside any task, so with one queued (and on a backend error) the loop's context takes over.
+ * connection or a file): no switch at all when its own completion is what arrives. On a backend
+ * error the loop's context takes over.
  */
 static void switch_out(weft_loop *l, weft_task *cur)
 {
     weft_task *next = next_runnable(l);
     if (!next && cur->state == WEFT__PARKED && l->budget) {
-        if (weft__loop_wait_here(l, cur, NULL) > 0 && !l->callbacks.head) {
+        if (weft__loop_wait_here(l, cur, NULL) > 0) {
             l->budget = WEFT__TURN_BUDGET;
             next = next_runnable(l);
         }

@@ -21,7 +21,7 @@ struct weft_task {
     weft__ctx ctx;
     uint32_t magic;
     weft_loop *loop;
-    struct weft_task *ready_next;          /* ready queue link */
+    weft__runnable run;                    /* in the run queue while READY; in the free list once freed */
     weft__link all_link;                   /* in the loop's list of tasks not yet freed */
     weft_fn fn;
     void *arg;
@@ -65,7 +65,8 @@ intptr_t weft__join(weft_task *t, uint64_t expiry);
 intptr_t weft__await(weft_task *t, weft_future *f, bool *completed);
 /* Completes a switch into a context: releases the stack of a task that just ended. */
 void weft__after_switch(weft_loop *l);
-/* From the loop's own context: runs ready tasks until none is left or the turn's budget is spent. */
+/* From the loop's own context: runs tasks and callbacks until none is left or the turn's budget is
+ * spent. */
 void weft__run_ready(weft_loop *l);
 /* The running task t is about to leave its stack's control (a switch, a wait in place): a task
  * whose stack has no guard page is checked for overflow here (its canary). */
@@ -92,13 +93,19 @@ static inline uint64_t weft__deadline(const weft_task *t)
 void weft__task_free(weft_loop *l, weft_task *t);
 
 
+/* The task whose run queue entry r is, NULL for none. */
+static inline weft_task *weft__task_of(weft__runnable *r)
+{
+    return r ? WEFT__CONTAINER(r, weft_task, run) : NULL;
+}
+
 /* Records a switch to next (NULL: the loop's own context) for the stats and the watchdog. */
 static inline void weft__note_switch(weft_loop *l, weft_task *next)
 {
     l->current = next;
-    uint64_t seq = ++l->stats.switches;
+    l->stats.switches++;
     atomic_store_explicit(&l->watch_task, next, memory_order_relaxed);
-    atomic_store_explicit(&l->watch_seq, seq, memory_order_release);
+    atomic_store_explicit(&l->watch_seq, ++l->watch_events, memory_order_release);
 }
 
 /* A member of a group ended (group.c). */
@@ -107,8 +114,26 @@ void weft__group_member_ended(weft_task *t, intptr_t result);
 weft_task *weft__spawn(weft_loop *l, const char *name, weft_fn fn, void *arg);
 /* Prints "weft: " + formatted text on stderr in one write. */
 void weft__log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* For diagnostics: "'name'" or "#id". */
+/* For diagnostics: "'name' (#id)" or "#id". */
 const char *weft__task_label(const weft_task *t, char *buf, size_t len);
+
+/* Who made something that may outlive its maker (an _async request, an offloaded job), for reports. */
+typedef struct weft__maker {
+    uint64_t id;   /* 0: made outside any task */
+    char name[32];
+} weft__maker;
+
+static inline void weft__maker_set(weft__maker *m, const weft_task *t)
+{
+    m->id = t ? t->id : 0;
+    if (t)
+        memcpy(m->name, t->name, sizeof m->name);
+    else
+        m->name[0] = '\0';
+}
+
+/* " by task 'name' (#id)", " by task #id", or "" when made outside a task. */
+const char *weft__maker_label(const weft__maker *m, char *buf, size_t len);
 
 static inline uint64_t weft__now(void)
 {
