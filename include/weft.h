@@ -423,7 +423,9 @@ WEFT_API int weft_shutdown(int fd, int how);
 /*
  * close(2), after cancelling this loop's requests still in flight on fd (they return -EBADF).
  * It always closes: it ignores the caller's cancellation and deadlines, so cleanup code in a cancelled
- * task still releases its fds. Returns 0, -EBADF, -EPERM (outside a task).
+ * task still releases its fds. In a task it suspends until the kernel has let go of the requests on
+ * fd; outside a task (a callback, or a thread with no loop) it does not suspend: it asks the kernel to
+ * cancel them and closes at once, and they end with -EBADF afterwards. Returns 0 or -EBADF.
  */
 WEFT_API int weft_close(int fd);
 

@@ -310,6 +310,21 @@ static void fail_all(weft_loop *l, epoll_backend *b, fd_state *s, int32_t res)
     }
 }
 
+/* fd is being closed: what waits on it ends with -ECANCELED, and its registration goes. */
+static void ep_forget_fd(weft_loop *l, int fd)
+{
+    epoll_backend *b = backend_of(l);
+    if (fd < 0 || (size_t)fd >= b->nfds)
+        return;
+    fd_state *s = &b->fds[fd];
+    fail_all(l, b, s, -ECANCELED);
+    if (s->kind == FD_READINESS) {
+        l->stats.syscalls++;
+        epoll_ctl(b->epfd, EPOLL_CTL_DEL, fd, NULL);
+    }
+    memset(s, 0, sizeof *s);
+}
+
 int weft__epoll_submit(weft_loop *l, weft__op *op)
 {
     epoll_backend *b = backend_of(l);
@@ -337,15 +352,7 @@ int weft__epoll_submit(weft_loop *l, weft__op *op)
         finish(l, op, res);
         return 0;
     case EP_CLOSE:
-        if (op->fd >= 0 && (size_t)op->fd < b->nfds) {
-            s = &b->fds[op->fd];
-            fail_all(l, b, s, -ECANCELED);
-            if (s->kind == FD_READINESS) {
-                l->stats.syscalls++;
-                epoll_ctl(b->epfd, EPOLL_CTL_DEL, op->fd, NULL);
-            }
-            memset(s, 0, sizeof *s);
-        }
+        ep_forget_fd(l, op->fd);
         l->stats.syscalls++;
         finish(l, op, weft__op_run_blocking(op));
         return 0;
@@ -495,4 +502,5 @@ const weft__backend_ops weft__epoll_ops = {
     .has_work = weft__epoll_has_work,
     .submit = weft__epoll_submit,
     .cancel = weft__epoll_cancel,
+    .forget_fd = ep_forget_fd,
 };

@@ -153,6 +153,15 @@ intptr_t weft__io_wait_uninterruptible(weft_task *t, weft__op *op)
     return io_wait(t, op, NULL);
 }
 
+int weft__io_close_now(weft_loop *l, int fd)
+{
+    if (l) {
+        l->backend->forget_fd(l, fd);
+        fd_error_take(l, fd);
+    }
+    return close(fd) < 0 ? -errno : 0;
+}
+
 /* ---- _async requests ------------------------------------------------------------------------------- */
 
 static void async_complete(weft__op *op, int32_t res, uint32_t flags)

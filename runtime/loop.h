@@ -29,6 +29,9 @@ typedef struct weft__backend_ops {
     int (*submit)(weft_loop *l, struct weft__op *op);
     /* Asks for op to end early; complete() still runs, with -ECANCELED or the real result. */
     void (*cancel)(weft_loop *l, struct weft__op *op);
+    /* fd is about to be closed with nobody to wait: asks every request on fd to end (complete()
+     * runs later, with -ECANCELED) and forgets what the backend kept for it, before returning. */
+    void (*forget_fd)(weft_loop *l, int fd);
 } weft__backend_ops;
 
 extern const weft__backend_ops weft__uring_ops;

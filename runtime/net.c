@@ -95,11 +95,11 @@ int weft_shutdown(int fd, int how)
 
 int weft_close(int fd)
 {
-    weft_task *t = weft__current();
-    if (!t)
-        return -EPERM;
     if (fd < 0)
         return -EBADF;
+    weft_task *t = weft__current();
+    if (!t)
+        return weft__io_close_now(weft__tls_loop, fd);
     /*
      * Operations in flight hold their own reference to the file, so closing the fd alone would leave
      * a pending recv waiting forever: cancel them first (they return -EBADF). Closing is not

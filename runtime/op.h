@@ -123,6 +123,8 @@ intptr_t weft__io_wait_uninterruptible(weft_task *t, weft__op *op);
 /* Holds back err for fd after weft_send_all or weft_recv_exact made partial progress: the next call on
  * fd returns it. Cleared by weft_close(fd), and when weft hands out fd anew (socket, accept, openat). */
 void weft__fd_error_hold(weft_loop *l, int fd, int err);
+/* weft_close from outside a task on l's thread: the backend forgets fd, then it is closed. */
+int weft__io_close_now(weft_loop *l, int fd);
 /* Carries op out with the blocking system call, on the calling thread; returns its result. */
 int32_t weft__op_run_blocking(weft__op *op);
 /* Runs op with the blocking system call on the default executor; complete() runs on the loop. */

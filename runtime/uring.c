@@ -501,6 +501,19 @@ void weft__uring_cancel(weft_loop *l, weft__op *op)
     io_uring_sqe_set_data(sqe, NULL);
 }
 
+static void uring_forget_fd(weft_loop *l, int fd)
+{
+    weft__uring *b = weft__uring_of(l);
+    weft__stream_close(l, b, fd);
+    struct io_uring_sqe *sqe = weft__uring_sqe(l, b);
+    if (!sqe)
+        return;
+    io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
+    io_uring_sqe_set_data(sqe, NULL);
+    /* The kernel finds the requests by the file fd names: it must look before the fd is closed. */
+    submit_now(l, b);
+}
+
 const weft__backend_ops weft__uring_ops = {
     .name = "io_uring",
     .init = uring_init,
@@ -511,4 +524,5 @@ const weft__backend_ops weft__uring_ops = {
     .has_work = weft__uring_has_work,
     .submit = weft__uring_submit,
     .cancel = weft__uring_cancel,
+    .forget_fd = uring_forget_fd,
 };
