@@ -504,7 +504,8 @@ WEFT_API int weft_nop(void);
  * The task parks; the loop runs others; the job's result wakes the task through the loop (one wakeup
  * for many jobs finishing together). The default executor is made on first use, sized by
  * weft_config.executor_threads, shared by the loops of the process and shut down with the last of
- * them. An executor's queue is bounded: offloading onto a full queue waits for room, never drops.
+ * them. An executor's queue is bounded: a task offloading onto a full queue waits for room; an _async
+ * offload is queued past the bound (it never suspends, and is never refused). Nothing is dropped.
  *
  * Cancelling an offload removes it if it has not started. If it has, the caller stays parked until fn
  * returns (fn may be using the caller's memory), and then gets -ECANCELED (-ETIMEDOUT for a deadline).
@@ -517,8 +518,9 @@ WEFT_API intptr_t weft_offload(weft_fn fn, void *arg);
 
 /*
  * loop.run_in_executor(): queues fn(arg) on the default executor and returns a future for its result
- * at once (NULL with errno EPERM outside a loop, EINVAL, ENOMEM). If the queue is full the future
- * completes with -EAGAIN. The future belongs to the caller: weft_future_free it. Freeing or cancelling
+ * at once (NULL with errno EPERM outside a loop, EINVAL, ENOMEM). It never waits for room: past the
+ * queue's bound the job is queued all the same, in order. The future belongs to the caller:
+ * weft_future_free it. Freeing or cancelling
  * it removes a job not yet started (the future completes with -ECANCELED); a job already running
  * runs to its end and the future gets fn's result.
  */

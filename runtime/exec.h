@@ -7,7 +7,7 @@ struct weft__job;
 /*
  * Runs fn(arg) on the default executor; landed(landed_arg, result) runs on the loop afterwards
  * (result -ECANCELED if cancelled before it started). waiter, if not NULL, is the running task, which
- * waits for room in a full queue; without one a full queue fails with EAGAIN. Returns the job, or
+ * waits for room in a full queue; without one the job is queued past the limit. Returns the job, or
  * NULL with errno set.
  */
 struct weft__job *weft__exec_submit_cb(weft_loop *l, weft_task *waiter, weft_fn fn, void *arg,

@@ -254,6 +254,12 @@ static int space_wait(weft_executor *ex, weft_task *t)
 
 /* ---- submitting and awaiting ----------------------------------------------------------------- */
 
+/*
+ * Queues j. A task (waiter) waits for room in a full queue; a job with nobody to wait (an _async
+ * offload, a request the backend runs here) is queued past the limit instead, as asyncio's
+ * run_in_executor never refuses work: the limit holds back the tasks, which can wait, and those jobs
+ * are bounded by whoever makes them.
+ */
 static int job_submit(weft_executor *ex, weft__job *j, weft_task *waiter)
 {
     pthread_mutex_lock(&ex->lock);
@@ -264,9 +270,6 @@ static int job_submit(weft_executor *ex, weft__job *j, weft_task *waiter)
     } else if (ex->stopping) {
         pthread_mutex_unlock(&ex->lock);
         return -ECANCELED;
-    } else if (ex->queued >= ex->limit) {
-        pthread_mutex_unlock(&ex->lock);
-        return -EAGAIN;
     }
     j->state = JOB_QUEUED;
     weft__list_push(&ex->queue, &j->queue_link);
@@ -505,7 +508,7 @@ weft_future *weft_offload_async(weft_fn fn, void *arg)
     weft__maker_set(&j->maker, l->current);
     int r = job_submit(j->ex, j, NULL);
     if (r < 0) {
-        /* A full queue cannot make a non-suspending call wait: the error is the future's result. */
+        /* The executor is shutting down: the error is the future's result. */
         weft__future_complete(l, &j->future, r);
         weft__owned_done(&j->future);
         return &j->future;

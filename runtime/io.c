@@ -377,7 +377,7 @@ int weft__op_offload(weft_loop *l, weft__op *op)
         op->caller_buf = op->buf;
         op->buf = copy;
     }
-    /* A task's own op waits for room in a full queue; an _async op reports -EAGAIN instead. */
+    /* A task's own op waits for room in a full queue; an _async op is queued past it. */
     struct weft__job *job = weft__exec_submit_cb(l, op->task, offload_run, op, offload_landed, op);
     if (!job) {
         int err = -errno;
