@@ -240,6 +240,54 @@ WEFT_API void weft_future_free(weft_future *f);
 /* t's future: done when t ends, with t's result. Valid until t is released. NULL for NULL. */
 WEFT_API weft_future *weft_task_future(weft_task *t);
 
+/*
+ * A done future's result without awaiting (asyncio's Future.result()): 0 with *result set, -EAGAIN if
+ * f is still pending, -EINVAL if f or result is NULL. Counts as looking at it: a failed future read
+ * this way is not reported as unawaited. Does not suspend.
+ */
+WEFT_API int weft_future_result(weft_future *f, intptr_t *result);
+
+/* ------------------------------------------------------------------------------------------------
+ * Callbacks on the loop (asyncio's call_soon, call_later, call_soon_threadsafe)
+ *
+ * A callback runs on the loop's thread outside any task (a suspending call in it returns -EPERM), in
+ * the one queue ready tasks wait in: it runs in the order it became due among them, so a weft_yield
+ * lets every callback due before it run. A callback that runs longer than slow_task_ns is reported
+ * like a task.
+ * ------------------------------------------------------------------------------------------------ */
+
+typedef struct weft_timer weft_timer;
+
+/* The loop running on the calling thread, NULL if none: what weft_call_soon_threadsafe needs. */
+WEFT_API weft_loop *weft_loop_current(void);
+
+/* Queues fn(arg) to run on this thread's loop. Does not suspend. Returns 0, -EINVAL (fn NULL), -EPERM
+ * (no loop on this thread), -ENOMEM. */
+WEFT_API int weft_call_soon(void (*fn)(void *arg), void *arg);
+
+/*
+ * Queues fn(arg) once delay_ns has passed (then in the order due, like weft_call_soon). With handle
+ * NULL the call is fire-and-forget; otherwise *handle receives a handle the caller must release with
+ * weft_timer_free (which also cancels a call still pending). Calls still pending when the loop's run
+ * ends are dropped, never run. Does not suspend. Returns 0, -EINVAL, -EPERM, -ENOMEM.
+ */
+WEFT_API int weft_call_later(uint64_t delay_ns, void (*fn)(void *arg), void *arg, weft_timer **handle);
+
+/* Cancels a pending weft_call_later call: fn will not run. Loop thread only. Returns 0, -EALREADY if
+ * it already ran, was cancelled or its loop's run ended, -EINVAL (NULL, another loop's handle). */
+WEFT_API int weft_timer_cancel(weft_timer *h);
+
+/* Releases a handle from weft_call_later, cancelling its call if still pending. NULL is ignored. */
+WEFT_API void weft_timer_free(weft_timer *h);
+
+/*
+ * Queues fn(arg) on loop l from any thread, waking l if it sleeps in the kernel; many calls arriving
+ * together cost it one wakeup. Calls from one thread run in the order made. A call posted while l is
+ * not running runs in its next weft_loop_run; weft_loop_free discards calls none ran. l must not have
+ * been freed. Returns 0, -EINVAL (l or fn NULL), -ENOMEM.
+ */
+WEFT_API int weft_call_soon_threadsafe(weft_loop *l, void (*fn)(void *arg), void *arg);
+
 /* ------------------------------------------------------------------------------------------------
  * Waiting on many (asyncio.gather / wait / wait_for / timeout)
  * ------------------------------------------------------------------------------------------------ */

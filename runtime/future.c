@@ -248,6 +248,17 @@ intptr_t weft__await(weft_task *t, weft_future *f, bool *completed)
     return w.fired ? w.result : v;
 }
 
+int weft_future_result(weft_future *f, intptr_t *result)
+{
+    if (!f || !result)
+        return -EINVAL;
+    if (atomic_load_explicit(&f->state, memory_order_acquire) != WEFT__DONE)
+        return -EAGAIN;
+    f->observed = true;
+    *result = f->result;
+    return 0;
+}
+
 bool weft_future_done(const weft_future *f)
 {
     return f && atomic_load_explicit(&f->state, memory_order_acquire) == WEFT__DONE;

@@ -161,11 +161,19 @@ void weft_loop_free(weft_loop *l)
         weft__log("weft_loop_free: the loop is running; not freed\n");
         return;
     }
+    /* Calls posted from other threads after the last run: nobody will run them now. */
+    weft_future *f = atomic_exchange(&l->remote_head, NULL);
+    while (f) {
+        weft_future *next = f->remote_next;
+        weft__call_discard(f);
+        f = next;
+    }
     weft__exec_default_release(l);
     l->backend->fini(l);
     close(l->wake_fd);
     weft__stack_pool_fini(&l->stacks);
     weft__timer_heap_fini(&l->timers);
+    free(l->fd_errors);
     while (l->free_tasks) {
         weft_task *t = l->free_tasks;
         l->free_tasks = weft__task_of(t->run.next);
@@ -352,6 +360,9 @@ static void teardown(weft_loop *l)
         weft__exec_cancel_all(l);
         turn(l, all_quiet);
     }
+    /* Calls waiting for their time go with the run, as asyncio's pending TimerHandles go with a
+     * closed loop. */
+    weft__calls_end(l);
     /* What is left ended without anyone joining it. */
     while (l->tasks.head) {
         weft_task *t = WEFT__CONTAINER(l->tasks.head, weft_task, all_link);

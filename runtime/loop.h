@@ -67,6 +67,8 @@ struct weft_loop {
     weft_future *_Atomic remote_head;     /* futures resolved by other threads, newest first */
     weft__list async_ops;                 /* _async operations in flight, for teardown */
     weft__list async_jobs;                /* weft_offload_async jobs not yet completed, for teardown */
+    weft__list call_timers;               /* weft_call_later calls not yet run or cancelled (call.c) */
+    size_t ncall_timers;
     size_t jobs_inflight;                 /* offloaded jobs of this loop not yet completed */
     bool uses_default_executor;
     bool is_uring;                        /* backend == &weft__uring_ops, for the direct calls */
@@ -152,6 +154,10 @@ void weft__remote_drain(weft_loop *l);
 /* The blocking-the-loop detector of a running loop (watchdog.c). */
 int weft__watchdog_start(weft_loop *l);
 void weft__watchdog_stop(weft_loop *l);
+/* The loop's run is over: calls still waiting for their time are dropped (call.c). */
+void weft__calls_end(weft_loop *l);
+/* Frees f if it is a weft_call_soon_threadsafe call that came too late for any run; false if not. */
+bool weft__call_discard(weft_future *f);
 /* Fills out with in (NULL: defaults), the environment's overrides and the defaults. */
 int weft__config_resolve(weft_config *out, const weft_config *in);
 

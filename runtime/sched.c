@@ -94,7 +94,7 @@ weft_task *weft__spawn(weft_loop *l, const char *name, weft_fn fn, void *arg)
         return NULL;
     }
     /* Each task may have one timer armed: reserve its heap slot now so parking never fails. */
-    if (weft__timer_reserve(&l->timers, l->stats.tasks_live + 1) < 0) {
+    if (weft__timer_reserve(&l->timers, l->stats.tasks_live + l->ncall_timers + 1) < 0) {
         errno = ENOMEM;
         return NULL;
     }
