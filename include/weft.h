@@ -301,6 +301,17 @@ WEFT_API int weft_call_soon_threadsafe(weft_loop *l, void (*fn)(void *arg), void
 WEFT_API int weft_gather(weft_future *const *fs, size_t n, intptr_t *results);
 
 /*
+ * Joins the tasks ts[0..n) and releases every one of them, results[i] receiving each one's result
+ * (results may be NULL): gather for tasks, in one call. Returns 0 if every result is >= 0, else the
+ * first negative result by index. If the caller is cancelled or its deadline passes meanwhile, the
+ * tasks not yet ended are cancelled and waited for (a task may be using the caller's memory), their
+ * results are what they returned (usually -ECANCELED), and all are still released. -EINVAL if ts is
+ * NULL with n > 0 or a handle cannot be joined (NULL, released, the caller, another loop's, or named
+ * twice): then none is joined. -EPERM outside a task.
+ */
+WEFT_API int weft_join_all(weft_task *const *ts, size_t n, intptr_t *results);
+
+/*
  * Suspends until any future in fs[0..n) is done and returns its index (the lowest, if several are), or
  * -ETIMEDOUT after timeout_ns (UINT64_MAX = no timeout), -ECANCELED, -EINVAL (n is 0, fs or an element
  * NULL), -ENOMEM (more than 16 futures need a waiter array).

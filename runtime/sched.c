@@ -124,6 +124,7 @@ weft_task *weft__spawn(weft_loop *l, const char *name, weft_fn fn, void *arg)
     t->cancelled = l->closing; /* spawned during teardown: it never runs */
     t->released = false;
     t->detached = false;
+    t->in_join_all = false;
     t->id = ++l->next_task_id;
     t->interrupt = NULL;
     t->park_obj = NULL;

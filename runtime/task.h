@@ -30,6 +30,7 @@ struct weft_task {
     bool cancelled;     /* sticky cancel request */
     bool released;      /* joined or detached: freed when it ends */
     bool detached;
+    bool in_join_all;   /* named by a weft_join_all under way (a name twice is refused) */
     uint64_t id;
     intptr_t wake_value;          /* what the waker handed over */
     weft__interrupt_fn interrupt; /* non-NULL while parked interruptibly */
