@@ -519,6 +519,30 @@ WEFT_API weft_future *weft_read_async(int fd, void *buf, size_t len, int64_t off
 WEFT_API weft_future *weft_write_async(int fd, const void *buf, size_t len, int64_t offset);
 WEFT_API weft_future *weft_recv_async(int fd, void *buf, size_t len, int flags);
 WEFT_API weft_future *weft_send_async(int fd, const void *buf, size_t len, int flags);
+/*
+ * The _async form of every other suspending call but weft_close (which must wait for the requests it
+ * cancels; outside a task it does not suspend anyway). What the future resolves with is what the call
+ * returns. Paths and connect's address are copied at the call, so they may go once it returns (NULL
+ * with errno EFAULT for a NULL path, EINVAL for a NULL or oversized address); everything else the
+ * call points at (iovecs and their buffers, msghdr, the accept address, statx's out) must stay valid
+ * until the future is done. Not the accept backoff: an _async accept out of fds resolves with -EMFILE.
+ */
+WEFT_API weft_future *weft_socket_async(int domain, int type, int protocol);
+WEFT_API weft_future *weft_accept_async(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+WEFT_API weft_future *weft_connect_async(int fd, const struct sockaddr *addr, socklen_t len);
+WEFT_API weft_future *weft_recvmsg_async(int fd, struct msghdr *msg, int flags);
+WEFT_API weft_future *weft_sendmsg_async(int fd, const struct msghdr *msg, int flags);
+WEFT_API weft_future *weft_shutdown_async(int fd, int how);
+WEFT_API weft_future *weft_poll_async(int fd, short events);
+WEFT_API weft_future *weft_openat_async(int dfd, const char *path, int flags, mode_t mode);
+WEFT_API weft_future *weft_readv_async(int fd, const struct iovec *iov, int iovcnt, int64_t offset);
+WEFT_API weft_future *weft_writev_async(int fd, const struct iovec *iov, int iovcnt, int64_t offset);
+WEFT_API weft_future *weft_fsync_async(int fd, bool datasync);
+WEFT_API weft_future *weft_statx_async(int dfd, const char *path, int flags, unsigned mask, struct statx *out);
+WEFT_API weft_future *weft_unlinkat_async(int dfd, const char *path, int flags);
+WEFT_API weft_future *weft_renameat_async(int olddfd, const char *oldp, int newdfd, const char *newp,
+                                          unsigned flags);
+WEFT_API weft_future *weft_mkdirat_async(int dfd, const char *path, mode_t mode);
 
 /* Conveniences */
 

@@ -5,6 +5,7 @@
 #include "internal.h"
 
 #include <fcntl.h>
+#include <string.h>
 #include <linux/stat.h>
 #include <sys/uio.h>
 
@@ -87,6 +88,94 @@ int weft_mkdirat(int dfd, const char *path, mode_t mode)
 }
 
 /* ---- many in flight from one task --------------------------------------------------------- */
+
+/* The bytes of path with its NUL, for the copy an _async path call keeps; 0 (and errno) for NULL. */
+static size_t path_bytes(const char *path)
+{
+    if (!path) {
+        errno = EFAULT;
+        return 0;
+    }
+    return strlen(path) + 1;
+}
+
+weft_future *weft_openat_async(int dfd, const char *path, int flags, mode_t mode)
+{
+    size_t n = path_bytes(path);
+    if (!n)
+        return NULL;
+    weft__op op = {.opcode = WEFT__OP_OPENAT, .fd = dfd, .buf = (void *)path, .flags = (uint32_t)flags,
+                   .arg.mode = mode};
+    return weft__io_async_copy(&op, n, 0);
+}
+
+weft_future *weft_readv_async(int fd, const struct iovec *iov, int iovcnt, int64_t offset)
+{
+    if (iovcnt < 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    weft__op op = {.opcode = WEFT__OP_READV, .fd = fd, .buf = (void *)iov, .len = (uint64_t)iovcnt, .off = offset};
+    return weft__io_async(&op);
+}
+
+weft_future *weft_writev_async(int fd, const struct iovec *iov, int iovcnt, int64_t offset)
+{
+    if (iovcnt < 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    weft__op op = {.opcode = WEFT__OP_WRITEV, .fd = fd, .buf = (void *)iov, .len = (uint64_t)iovcnt, .off = offset};
+    return weft__io_async(&op);
+}
+
+weft_future *weft_fsync_async(int fd, bool datasync)
+{
+    weft__op op = {.opcode = WEFT__OP_FSYNC, .fd = fd, .flags = datasync};
+    return weft__io_async(&op);
+}
+
+weft_future *weft_statx_async(int dfd, const char *path, int flags, unsigned mask, struct statx *out)
+{
+    size_t n = path_bytes(path);
+    if (!n)
+        return NULL;
+    if (!out) {
+        errno = EFAULT;
+        return NULL;
+    }
+    weft__op op = {.opcode = WEFT__OP_STATX, .fd = dfd, .buf = (void *)path, .flags = (uint32_t)flags,
+                   .arg.statx = {.mask = mask, .out = out}};
+    return weft__io_async_copy(&op, n, 0);
+}
+
+weft_future *weft_unlinkat_async(int dfd, const char *path, int flags)
+{
+    size_t n = path_bytes(path);
+    if (!n)
+        return NULL;
+    weft__op op = {.opcode = WEFT__OP_UNLINKAT, .fd = dfd, .buf = (void *)path, .flags = (uint32_t)flags};
+    return weft__io_async_copy(&op, n, 0);
+}
+
+weft_future *weft_renameat_async(int olddfd, const char *oldp, int newdfd, const char *newp, unsigned flags)
+{
+    size_t n = path_bytes(oldp), m = path_bytes(newp);
+    if (!n || !m)
+        return NULL;
+    weft__op op = {.opcode = WEFT__OP_RENAMEAT, .fd = olddfd, .buf = (void *)oldp, .flags = flags,
+                   .arg.rename = {.newdfd = newdfd, .newpath = newp}};
+    return weft__io_async_copy(&op, n, m);
+}
+
+weft_future *weft_mkdirat_async(int dfd, const char *path, mode_t mode)
+{
+    size_t n = path_bytes(path);
+    if (!n)
+        return NULL;
+    weft__op op = {.opcode = WEFT__OP_MKDIRAT, .fd = dfd, .buf = (void *)path, .arg.mode = mode};
+    return weft__io_async_copy(&op, n, 0);
+}
 
 weft_future *weft_read_async(int fd, void *buf, size_t len, int64_t offset)
 {

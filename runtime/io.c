@@ -28,6 +28,7 @@ typedef struct async_op {
     weft__op op;
     weft__link link;    /* in the loop's async_ops, while the op is in flight */
     weft__maker maker;
+    char copies[];      /* the arguments copied at the call (weft__io_async_copy) */
 } async_op;
 
 static void op_complete_wake(weft__op *op, int32_t res, uint32_t flags)
@@ -204,12 +205,17 @@ static const weft__future_ops async_future = {
 
 weft_future *weft__io_async(weft__op *template)
 {
+    return weft__io_async_copy(template, 0, 0);
+}
+
+weft_future *weft__io_async_copy(weft__op *template, size_t buf_bytes, size_t newpath_bytes)
+{
     weft_loop *l = weft__tls_loop;
     if (!l) {
         errno = EPERM;
         return NULL;
     }
-    async_op *a = malloc(sizeof *a);
+    async_op *a = malloc(sizeof *a + buf_bytes + newpath_bytes);
     if (!a) {
         errno = ENOMEM;
         return NULL;
@@ -217,6 +223,14 @@ weft_future *weft__io_async(weft__op *template)
     weft__future_init(&a->future, &async_future, l);
     weft__maker_set(&a->maker, l->current);
     a->op = *template;
+    if (buf_bytes) {
+        memcpy(a->copies, template->buf, buf_bytes);
+        a->op.buf = a->copies;
+    }
+    if (newpath_bytes) {
+        memcpy(a->copies + buf_bytes, template->arg.rename.newpath, newpath_bytes);
+        a->op.arg.rename.newpath = a->copies + buf_bytes;
+    }
     a->op.complete = async_complete;
     a->op.task = NULL;
     a->op.reason = 0;

@@ -153,6 +153,54 @@ static ssize_t transfer_all(int fd, char *buf, size_t len, bool receiving)
     return (ssize_t)done;
 }
 
+weft_future *weft_socket_async(int domain, int type, int protocol)
+{
+    weft__op op = {.opcode = WEFT__OP_SOCKET, .fd = -1,
+                   .arg.socket = {.domain = domain, .type = type, .protocol = protocol}};
+    return weft__io_async(&op);
+}
+
+weft_future *weft_accept_async(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+    weft__op op = {.opcode = WEFT__OP_ACCEPT, .fd = fd, .buf = addr, .arg.addrlen = len, .flags = (uint32_t)flags};
+    return weft__io_async(&op);
+}
+
+weft_future *weft_connect_async(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    if (!addr || len > sizeof(struct sockaddr_storage)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    weft__op op = {.opcode = WEFT__OP_CONNECT, .fd = fd, .buf = (void *)addr, .len = len};
+    return weft__io_async_copy(&op, len, 0);
+}
+
+weft_future *weft_recvmsg_async(int fd, struct msghdr *msg, int flags)
+{
+    weft__op op = {.opcode = WEFT__OP_RECVMSG, .fd = fd, .buf = msg, .flags = (uint32_t)flags};
+    return weft__io_async(&op);
+}
+
+weft_future *weft_sendmsg_async(int fd, const struct msghdr *msg, int flags)
+{
+    weft__op op = {.opcode = WEFT__OP_SENDMSG, .fd = fd, .buf = (void *)msg,
+                   .flags = (uint32_t)(flags | MSG_NOSIGNAL)};
+    return weft__io_async(&op);
+}
+
+weft_future *weft_shutdown_async(int fd, int how)
+{
+    weft__op op = {.opcode = WEFT__OP_SHUTDOWN, .fd = fd, .flags = (uint32_t)how};
+    return weft__io_async(&op);
+}
+
+weft_future *weft_poll_async(int fd, short events)
+{
+    weft__op op = {.opcode = WEFT__OP_POLL, .fd = fd, .flags = (uint16_t)events};
+    return weft__io_async(&op);
+}
+
 ssize_t weft_send_all(int fd, const void *buf, size_t len)
 {
     return transfer_all(fd, (char *)buf, len, false);

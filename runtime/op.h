@@ -133,6 +133,12 @@ int weft__op_offload(weft_loop *l, weft__op *op);
 void weft__op_offload_cancel(weft__op *op);
 /* Submits op as an _async operation and returns the future its completion resolves (io.c). */
 weft_future *weft__io_async(weft__op *op);
+/*
+ * The same for a request whose arguments the kernel reads only when the request is submitted (at the
+ * loop's next enter, after the call has returned): the first buf_bytes at op->buf (a path, an
+ * address) and newpath_bytes at op->arg.rename.newpath are copied into the request's own block.
+ */
+weft_future *weft__io_async_copy(weft__op *op, size_t buf_bytes, size_t newpath_bytes);
 /* Cancels every _async operation still in flight (loop teardown). */
 void weft__io_cancel_all(weft_loop *l);
 
