@@ -627,6 +627,56 @@ WEFT_API intptr_t weft_offload_on(weft_executor *ex, weft_fn fn, void *arg);
 WEFT_API void weft_executor_free(weft_executor *ex);
 
 /* ------------------------------------------------------------------------------------------------
+ * Thread-per-core (one loop per CPU, shared nothing)
+ *
+ * weft_run_cores runs a loop on each of n threads, each pinned to its CPU, each starting main(arg) as
+ * its first task: a server listens with WEFT_REUSEPORT on every loop and the kernel spreads the
+ * connections, or one loop accepts and hands connections on with weft_post. Loops share nothing but
+ * the default executor (a job's result goes back to the loop that asked). A loop is addressed by its
+ * number, 0..weft_loop_count()-1; under weft_run the one loop is number 0.
+ *
+ * A message to another loop rides its list of cross-thread results: a burst of messages costs the
+ * receiver one wakeup, and a busy receiver none. Messages from one sender to one loop start in the
+ * order sent. A loop takes messages until its main returns: those sent before are still delivered
+ * (then cancelled with the loop's other tasks, as a task cancelled before it starts never runs), and
+ * later ones are refused with -ESHUTDOWN.
+ * ------------------------------------------------------------------------------------------------ */
+
+/*
+ * Starts n loops (0: one per CPU in the process's affinity mask; loop i is pinned to the i-th CPU of
+ * that mask, cycling when n is larger), runs main(arg) as the first task of each, and returns once
+ * every main has returned and every loop is torn down. cfg (NULL: defaults) holds for every loop;
+ * they all run the backend the first one chose, and a fallback to epoll is said once. Returns 0, the
+ * first negative main result by loop index, or a negative errno when the loops could not start
+ * (-EINVAL: main NULL or n absurd; -EBUSY: called from a loop's thread; what weft_loop_new gives).
+ */
+WEFT_API int weft_run_cores(unsigned n, weft_fn main, void *arg, const weft_config *cfg);
+
+/* The calling thread's loop number: 0..weft_loop_count()-1 (0 under weft_run, and outside a loop). */
+WEFT_API unsigned weft_loop_id(void);
+
+/* The loops of the running weft_run_cores (1 under weft_run, 0 outside any). A thread that is none
+ * of the loops (an executor worker, a thread of the application's) sees the weft_run_cores running
+ * in the process. */
+WEFT_API unsigned weft_loop_count(void);
+
+/*
+ * Starts fn(arg) as a detached task on loop number loop (its failure is reported like any detached
+ * task's). Any thread may call it; it does not suspend. Returns 0, -EINVAL (no such loop, fn NULL),
+ * -ESHUTDOWN (that loop's main has returned), -ENOMEM.
+ */
+WEFT_API int weft_post(unsigned loop, weft_fn fn, void *arg);
+
+/*
+ * Runs fn(arg) as a task on loop number loop and suspends until it ends; returns its result (Seastar's
+ * submit_to). The caller's own loop may be named too. Cancelling the caller (or its deadline passing)
+ * cancels the remote task and still waits for it to end, as fn may be using the caller's memory; then
+ * returns -ECANCELED (-ETIMEDOUT), or the task's result if it returned anything but -ECANCELED.
+ * Errors: those of weft_post, -EPERM (outside a task), -ECANCELED, -ETIMEDOUT.
+ */
+WEFT_API intptr_t weft_submit_to(unsigned loop, weft_fn fn, void *arg);
+
+/* ------------------------------------------------------------------------------------------------
  * Diagnostics
  *
  * weft says on stderr, one "weft: " line each, what asyncio's debug mode would, always on:
@@ -676,6 +726,10 @@ WEFT_API int weft_stats_get(weft_stats *out);
 
 /* The counters of l, running or not (for reading after weft_loop_run returns). 0 or -EINVAL. */
 WEFT_API int weft_loop_stats(const weft_loop *l, weft_stats *out);
+
+/* The counters of loop number loop of a weft_run_cores, read on that loop's own thread (a task there
+ * copies them: suspends). 0, or weft_submit_to's errors; -EINVAL if out is NULL. */
+WEFT_API int weft_stats_get_loop(unsigned loop, weft_stats *out);
 
 #ifdef __cplusplus
 }

@@ -210,9 +210,10 @@ static void remote_call_free(weft_future *f)
 
 static const weft__future_ops remote_call_future = {
     .cancel = remote_call_cancel,
-    .free = remote_call_free, /* weft_loop_free: a call that came after the loop's last run */
+    .free = remote_call_free,
     .release = remote_call_free,
     .landed = remote_call_landed,
+    .discard = remote_call_free, /* a call that came after the loop's last run */
 };
 
 int weft_call_soon_threadsafe(weft_loop *l, void (*fn)(void *arg), void *arg)
@@ -229,14 +230,6 @@ int weft_call_soon_threadsafe(weft_loop *l, void (*fn)(void *arg), void *arg)
     rc->call = c;
     weft__future_init(&rc->future, &remote_call_future, l);
     return weft__future_post(&rc->future, 0);
-}
-
-bool weft__call_discard(weft_future *f)
-{
-    if (f->ops != &remote_call_future)
-        return false;
-    remote_call_free(f);
-    return true;
 }
 
 weft_loop *weft_loop_current(void)

@@ -38,6 +38,9 @@ typedef struct weft__future_ops {
     void (*stop)(weft_future *f, bool abandon);
     /* Says what f stood for, for the report of an error nobody awaited ("recv on fd 5"). */
     void (*describe)(const weft_future *f, char *buf, size_t len);
+    /* f was posted to a loop that is being freed, after its last run drained the remote list: let
+     * go of what f carries. NULL: f is its owner's (a user future resolved too late), left alone. */
+    void (*discard)(weft_future *f);
 } weft__future_ops;
 
 struct weft_future {

@@ -18,6 +18,7 @@
 #if defined(WEFT_SWITCH_UCONTEXT)
 #include <setjmp.h>
 #endif
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>

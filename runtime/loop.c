@@ -144,6 +144,7 @@ weft_loop *weft_loop_new(const weft_config *cfg)
     r = backend_choose(l);
     if (r < 0)
         goto fail_fd;
+    pthread_mutex_init(&l->inbox_lock, NULL);
     return l;
 fail_fd:
     close(l->wake_fd);
@@ -151,6 +152,17 @@ fail:
     free(l);
     errno = -r;
     return NULL;
+}
+
+void weft__remote_discard(weft_loop *l)
+{
+    weft_future *f = atomic_exchange(&l->remote_head, NULL);
+    while (f) {
+        weft_future *next = f->remote_next;
+        if (f->ops->discard)
+            f->ops->discard(f);
+        f = next;
+    }
 }
 
 void weft_loop_free(weft_loop *l)
@@ -161,19 +173,14 @@ void weft_loop_free(weft_loop *l)
         weft__log("weft_loop_free: the loop is running; not freed\n");
         return;
     }
-    /* Calls posted from other threads after the last run: nobody will run them now. */
-    weft_future *f = atomic_exchange(&l->remote_head, NULL);
-    while (f) {
-        weft_future *next = f->remote_next;
-        weft__call_discard(f);
-        f = next;
-    }
+    weft__remote_discard(l);
     weft__exec_default_release(l);
     l->backend->fini(l);
     close(l->wake_fd);
     weft__stack_pool_fini(&l->stacks);
     weft__timer_heap_fini(&l->timers);
     free(l->fd_errors);
+    pthread_mutex_destroy(&l->inbox_lock);
     while (l->free_tasks) {
         weft_task *t = l->free_tasks;
         l->free_tasks = weft__task_of(t->run.next);
@@ -404,6 +411,9 @@ int weft_loop_run(weft_loop *l, weft_fn main, void *arg, intptr_t *result)
     weft__tls_loop = l;
     l->running = true;
     l->closing = false;
+    pthread_mutex_lock(&l->inbox_lock);
+    l->inbox_closed = false;
+    pthread_mutex_unlock(&l->inbox_lock);
     l->main_task = weft__spawn(l, "main", main, arg);
     if (!l->main_task) {
         r = -errno;
@@ -411,6 +421,10 @@ int weft_loop_run(weft_loop *l, weft_fn main, void *arg, intptr_t *result)
     }
     while (!main_ended(l))
         turn(l, main_ended);
+    /* Messages from other loops stop here; those already sent are drained by the teardown. */
+    pthread_mutex_lock(&l->inbox_lock);
+    l->inbox_closed = true;
+    pthread_mutex_unlock(&l->inbox_lock);
     if (result)
         *result = l->main_task->future.result;
     l->main_task->released = true;

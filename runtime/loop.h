@@ -78,6 +78,10 @@ struct weft_loop {
     const bool *wait_flag;                /* what a task waiting in place waits for (weft__loop_wait_here) */
     int *fd_errors;                       /* by fd: an error held back for the next call (io.c) */
     size_t nfd_errors, fd_errors_held;
+    unsigned index;                       /* its number among the loops of a weft_run_cores, else 0 */
+    struct weft__cores *cores;            /* those loops (cores.c), NULL under weft_run */
+    pthread_mutex_t inbox_lock;           /* orders weft_post against the inbox closing */
+    bool inbox_closed;                    /* main has returned: no more messages (under inbox_lock) */
     weft_config cfg;
     weft_stats stats;
     char fallback_reason[160];            /* why io_uring was not used, "" if it is */
@@ -154,10 +158,11 @@ void weft__remote_drain(weft_loop *l);
 /* The blocking-the-loop detector of a running loop (watchdog.c). */
 int weft__watchdog_start(weft_loop *l);
 void weft__watchdog_stop(weft_loop *l);
+/* What other threads posted to l that no run will drain (l is being freed, or will never run): each
+ * entry's discard lets go of it (future.c's ops). */
+void weft__remote_discard(weft_loop *l);
 /* The loop's run is over: calls still waiting for their time are dropped (call.c). */
 void weft__calls_end(weft_loop *l);
-/* Frees f if it is a weft_call_soon_threadsafe call that came too late for any run; false if not. */
-bool weft__call_discard(weft_future *f);
 /* Fills out with in (NULL: defaults), the environment's overrides and the defaults. */
 int weft__config_resolve(weft_config *out, const weft_config *in);
 

@@ -60,17 +60,20 @@ static bool name_running(weft_loop *l, uint64_t seq, char *label, size_t len)
     if (atomic_load_explicit(&l->watch_seq, memory_order_acquire) != seq)
         return false;
     name[sizeof name - 1] = '\0';
+    int at;
     if (t && name[0])
-        snprintf(label, len, "task '%s' (#%llu)", name, id);
+        at = snprintf(label, len, "task '%s' (#%llu)", name, id);
     else if (t)
-        snprintf(label, len, "task #%llu", id);
+        at = snprintf(label, len, "task #%llu", id);
     else {
         Dl_info info;
         if (dladdr(fn, &info) && info.dli_sname)
-            snprintf(label, len, "callback %s()", info.dli_sname);
+            at = snprintf(label, len, "callback %s()", info.dli_sname);
         else
-            snprintf(label, len, "callback at %p", fn);
+            at = snprintf(label, len, "callback at %p", fn);
     }
+    if (l->cores && at > 0 && (size_t)at < len)
+        snprintf(label + at, len - (size_t)at, " on loop %u", l->index);
     return true;
 }
 
