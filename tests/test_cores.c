@@ -1,0 +1,334 @@
+/*
+ * Thread-per-core: weft_run_cores, weft_loop_id and weft_loop_count, weft_post, weft_submit_to and
+ * weft_stats_get_loop. Messages arrive exactly once and in order per sender, answers come back,
+ * cancellation waits for the remote task, a loop that ended refuses messages, and nothing leaks.
+ */
+#include "common.h"
+
+#include <pthread.h>
+#include <sched.h>
+
+TestSuite(cores, .timeout = 60);
+
+static unsigned cpus_in_mask(int *cpus)
+{
+    cpu_set_t mask;
+    unsigned n = 0;
+    cr_assert(sched_getaffinity(0, sizeof mask, &mask) == 0);
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, &mask))
+            cpus[n++] = c;
+    return n;
+}
+
+/* ---- loops, their numbers and their CPUs ------------------------------------------------------------ */
+
+static atomic_int seen_id[8], seen_count[8], seen_cpu[8];
+
+static intptr_t where_main(void *arg)
+{
+    (void)arg;
+    unsigned id = weft_loop_id();
+    cr_assert(id < 8);
+    atomic_fetch_add(&seen_id[id], 1);
+    atomic_store(&seen_count[id], (int)weft_loop_count());
+    atomic_store(&seen_cpu[id], sched_getcpu());
+    return 0;
+}
+
+Test(cores, run_cores_numbers_its_loops_and_pins_each_to_its_cpu)
+{
+    int cpus[CPU_SETSIZE];
+    unsigned ncpus = cpus_in_mask(cpus);
+    EQ(weft_loop_count(), 0);
+    EQ(weft_run_cores(2, where_main, NULL, NULL), 0);
+    for (unsigned i = 0; i < 2; i++) {
+        EQ(atomic_load(&seen_id[i]), 1);
+        EQ(atomic_load(&seen_count[i]), 2);
+        EQ(atomic_load(&seen_cpu[i]), cpus[i % ncpus]);
+    }
+    EQ(weft_loop_count(), 0);
+    /* 0: one loop per CPU of the mask. */
+    for (unsigned i = 0; i < 8; i++)
+        atomic_store(&seen_id[i], 0);
+    EQ(weft_run_cores(0, where_main, NULL, NULL), 0);
+    for (unsigned i = 0; i < 8; i++)
+        EQ(atomic_load(&seen_id[i]), i < ncpus ? 1 : 0);
+    EQ(weft_run_cores(1, NULL, NULL, NULL), -EINVAL);
+    EQ(weft_run_cores(100000, where_main, NULL, NULL), -EINVAL);
+}
+
+static intptr_t fail_by_id(void *arg)
+{
+    (void)arg;
+    if (weft_loop_id() == 1)
+        return -EIO;
+    EQ(weft_sleep(MS(20)), 0); /* loop 0 still runs when loop 1 has failed */
+    return (intptr_t)arg ? -ENOENT : 0;
+}
+
+Test(cores, run_cores_returns_the_first_failure_by_loop_index)
+{
+    EQ(weft_run_cores(2, fail_by_id, NULL, NULL), -EIO);
+    EQ(weft_run_cores(2, fail_by_id, (void *)1, NULL), -ENOENT);
+}
+
+/* ---- weft_post: exactly once, in order per sender -------------------------------------------------- */
+
+enum { LOOPS = 2, THREADS = 2, SENDERS = LOOPS + THREADS, PER_SENDER = 2000 };
+
+struct inbox {
+    int last[SENDERS];   /* the last sequence number each sender's message carried, per loop */
+    int received;
+    bool out_of_order, wrong_loop;
+};
+
+static struct inbox inboxes[LOOPS];
+
+struct note {
+    unsigned to;
+    int sender, seq;
+};
+
+static struct note notes[SENDERS][LOOPS][PER_SENDER];
+
+static intptr_t note_arrived(void *arg)
+{
+    struct note *n = arg;
+    struct inbox *in = &inboxes[weft_loop_id()];
+    if (weft_loop_id() != n->to)
+        in->wrong_loop = true;
+    if (n->seq != in->last[n->sender] + 1)
+        in->out_of_order = true;
+    in->last[n->sender] = n->seq;
+    in->received++;
+    return 0;
+}
+
+static void send_all_notes(int sender)
+{
+    for (int seq = 0; seq < PER_SENDER; seq++)
+        for (unsigned to = 0; to < LOOPS; to++) {
+            struct note *n = &notes[sender][to][seq];
+            *n = (struct note){to, sender, seq};
+            int r;
+            while ((r = weft_post(to, note_arrived, n)) == -ENOMEM)
+                ;
+            EQ(r, 0);
+        }
+}
+
+static void *foreign_sender(void *arg)
+{
+    send_all_notes((int)(intptr_t)arg);
+    return NULL;
+}
+
+static intptr_t posting_main(void *arg)
+{
+    (void)arg;
+    unsigned me = weft_loop_id();
+    for (int s = 0; s < SENDERS; s++)
+        inboxes[me].last[s] = -1;
+    pthread_t th[THREADS];
+    if (me == 0)
+        for (int t = 0; t < THREADS; t++)
+            cr_assert(pthread_create(&th[t], NULL, foreign_sender, (void *)(intptr_t)(LOOPS + t)) == 0);
+    send_all_notes((int)me);
+    /* Stay until every sender's messages have come. */
+    for (int i = 0; inboxes[me].received < SENDERS * PER_SENDER; i++) {
+        cr_assert(i < 20000, "loop %u got %d of %d messages", me, inboxes[me].received, SENDERS * PER_SENDER);
+        EQ(weft_sleep(MS(1)), 0);
+    }
+    if (me == 0)
+        for (int t = 0; t < THREADS; t++)
+            pthread_join(th[t], NULL);
+    return 0;
+}
+
+Test(cores, posts_from_loops_and_threads_arrive_once_each_in_order_per_sender)
+{
+    EQ(weft_run_cores(LOOPS, posting_main, NULL, NULL), 0);
+    for (unsigned l = 0; l < LOOPS; l++) {
+        EQ(inboxes[l].received, SENDERS * PER_SENDER);
+        cr_assert(!inboxes[l].out_of_order, "loop %u: a sender's messages came out of order", l);
+        cr_assert(!inboxes[l].wrong_loop, "loop %u ran a message meant for another", l);
+        for (int s = 0; s < SENDERS; s++)
+            EQ(inboxes[l].last[s], PER_SENDER - 1);
+    }
+}
+
+/* ---- weft_submit_to ------------------------------------------------------------------------------------ */
+
+static intptr_t loop_times_ten(void *arg)
+{
+    return (intptr_t)weft_loop_id() * 10 + (intptr_t)arg;
+}
+
+static intptr_t quick_main(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
+static intptr_t submit_main(void *arg)
+{
+    (void)arg;
+    if (weft_loop_id() == 1) {
+        EQ(weft_sleep(MS(50)), 0); /* loop 0 asks before this main returns */
+        return 0;
+    }
+    EQ(weft_submit_to(1, loop_times_ten, (void *)3), 13);
+    EQ(weft_submit_to(0, loop_times_ten, (void *)4), 4); /* its own loop */
+    EQ(weft_submit_to(2, loop_times_ten, NULL), -EINVAL);
+    EQ(weft_submit_to(1, NULL, NULL), -EINVAL);
+    EQ(weft_post(2, quick_main, NULL), -EINVAL);
+    weft_stats st;
+    EQ(weft_stats_get_loop(1, &st), 0);
+    cr_assert(st.tasks_spawned >= 2, "loop 1 counted %" PRIu64 " tasks", st.tasks_spawned);
+    EQ(weft_stats_get_loop(1, NULL), -EINVAL);
+    /* Once loop 1's main has returned, it refuses messages. */
+    int r;
+    for (int i = 0; (r = (int)weft_submit_to(1, loop_times_ten, NULL)) != -ESHUTDOWN; i++) {
+        cr_assert(i < 5000, "loop 1 still answers: %d", r);
+        cr_assert(r == 10, "got %d", r);
+        EQ(weft_sleep(MS(1)), 0);
+    }
+    EQ(weft_post(1, quick_main, NULL), -ESHUTDOWN);
+    return 0;
+}
+
+Test(cores, submit_to_returns_the_remote_result_and_refuses_a_bad_or_ended_loop)
+{
+    EQ(weft_submit_to(0, loop_times_ten, NULL), -EPERM);
+    EQ(weft_run_cores(2, submit_main, NULL, NULL), 0);
+}
+
+struct remote_work {
+    atomic_int started, ended;
+    int scratch; /* the caller's memory the remote task writes after it is cancelled */
+};
+
+static intptr_t slow_remote(void *arg)
+{
+    struct remote_work *w = arg;
+    atomic_store(&w->started, 1);
+    int r = weft_sleep(SEC(10));
+    usleep(20 * 1000); /* still using the caller's memory after its cancellation */
+    w->scratch = 42;
+    atomic_store(&w->ended, 1);
+    return r;
+}
+
+static intptr_t submitting(void *arg)
+{
+    return weft_submit_to(1, slow_remote, arg);
+}
+
+static intptr_t cancel_main(void *arg)
+{
+    (void)arg;
+    if (weft_loop_id() == 1) {
+        EQ(weft_sleep(MS(300)), 0);
+        return 0;
+    }
+    struct remote_work w = {0};
+    weft_task *t = weft_spawn(submitting, &w);
+    for (int i = 0; !atomic_load(&w.started); i++) {
+        cr_assert(i < 5000, "the remote task never started");
+        EQ(weft_sleep(MS(1)), 0);
+    }
+    EQ(weft_cancel(t), 0);
+    EQ(weft_join(t), -ECANCELED);
+    /* The caller came back only after the remote task had ended. */
+    EQ(atomic_load(&w.ended), 1);
+    EQ(w.scratch, 42);
+    /* A deadline works the same way. */
+    struct remote_work w2 = {0};
+    weft_deadline_push(weft_now() + MS(20));
+    EQ(weft_submit_to(1, slow_remote, &w2), -ETIMEDOUT);
+    weft_deadline_pop();
+    EQ(atomic_load(&w2.ended), 1);
+    return 0;
+}
+
+Test(cores, a_cancelled_submit_to_cancels_the_remote_task_and_waits_for_it)
+{
+    EQ(weft_run_cores(2, cancel_main, NULL, NULL), 0);
+}
+
+/* ---- messages in flight when a loop ends ------------------------------------------------------------------ */
+
+static atomic_int flood_answers, flood_cancelled;
+
+static intptr_t count_it(void *arg)
+{
+    (void)arg;
+    return 7;
+}
+
+/* Submits (and posts) to loop 0 until it refuses: the last ones are in flight as it ends. */
+static intptr_t flooding(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        weft_post(0, count_it, NULL);
+        intptr_t r = weft_submit_to(0, count_it, NULL);
+        if (r == -ESHUTDOWN)
+            return 0;
+        cr_assert(r == 7 || r == -ECANCELED, "submit_to during the target's end: %jd", (intmax_t)r);
+        atomic_fetch_add(r == 7 ? &flood_answers : &flood_cancelled, 1);
+    }
+}
+
+static intptr_t flood_main(void *arg)
+{
+    (void)arg;
+    if (weft_loop_id() == 0) {
+        EQ(weft_sleep(MS(20)), 0);
+        return 0; /* ends while loop 1 floods it */
+    }
+    enum { N = 64 };
+    weft_task *ts[N];
+    for (int i = 0; i < N; i++)
+        ts[i] = weft_spawn(flooding, NULL);
+    EQ(weft_join_all(ts, N, NULL), 0); /* every submit came back: none was lost in the end */
+    return 0;
+}
+
+Test(cores, messages_in_flight_when_a_loop_ends_are_answered_or_refused_and_none_is_lost)
+{
+    EQ(weft_run_cores(2, flood_main, NULL, NULL), 0);
+    cr_assert(atomic_load(&flood_answers) > 0, "no submit was answered before loop 0 ended");
+}
+
+/* ---- a single loop (weft_run) -------------------------------------------------------------------------- */
+
+static int self_posts;
+
+static intptr_t self_post(void *arg)
+{
+    (void)arg;
+    self_posts++;
+    return 0;
+}
+
+static intptr_t single_main(void *arg)
+{
+    (void)arg;
+    EQ(weft_loop_id(), 0);
+    EQ(weft_loop_count(), 1);
+    EQ(weft_post(0, self_post, NULL), 0);
+    EQ(weft_post(1, self_post, NULL), -EINVAL);
+    EQ(weft_submit_to(0, loop_times_ten, (void *)5), 5);
+    settle();
+    EQ(self_posts, 1);
+    EQ(weft_run_cores(2, quick_main, NULL, NULL), -EBUSY);
+    return 0;
+}
+
+Test(cores, under_weft_run_there_is_one_loop_number_0_that_takes_messages)
+{
+    EQ(run(single_main, NULL), 0);
+    EQ(weft_post(0, self_post, NULL), -EINVAL); /* outside any loop */
+}
