@@ -771,9 +771,10 @@ typedef struct weft_stats {
  * writes at most that many bytes: a program built against an older header gets the counters it
  * knows, and one built against a newer header, run with an older library, gets 0 in the counters that
  * library does not keep. weft_stats_get_sized and weft_loop_stats_sized take the size explicitly
- * (from other languages, say); a size below weft 0.1's structure is -EINVAL. The functions named
- * weft_stats_get and weft_loop_stats themselves (called through a pointer, or with the name in
- * parentheses) fill weft 0.1's counters, tasks_spawned to stacks_trimmed.
+ * (from other languages, say); a size below weft 0.1's structure is -EINVAL. The same holds for
+ * weft_stats_get_loop below. The functions named weft_stats_get, weft_loop_stats and
+ * weft_stats_get_loop themselves (called through a pointer, or with the name in parentheses) fill
+ * weft 0.1's counters, tasks_spawned to stacks_trimmed.
  */
 
 /* Copies the counters of the loop running on this thread. 0, -EINVAL (out NULL), -EPERM (no loop). */
@@ -788,7 +789,9 @@ WEFT_API int weft_loop_stats(const weft_loop *l, weft_stats *out);
 
 /* The counters of loop number loop of a weft_run_cores, read on that loop's own thread (a task there
  * copies them: suspends). 0, or weft_submit_to's errors; -EINVAL if out is NULL. */
+WEFT_API int weft_stats_get_loop_sized(unsigned loop, weft_stats *out, size_t size);
 WEFT_API int weft_stats_get_loop(unsigned loop, weft_stats *out);
+#define weft_stats_get_loop(loop, out) weft_stats_get_loop_sized((loop), (out), sizeof(weft_stats))
 
 #ifdef __cplusplus
 }

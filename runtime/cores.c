@@ -263,16 +263,30 @@ intptr_t weft_submit_to(unsigned loop, weft_fn fn, void *arg)
     return v;
 }
 
-static intptr_t stats_here(void *out)
+/* The caller's structure and how much of it it knows (weft.h: growing without breaking programs). */
+struct stats_request {
+    weft_stats *out;
+    size_t size;
+};
+
+static intptr_t stats_here(void *arg)
 {
-    return weft_stats_get(out);
+    struct stats_request *r = arg;
+    return weft_stats_get_sized(r->out, r->size);
 }
 
-int weft_stats_get_loop(unsigned loop, weft_stats *out)
+int weft_stats_get_loop_sized(unsigned loop, weft_stats *out, size_t size)
 {
-    if (!out)
+    if (!out || size < WEFT__STATS_SIZE_0_1)
         return -EINVAL;
-    return (int)weft_submit_to(loop, stats_here, out);
+    struct stats_request r = {out, size};
+    return (int)weft_submit_to(loop, stats_here, &r);
+}
+
+/* weft.h makes the name a macro passing the caller's size; the function is for callers without it. */
+int(weft_stats_get_loop)(unsigned loop, weft_stats *out)
+{
+    return weft_stats_get_loop_sized(loop, out, WEFT__STATS_SIZE_0_1);
 }
 
 /* ---- weft_run_cores -------------------------------------------------------------------------------- */

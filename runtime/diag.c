@@ -43,12 +43,9 @@ const char *weft_strerror(int err)
     return s ? s : "Unknown error";
 }
 
-/* weft 0.1's weft_stats, the least a caller can know: what the unsized calls fill. */
-#define STATS_SIZE_0_1 (offsetof(weft_stats, stacks_trimmed) + sizeof(uint64_t))
-
 int weft_loop_stats_sized(const weft_loop *l, weft_stats *out, size_t size)
 {
-    if (!l || !out || size < STATS_SIZE_0_1)
+    if (!l || !out || size < WEFT__STATS_SIZE_0_1)
         return -EINVAL;
     weft_stats st = l->stats;
     st.stacks_mapped = l->stacks.mapped;
@@ -67,7 +64,7 @@ int weft_loop_stats_sized(const weft_loop *l, weft_stats *out, size_t size)
  * reach the symbols themselves (function pointers, other languages) with the 0.1 structure. */
 int(weft_loop_stats)(const weft_loop *l, weft_stats *out)
 {
-    return weft_loop_stats_sized(l, out, STATS_SIZE_0_1);
+    return weft_loop_stats_sized(l, out, WEFT__STATS_SIZE_0_1);
 }
 
 int weft_stats_get_sized(weft_stats *out, size_t size)
@@ -81,5 +78,5 @@ int weft_stats_get_sized(weft_stats *out, size_t size)
 
 int(weft_stats_get)(weft_stats *out)
 {
-    return weft_stats_get_sized(out, STATS_SIZE_0_1);
+    return weft_stats_get_sized(out, WEFT__STATS_SIZE_0_1);
 }

@@ -163,7 +163,10 @@ void weft__watchdog_stop(weft_loop *l);
 void weft__remote_discard(weft_loop *l);
 /* The loop's run is over: calls still waiting for their time are dropped (call.c). */
 void weft__calls_end(weft_loop *l);
-/* Fills out with in (NULL: defaults), the environment's overrides and the defaults. */
+/* Fills out with in (NULL: defaults), the environment's overrides and the defaults, every value
+ * checked (config.c): a negative errno, said on stderr, for what weft cannot honour. */
 int weft__config_resolve(weft_config *out, const weft_config *in);
+/* weft 0.1's weft_stats, the least a caller can know: what the unsized stats calls fill (weft.h). */
+#define WEFT__STATS_SIZE_0_1 (offsetof(weft_stats, stacks_trimmed) + sizeof(uint64_t))
 
 #endif /* WEFT_LOOP_H */

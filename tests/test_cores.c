@@ -187,6 +187,21 @@ static intptr_t submit_main(void *arg)
     EQ(weft_stats_get_loop(1, &st), 0);
     cr_assert(st.tasks_spawned >= 2, "loop 1 counted %" PRIu64 " tasks", st.tasks_spawned);
     EQ(weft_stats_get_loop(1, NULL), -EINVAL);
+    /* Sized like weft_stats_get: no more than the caller's size is written, and a caller built against
+     * a newer header reads 0 in the counters this library lacks. */
+    struct {
+        weft_stats known;
+        uint64_t later[4];
+    } newer;
+    memset(&newer, 0xa5, sizeof newer);
+    EQ(weft_stats_get_loop_sized(1, &newer.known, sizeof newer), 0);
+    cr_assert(newer.known.tasks_spawned >= 2);
+    for (int i = 0; i < 4; i++)
+        EQ(newer.later[i], 0);
+    EQ(weft_stats_get_loop_sized(1, &newer.known, sizeof(uint64_t)), -EINVAL);
+    int (*unsized)(unsigned, weft_stats *) = weft_stats_get_loop;
+    EQ(unsized(1, &st), 0);
+    cr_assert(st.tasks_spawned >= 2);
     /* Once loop 1's main has returned, it refuses messages. */
     int r;
     for (int i = 0; (r = (int)weft_submit_to(1, loop_times_ten, NULL)) != -ESHUTDOWN; i++) {
