@@ -1,18 +1,19 @@
 /*
  * http_server — an HTTP/1.1 keep-alive server on weft answering every request with "Hello, World!".
  *
- *   http_server [--host 127.0.0.1] [--port 8080] [--backend io_uring|epoll]
+ *   http_server [--host 127.0.0.1] [--port 8080] [--backend io_uring|epoll] [--threads N]
  *
  * One task per connection. The request parser is real: a request line (method, target, HTTP/1.0 or
  * HTTP/1.1), up to 100 header lines in an 8 KiB head, Content-Length bodies skipped, pipelined requests
  * answered in one send, "Connection: close" (and HTTP/1.0 without keep-alive) honoured. Malformed input
  * gets 400 and the connection is closed (after a lingering read, so the response is not lost to a
- * reset); a head larger than the buffer gets 431; Transfer-Encoding gets 501. It never reads past its buffer. Prints "ready on <backend>" once it listens; SIGTERM/SIGINT stop it.
+ * reset); a head larger than the buffer gets 431; Transfer-Encoding gets 501. It never reads past its buffer. Prints "ready on <backend>" once it listens; SIGTERM/SIGINT stop it;
+ * --threads N runs N loops sharing the port (examples/serve.h).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* memmem */
 #endif
-#include <weft.h>
+#include "serve.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -294,95 +295,9 @@ done:
     return 0;
 }
 
-static intptr_t accept_loop(void *arg)
-{
-    int lfd = (int)(intptr_t)arg;
-    for (;;) {
-        int fd = weft_accept(lfd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd == -ECANCELED)
-            return 0;
-        if (fd < 0) {
-            fprintf(stderr, "http_server: accept: %s\n", weft_strerror(fd));
-            weft_sleep(10 * 1000 * 1000);
-            continue;
-        }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        weft_task *t = weft_spawn_named("http", serve_client, (void *)(intptr_t)fd);
-        if (t)
-            weft_detach(t);
-        else
-            weft_close(fd);
-    }
-}
-
-struct options {
-    const char *host;
-    uint16_t port;
-    int sigfd;
-    weft_loop *loop;
-};
-
-static intptr_t server(void *arg)
-{
-    struct options *o = arg;
-    int lfd = weft_tcp_listen(o->host, o->port, 0, 0);
-    if (lfd < 0) {
-        fprintf(stderr, "http_server: listen on %s:%u: %s\n", o->host, o->port, weft_strerror(lfd));
-        return lfd;
-    }
-    weft_task *acceptor = weft_spawn_named("accept", accept_loop, (void *)(intptr_t)lfd);
-    if (!acceptor)
-        return -errno;
-    printf("ready on %s\n", weft_loop_backend(o->loop));
-    fflush(stdout);
-    struct signalfd_siginfo si;
-    weft_read(o->sigfd, &si, sizeof si, -1); /* until SIGTERM or SIGINT */
-    weft_cancel(acceptor);
-    weft_join(acceptor);
-    weft_close(lfd);
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
-    struct options o = {.host = "127.0.0.1", .port = 8080};
-    weft_config cfg = WEFT_CONFIG_INIT;
-    static const struct option longopts[] = {
-        {"host", required_argument, NULL, 'h'},
-        {"port", required_argument, NULL, 'p'},
-        {"backend", required_argument, NULL, 'b'},
-        {NULL, 0, NULL, 0},
-    };
-    int ch;
-    while ((ch = getopt_long(argc, argv, "h:p:b:", longopts, NULL)) != -1) {
-        switch (ch) {
-        case 'h': o.host = optarg; break;
-        case 'p': o.port = (uint16_t)atoi(optarg); break;
-        case 'b': cfg.backend = optarg; break;
-        default:
-            fprintf(stderr, "usage: http_server [--host H] [--port P] [--backend io_uring|epoll]\n");
-            return 2;
-        }
-    }
-    sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
-    sigprocmask(SIG_BLOCK, &mask, NULL); /* before weft starts threads: they inherit the mask */
-    o.sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
-
-    o.loop = weft_loop_new(&cfg);
-    if (!o.loop) {
-        perror("http_server: weft_loop_new");
-        return 1;
-    }
-    intptr_t result = 0;
-    int r = weft_loop_run(o.loop, server, &o, &result);
-    weft_loop_free(o.loop);
-    if (r < 0 || result < 0) {
-        fprintf(stderr, "http_server: %s\n", weft_strerror(r < 0 ? r : (int)result));
-        return 1;
-    }
-    return 0;
+    static struct serve s = {.name = "http_server", .client_name = "http", .client = serve_client,
+                             .default_port = 8080};
+    return serve_main(&s, argc, argv);
 }

@@ -763,6 +763,8 @@ typedef struct weft_stats {
     uint64_t idle_poll_misses;  /* idle polls that found nothing and went on to sleep */
     uint64_t stacks_trimmed;    /* free stacks whose pages were given back while the loop idled (beyond
                                    the 64 most recently freed, which stay resident for reuse) */
+    uint64_t ring_wakes;        /* other loops woken from this one with io_uring's MSG_RING rather than
+                                   their wake eventfd (weft_post, weft_submit_to, resolutions) */
 } weft_stats;
 
 /*

@@ -352,7 +352,7 @@ int weft_run_cores(unsigned n, weft_fn main, void *arg, const weft_config *cfg)
         if (made == 0)
             rest.backend = weft_loop_backend(l);
         l->index = made;
-        l->cores = &cores;
+        l->cores = n > 1 ? &cores : NULL; /* one loop is numbered as under weft_run */
         cores.loops[made] = l;
     }
     struct weft__cores *none = NULL;

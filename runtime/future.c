@@ -177,11 +177,8 @@ int weft__future_post(weft_future *f, intptr_t result)
     do {
         f->remote_next = head;
     } while (!atomic_compare_exchange_weak(&l->remote_head, &head, f));
-    if (atomic_exchange(&l->sleeping, 0) == 1) {
-        uint64_t one = 1;
-        ssize_t n = write(l->wake_fd, &one, sizeof one);
-        (void)n; /* EAGAIN: the counter is already non-zero, so the loop wakes anyway */
-    }
+    if (atomic_exchange(&l->sleeping, 0) == 1)
+        weft__loop_wake(l);
     return 0;
 }
 

@@ -96,6 +96,20 @@ fail:
     return NULL;
 }
 
+void weft__loop_wake(weft_loop *l)
+{
+    /* From another loop of the same backend, the backend may have a way that costs the sender no
+     * system call (io_uring's MSG_RING, handed over with the sender's next enter). */
+    weft_loop *me = weft__tls_loop;
+    if (me && me != l && me->backend == l->backend && me->backend->wake_from && me->backend->wake_from(me, l)) {
+        me->stats.ring_wakes++;
+        return;
+    }
+    uint64_t one = 1;
+    ssize_t n = write(l->wake_fd, &one, sizeof one);
+    (void)n; /* EAGAIN: the counter is already non-zero, so the loop wakes anyway */
+}
+
 void weft__remote_discard(weft_loop *l)
 {
     weft_future *f = atomic_exchange(&l->remote_head, NULL);

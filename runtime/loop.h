@@ -32,6 +32,10 @@ typedef struct weft__backend_ops {
     /* fd is about to be closed with nobody to wait: asks every request on fd to end (complete()
      * runs later, with -ECANCELED) and forgets what the backend kept for it, before returning. */
     void (*forget_fd)(weft_loop *l, int fd);
+    /* Wakes loop to, which may be asleep in the kernel, from loop from's thread (both on this
+     * backend) without a system call of the sender's own: true if to will wake. NULL, or false: the
+     * caller writes to's wake eventfd. */
+    bool (*wake_from)(weft_loop *from, weft_loop *to);
 } weft__backend_ops;
 
 extern const weft__backend_ops weft__uring_ops;
@@ -158,6 +162,8 @@ void weft__remote_drain(weft_loop *l);
 /* The blocking-the-loop detector of a running loop (watchdog.c). */
 int weft__watchdog_start(weft_loop *l);
 void weft__watchdog_stop(weft_loop *l);
+/* Wakes l, which announced it may sleep, from whatever thread calls (future.c's remote list). */
+void weft__loop_wake(weft_loop *l);
 /* What other threads posted to l that no run will drain (l is being freed, or will never run): each
  * entry's discard lets go of it (future.c's ops). */
 void weft__remote_discard(weft_loop *l);

@@ -72,6 +72,8 @@ static int uring_init(weft_loop *l, const weft_config *cfg)
 }
 
 static void wake_complete(weft__op *op, int32_t res, uint32_t flags);
+static void submit_now(weft_loop *l, weft__uring *b);
+static void msg_wake_complete(weft__op *op, int32_t res, uint32_t flags);
 
 /* Keeps a read of the wake eventfd in flight: its completion is how other threads wake the loop. */
 static void wake_arm(weft__uring *b, weft_loop *l)
@@ -118,6 +120,7 @@ static void probe_opcodes(weft__uring *b)
         for (int i = 0; i < WEFT__OP_COUNT; i++)
             b->missing[i] = i != WEFT__OP_NOP && i != WEFT__OP_READV && i != WEFT__OP_WRITEV && i != WEFT__OP_FSYNC &&
                             i != WEFT__OP_POLL;
+    b->has_msg_ring = probe && io_uring_opcode_supported(probe, IORING_OP_MSG_RING);
     /* IORING_ACCEPT_MULTISHOT came in 5.19 with IORING_OP_SOCKET. */
     b->no_multishot_accept = !probe || !io_uring_opcode_supported(probe, IORING_OP_SOCKET) ||
                              b->missing[WEFT__OP_ACCEPT];
@@ -141,6 +144,7 @@ static int uring_start(weft_loop *l)
         b->issuer = pthread_self();
         probe_opcodes(b);
         b->wake_op.complete = wake_complete;
+        b->msg_wake_op.complete = msg_wake_complete;
         b->started = true;
         wake_arm(b, l);
         if (b->wake_rearm)
@@ -157,6 +161,10 @@ static int uring_start(weft_loop *l)
 static void uring_stop(weft_loop *l)
 {
     weft__uring *b = weft__uring_of(l);
+    /* What the run's last turn queued goes out now: a MSG_RING waking another loop must not wait for
+     * an enter this loop will not make. */
+    if (b->ring.sq.sqe_tail != b->ring.sq.sqe_head)
+        submit_now(l, b);
     if (b->enter_flags & IORING_ENTER_REGISTERED_RING) {
         io_uring_unregister_ring_fd(&b->ring);
         b->enter_fd = b->ring.ring_fd;
@@ -501,6 +509,33 @@ void weft__uring_cancel(weft_loop *l, weft__op *op)
     io_uring_sqe_set_data(sqe, NULL);
 }
 
+/* A MSG_RING from another loop landed: it woke the loop, whose poll drains the remote list anyway. */
+static void msg_wake_complete(weft__op *op, int32_t res, uint32_t flags)
+{
+    (void)op;
+    (void)res;
+    (void)flags;
+}
+
+/*
+ * Wakes loop to with a MSG_RING from from's ring: the kernel posts a CQE straight into to's ring,
+ * which ends its wait in io_uring_enter; to reads no eventfd and re-arms nothing. The SQE goes out with
+ * from's next enter, so a burst of messages to a sleeping loop costs the sender no system call of
+ * its own (the sleeping flag lets only the first of them wake it).
+ */
+static bool uring_wake_from(weft_loop *from, weft_loop *to)
+{
+    weft__uring *b = weft__uring_of(from), *target = weft__uring_of(to);
+    if (!b->has_msg_ring || !target->started)
+        return false;
+    struct io_uring_sqe *sqe = weft__uring_sqe(from, b);
+    if (!sqe)
+        return false;
+    io_uring_prep_msg_ring(sqe, target->ring.ring_fd, 0, (uint64_t)(uintptr_t)&target->msg_wake_op, 0);
+    io_uring_sqe_set_data(sqe, NULL);
+    return true;
+}
+
 static void uring_forget_fd(weft_loop *l, int fd)
 {
     weft__uring *b = weft__uring_of(l);
@@ -525,4 +560,5 @@ const weft__backend_ops weft__uring_ops = {
     .submit = weft__uring_submit,
     .cancel = weft__uring_cancel,
     .forget_fd = uring_forget_fd,
+    .wake_from = uring_wake_from,
 };

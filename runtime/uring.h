@@ -24,6 +24,8 @@ typedef struct weft__uring {
     weft__op wake_op;       /* the read kept armed on the loop's eventfd */
     uint64_t wake_buf;
     bool wake_rearm;        /* wake_op completed: arm it again once the CQ walk is over */
+    weft__op msg_wake_op;   /* what another loop's MSG_RING names: its CQE only wakes the loop */
+    bool has_msg_ring;      /* IORING_OP_MSG_RING (5.18) */
     /* multishot.c's */
     weft__multishot **streams; /* by listening fd: its multishot accept, if one was started */
     size_t nstreams;
