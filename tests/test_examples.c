@@ -102,13 +102,17 @@ static void drain_stderr(struct server *s)
     }
 }
 
+/* The servers' --threads: 1 unless a test asks for more before server_start. */
+static unsigned server_threads = 1;
+
 static pid_t spawn_server(const char *path, uint16_t port, int out_w, int err_w)
 {
-    char port_s[8];
+    char port_s[8], threads_s[8];
     snprintf(port_s, sizeof port_s, "%u", port);
+    snprintf(threads_s, sizeof threads_s, "%u", server_threads);
     const char *backend = backend_under_test();
     char *argv[] = {(char *)path, (char *)"--host", (char *)"127.0.0.1", (char *)"--port", port_s,
-                    backend ? (char *)"--backend" : NULL, (char *)backend, NULL};
+                    (char *)"--threads", threads_s, backend ? (char *)"--backend" : NULL, (char *)backend, NULL};
     size_t n = 0;
     while (environ[n])
         n++;
@@ -686,6 +690,47 @@ static void http_server_stop(struct server *s)
 {
     server_stop(s, SIGTERM);
     cr_assert(s->err_len == 0, "http_server wrote on stderr:\n%s", s->err);
+}
+
+Test(echo, with_threads_2_both_loops_serve_and_each_prints_its_stats_line_on_sigterm)
+{
+    server_threads = 2;
+    struct server s;
+    server_start(&s, WEFT_ECHO_SERVER);
+    const size_t sizes[] = {1, 100, 16385, 200000, 1 << 20, 7, 64, 4096, 3, 65536, 12345, 99, 1000, 5, 77, 8};
+    echo_exchange(s.port, sizes, sizeof sizes / sizeof sizes[0]);
+    server_stop(&s, SIGTERM);
+    /* One line per loop, each naming its loop; the kernel spread 16 connections over both. */
+    unsigned long long spawned[2] = {0, 0};
+    for (unsigned i = 0; i < 2; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "\"loop\":%u}", i);
+        const char *at = strstr(s.err, key);
+        cr_assert(at != NULL, "no stats line for loop %u:\n%s", i, s.err);
+        const char *line = at;
+        while (line > s.err && line[-1] != '\n')
+            line--;
+        const char *sp = strstr(line, "\"tasks_spawned\":");
+        cr_assert(sp && sp < at, "loop %u's line has no tasks_spawned: %s", i, line);
+        spawned[i] = strtoull(sp + strlen("\"tasks_spawned\":"), NULL, 10);
+    }
+    /* Each loop spawns its main, its acceptor and one task a connection (loop 1 also the stop). */
+    cr_assert(spawned[0] + spawned[1] >= 16 + 4, "the loops spawned %llu + %llu tasks for 16 connections", spawned[0],
+              spawned[1]);
+}
+
+Test(http, with_threads_2_answers_get_on_fresh_connections)
+{
+    server_threads = 2;
+    struct server s;
+    server_start(&s, WEFT_HTTP_SERVER);
+    for (int i = 0; i < 8; i++) {
+        struct http_conn *c = http_connect(&s);
+        http_send(c, GET);
+        EXPECT_200(c, "GET", "keep-alive");
+        http_close(c);
+    }
+    http_server_stop(&s);
 }
 
 Test(http, get_with_keep_alive_answers_200_hello_world_and_keeps_the_connection)
