@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Where a server's CPU goes: `perf record -e cpu-clock -g` samples classified into a few categories.
 
-    profile.py check                      can perf sample here? (prints why not)
-    profile.py classify PERF.DATA [--requests N --cpu-s S]   the breakdown of one recording, as JSON
+    cpu_profile.py check                      can perf sample here? (prints why not)
+    cpu_profile.py classify PERF.DATA [--requests N --cpu-s S]   the breakdown of one recording, as JSON
 
 cpu-clock is a software event (an hrtimer per CPU): it needs no hardware counters, so it works in a VM
 that has none. Each sample is one period of on-CPU time of the server with its call chain. A sample is
