@@ -491,22 +491,28 @@ def profile_chart(s, machine, png, when):
             for c, p in rows:
                 f.write("%s %s\n" % (gp_str(wrap_label(s["labels"].get(c, c))),
                                      " ".join("%r" % p["us_per_req"].get(k, 0.0) for k in cpuprofile.CATEGORY_NAMES)))
-        n = len(cpuprofile.CATEGORIES)
         plots = []
         for i, (k, lab) in enumerate(cpuprofile.CATEGORIES):
             plots.append("%s using %d%s title %s lc rgb '%s'" % (gp_str(dat) if i == 0 else "''", i + 2,
                                                                 ":xtic(1)" if i == 0 else "", gp_str(lab),
                                                                 CAT_COLORS[i % len(CAT_COLORS)]))
         title = textwrap.fill("weft benchmark - %s: where the server's CPU goes, us per request (perf cpu-clock "
-                              "samples with call chains, over a window apart from the measured ones)" % s["name"], 100)
+                              "samples with call chains, over a run apart from the measured ones)" % s["name"], 110)
         title += "\n%s CPUs, Linux %s; %s" % (machine.get("nproc"), machine.get("kernel"), when)
-        script = ["set encoding utf8", "set terminal pngcairo size %d,620 font 'DejaVu Sans,10' noenhanced"
-                  % max(900, 170 * len(rows) + 420), "set output %s" % gp_str(png), "set style data histograms",
+        width = max(1000, 170 * len(rows) + 520)
+        labels = []
+        for i, (c, p) in enumerate(rows):
+            labels.append("set label %d %s at %d,%r center font ',9'" % (i + 1, gp_str(fnum(p.get("cpu_us_per_req")) + " us"),
+                                                                     i, p.get("cpu_us_per_req", 0) * 1.03))
+        script = ["set encoding utf8", "set terminal pngcairo size %d,640 font 'DejaVu Sans,10' noenhanced" % width,
+                  "set output %s" % gp_str(png), "set style data histograms",
                   "set style histogram rowstacked", "set style fill solid 0.85 border -1", "set boxwidth 0.6",
                   "set key outside right top vertical Left reverse font ',9'", "set grid ytics lc rgb '#dddddd'",
-                  "set ylabel 'server CPU us per request'", "set yrange [0:*]", "set bmargin 6",
-                  "set title %s font ',11'" % gp_str(title), "plot " + ", ".join(plots)]
-        del n
+                  "set ylabel 'server CPU us per request'",
+                  "set yrange [0:%r]" % (1.15 * max(p.get("cpu_us_per_req", 0) or 0 for _, p in rows) or 1),
+                  "set bmargin 6", "set tmargin 6",
+                  "set multiplot title %s font ',11'" % gp_str(title)] + labels + ["plot " + ", ".join(plots),
+                                                                               "unset multiplot"]
         return gnuplot("\n".join(script) + "\n", png)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -704,6 +710,7 @@ one still disturbed is kept, marked, and left out of an interval when {mc} undis
 
 def finish(outdir, recs=None, quiet=False):
     """Writes report.md, results.json and the charts of a run into outdir; prints the verdict table."""
+    outdir = os.path.abspath(outdir)
     recs = recs if recs is not None else read_records(os.path.join(outdir, "raw.jsonl"))
     run = next((r for r in recs if r.get("type") == "run"), {})
     machine = next((r for r in recs if r.get("type") == "machine"), {})

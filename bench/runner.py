@@ -227,23 +227,31 @@ class Bench:
                 self.emit(r)
             return recs, disturbed
 
-    def rounds(self, plan, tables, do_round, minr=None, maxr=None, budget=None, what=""):
-        """Rounds 1, 2, ... of do_round(r) until the plan says enough (see the module's docstring)."""
+    def rounds(self, plan, tables, do_round, minr=None, maxr=None, deadline=None, what=""):
+        """Rounds 1, 2, ... of do_round(r): at least minr (the plan's min_rounds), at most maxr, more
+        while an interval of the tables is unsettled and another round fits before the deadline (the
+        workload's share of the mode's time by default). Below minr a round that would end well past
+        the deadline is not started either, once two are in: a busy machine costs rounds, not time."""
         minr = plan.min_rounds if minr is None else minr
         maxr = plan.max_rounds if maxr is None else maxr
-        budget = plan.budget_s if budget is None else budget
+        deadline = self.wl_deadline if deadline is None else deadline
         t0 = time.monotonic()
+        span = max(1.0, deadline - t0)
         r = 0
         while True:
             r += 1
             do_round(r)
-            el = time.monotonic() - t0
-            if r < minr:
-                continue
+            now = time.monotonic()
+            per = (now - t0) / r
             if r >= maxr:
                 break
-            if el + el / r > budget:
-                log("    %s: stopping after %d rounds (%.0f s of its %.0f s)" % (what or "rounds", r, el, budget))
+            if r < minr:
+                if r >= 2 and now + per > deadline + 0.3 * span:
+                    log("    %s: out of time after %d of its %d rounds (the machine is busy or slow)" % (what, r, minr))
+                    break
+                continue
+            if now + per > deadline:
+                log("    %s: stopping after %d rounds (its time is up)" % (what or "rounds", r))
                 break
             if all(report.settled(report.summarize(t, self.records), plan.precision) for t in tables):
                 break
@@ -260,7 +268,7 @@ class Bench:
         args = list(wl.program[1])
         extra = list(plan.get("args", []))
         if prog == "io":
-            return args + ["--rounds", "1"] + (["--quick"] if self.mode == "quick" else [])
+            return args + ["--rounds", "1"] + (["--quick"] if self.mode == "quick" or "--quick" in extra else [])
         if prog == "fiber":
             return mode + ["--rounds", "1", "--task-rounds", "1"] + extra + args
         return mode + ["--rounds", "1"] + extra + args
@@ -519,13 +527,12 @@ class Bench:
         if self.a.baseline_active:
             contenders = [c for c in contenders if c.startswith("weft-")]
         configs = plan.get("configs", [(512, 64)])
-        t_wl = time.monotonic()
-        for conns, size in configs:
+        for i, (conns, size) in enumerate(configs):
             servers = self.echo_servers(contenders)
             log("  %d B x %d connections: %s" % (size, conns, ", ".join(s[0] for s in servers)))
-            self.echo_config(wl, plan, conns, size, servers, time.monotonic() - t_wl)
+            self.echo_config(wl, plan, conns, size, servers, len(configs) - i)
 
-    def echo_config(self, wl, plan, conns, size, servers, spent, user=None):
+    def echo_config(self, wl, plan, conns, size, servers, nconfigs_left, user=None):
         """The closed-loop rounds, the fixed-rate rounds at a rate all sustain, then the profiles."""
         phases = plan.get("phases", ["closed", "rate"])
         tables = {load: (W.echo_table(conns, size, load) if not user else "compare-echo-%s" % load) for load in phases}
@@ -551,7 +558,7 @@ class Bench:
                 window_s = window
             return echo.measure(lg, argv, conns, size, load, rate, warmup, dur, window_s, **kw)
 
-        def phase(load, rate, minr, maxr, budget):
+        def phase(load, rate, minr, maxr, deadline):
             table = tables[load]
             if load == "rate":
                 self.note(table, "fixed rate %s msg/s (%g x the median closed-loop rate of the slowest contender); "
@@ -577,17 +584,23 @@ class Bench:
                     rps = next((x["value"] for x in recs if x.get("metric") == "req_per_s"), None)
                     prog.append("%s %s/s %s us" % (name, short(rps), short(cpu)) if rps else "%s FAILED" % name)
                 log("  %-22s round %d: %s" % (table, r, "  ".join(prog)))
-            self.rounds(plan, [table], one_round, minr, maxr, budget, what=table)
+            self.rounds(plan, [table], one_round, minr, maxr, deadline, what=table)
             self.show(table)
 
         def user_env(name):
             return dict(os.environ, WEFT_BACKEND=name)
 
         t0 = time.monotonic()
+        # This configuration's share of the workload's time; the closed loop gets a third of it, the
+        # profiles what their runs take (about 1.5 s each plus the window).
+        end = t0 + (self.wl_deadline - t0) / max(1, nconfigs_left)
+        nprof = 0 if (self.a.no_profile or (self.a.baseline_active and not self.a.profile)) else (
+            len(servers) if user else len([s for s in servers if W.base_contender(s[0]) in plan.get("profile", [])])
+            if configs_profiled(plan, conns, size) else 0)
         rate = None
         if "closed" in phases:
             n = plan.get("closed_rounds", 3)
-            phase("closed", None, n, n, 1e9)
+            phase("closed", None, n, n, t0 + (end - t0) / 3)
             rate, slowest = pick_rate(self.records, tables["closed"], plan.get("rate_fraction", 0.6))
         if "rate" in phases:
             if rate is None and plan.get("rate"):
@@ -599,8 +612,8 @@ class Bench:
                 self.show(tables["rate"])
             else:
                 log("  fixed rate: %s msg/s" % "{:,.0f}".format(rate))
-                left = plan.budget_s - spent - (time.monotonic() - t0) - (len(plan.get("profile", [])) * 2.5)
-                phase("rate", rate, plan.min_rounds, plan.max_rounds, max(left, 1.0))
+                phase("rate", rate, plan.min_rounds, plan.max_rounds,
+                      end - nprof * (1.7 + plan.get("profile_window", 0.8)))
         if self.a.no_profile or (self.a.baseline_active and not self.a.profile):
             return
         if configs_profiled(plan, conns, size) or user:
@@ -674,11 +687,9 @@ class Bench:
                 rps = next((x["value"] for x in recs if x.get("metric") == "req_per_s"), None)
                 prog.append("%s %s/s %s us" % (name, short(rps), short(cpu)) if rps else "%s FAILED" % name)
             log("  %-8s round %d: %s" % (table, r, "  ".join(prog)))
-        t0 = time.monotonic()
         nprof = len(servers) if (not self.a.no_profile and (not self.a.baseline_active or self.a.profile)) else 0
-        self.rounds(plan, [table], one_round, budget=plan.budget_s - nprof * (warmup + plan.get("profile_window", 1) + 1.5),
+        self.rounds(plan, [table], one_round, deadline=self.wl_deadline - nprof * (warmup + plan.get("profile_window", 1) + 1.5),
                     what=table)
-        del t0
         if nprof:
             self.note(table, "CPU breakdown: perf record -e cpu-clock -c 100000 -g over a separate %d s wrk run of "
                              "each server" % plan.get("profile_window", 1))
@@ -700,7 +711,7 @@ class Bench:
             self.state["fixed"] = port
         if load == "echo":
             servers = [(be, argv, None, self.builds[0]) for be in ("io_uring", "epoll")]
-            self.echo_config(wl, plan_with(plan, profile=["io_uring", "epoll"]), self.a.conns, self.a.size, servers, 0.0,
+            self.echo_config(wl, plan_with(plan, profile=["io_uring", "epoll"]), self.a.conns, self.a.size, servers, 1,
                              user=argv)
         else:
             self.wl_http(wl, plan_with(plan, warmup=1, duration=1, syscall_window=1, profile_window=1), user=argv)
@@ -863,11 +874,19 @@ def main(argv):
         sysinfo(bench, builds, compare[2] if compare else None)
         busy(bench, "at the start")
         total = len(names) + (1 if compare else 0)
+        plans = [W.BY_NAME[n].plan(a.mode) for n in names] + ([W.COMPARE.plan(a.mode)] if compare else [])
+        # The mode's time, shared out by budget; a run named by hand or comparing builds gets the sum of its
+        # plans' budgets (twice for two builds), the report a few seconds at the end.
+        limit = W.LIMITS[a.mode] if not (a.workloads or a.baseline or compare) else \
+            sum(p.budget_s for p in plans) * len(builds) + 5
+        limit -= time.monotonic() - bench.started
+        t_start = time.monotonic()
         for i, name in enumerate(names, 1):
             wl = W.BY_NAME[name]
             plan = wl.plan(a.mode)
             t0 = time.monotonic()
-            bench.wl_deadline = t0 + plan.budget_s
+            left = limit - (t0 - t_start)
+            bench.wl_deadline = t0 + max(plan.budget_s * 0.25, left * plan.budget_s / sum(p.budget_s for p in plans[i - 1:]))
             say("")
             say("%s==> [%d/%d] %s: %s%s" % (BOLD, i, total, name, wl.desc, RESET))
             getattr(bench, "wl_" + wl.kind)(wl, plan)
@@ -875,7 +894,8 @@ def main(argv):
         if compare:
             say("")
             say("%s==> your server: %s under the %s load%s" % (BOLD, " ".join(compare[2]), compare[0], RESET))
-            bench.wl_deadline = time.monotonic() + W.COMPARE.plan(a.mode).budget_s
+            bench.wl_deadline = time.monotonic() + max(W.COMPARE.plan(a.mode).budget_s * 0.25,
+                                                       limit - (time.monotonic() - t_start))
             bench.wl_compare(*compare)
         busy(bench, "after the run")
         run["duration_s"] = round(time.monotonic() - bench.started)

@@ -136,7 +136,7 @@ WORKLOADS = [
         targets=[Target("weft", "ns_per_switch", ">=", 1.0, "weft no slower than fcontext", "fcontext", "speedup"),
                  Target("weft", "ns_per_switch", ">=", 45, "weft >= 45x faster than swapcontext", "swapcontext",
                         "speedup")],
-        plans=micro_plans(), program=("fiber", ["switch"])),
+        plans=dict(micro_plans(), quick=Plan(3, 5, 3.0)), program=("fiber", ["switch"])),
     Workload(
         "yield", "weft_yield between two tasks through the scheduler, against one bare switch",
         "yield through the scheduler", "weft_yield between two tasks through the scheduler, next to the bare "
@@ -179,7 +179,7 @@ WORKLOADS = [
         targets=[Target("weft-sleep", "rss_kib_per_task", "<=", 12, "RSS <= 12 KiB/task (sleep)", form="value"),
                  Target("weft-await", "rss_kib_per_task", "<=", 12, "RSS <= 12 KiB/task (await)", form="value")],
         plans={"quick": Plan(2, 2, 8, args=["--tasks", "200000"], note="200,000 tasks in --quick"),
-               "default": Plan(3, 3, 25, args=["--tasks", "500000"], note="500,000 tasks by default; "
+               "default": Plan(3, 3, 18, args=["--tasks", "300000"], note="300,000 tasks by default; "
                                "1,000,000 in --full"),
                "full": Plan(3, 5, 60)},
         program=("fiber", ["tasks"])),
@@ -192,7 +192,7 @@ WORKLOADS = [
          "syscalls_per_op": Metric("system calls per NOP (weft's counter)", "calls", "lower", words=("fewer", "more"))},
         compare=[("weft", "liburing")],
         targets=[Target("weft", "ns_per_op", "<=", 1.15, "weft NOP <= 1.15x liburing's time", "liburing")],
-        plans=micro_plans(), program=("io", ["nop"])),
+        plans=dict(micro_plans(), default=Plan(5, 12, 5.0, args=["--quick"])), program=("io", ["nop"])),
     Workload(
         "deadline", "what a deadline adds to a call: weft's loop timer vs a linked timeout SQE on raw liburing",
         "what a deadline adds to a call", "a recv that goes async (its data comes from a send submitted with "
@@ -204,7 +204,7 @@ WORKLOADS = [
          "deadline_ns": Metric("ns the deadline adds (with minus without, per round)", "ns", None, True, "added ns")},
         compare=[("weft-deadline", "weft"), ("liburing-linked", "liburing"), ("weft", "liburing"),
                  ("weft-deadline", "liburing-linked")],
-        plans=micro_plans(), program=("io", ["deadline"])),
+        plans=dict(micro_plans(), default=Plan(5, 12, 5.0, args=["--quick"])), program=("io", ["deadline"])),
     Workload(
         "files", "4 KiB random reads, O_DIRECT: weft (io_uring, epoll) vs fio io_uring/libaio/psync",
         "4 KiB random reads, O_DIRECT", "4 KiB random reads, O_DIRECT, one thread: weft_read_async vs fio "
@@ -225,8 +225,7 @@ WORKLOADS = [
         "4 KiB random reads, buffered, file in the page cache", "4 KiB random reads through the page cache "
         "(file cached), one thread: weft vs fio", "files", FILE_CONTENDERS, files_metrics(),
         compare=FILE_COMPARE, compared=["iops_qd1", "iops_qd32", "iops_qd128"], headline=[],
-        plans={"default": Plan(4, 6, 40, qds=[32], seconds=0.4, size_mib=1024, buffered=True),
-               "full": Plan(5, 8, 160, qds=[1, 32, 128], seconds=0.5, size_mib=1024, buffered=True)}),
+        plans={"full": Plan(5, 8, 160, qds=[1, 32, 128], seconds=0.5, size_mib=1024, buffered=True)}),
     Workload(
         "executor", "empty jobs on the executor: round trip vs a pthread ping-pong, jobs/s vs a pthread pool",
         "executor: empty jobs", "an empty job on another thread: weft's executor (1 worker for latency, 1 per CPU "
@@ -245,7 +244,7 @@ WORKLOADS = [
         targets=[Target("weft-io_uring", "rtt_p50", "<=", 1.1, "weft p50 <= 1.1x ping-pong's (worker on CPU 1)", "pthread"),
                  Target("weft-io_uring", "rtt_p50_same_cpu", "<=", 1.1, "weft p50 <= 1.1x ping-pong's (worker on CPU 0)",
                         "pthread")],
-        plans={"quick": Plan(3, 4, 5, args=["--target-ms", "15"]), "default": Plan(4, 8, 14, args=["--target-ms", "40"]),
+        plans={"quick": Plan(3, 4, 5, args=["--target-ms", "15"]), "default": Plan(3, 8, 14, args=["--target-ms", "25"]),
                "full": Plan(8, 15, 60, args=["--target-ms", "150"])},
         placement="loop (or calling thread) pinned to CPU 0, workers as labelled", program=("exec", ["executor"])),
     Workload(
@@ -291,9 +290,9 @@ WORKLOADS = [
                           contenders=["weft-io_uring", "weft-epoll", "epoll", "liburing"], closed_rounds=3,
                           warmup=0.15, duration=0.25, rate_duration=0.3, syscall_window=0.15, rate_fraction=0.6,
                           profile=["weft-io_uring", "weft-epoll"], profile_window=0.3),
-            "default": Plan(5, 8, 65, configs=[(512, 64)], phases=["closed", "rate"],
+            "default": Plan(4, 8, 60, configs=[(512, 64)], phases=["closed", "rate"],
                             contenders=["weft-io_uring", "weft-epoll", "epoll", "liburing", "asyncio", "uvloop"],
-                            closed_rounds=3, warmup=0.2, duration=0.4, rate_duration=0.6, syscall_window=0.2,
+                            closed_rounds=3, warmup=0.15, duration=0.3, rate_duration=0.5, syscall_window=0.2,
                             rate_fraction=0.6, profile=["weft-io_uring", "weft-epoll", "epoll", "liburing"],
                             profile_window=0.8),
             "full": Plan(5, 8, 700, configs=[(c, s) for c in (1, 64, 512, 10000) for s in (64, 4096)],
@@ -323,7 +322,7 @@ WORKLOADS = [
         targets=[Target("weft-io_uring", "server_cpu_us_per_req", "<=", round(1 / 1.3, 4),
                         "weft (io_uring) CPU/req <= 0.77x nginx's (1.3x its req per CPU-s)", "nginx")],
         # Not in --quick: wrk runs for whole seconds, so each run of a server takes 3 s at least.
-        plans={"default": Plan(4, 6, 55, warmup=1, duration=1, syscall_window=1, profile_window=1,
+        plans={"default": Plan(3, 6, 45, warmup=1, duration=1, syscall_window=1, profile_window=1, syscall_rounds=2,
                                profile=["weft-io_uring", "weft-epoll", "nginx"]),
                "full": Plan(5, 8, 120, warmup=1, duration=2, syscall_window=1, profile_window=2,
                             profile=["weft-io_uring", "weft-epoll", "nginx"])},
@@ -335,6 +334,10 @@ BY_NAME = {w.name: w for w in WORKLOADS}
 # Names that stand for one or more workloads.
 ALIASES = {"spawn+join": ["spawn"], "1m": ["tasks"], "1M": ["tasks"], "sync": ["chan", "mutex", "watchdog"],
            "exec": ["executor"], "io": ["nop", "deadline", "files", "files-buffered"], "fibers": ["switch", "yield", "spawn"]}
+
+# What each mode may take in all (seconds, from the build's end to the report's): runner.py shares it out
+# among the workloads by their budgets, so a busy machine (reruns, slower runs) costs rounds, not time.
+LIMITS = {"quick": 45, "default": 212, "full": 1140}
 
 MODES = {
     "quick": "under a minute: the microbenchmarks' shortest plans, 200,000 tasks, files at QD 32 on 256 MiB, echo "
