@@ -184,8 +184,35 @@ def summarize(name, recs):
             iv = stats.paired_ratio(xs, ys)
             out["comparisons"].append({"contender": c, "ref": ref, "metric": m,
                                        "headline": head and headline_metric(table, m),
-                                       "ratio": iv.as_dict(), "verdict": stats.verdict(iv, info["better"], info["words"]),
+                                       "ratio": iv.as_dict(), "verdict": busy_verdict(stats.verdict(iv, info["better"], info["words"]), iv, kept),
                                        "dropped_disturbed": dropped, "kept_disturbed": kept})
+    # Before/after: a build's contender over its own run's control (a contender whose code is the same in
+    # both builds, measured in the same program invocation) cancels what moved the machine's speed between
+    # the two builds' runs of a round; the ratio of those ratios is the runtime's change alone.
+    for c, cb, head in comparisons_for(table, contenders):
+        if "@" not in cb:
+            continue
+        build = cb.split("@", 1)[1]
+        for x, ctl in table.compare:
+            if x != c or ctl.startswith("weft") or ctl not in contenders or ctl + "@" + build not in contenders:
+                continue
+            for m in metric_names:
+                info = out["metrics"][m]
+                if not info["better"] or not info["compared"]:
+                    continue
+                a, b = _series(samples, c, m), _series(samples, ctl, m)
+                a2, b2 = _series(samples, cb, m), _series(samples, ctl + "@" + build, m)
+                rounds = sorted(set(a) & set(b) & set(a2) & set(b2))
+                if not rounds:
+                    continue
+                na = {k: (a[k][0] / b[k][0] if b[k][0] else None, a[k][1] or b[k][1]) for k in rounds}
+                nb = {k: (a2[k][0] / b2[k][0] if b2[k][0] else None, a2[k][1] or b2[k][1]) for k in rounds}
+                xs, ys, dropped, kept = _pairs(na, nb)
+                iv = stats.paired_ratio(xs, ys)
+                out["comparisons"].append({"contender": c, "ref": cb, "control": ctl, "metric": m,
+                                           "headline": head and headline_metric(table, m), "ratio": iv.as_dict(),
+                                           "verdict": busy_verdict(stats.verdict(iv, info["better"], info["words"]), iv, kept),
+                                           "dropped_disturbed": dropped, "kept_disturbed": kept})
     for t in table.targets:
         if t.contender in contenders and (t.ref is None or t.ref in contenders):  # a mode may leave one out
             out["targets"].append(target_outcome(t, samples, out["metrics"]))
@@ -194,6 +221,17 @@ def summarize(name, recs):
     out["runs"] = {"reruns": len(reruns), "disturbed_kept": len(kept),
                    "rounds": max((v["n"] for cv in out["values"].values() for v in cv.values()), default=0)}
     return out
+
+
+def busy_verdict(verdict, iv, kept):
+    """No difference under 2x is claimed from rounds most of which other processes disturbed: on a machine
+    that busy the rounds are not draws of the same conditions (a server sharing its CPU handles more
+    messages per wakeup, and its CPU per message drops by a third), so the interval cannot be trusted to
+    cover. A difference whose whole interval lies beyond 2x (a system call count) still stands."""
+    far = iv.known and (iv.lo > 2.0 or iv.hi < 0.5)
+    if kept and iv.n and kept * 2 > iv.n and not far and verdict not in (stats.SAME, stats.UNKNOWN):
+        return "%s (%d of %d rounds disturbed: machine busy)" % (stats.BUSY, kept, iv.n)
+    return verdict
 
 
 def statistics_median(vals):
@@ -207,8 +245,9 @@ def target_outcome(t, samples, metrics):
            "form": t.form}
     better = (metrics.get(t.metric) or {}).get("better", "lower")
     a = _series(samples, t.contender, t.metric)
+    kept = 0
     if t.form == "value":
-        vals, _, _ = _values(a) if a else ([], 0, 0)
+        vals, _, kept = _values(a) if a else ([], 0, 0)
         iv = stats.mean_interval(vals)
         res["unit"] = (metrics.get(t.metric) or {}).get("unit", "")
     else:
@@ -216,13 +255,14 @@ def target_outcome(t, samples, metrics):
         if not a or not b:
             iv = stats.Interval(None, None, None, 0)
         else:
-            xs, ys, _, _ = _pairs(a, b)
+            xs, ys, _, kept = _pairs(a, b)
             iv = stats.paired_ratio(xs, ys)
             if t.form == "speedup":
                 iv = stats.invert(iv) if better == "lower" else iv
         res["unit"] = "x"
     res["value"] = iv.as_dict()
-    res["verdict"] = stats.target_verdict(iv, t.bound, t.op) if iv.n else "n/a (no figure)"
+    res["verdict"] = busy_verdict(stats.target_verdict(iv, t.bound, t.op), iv, kept) if iv.n else "n/a (no figure)"
+    res["kept_disturbed"] = kept
     return res
 
 
@@ -350,7 +390,7 @@ def render_table(s):
             note += "  (%d disturbed left out)" % c["dropped_disturbed"]
         if c["kept_disturbed"]:
             note += "  (%d disturbed included)" % c["kept_disturbed"]
-        lines.append("  %-34s %-16s %-26s n=%-2d %s%s" % ("%s / %s" % (c["contender"], c["ref"]), info["short"],
+        lines.append("  %-34s %-16s %-26s n=%-2d %s%s" % (cmp_name(c), info["short"],
                                                      fiv(c["ratio"]), c["ratio"]["n"], cmp_word(c), note))
     for t in s["targets"]:
         lines.append("  target: %-56s %-26s %s" % (t["text"], target_text(t), t["verdict"].upper()
@@ -587,9 +627,15 @@ def cmp_row(s, c):
     flag = ""
     if c["kept_disturbed"]:
         flag = " (%d disturbed round%s included)" % (c["kept_disturbed"], "s" if c["kept_disturbed"] != 1 else "")
-    return "| %s | %s | %s vs %s | %s | %s | %d | **%s**%s |" % (
-        s["name"], md_cell(info["short"]), c["contender"], c["ref"], fratio(d.get("est")), ci, d.get("n", 0),
+    return "| %s | %s | %s | %s | %s | %d | **%s**%s |" % (
+        s["name"], md_cell(info["short"]), md_cell(cmp_name(c, " vs ")), fratio(d.get("est")), ci, d.get("n", 0),
         c["verdict"], flag)
+
+
+def cmp_name(c, sep=" / "):
+    if c.get("control"):
+        return "%s%s%s, each over its run's %s" % (c["contender"], sep, c["ref"], c["control"])
+    return "%s%s%s" % (c["contender"], sep, c["ref"])
 
 
 def target_row(s, t):
@@ -783,7 +829,7 @@ def print_verdicts(summaries, machine):
                                                                                    machine.get("kernel")))
     for s, c in rows:
         info = s["metrics"][c["metric"]]
-        print("  %-22s %-14s %-34s %-26s %s" % (s["name"], info["short"], "%s / %s" % (c["contender"], c["ref"]),
+        print("  %-22s %-14s %-34s %-26s %s" % (s["name"], info["short"], cmp_name(c),
                                                 fiv(c["ratio"]), cmp_word(c)))
     if trows:
         print("Targets:")

@@ -193,6 +193,7 @@ class Bench:
         self.tmp = tempfile.mkdtemp(prefix="weft-bench-")
         self.started = time.monotonic()
         self.wl_deadline = float("inf")
+        self.uring_seen = {}  # (table, contender) -> [runs whose server held an io_uring fd, runs]
         self.profile_ok = None
 
     def emit(self, rec):
@@ -457,6 +458,10 @@ class Bench:
     # -- servers under load --
 
     def net_samples(self, table, contender, rnd, rec, metrics):
+        if rec.get("uses_io_uring") is not None:
+            seen = self.uring_seen.setdefault((table, contender), [0, 0])
+            seen[0] += bool(rec["uses_io_uring"])
+            seen[1] += 1
         if not rec.get("ok"):
             return [{"type": "failure", "table": table, "contender": contender, "round": rnd,
                      "reason": rec.get("reason", "failed")}]
@@ -558,7 +563,7 @@ class Bench:
                 window_s = window
             return echo.measure(lg, argv, conns, size, load, rate, warmup, dur, window_s, **kw)
 
-        def phase(load, rate, minr, maxr, deadline):
+        def phase(load, rate, minr, maxr, deadline, show=True):
             table = tables[load]
             if load == "rate":
                 self.note(table, "fixed rate %s msg/s (%g x the median closed-loop rate of the slowest contender); "
@@ -585,7 +590,8 @@ class Bench:
                     prog.append("%s %s/s %s us" % (name, short(rps), short(cpu)) if rps else "%s FAILED" % name)
                 log("  %-22s round %d: %s" % (table, r, "  ".join(prog)))
             self.rounds(plan, [table], one_round, minr, maxr, deadline, what=table)
-            self.show(table)
+            if show:
+                self.show(table)
 
         def user_env(name):
             return dict(os.environ, WEFT_BACKEND=name)
@@ -613,7 +619,7 @@ class Bench:
             else:
                 log("  fixed rate: %s msg/s" % "{:,.0f}".format(rate))
                 phase("rate", rate, plan.min_rounds, plan.max_rounds,
-                      end - nprof * (1.7 + plan.get("profile_window", 0.8)))
+                      end - nprof * (1.7 + plan.get("profile_window", 0.8)), show=not nprof)
         if self.a.no_profile or (self.a.baseline_active and not self.a.profile):
             return
         if configs_profiled(plan, conns, size) or user:
@@ -713,8 +719,24 @@ class Bench:
             servers = [(be, argv, None, self.builds[0]) for be in ("io_uring", "epoll")]
             self.echo_config(wl, plan_with(plan, profile=["io_uring", "epoll"]), self.a.conns, self.a.size, servers, 1,
                              user=argv)
+            self.uring_note(["compare-echo-closed", "compare-echo-rate"])
         else:
             self.wl_http(wl, plan_with(plan, warmup=1, duration=1, syscall_window=1, profile_window=1), user=argv)
+            self.uring_note(["compare-http"])
+
+    def uring_note(self, tables):
+        """For a server of the user's: whether WEFT_BACKEND took effect (an io_uring instance on io_uring,
+        none on epoll), so a program that ignores it is not reported as a comparison of backends."""
+        for t in tables:
+            u = self.uring_seen.get((t, "io_uring"), [0, 0])
+            e = self.uring_seen.get((t, "epoll"), [0, 0])
+            if not u[1]:
+                continue
+            self.note(t, "the server held an io_uring instance in %d of %d runs with WEFT_BACKEND=io_uring and in %d of "
+                         "%d with =epoll" % (u[0], u[1], e[0], e[1]))
+            if u[0] == 0:
+                warn("your server never opened an io_uring with WEFT_BACKEND=io_uring: it does not seem to be a weft "
+                     "program (or ignores the variable), so both runs measured the same thing")
 
     def close(self):
         self.raw.close()

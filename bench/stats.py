@@ -169,6 +169,7 @@ def paired_ratio(xs, ys, conf=CONFIDENCE):
 
 FASTER, SLOWER, SAME, UNKNOWN = "faster", "slower", "no difference within noise", "undecided (fewer than 2 rounds)"
 MET, NOT_MET, UNDECIDED = "met", "not met", "undecided (the interval straddles it)"
+BUSY = "undecided"  # report.py: the verdict of rounds most of which other processes disturbed
 
 
 def verdict(iv, better, words=(FASTER, SLOWER)):

@@ -419,7 +419,8 @@ def table_spec(name):
         return Table(name, wl, "your server under the %s load%s" % (load, ", " + mode if mode else ""),
                      "the command given to --compare, run with WEFT_BACKEND=io_uring and =epoll side by side",
                      [], compared=["server_cpu_us_per_req", "req_per_s", "p99_us", "syscalls_per_req"],
-                     headline_metrics=["req_per_s"] if mode == "closed" else ["server_cpu_us_per_req"])
+                     headline_metrics=(["req_per_s"] if mode == "closed" else ["server_cpu_us_per_req"] if mode else
+                                       ["server_cpu_us_per_req", "req_per_s"]))
     wl = BY_NAME.get(name)
     if wl:
         return Table(name, wl, wl.title, wl.what, [t for t in wl.targets if not t.table or t.table == name])
