@@ -516,6 +516,50 @@ def chart(s, machine, png, when):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def ratio_chart(s, machine, png, when):
+    """The table's comparisons as ratios with their 95% intervals (log scale, a line at 1): the verdicts
+    drawn. Green: the better side of 1 for that figure; red: the worse; grey: straddles 1."""
+    rows = [c for c in s["comparisons"] if c["ratio"].get("lo") is not None]
+    if not rows:
+        return False
+    tmp = tempfile.mkdtemp(prefix="weft-ci-")
+    try:
+        dat = os.path.join(tmp, "ci.dat")
+        tics = []
+        with open(dat, "w") as f:
+            for i, c in enumerate(reversed(rows)):
+                d = c["ratio"]
+                better = s["metrics"][c["metric"]]["better"]
+                good = (d["hi"] < 1 and better == "lower") or (d["lo"] > 1 and better == "higher")
+                bad = (d["lo"] > 1 and better == "lower") or (d["hi"] < 1 and better == "higher")
+                color = 0x228833 if good else (0xcc3311 if bad else 0x777777)
+                f.write("%d %r %r %r %d\n" % (i, d["est"], d["lo"], d["hi"], color))
+                tics.append("%s %d" % (gp_str("%s: %s" % (s["metrics"][c["metric"]]["short"], cmp_name(c))), i))
+        lo = min(c["ratio"]["lo"] for c in rows)
+        hi = max(c["ratio"]["hi"] for c in rows)
+        lo, hi = min(lo, 1.0) / 1.3, max(hi, 1.0) * 1.3
+        height = 150 + 26 * len(rows)
+        nice = [v * 10 ** e for e in range(-4, 5) for v in (1, 2, 5)] + [0.8, 0.9, 1.1, 1.25, 1.5]
+        xt = sorted(v for v in nice if lo <= v <= hi)
+        title = "weft benchmark - %s: ratios (contender / reference) with 95%% confidence intervals\n" \
+                "%s CPUs, Linux %s; %s; green: better, red: worse, grey: no difference within noise" % (
+                    s["name"], machine.get("nproc"), machine.get("kernel"), when)
+        script = ["set encoding utf8",
+                  "set terminal pngcairo size 1100,%d font 'DejaVu Sans,9' noenhanced" % max(260, height),
+                  "set output %s" % gp_str(png), "set logscale x", "set xrange [%r:%r]" % (lo, hi),
+                  "set xtics (%s)" % ", ".join("%s %r" % (gp_str("%g" % v), v) for v in xt),
+                  "set yrange [-0.7:%r]" % (len(rows) - 0.3), "set ytics (%s)" % ", ".join(tics),
+                  "set grid xtics lc rgb '#dddddd'", "set lmargin 62", "unset key", "set border 3", "set tics nomirror",
+                  "set arrow from 1,-0.7 to 1,%r nohead lc rgb '#000000' dt 2" % (len(rows) - 0.3),
+                  "set xlabel 'ratio (log scale)'", "set tmargin 4", "set rmargin 6",
+                  "set multiplot title %s" % gp_str(title),
+                  "plot %s using 2:1:3:4:5 with xerrorbars lc rgb variable pt 7 ps 0.8 lw 1.5" % gp_str(dat),
+                  "unset multiplot"]
+        return gnuplot("\n".join(script) + "\n", png)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 CAT_COLORS = ["#4477aa", "#66ccee", "#ccbb44", "#228833", "#ee6677", "#aa3377", "#ee7733", "#bbbbbb"]
 
 
@@ -649,7 +693,7 @@ def target_row(s, t):
     return "| %s | %s | %s | %s | %d | **%s** |" % (s["name"], md_cell(t["text"]), val, ci, d.get("n", 0), t["verdict"])
 
 
-def table_md(s, chart_file, prof_file):
+def table_md(s, chart_file, prof_file, ratio_file=None):
     lines = ["## %s" % s["title"], "", s["what"] + ".", "", "*%s.*" % s["placement"], ""]
     runs = s["runs"]
     lines.append("Rounds: %d; runs rerun because other processes used the CPUs: %d; runs still disturbed after "
@@ -694,6 +738,8 @@ def table_md(s, chart_file, prof_file):
         lines += ["- " + md_cell(n) for n in s["notes"]]
     if chart_file:
         lines += ["", "![%s](%s)" % (s["name"], chart_file)]
+    if ratio_file:
+        lines += ["", "![%s: ratios with 95%% intervals](%s)" % (s["name"], ratio_file)]
     if s["profiles"]:
         lines += ["", "### Where the CPU goes: %s" % s["title"], "",
                   "Server CPU per request by category (µs), from `perf record -e cpu-clock -g` over a window of its own "
@@ -763,7 +809,7 @@ def finish(outdir, recs=None, quiet=False):
     names = tables_in(recs)
     summaries = [summarize(n, recs) for n in names]
     when = run.get("started_utc", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
-    charts, prof_charts = {}, {}
+    charts, prof_charts, ratio_charts = {}, {}, {}
     have_gnuplot = shutil.which("gnuplot") is not None
     for s in summaries:
         if not have_gnuplot:
@@ -771,11 +817,15 @@ def finish(outdir, recs=None, quiet=False):
         png = os.path.join(outdir, "%s.png" % s["name"])
         if chart(s, machine, png, when):
             charts[s["name"]] = os.path.basename(png)
+        png = os.path.join(outdir, "%s-ratios.png" % s["name"])
+        if ratio_chart(s, machine, png, when):
+            ratio_charts[s["name"]] = os.path.basename(png)
         if s["profiles"]:
             png = os.path.join(outdir, "%s-cpu.png" % s["name"])
             if profile_chart(s, machine, png, when):
                 prof_charts[s["name"]] = os.path.basename(png)
     doc = {"schema": 2, "run": run, "machine": machine, "tables": summaries, "charts": charts,
+           "ratio_charts": ratio_charts,
            "profile_charts": prof_charts, "records": os.path.join(".", "raw.jsonl")}
     with open(os.path.join(outdir, "results.json.tmp"), "w") as f:
         json.dump(doc, f, indent=1)
@@ -811,7 +861,7 @@ def finish(outdir, recs=None, quiet=False):
         md += ["", "Failed (no figures): " + "; ".join("%s %s: %s" % (n, c, md_cell(r)) for n, c, r in failed) + "."]
     md.append("")
     for s in summaries:
-        md += table_md(s, charts.get(s["name"]), prof_charts.get(s["name"]))
+        md += table_md(s, charts.get(s["name"]), prof_charts.get(s["name"]), ratio_charts.get(s["name"]))
     with open(os.path.join(outdir, "report.md"), "w") as f:
         f.write("\n".join(md) + "\n")
 
