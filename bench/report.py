@@ -184,7 +184,8 @@ def summarize(name, recs):
             iv = stats.paired_ratio(xs, ys)
             out["comparisons"].append({"contender": c, "ref": ref, "metric": m,
                                        "headline": head and headline_metric(table, m),
-                                       "ratio": iv.as_dict(), "verdict": busy_verdict(stats.verdict(iv, info["better"], info["words"]), iv, kept),
+                                       "ratio": iv.as_dict(), "verdict": busy_verdict(stats.verdict(iv, info["better"], info["words"]), iv, kept,
+                                                               words=info["words"]),
                                        "dropped_disturbed": dropped, "kept_disturbed": kept})
     # Before/after: a build's contender over its own run's control (a contender whose code is the same in
     # both builds, measured in the same program invocation) cancels what moved the machine's speed between
@@ -211,7 +212,8 @@ def summarize(name, recs):
                 iv = stats.paired_ratio(xs, ys)
                 out["comparisons"].append({"contender": c, "ref": cb, "control": ctl, "metric": m,
                                            "headline": head and headline_metric(table, m), "ratio": iv.as_dict(),
-                                           "verdict": busy_verdict(stats.verdict(iv, info["better"], info["words"]), iv, kept),
+                                           "verdict": busy_verdict(stats.verdict(iv, info["better"], info["words"]), iv, kept,
+                                                               words=info["words"]),
                                            "dropped_disturbed": dropped, "kept_disturbed": kept})
     for t in table.targets:
         if t.contender in contenders and (t.ref is None or t.ref in contenders):  # a mode may leave one out
@@ -223,12 +225,15 @@ def summarize(name, recs):
     return out
 
 
-def busy_verdict(verdict, iv, kept):
+def busy_verdict(verdict, iv, kept, ref=1.0, words=None):
     """No difference under 2x is claimed from rounds most of which other processes disturbed: on a machine
     that busy the rounds are not draws of the same conditions (a server sharing its CPU handles more
     messages per wakeup, and its CPU per message drops by a third), so the interval cannot be trusted to
-    cover. A difference whose whole interval lies beyond 2x (a system call count) still stands."""
-    far = iv.known and (iv.lo > 2.0 or iv.hi < 0.5)
+    cover. A difference whose whole interval lies beyond 2x of the reference point (1, or a target's
+    bound) still stands, and so do sizes (RSS, page tables), which other processes do not move."""
+    if words and tuple(words) == ("smaller", "larger"):
+        return verdict
+    far = iv.known and (iv.lo > 2.0 * ref or iv.hi < 0.5 * ref)
     if kept and iv.n and kept * 2 > iv.n and not far and verdict not in (stats.SAME, stats.UNKNOWN):
         return "%s (%d of %d rounds disturbed: machine busy)" % (stats.BUSY, kept, iv.n)
     return verdict
@@ -261,7 +266,9 @@ def target_outcome(t, samples, metrics):
                 iv = stats.invert(iv) if better == "lower" else iv
         res["unit"] = "x"
     res["value"] = iv.as_dict()
-    res["verdict"] = busy_verdict(stats.target_verdict(iv, t.bound, t.op), iv, kept) if iv.n else "n/a (no figure)"
+    words = (metrics.get(t.metric) or {}).get("words")
+    res["verdict"] = busy_verdict(stats.target_verdict(iv, t.bound, t.op), iv, kept, t.bound, words) \
+        if iv.n else "n/a (no figure)"
     res["kept_disturbed"] = kept
     return res
 

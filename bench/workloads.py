@@ -174,7 +174,7 @@ WORKLOADS = [
          "reap_ms": Metric("reap, ms for all tasks", "ms", "lower"),
          "vmas": Metric("mappings (VMAs) with all alive", "", "lower"),
          "stacks_mapped": Metric("stacks mapped", "", None), "tasks_peak": Metric("peak live tasks", "", None)},
-        compare=[("weft-await", "weft-sleep")],
+        compare=[("weft-await", "weft-sleep")], headline=[],
         # Sizes, not times: they do not move with the machine's speed, so the bound stays absolute.
         targets=[Target("weft-sleep", "rss_kib_per_task", "<=", 12, "RSS <= 12 KiB/task (sleep)", form="value"),
                  Target("weft-await", "rss_kib_per_task", "<=", 12, "RSS <= 12 KiB/task (await)", form="value")],
@@ -204,6 +204,7 @@ WORKLOADS = [
          "deadline_ns": Metric("ns the deadline adds (with minus without, per round)", "ns", None, True, "added ns")},
         compare=[("weft-deadline", "weft"), ("liburing-linked", "liburing"), ("weft", "liburing"),
                  ("weft-deadline", "liburing-linked")],
+        headline=[("weft-deadline", "weft"), ("liburing-linked", "liburing")],
         plans=dict(micro_plans(), default=Plan(5, 12, 5.0, args=["--quick"])), program=("io", ["deadline"])),
     Workload(
         "files", "4 KiB random reads, O_DIRECT: weft (io_uring, epoll) vs fio io_uring/libaio/psync",
