@@ -155,7 +155,7 @@ def is_kernel(dso):
 
 def user_category(dso, program):
     """user-program for the server binary itself, user-libs for the rest (libc, liburing, vdso ...)."""
-    if program and os.path.basename(dso) == os.path.basename(program):
+    if program and os.path.basename(os.path.realpath(dso)) == os.path.basename(os.path.realpath(program)):
         return "user-program"
     return "user-libs"
 

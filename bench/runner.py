@@ -633,7 +633,7 @@ class Bench:
                 if W.base_contender(name) not in want and name not in want:
                     continue
                 env = user_env(name) if user else None
-                prog = shutil.which(argv[0]) or argv[0]
+                prog = os.path.realpath(shutil.which(argv[0]) or argv[0])
                 self.profile_run(table, name, lambda data, name=name, argv=argv, why=why, env=env:
                                  (run_one(table, name, argv, why, load, rate, 0, env, perf=data), prog))
             self.show(table)
@@ -703,7 +703,7 @@ class Bench:
             for name, argv, why, cls in servers:
                 if not user and W.base_contender(name) not in want:
                     continue
-                prog = shutil.which(argv[0]) or argv[0]
+                prog = os.path.realpath(shutil.which(argv[0]) or argv[0])
                 self.profile_run(table, name, lambda data, name=name, argv=argv, why=why, cls=cls:
                                  (run_one(name, argv, why, cls, 1, perf=data), prog))
         self.show(table)
