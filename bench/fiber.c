@@ -5,12 +5,13 @@
  *           each a ping-pong between the thread's own context and one fiber (ns = total / 2n)
  *   yield   weft_yield between two tasks through the scheduler (ns = total / 2n), next to the bare
  *           weft__ctx_switch it is built on, so the scheduler's share shows and machine drift is caught
- *   spawn   weft_spawn of an empty task + weft_join, vs pthread_create + pthread_join of an empty thread
+ *   spawn   weft_spawn of an empty task + weft_join, vs pthread_create + pthread_join of an empty thread,
+ *           next to one bare weft__ctx_switch (metric ns_per_switch) to state it in switches
  *   tasks   1,000,000 live tasks (parked in weft_sleep, or in weft_await of a future nobody resolves):
  *           time to create them (spawn + first run up to the park), RSS and page tables per task, time
  *           to reap them (cancel + join)
  *
- * Contenders are interleaved in rounds (A B C A B C ...). Every measurement runs in a child process of
+ * Contenders are interleaved in rounds (A B C, then B C A ...). Every measurement runs in a child process of
  * its own (bench/harness.h), so a contender that crashes or hangs is reported as failed without taking
  * the others with it, and the 1M-task rounds each start from a fresh heap. The process pins itself to
  * CPU 0 first; the children inherit that.
@@ -88,6 +89,10 @@ static void m_switch_weft(void) { switch_weft("ns_per_switch"); }
 
 /* The yield workload's in-run reference: the bare switch a yield is built on, without the scheduler. */
 static void m_yield_ctx_switch(void) { switch_weft("ns_per_yield"); }
+
+/* The spawn workload's: a spawn+join is two switches and the task's set-up, so its cost is stated in
+ * bare switches measured in the same round (the metric is ns per switch). */
+static void m_spawn_ctx_switch(void) { switch_weft("ns_per_switch"); }
 #endif
 
 /* ---- switch: glibc swapcontext ---------------------------------------------------------------- */
@@ -499,6 +504,7 @@ static const contender contenders[] = {
     {"yield", "ctx-switch", WEFT_FN(m_yield_ctx_switch), NULL},
     {"spawn", "weft", WEFT_FN(m_spawn_weft), NULL},
     {"spawn", "pthread", m_spawn_pthread, NULL, NULL},
+    {"spawn", "ctx-switch", WEFT_FN(m_spawn_ctx_switch), NULL},
     {"tasks", "weft-sleep", WEFT_FN(m_tasks_sleep), NULL},
     {"tasks", "weft-await", WEFT_FN(m_tasks_await), NULL},
 };

@@ -226,6 +226,18 @@ static inline void json_str(const char *s)
 
 /* ---- contenders and rounds -------------------------------------------------------------------- */
 
+static inline bool parse_uint(const char *s, unsigned long *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || end == s || *end)
+        return false;
+    *out = v;
+    return true;
+}
+
+
 typedef struct contender {
     const char *workload;
     const char *name;
@@ -340,10 +352,46 @@ static inline const char *fmt_val(double v, char *buf, size_t len)
     return buf;
 }
 
+/* The number of the first round this invocation runs: BENCH_ROUND, else 1. */
+static inline unsigned bench_first_round(void)
+{
+    const char *s = getenv("BENCH_ROUND");
+    unsigned long v;
+    return s && parse_uint(s, &v) && v > 0 && v < 1000000 ? (unsigned)v : 1;
+}
+
+/*
+ * The order of w's contenders in round: idx[0..count) gets indices into cs, each run of consecutive
+ * contenders with the same part turned by round - 1. Returns count.
+ */
+static inline size_t bench_round_order(const char *w, const contender *cs, size_t n, unsigned round, size_t *idx,
+                                       size_t cap)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < n && count < cap;) {
+        if (strcmp(cs[i].workload, w)) {
+            i++;
+            continue;
+        }
+        size_t j = i;
+        while (j < n && !strcmp(cs[j].workload, w) &&
+               (cs[j].part == cs[i].part || (cs[j].part && cs[i].part && !strcmp(cs[j].part, cs[i].part))))
+            j++;
+        size_t len = j - i;
+        for (size_t k = 0; k < len && count < cap; k++)
+            idx[count++] = i + (k + round - 1) % len;
+        i = j;
+    }
+    return count;
+}
+
 /*
  * Runs every contender of workload w (those of cs[0..n) whose workload is w) for rounds rounds,
  * interleaved, each in a child with timeout_s. A contender without a function is reported as failed
  * once; one that timed out is skipped in later rounds (a hang would cost the whole timeout each round).
+ * The order turns by one contender each round (within each run of contenders sharing a part), so none
+ * always runs first. Rounds are numbered from bench_first_round() (bench/run runs one round per
+ * invocation and says which in BENCH_ROUND).
  * verbose: progress shows the metrics named *_ms or *per_task on a line per contender (long
  * measurements); otherwise the first metric of each.
  */
@@ -362,12 +410,16 @@ static inline void bench_run_workload(const char *w, const contender *cs, size_t
         else
             emit_failure(&cs[i], 0, cs[i].unavailable);
     }
-    for (unsigned round = 1; runnable && round <= rounds; round++) {
-        fprintf(stderr, "  %-8s round %u/%u:", w, round, rounds);
+    unsigned first = bench_first_round();
+    for (unsigned round = first; runnable && round < first + rounds; round++) {
+        fprintf(stderr, "  %-8s round %u/%u:", w, round, first + rounds - 1);
         const char *last_part = NULL;
-        for (size_t i = 0; i < n && i < MAXC; i++) {
+        size_t order[MAXC];
+        size_t count = bench_round_order(w, cs, n < MAXC ? n : MAXC, round, order, MAXC);
+        for (size_t k = 0; k < count; k++) {
+            size_t i = order[k];
             const contender *c = &cs[i];
-            if (strcmp(c->workload, w) || !c->fn)
+            if (!c->fn)
                 continue;
             if (c->part && (!last_part || strcmp(c->part, last_part)))
                 fprintf(stderr, "  %s:", c->part);
@@ -405,16 +457,6 @@ static inline void bench_run_workload(const char *w, const contender *cs, size_t
 
 /* ---- arguments -------------------------------------------------------------------------------- */
 
-static inline bool parse_uint(const char *s, unsigned long *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno || end == s || *end)
-        return false;
-    *out = v;
-    return true;
-}
 
 /*
  * The mode's lengths, where --rounds and --target-ms did not set them: 5 rounds in --quick, 15 in --full

@@ -128,30 +128,56 @@ static int raw_nop(double *ns)
     return 0;
 }
 
+/* The number of the first round this invocation runs: BENCH_ROUND (bench/run runs one round per
+ * invocation), else 1. */
+static int first_round(void)
+{
+    const char *s = getenv("BENCH_ROUND");
+    int v = s ? atoi(s) : 0;
+    return v > 0 ? v : 1;
+}
+
+static void nop_weft(int r)
+{
+    double ns = 0;
+    weft_config cfg = {.backend = "io_uring"};
+    weft_loop *l = weft_loop_new(&cfg);
+    intptr_t res = -1;
+    if (!l || weft_loop_run(l, weft_nop_task, &ns, &res) != 0 || res != 0)
+        failure("nop", "weft", r, "weft_nop failed");
+    else
+        sample("nop", "weft", r, "ns_per_op", "ns", ns, NULL);
+    weft_stats st;
+    if (l && weft_loop_stats(l, &st) == 0) {
+        char extra[96];
+        snprintf(extra, sizeof extra, ",\"syscalls\":%llu", (unsigned long long)st.syscalls);
+        sample("nop", "weft", r, "syscalls_per_op", "calls",
+               (double)st.syscalls / (double)(nop_iters + nop_iters / 10), extra);
+    }
+    weft_loop_free(l);
+}
+
+static void nop_raw(int r)
+{
+    double ns = 0;
+    if (raw_nop(&ns) < 0)
+        failure("nop", "liburing", r, "ring set-up failed");
+    else
+        sample("nop", "liburing", r, "ns_per_op", "ns", ns, NULL);
+}
+
+/* Rounds interleave the two, the one that goes first turning each round. */
 static int bench_nop(int rounds)
 {
     pin(0);
-    for (int r = 1; r <= rounds; r++) {
-        double ns = 0;
-        weft_config cfg = {.backend = "io_uring"};
-        weft_loop *l = weft_loop_new(&cfg);
-        intptr_t res = -1;
-        if (!l || weft_loop_run(l, weft_nop_task, &ns, &res) != 0 || res != 0)
-            failure("nop", "weft", r, "weft_nop failed");
-        else
-            sample("nop", "weft", r, "ns_per_op", "ns", ns, NULL);
-        weft_stats st;
-        if (l && weft_loop_stats(l, &st) == 0) {
-            char extra[96];
-            snprintf(extra, sizeof extra, ",\"syscalls\":%llu", (unsigned long long)st.syscalls);
-            sample("nop", "weft", r, "syscalls_per_op", "calls",
-                   (double)st.syscalls / (double)(nop_iters + nop_iters / 10), extra);
+    for (int r = first_round(), end = r + rounds; r < end; r++) {
+        if (r % 2) {
+            nop_weft(r);
+            nop_raw(r);
+        } else {
+            nop_raw(r);
+            nop_weft(r);
         }
-        weft_loop_free(l);
-        if (raw_nop(&ns) < 0)
-            failure("nop", "liburing", r, "ring set-up failed");
-        else
-            sample("nop", "liburing", r, "ns_per_op", "ns", ns, NULL);
     }
     return 0;
 }
@@ -247,36 +273,40 @@ static int dl_raw(bool linked, double *ns)
     return 0;
 }
 
+/* Four contenders per round, in an order that turns by one each round: weft without and with a deadline,
+ * raw liburing without and with a linked timeout. */
 static int bench_deadline(int rounds)
 {
     pin(0);
-    for (int r = 1; r <= rounds; r++) {
-        double ns[2] = {0, 0}, raw[2] = {0, 0};
-        bool ok[2] = {false, false}, raw_ok[2] = {false, false};
-        for (int d = 0; d < 2; d++) {
-            const char *name = d ? "weft-deadline" : "weft";
-            weft_config cfg = {.backend = "io_uring"};
-            weft_loop *l = weft_loop_new(&cfg);
-            dl_job job = {.deadline = d};
-            intptr_t res = -1;
-            if (!l || weft_loop_run(l, dl_task, &job, &res) != 0 || res != 0 || job.error)
-                failure("deadline", name, r, job.error ? strerror(job.error) : "loop failed");
-            else
-                sample("deadline", name, r, "ns_per_op", "ns", ns[d] = job.ns, NULL), ok[d] = true;
-            weft_loop_free(l);
-        }
-        for (int d = 0; d < 2; d++) {
-            const char *name = d ? "liburing-linked" : "liburing";
-            int e = dl_raw(d, &raw[d]);
-            if (e < 0)
-                failure("deadline", name, r, strerror(-e));
-            else
-                sample("deadline", name, r, "ns_per_op", "ns", raw[d], NULL), raw_ok[d] = true;
+    static const char *const names[4] = {"weft", "weft-deadline", "liburing", "liburing-linked"};
+    for (int r = first_round(), end = r + rounds; r < end; r++) {
+        double ns[4] = {0, 0, 0, 0};
+        bool ok[4] = {false, false, false, false};
+        for (int k = 0; k < 4; k++) {
+            int c = (k + r - 1) % 4;
+            bool deadline = c == 1 || c == 3;
+            if (c < 2) {
+                weft_config cfg = {.backend = "io_uring"};
+                weft_loop *l = weft_loop_new(&cfg);
+                dl_job job = {.deadline = deadline};
+                intptr_t res = -1;
+                if (!l || weft_loop_run(l, dl_task, &job, &res) != 0 || res != 0 || job.error)
+                    failure("deadline", names[c], r, job.error ? strerror(job.error) : "loop failed");
+                else
+                    sample("deadline", names[c], r, "ns_per_op", "ns", ns[c] = job.ns, NULL), ok[c] = true;
+                weft_loop_free(l);
+            } else {
+                int e = dl_raw(deadline, &ns[c]);
+                if (e < 0)
+                    failure("deadline", names[c], r, strerror(-e));
+                else
+                    sample("deadline", names[c], r, "ns_per_op", "ns", ns[c], NULL), ok[c] = true;
+            }
         }
         if (ok[0] && ok[1])
             sample("deadline", "weft-deadline", r, "deadline_ns", "ns", ns[1] - ns[0], NULL);
-        if (raw_ok[0] && raw_ok[1])
-            sample("deadline", "liburing-linked", r, "deadline_ns", "ns", raw[1] - raw[0], NULL);
+        if (ok[2] && ok[3])
+            sample("deadline", "liburing-linked", r, "deadline_ns", "ns", ns[3] - ns[2], NULL);
     }
     return 0;
 }

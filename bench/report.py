@@ -1,853 +1,787 @@
 #!/usr/bin/env python3
-"""Aggregates the figures bench/run collected: tables, the results JSON, and gnuplot charts.
+"""The report of a bench/run: tables with intervals and verdicts, report.md, the results JSON, charts.
 
-Python standard library only. The benchmark programs print one JSON object per line (see bench/fiber.c):
-  {"type":"sample","workload":W,"contender":C,"round":R,"metric":M,"unit":U,"value":V,...}
-  {"type":"failure","workload":W,"contender":C|"*","round":R,"reason":"..."}
-  {"type":"meta",...}
-bench/run appends them all to one raw file, then calls
-  report.py table RAW WORKLOAD       after each workload: prints its table
-  report.py finish RAW --json OUT --charts PREFIX [--mode M] [--started T] [--duration S] [--args "..."]
-                                     at the end: writes the results JSON and one PNG per workload
+Python standard library only (gnuplot draws the charts when installed). runner.py writes every record
+of a run to RESULTS/raw.jsonl, one JSON object per line:
+  {"type":"sample","table":T,"contender":C,"round":R,"metric":M,"unit":U,"value":V,
+   "disturbed":bool,"other_cpu":CPUs[,"discarded":why]}   one figure of one round
+  {"type":"failure","table":T,"contender":C,"round":R,"reason":...}
+  {"type":"note","table":T,"note":...}, {"type":"contenders","table":T,"contenders":[...]}
+  {"type":"rerun","table":T,"round":R,"what":...,"other_cpu":CPUs}  a run done again (disturbed)
+  {"type":"profile","table":T,"contender":C,...}                   a CPU breakdown (profile.py)
+  {"type":"machine"|"uring"|"busy"|"run", ...}                      the run and its machine
+and calls summarize() while it runs (to print each table, and to decide when a workload has enough
+rounds) and finish() at the end:
 
-Every figure is the median over rounds, with min–max; a ratio is taken pair by pair (the same round of
-both contenders, run back to back) and the median of those ratios is shown. A contender listed in
-WORKLOADS that has no figures is shown as failed, with the reason, never dropped.
+    report.py RESULTS_DIR     rebuilds report.md, results.json and the charts from RESULTS/raw.jsonl
 
-To add a workload: add an entry to WORKLOADS (and a function to bench/run). A workload nobody described
-yet still gets a table and a chart, made up from its records.
-
-A meta record may carry "workload" and "note": the note is printed under that workload's table (what
-the run's settings were, e.g. a smaller file in --quick).
+Statistics (bench/stats.py): a ratio's interval comes from the rounds in which both contenders have a
+figure. Rounds disturbed by other processes (after runner.py's reruns) are left out of an interval when
+at least 3 undisturbed pairs remain, and counted either way.
 """
-import argparse
 import datetime
 import json
 import math
 import os
-import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
 
-# ----------------------------------------------------------------------------------------------------
-# What each workload measures, who competes, what is compared with what, and the targets.
-#   contenders: in table order; each is shown even when it produced nothing
-#   metrics:    name -> label, better ("lower"/"higher"), chart (draw a panel in the PNG)
-#   ratios:     reference contenders: a column "vs REF" = how many times faster than REF, per metric
-#               whose better is set (lower: REF/contender; higher: contender/REF)
-#   targets:    {contender, metric, and one of: at_most V, at_least V, faster_than REF + at_least X (X times
-#               faster than REF), within X + of REF (no worse than X times REF's figure; shown as the
-#               contender's figure over REF's, e.g. 1.05x)}
-# ----------------------------------------------------------------------------------------------------
-def net_metrics(request, client):
-    """The metrics of a network workload (echo, http): what `request` is called, and the load generator
-    that measures the rate and latency."""
-    return {
-        "req_per_s": {"label": f"{request}s per second ({client})", "short": "req/s", "better": "higher",
-                      "chart": True},
-        "server_cpu_us_per_req": {"label": f"server CPU time per {request}", "short": "CPU us/req",
-                                  "better": "lower", "chart": True},
-        "syscalls_per_req": {"label": f"server system calls per {request}", "short": "syscalls/req",
-                             "better": "lower", "chart": True},
-        **{f"{p}_us": {"label": f"latency {q} ({client})", "short": f"{q} us", "better": "lower", "chart": p == "p99"}
-           for p, q in (("p50", "p50"), ("p99", "p99"), ("p999", "p99.9"))},
-        "server_cpu_util": {"label": "server CPU use", "short": "server CPU", "better": None, "percent": True},
-    }
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import cpu_profile as cpuprofile  # noqa: E402
+import stats  # noqa: E402
+import workloads as W  # noqa: E402
+
+MIN_CLEAN = 3  # undisturbed pairs needed to leave the disturbed ones out
 
 
-def files_spec(title, what, targets):
-    """The files workloads (O_DIRECT and buffered): the same contenders, metrics and reference."""
-    return {
-        "title": title,
-        "what": what,
-        "split_qd": True,
-        "contenders": ["weft-io_uring", "weft-io_uring-eager", "weft-epoll", "fio-io_uring", "fio-libaio", "fio-psync"],
-        "labels": {"weft-io_uring": "weft\nio_uring", "weft-io_uring-eager": "weft io_uring\nsubmit 1,\npoll 200 µs",
-                   "weft-epoll": "weft epoll\n(executor)",
-                   "fio-io_uring": "fio\nio_uring", "fio-libaio": "fio\nlibaio", "fio-psync": "fio psync\n(≤4 jobs)"},
-        "metrics": {
-            **{f"iops_qd{q}": {"label": f"IOPS at QD {q}", "better": "higher", "chart": True} for q in (1, 32, 128)},
-            **{f"syscalls_per_read_qd{q}": {"label": f"weft's syscalls per read, QD {q}", "better": "lower"}
-               for q in (1, 32, 128)},
-            **{f"cpu_us_per_read_qd{q}": {"label": f"CPU µs per read, QD {q} (process; fio: its usr+sys)",
-                                          "short": f"CPU µs/read QD {q}", "better": "lower"}
-               for q in (1, 32, 128)},
-        },
-        "ratios": ["fio-libaio"],
-        "targets": targets,
-    }
-
-
-WORKLOADS = {
-    "switch": {
-        "title": "context switch",
-        "what": "one context switch: ping-pong between the thread and one fiber",
-        "contenders": ["weft", "fcontext", "swapcontext"],
-        "labels": {"weft": "weft (weft__ctx_switch)", "fcontext": "boost.context fcontext",
-                   "swapcontext": "glibc swapcontext"},
-        "metrics": {"ns_per_switch": {"label": "ns per switch", "better": "lower", "chart": True}},
-        "ratios": ["fcontext", "swapcontext"],
-        "targets": [
-            {"contender": "weft", "metric": "ns_per_switch", "faster_than": "fcontext", "at_least": 1.0,
-             "text": "weft no slower than fcontext (>= 1.0x)"},
-            {"contender": "weft", "metric": "ns_per_switch", "faster_than": "swapcontext", "at_least": 45,
-             "text": "weft >= 45x faster than swapcontext"},
-        ],
-    },
-    "yield": {
-        "title": "yield through the scheduler",
-        "what": "weft_yield between two tasks through the scheduler",
-        "contenders": ["weft", "ctx-switch"],
-        "labels": {"weft": "weft_yield", "ctx-switch": "bare weft__ctx_switch\n(no scheduler: reference)"},
-        "metrics": {"ns_per_yield": {"label": "ns per yield", "better": "lower", "chart": True}},
-        "ratios": ["ctx-switch"],
-        "targets": [
-            {"contender": "weft", "metric": "ns_per_yield", "at_most": 10, "text": "weft_yield <= 10 ns"},
-        ],
-    },
-    "spawn": {
-        "title": "spawn + join",
-        "what": "spawn an empty task and join it",
-        "contenders": ["weft", "pthread"],
-        "labels": {"weft": "weft_spawn + weft_join", "pthread": "pthread_create + pthread_join"},
-        "metrics": {"ns_per_spawn_join": {"label": "ns per spawn+join", "better": "lower", "chart": True}},
-        "ratios": ["pthread"],
-        "targets": [
-            {"contender": "weft", "metric": "ns_per_spawn_join", "at_most": 60, "text": "weft spawn+join <= 60 ns"},
-            {"contender": "weft", "metric": "ns_per_spawn_join", "faster_than": "pthread", "at_least": 300,
-             "text": "weft >= 300x faster than pthread"},
-        ],
-    },
-    "tasks": {
-        "title": "1,000,000 live tasks",
-        "what": "1M tasks alive at once (parked in weft_sleep, or in weft_await of a future never resolved)",
-        "contenders": ["weft-sleep", "weft-await"],
-        "labels": {"weft-sleep": "weft, tasks in weft_sleep", "weft-await": "weft, tasks in weft_await"},
-        "metrics": {
-            "create_ms": {"label": "create (spawn + first run), ms for all tasks", "better": "lower", "chart": True},
-            "create_ns_per_task": {"label": "create, ns per task", "better": "lower"},
-            "reap_ms": {"label": "reap (cancel + join), ms for all tasks", "better": "lower", "chart": True},
-            "reap_ns_per_task": {"label": "reap, ns per task", "better": "lower"},
-            "rss_kib_per_task": {"label": "RSS per task, KiB", "better": "lower", "chart": True},
-            "pte_bytes_per_task": {"label": "page tables per task, bytes", "better": "lower", "chart": True},
-            "vmas": {"label": "mappings (VMAs) with all alive", "better": "lower"},
-            "stacks_mapped": {"label": "stacks mapped", "better": None},
-            "tasks_peak": {"label": "peak live tasks", "better": None},
-        },
-        "ratios": [],
-        "targets": [
-            {"contender": "weft-sleep", "metric": "rss_kib_per_task", "at_most": 12, "text": "RSS <= 12 KiB/task (sleep)"},
-            {"contender": "weft-await", "metric": "rss_kib_per_task", "at_most": 12, "text": "RSS <= 12 KiB/task (await)"},
-        ],
-    },
-    "nop": {
-        "title": "one trip through the ring",
-        "what": "a NOP through weft (submit, park, CQE, resume) vs the same NOP on raw liburing, one submit-and-wait each",
-        "contenders": ["weft", "liburing"],
-        "labels": {"weft": "weft_nop in a task", "liburing": "raw liburing\nio_uring_submit_and_wait"},
-        "metrics": {
-            "ns_per_op": {"label": "ns per NOP", "better": "lower", "chart": True},
-            "syscalls_per_op": {"label": "system calls per NOP (weft's counter)", "better": "lower"},
-        },
-        "ratios": ["liburing"],
-        "targets": [
-            {"contender": "weft", "metric": "ns_per_op", "within": 1.15, "of": "liburing",
-             "text": "weft NOP <= 1.15x liburing's time"},
-        ],
-    },
-    "deadline": {
-        "title": "what a deadline adds to a call",
-        "what": "a recv that goes async (its data comes from a send submitted with it), without and with a 10 s "
-                "deadline: weft's timer in the loop's heap vs an IORING_OP_LINK_TIMEOUT SQE on raw liburing",
-        "contenders": ["weft", "weft-deadline", "liburing", "liburing-linked"],
-        "labels": {"weft": "weft\nno deadline", "weft-deadline": "weft\nweft_deadline_push",
-                   "liburing": "raw liburing\nno timeout", "liburing-linked": "raw liburing\nlinked timeout"},
-        "metrics": {
-            "ns_per_op": {"label": "ns per recv + send", "better": "lower", "chart": True},
-            "deadline_ns": {"label": "ns the deadline adds (with minus without, per round)", "short": "added ns",
-                            "better": "lower", "chart": True},
-        },
-        "ratios": ["liburing"],
-        "targets": [],
-    },
-    "files": files_spec(
-        "4 KiB random reads, O_DIRECT",
-        "4 KiB random reads, O_DIRECT, one thread: weft_read_async vs fio (io_uring, libaio, psync)",
-        [{"contender": "weft-io_uring", "metric": "iops_qd32", "faster_than": "fio-libaio", "at_least": 1.0,
-          "text": "weft (io_uring) >= 1.0x fio libaio at QD 32"},
-         {"contender": "weft-io_uring-eager", "metric": "iops_qd32", "faster_than": "fio-libaio", "at_least": 1.0,
-          "text": "weft (io_uring, submit_batch 1, idle poll 200 us) >= 1.0x fio libaio at QD 32"}]),
-    "files-buffered": files_spec(
-        "4 KiB random reads, buffered, file in the page cache",
-        "4 KiB random reads through the page cache (file cached), one thread: weft vs fio",
-        []),
-    "executor": {
-        "title": "executor: empty jobs",
-        "placement": "loop (or calling thread) pinned to CPU 0, workers as labelled",
-        "what": "an empty job on another thread: weft's executor (1 worker for latency, 1 per CPU for jobs/s) vs pthread code by hand",
-        "contenders": ["weft-io_uring", "weft-epoll", "pthread"],
-        "labels": {"weft-io_uring": "weft on io_uring", "weft-epoll": "weft on epoll",
-                   "pthread": "pthread by hand\n(mutex + condvars)"},
-        "metrics": {
-            "rtt_p50": {"label": "round trip p50, worker on CPU 1", "better": "lower", "chart": True},
-            "rtt_p99": {"label": "round trip p99, worker on CPU 1", "better": "lower"},
-            "rtt_p50_same_cpu": {"label": "round trip p50, worker on CPU 0 too", "better": "lower", "chart": True},
-            "rtt_p99_same_cpu": {"label": "round trip p99, worker on CPU 0 too", "better": "lower"},
-            "jobs_per_s": {"label": "jobs/s, 256 in flight, workers on CPU 1", "better": "higher", "chart": True},
-            "jobs_per_s_same_cpu": {"label": "jobs/s, 256 in flight, workers on CPU 0 too", "better": "higher",
-                                    "chart": True},
-            "syscalls_per_rtt": {"label": "weft loop syscalls per round trip (CPU 1)", "better": "lower"},
-            "syscalls_per_job": {"label": "weft loop syscalls per job (jobs/s, CPU 1)", "better": "lower"},
-        },
-        "ratios": ["pthread"],
-        "targets": [
-            {"contender": "weft-io_uring", "metric": "rtt_p50", "within": 1.1, "of": "pthread",
-             "text": "weft p50 <= 1.1x ping-pong's (worker on CPU 1)"},
-            {"contender": "weft-io_uring", "metric": "rtt_p50_same_cpu", "within": 1.1, "of": "pthread",
-             "text": "weft p50 <= 1.1x ping-pong's (worker on CPU 0)"},
-        ],
-    },
-    "chan": {
-        "title": "channel send + recv",
-        "what": "weft_chan_send + weft_chan_recv between two tasks, per item",
-        "contenders": ["cap0", "cap64"],
-        "labels": {"cap0": "capacity 0\n(rendezvous)", "cap64": "capacity 64"},
-        "metrics": {"ns_per_item": {"label": "ns per item", "better": "lower", "chart": True}},
-        "ratios": [],
-        "targets": [],
-    },
-    "mutex": {
-        "title": "mutex lock + unlock",
-        "what": "weft_mutex_lock + unlock: one task alone, and 4 tasks that yield while holding it",
-        "contenders": ["uncontended", "contended", "yield-only"],
-        "labels": {"uncontended": "uncontended\n(lock + unlock, 1 task)", "contended": "contended, per hand-off\n(4 tasks: lock, yield, unlock)",
-                   "yield-only": "reference: the same 4 tasks\nwithout the mutex (yield)"},
-        "metrics": {"ns_per_lock": {"label": "ns per lock", "better": "lower", "chart": True}},
-        "ratios": [],
-        "targets": [],
-    },
-    "watchdog": {
-        "title": "cost of the slow-task watchdog",
-        "what": "weft_yield between two tasks with the slow-task watchdog on (default) and off (slow_task_ns = UINT64_MAX)",
-        "contenders": ["watchdog-on", "watchdog-off"],
-        "labels": {"watchdog-on": "watchdog on\n(default, 100 ms)", "watchdog-off": "watchdog off\n(slow_task_ns = UINT64_MAX)"},
-        "metrics": {"ns_per_yield": {"label": "ns per yield", "better": "lower", "chart": True}},
-        "ratios": ["watchdog-off"],
-        "targets": [],
-    },
-    "http": {
-        "title": "HTTP/1.1 plaintext, keep-alive",
-        "what": "HTTP/1.1 keep-alive GET / answered with \"Hello, World!\", wrk -t 1 -c 256: weft's "
-                "examples/http_server (io_uring, epoll) vs nginx with one worker",
-        "placement": "server pinned to CPU 0, wrk (1 thread, 256 connections) to CPU 1",
-        "contenders": ["weft-io_uring", "weft-epoll", "nginx"],
-        "labels": {"weft-io_uring": "weft http_server\nio_uring", "weft-epoll": "weft http_server\nepoll",
-                   "nginx": "nginx\n(one worker)"},
-        "metrics": {
-            "req_per_s": {},  # (first: the panels' order)
-            "req_per_cpu_s": {"label": "requests per server-CPU-second", "short": "req/CPU-s", "better": "higher",
-                              "chart": True},
-            **net_metrics("request", "wrk"),
-            "server_cpu_us_per_req": {"label": "server CPU time per request", "short": "CPU us/req", "better": "lower"},
-            "wrk_cpu_util": {"label": "wrk CPU use", "short": "wrk CPU", "better": None, "percent": True},
-        },
-        "ratios": ["nginx"],
-        "table": {"ranges": ["req_per_s", "req_per_cpu_s"], "ratio_of": "req_per_cpu_s",
-                  "singles": ["server_cpu_us_per_req", "syscalls_per_req", "p50_us", "p99_us", "server_cpu_util",
-                              "wrk_cpu_util"]},
-        "targets": [
-            {"contender": "weft-io_uring", "metric": "req_per_cpu_s", "faster_than": "nginx", "at_least": 1.3,
-             "text": "weft (io_uring) >= 1.3x nginx's req per server-CPU-s"},
-        ],
-    },
-}
-# Workloads named by their parameters, "<prefix><parameters>": the spec is made from the name.
-PREFIXED = {}  # prefix -> function(name) returning a spec, or None if the name does not parse
-# The order of the tables at the end; "echo" stands for every echo-* workload.
-ORDER = [w for w in WORKLOADS if w != "http"] + ["echo", "http"]
-
-
-def echo_spec(name):
-    """echo-<S>B-<N>c-<closed|rate>, as bench/echo/drive.py names them."""
-    m = re.match(r"^echo-(\d+)B-(\d+)c-(closed|rate)$", name)
-    if not m:
-        return None
-    size, conns, mode = int(m.group(1)), int(m.group(2)), m.group(3)
-    size_text = f"{size // 1024} KiB" if size % 1024 == 0 else f"{size} B"
-    how = "closed loop (each connection one message in flight): maximum rate" if mode == "closed" else \
-        "fixed offered rate (the same for all, see the note): server CPU per message"
-    return {
-        "title": f"echo {size_text} x {conns:,} connection{'s' if conns != 1 else ''}, "
-                 f"{'closed loop' if mode == 'closed' else 'fixed rate'}",
-        "what": f"TCP echo of {size_text} messages over {conns:,} connection{'s' if conns != 1 else ''}, {how}; "
-                f"weft (io_uring, epoll) vs hand-written epoll and liburing loops, Python asyncio and uvloop",
-        "placement": "server pinned to CPU 0, the verifying load generator (bench/echo/loadgen) to CPU 1",
-        "contenders": ["weft-io_uring", "weft-epoll", "epoll", "liburing", "asyncio", "uvloop"],
-        "labels": {"weft-io_uring": "weft\nio_uring", "weft-epoll": "weft\nepoll", "epoll": "plain epoll\n(by hand)",
-                   "liburing": "plain liburing\n(by hand)", "asyncio": "Python\nasyncio", "uvloop": "Python\nuvloop"},
-        "metrics": {
-            **net_metrics("round trip", "loadgen"),
-            "loadgen_cpu_util": {"label": "load generator CPU use", "short": "loadgen CPU", "better": None,
-                                 "percent": True},
-        },
-        # weft-epoll's reference is the epoll loop, weft-io_uring's the liburing one; both columns are shown
-        "ratios": ["epoll", "liburing"],
-        "table": {"ranges": ["req_per_s", "server_cpu_us_per_req"], "ratio_of": "server_cpu_us_per_req",
-                  "singles": ["syscalls_per_req", "p99_us", "server_cpu_util", "loadgen_cpu_util"]},
-        # The issue's goals, for 64 B x 512 connections: server CPU per request against the hand-written loops.
-        "targets": [
-            {"contender": "weft-io_uring", "metric": "server_cpu_us_per_req", "within": 0.85, "of": "epoll",
-             "text": "weft (io_uring) CPU/req <= 0.85x plain epoll's"},
-            {"contender": "weft-io_uring", "metric": "server_cpu_us_per_req", "within": 1.05, "of": "liburing",
-             "text": "weft (io_uring) CPU/req <= 1.05x plain liburing's"},
-            {"contender": "weft-epoll", "metric": "server_cpu_us_per_req", "within": 1.05, "of": "epoll",
-             "text": "weft (epoll) CPU/req <= 1.05x plain epoll's"},
-        ] if (size, conns) == (64, 512) else [],
-    }
-
-
-PREFIXED["echo-"] = echo_spec
-
-
-# ----------------------------------------------------------------------------------------------------
-# Reading and summarising
-# ----------------------------------------------------------------------------------------------------
-
-KINDS = ("sample", "failure", "meta")  # the records read; a driver's own (type "echo", "http") are not
-
+# ---- reading ----------------------------------------------------------------------------------------
 
 def read_records(path):
     recs = []
     with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
             line = line.strip()
-            if not line.startswith("{"):
-                continue
-            try:
-                recs.append(json.loads(line))
-            except ValueError:
-                pass
+            if line.startswith("{"):
+                try:
+                    recs.append(json.loads(line))
+                except ValueError:
+                    pass
     return recs
 
 
-def spec_for(name, recs):
-    """The WORKLOADS entry, or one made up from the records of a workload nobody described yet."""
-    if name in WORKLOADS:
-        return WORKLOADS[name]
-    for prefix, make in PREFIXED.items():
-        spec = make(name) if name.startswith(prefix) else None
-        if spec:
-            return spec
-    contenders, metrics = [], {}
+def tables_in(recs):
+    names = []
     for r in recs:
-        if r.get("workload") != name:
-            continue
-        c = r.get("contender")
-        if c and c != "*" and c not in contenders:
-            contenders.append(c)
-        if r.get("type") == "sample" and r["metric"] not in metrics:
-            metrics[r["metric"]] = {"label": r["metric"], "better": "lower", "chart": True}
-    return {"title": name, "what": name, "contenders": contenders, "labels": {}, "metrics": metrics,
-            "ratios": [], "targets": [], "placement": "placement: see the workload's program"}
+        t = r.get("table")
+        if t and t not in names and r.get("type") in ("sample", "failure", "contenders", "profile"):
+            names.append(t)
+    order = [w.name for w in W.WORKLOADS]
+
+    def place(t):
+        base = "echo" if t.startswith("echo-") else ("compare" if t.startswith("compare-") else t)
+        return order.index(base) if base in order else len(order)
+    return sorted(names, key=lambda t: (place(t), names.index(t)))
 
 
-def normalise(name, spec, recs):
-    """The records of workload name as its table wants them. With split_qd, a contender "X-qdN" becomes
-    contender X and its metric M becomes M_qdN, so each queue depth is a group of rows (and a chart
-    panel) with the same contenders; weft's syscalls_per_read (a field of its samples) becomes a metric
-    of its own, and a failure keeps its queue depth (field "qd")."""
-    mine = [r for r in recs if r.get("workload") == name]
-    if not spec.get("split_qd"):
-        return mine
-    out = []
-    for r in mine:
-        m = re.match(r"^(.*)-qd(\d+)$", str(r.get("contender") or ""))
-        if not m:
-            out.append(r)
-            continue
-        c, q = m.group(1), int(m.group(2))
-        r = dict(r, contender=c, qd=q)
-        if r.get("type") == "sample":
-            out.append(dict(r, metric=f"{r['metric']}_qd{q}"))
-            if isinstance(r.get("syscalls_per_read"), (int, float)):
-                out.append(dict(r, metric=f"syscalls_per_read_qd{q}", unit="calls", value=r["syscalls_per_read"]))
-            if isinstance(r.get("cpu_us_per_read"), (int, float)):
-                out.append(dict(r, metric=f"cpu_us_per_read_qd{q}", unit="us", value=r["cpu_us_per_read"]))
-        elif r.get("type") == "failure":
-            reason = str(r.get("reason", ""))
-            if not reason.startswith(f"qd {q}"):
-                reason = f"qd {q}: {reason}"
-            out.append(dict(r, reason=reason))
-        else:
-            out.append(r)
+# ---- summarizing ------------------------------------------------------------------------------------
+
+def _series(samples, contender, metric):
+    """{round: (value, disturbed)} of one contender's metric."""
+    out = {}
+    for r in samples:
+        if r["contender"] == contender and r["metric"] == metric:
+            out[r["round"]] = (r["value"], bool(r.get("disturbed")))
     return out
 
 
-def summarise(name, recs):
-    spec = spec_for(name, recs)
-    notes = [str(r["note"]) for r in recs if r.get("type") == "meta" and r.get("workload") == name and r.get("note")]
-    mine = normalise(name, spec, recs)
-    samples = [r for r in mine if r.get("type") == "sample"]
-    failures = [r for r in mine if r.get("type") == "failure"]
-    # A driver run on purpose with fewer contenders (echo in --quick) says which in a meta record: the
-    # others were not left out by a failure.
-    chosen = next((r["contenders"] for r in recs if r.get("type") == "meta" and r.get("workload") == name
-                   and isinstance(r.get("contenders"), list)), None)
-    contenders = [c for c in spec["contenders"] if chosen is None or c in chosen]
-    if chosen is not None and len(contenders) < len(spec["contenders"]):
-        notes.append("not run (left out on purpose): " +
-                     ", ".join(c for c in spec["contenders"] if c not in contenders))
-    for r in samples + failures:  # contenders the spec does not know yet still show
-        c = r.get("contender")
-        if c and c != "*" and c not in contenders:
-            contenders.append(c)
-    metrics = dict(spec["metrics"])
-    for r in samples:
-        metrics.setdefault(r["metric"], {"label": r["metric"], "better": "lower", "chart": True})
+def _pairs(a, b):
+    """The rounds both series have, clean ones only when there are enough: (xs, ys, n_dropped, n_kept_disturbed)."""
+    common = sorted(set(a) & set(b))
+    clean = [k for k in common if not a[k][1] and not b[k][1]]
+    use = clean if len(clean) >= MIN_CLEAN else common
+    kept = sum(1 for k in use if a[k][1] or b[k][1])
+    return [a[k][0] for k in use], [b[k][0] for k in use], len(common) - len(use), kept
 
-    out = {"title": spec["title"], "what": spec["what"], "contenders": {}, "targets": [], "notes": notes,
-           "placement": spec.get("placement", "pinned to CPU 0"), "split_qd": bool(spec.get("split_qd"))}
-    by = {}  # (contender, metric) -> {round: value}
+
+def _values(series):
+    clean = [v for v, d in series.values() if not d]
+    vals = clean if len(clean) >= MIN_CLEAN else [v for v, d in series.values()]
+    return vals, len(series) - len(vals), sum(1 for v, d in series.values() if d) if vals is not clean else 0
+
+
+def comparisons_for(table, contenders):
+    """The (contender, reference, headline) pairs of a table: the spec's, or in a before/after run each
+    contender against itself from the other build."""
+    builds = sorted({c.split("@", 1)[1] for c in contenders if "@" in c})
+    if builds:
+        out = []
+        for c in contenders:
+            if "@" in c:
+                continue
+            for b in builds:
+                if c + "@" + b in contenders:
+                    out.append((c, c + "@" + b, c.startswith("weft") or c in ("io_uring", "epoll")))
+        return out
+    head = set(table.headline)
+    return [(c, r, (c, r) in head) for c, r in table.compare if c in contenders and r in contenders]
+
+
+def headline_metric(table, metric):
+    return metric in table.headline_metrics
+
+
+def summarize(name, recs):
+    """Everything one table shows: per contender the median, min-max and mean interval of each metric,
+    each comparison's ratio with its interval and verdict, each target's outcome, and how many runs were
+    rerun or left out."""
+    table = W.table_spec(name)
+    mine = [r for r in recs if r.get("table") == name]
+    samples = [r for r in mine if r.get("type") == "sample" and not r.get("discarded")
+               and isinstance(r.get("value"), (int, float)) and not math.isnan(r["value"])]
+    failures = [r for r in mine if r.get("type") == "failure"]
+    chosen = next((r["contenders"] for r in mine if r.get("type") == "contenders"), None)
+    contenders = list(chosen) if chosen else []
+    if table is None:
+        spec_contenders = []
+        metrics = {}
+        for r in samples:
+            metrics.setdefault(r["metric"], W.Metric(r["metric"], r.get("unit", ""), "lower", True))
+        table = W.Table(name, W.Workload(name, name, name, name, "program", [], metrics), name, name, [])
+    else:
+        spec_contenders = [c for c, _ in table.contenders]
+    for r in samples + failures:
+        if r["contender"] not in contenders and r["contender"] != "*":
+            contenders.append(r["contender"])
+    if not chosen:
+        contenders.sort(key=lambda c: (spec_contenders.index(W.base_contender(c))
+                                       if W.base_contender(c) in spec_contenders else 99, c))
     units = {}
     for r in samples:
-        by.setdefault((r["contender"], r["metric"]), {})[r["round"]] = r["value"]
-        units[r["metric"]] = r.get("unit", "")
-    global_fail = [f["reason"] for f in failures if f.get("contender") == "*"]
+        units.setdefault(r["metric"], r.get("unit", ""))
+    metric_names = [m for m in table.metrics if m in units] + [m for m in units if m not in table.metrics]
+    out = {"name": name, "title": table.title, "what": table.what, "placement": table.placement,
+           "contenders": contenders, "labels": {c: W.label(table, c) for c in contenders},
+           "metrics": {}, "values": {}, "failures": {}, "comparisons": [], "targets": [],
+           "notes": [r["note"] for r in mine if r.get("type") == "note"],
+           "profiles": {r["contender"]: r for r in mine if r.get("type") == "profile"}}
+    for m in metric_names:
+        info = table.metrics.get(m) or W.Metric(m, units.get(m, ""), "lower", True)
+        out["metrics"][m] = {"label": info.label, "unit": units.get(m, info.unit), "better": info.better,
+                             "chart": info.chart, "short": info.short, "percent": info.percent,
+                             "words": list(info.words), "compared": m in table.compared}
     for c in contenders:
-        fails = [{"round": f.get("round", 0), "reason": f["reason"], **({"qd": f["qd"]} if "qd" in f else {})}
-                 for f in failures if f.get("contender") == c]
-        have = any(k[0] == c for k in by)
-        entry = {"label": spec["labels"].get(c, c), "failures": fails, "metrics": {}}
-        if not have:
-            reason = fails[0]["reason"] if fails else (global_fail[0] if global_fail else "no figures (did not run)")
-            entry.update(status="failed", reason=reason)
-        else:
-            entry["status"] = "ok" if not fails else "partial"
-        for m in metrics:
-            vals = by.get((c, m))
-            if not vals:
+        out["values"][c] = {}
+        for m in metric_names:
+            s = _series(samples, c, m)
+            if not s:
                 continue
-            v = [vals[k] for k in sorted(vals)]
-            ms = {"unit": units.get(m, ""), "rounds": sorted(vals), "values": v,
-                  "median": statistics.median(v), "min": min(v), "max": max(v), "ratios": {}}
-            better = metrics[m].get("better")
-            for ref in spec["ratios"]:
-                rv = by.get((ref, m))
-                if not rv or not better:
-                    continue
-                pairs = [(vals[k], rv[k]) for k in sorted(vals) if k in rv and vals[k] > 0 and rv[k] > 0]
-                if not pairs:
-                    continue
-                rs = [(b / a) if better == "lower" else (a / b) for a, b in pairs]
-                ms["ratios"][ref] = {"median": statistics.median(rs), "min": min(rs), "max": max(rs), "pairs": len(rs)}
-            entry["metrics"][m] = ms
-        out["contenders"][c] = entry
-    out["metric_info"] = {m: {"label": metrics[m]["label"], "better": metrics[m].get("better"),
-                              "chart": bool(metrics[m].get("chart")), "unit": units.get(m, ""),
-                              "short": metrics[m].get("short", metrics[m]["label"]),
-                              "percent": bool(metrics[m].get("percent"))} for m in metrics}
-    out["ratios"] = list(spec["ratios"])
-    if spec.get("table"):
-        out["table"] = spec["table"]
+            vals, dropped, kept = _values(s)
+            allv = [v for v, _ in s.values()]
+            iv = stats.mean_interval(vals)
+            out["values"][c][m] = {"median": statistics_median(allv), "min": min(allv), "max": max(allv),
+                                   "n": len(allv), "mean": iv.as_dict(), "disturbed": sum(1 for _, d in s.values() if d),
+                                   "rounds": sorted(s), "series": [s[k][0] for k in sorted(s)]}
+        fl = [{"round": f.get("round", 0), "reason": f.get("reason", "")} for f in failures if f["contender"] == c]
+        if fl:
+            out["failures"][c] = fl
+    glob = [f.get("reason", "") for f in failures if f["contender"] == "*"]
+    if glob:
+        out["failures"]["*"] = [{"round": 0, "reason": g} for g in glob]
 
-    for t in spec["targets"]:
-        c, m = t["contender"], t["metric"]
-        cm = out["contenders"].get(c, {}).get("metrics", {}).get(m)
-        res = dict(t)
-        if "faster_than" in t:
-            rr = cm["ratios"].get(t["faster_than"]) if cm else None
-            value = rr["median"] if rr else None
-            res["unit"] = "x"
-        elif "within" in t:
-            rr = cm["ratios"].get(t["of"]) if cm else None
-            value = 1 / rr["median"] if rr else None
-            res["unit"] = "x"
-        else:
-            value = cm["median"] if cm else None
-            res["unit"] = cm["unit"] if cm else units.get(m, "")
-        res["value"] = value
-        if value is None:
-            res["met"] = None
-        elif "at_most" in t:
-            res["met"] = value <= t["at_most"]
-        elif "within" in t:
-            res["met"] = value <= t["within"]
-        else:
-            res["met"] = value >= t["at_least"]
-        out["targets"].append(res)
+    for c, ref, head in comparisons_for(table, contenders):
+        for m in metric_names:
+            info = out["metrics"][m]
+            if not info["better"] or not info["compared"]:
+                continue
+            a, b = _series(samples, c, m), _series(samples, ref, m)
+            if not a or not b:
+                continue
+            xs, ys, dropped, kept = _pairs(a, b)
+            iv = stats.paired_ratio(xs, ys)
+            out["comparisons"].append({"contender": c, "ref": ref, "metric": m,
+                                       "headline": head and headline_metric(table, m),
+                                       "ratio": iv.as_dict(), "verdict": busy_verdict(stats.verdict(iv, info["better"], info["words"]), iv, kept,
+                                                               words=info["words"]),
+                                       "dropped_disturbed": dropped, "kept_disturbed": kept})
+    # Before/after: a build's contender over its own run's control (a contender whose code is the same in
+    # both builds, measured in the same program invocation) cancels what moved the machine's speed between
+    # the two builds' runs of a round; the ratio of those ratios is the runtime's change alone.
+    for c, cb, head in comparisons_for(table, contenders):
+        if "@" not in cb:
+            continue
+        build = cb.split("@", 1)[1]
+        for x, ctl in table.compare:
+            if x != c or ctl.startswith("weft") or ctl not in contenders or ctl + "@" + build not in contenders:
+                continue
+            for m in metric_names:
+                info = out["metrics"][m]
+                if not info["better"] or not info["compared"]:
+                    continue
+                a, b = _series(samples, c, m), _series(samples, ctl, m)
+                a2, b2 = _series(samples, cb, m), _series(samples, ctl + "@" + build, m)
+                rounds = sorted(set(a) & set(b) & set(a2) & set(b2))
+                if not rounds:
+                    continue
+                na = {k: (a[k][0] / b[k][0] if b[k][0] else None, a[k][1] or b[k][1]) for k in rounds}
+                nb = {k: (a2[k][0] / b2[k][0] if b2[k][0] else None, a2[k][1] or b2[k][1]) for k in rounds}
+                xs, ys, dropped, kept = _pairs(na, nb)
+                iv = stats.paired_ratio(xs, ys)
+                out["comparisons"].append({"contender": c, "ref": cb, "control": ctl, "metric": m,
+                                           "headline": head and headline_metric(table, m), "ratio": iv.as_dict(),
+                                           "verdict": busy_verdict(stats.verdict(iv, info["better"], info["words"]), iv, kept,
+                                                               words=info["words"]),
+                                           "dropped_disturbed": dropped, "kept_disturbed": kept})
+    for t in table.targets:
+        if t.contender in contenders and (t.ref is None or t.ref in contenders):  # a mode may leave one out
+            out["targets"].append(target_outcome(t, samples, out["metrics"]))
+    reruns = [r for r in mine if r.get("type") == "rerun"]
+    kept = {(r["contender"], r["round"]) for r in samples if r.get("disturbed")}
+    out["runs"] = {"reruns": len(reruns), "disturbed_kept": len(kept),
+                   "rounds": max((v["n"] for cv in out["values"].values() for v in cv.values()), default=0)}
     return out
 
 
-# ----------------------------------------------------------------------------------------------------
-# Formatting
-# ----------------------------------------------------------------------------------------------------
+def busy_verdict(verdict, iv, kept, ref=1.0, words=None):
+    """No difference under 2x is claimed from rounds most of which other processes disturbed: on a machine
+    that busy the rounds are not draws of the same conditions (a server sharing its CPU handles more
+    messages per wakeup, and its CPU per message drops by a third), so the interval cannot be trusted to
+    cover. A difference whose whole interval lies beyond 2x of the reference point (1, or a target's
+    bound) still stands, and so do sizes (RSS, page tables), which other processes do not move."""
+    if words and tuple(words) == ("smaller", "larger"):
+        return verdict
+    far = iv.known and (iv.lo > 2.0 * ref or iv.hi < 0.5 * ref)
+    if kept and iv.n and kept * 2 > iv.n and not far and verdict not in (stats.SAME, stats.UNKNOWN):
+        return "%s (%d of %d rounds disturbed: machine busy)" % (stats.BUSY, kept, iv.n)
+    return verdict
+
+
+def statistics_median(vals):
+    s = sorted(vals)
+    n = len(s)
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+
+
+def target_outcome(t, samples, metrics):
+    res = {"text": t.text, "contender": t.contender, "metric": t.metric, "ref": t.ref, "op": t.op, "bound": t.bound,
+           "form": t.form}
+    better = (metrics.get(t.metric) or {}).get("better", "lower")
+    a = _series(samples, t.contender, t.metric)
+    kept = 0
+    if t.form == "value":
+        vals, _, kept = _values(a) if a else ([], 0, 0)
+        iv = stats.mean_interval(vals)
+        res["unit"] = (metrics.get(t.metric) or {}).get("unit", "")
+    else:
+        b = _series(samples, t.ref, t.ref_metric)
+        if not a or not b:
+            iv = stats.Interval(None, None, None, 0)
+        else:
+            xs, ys, _, kept = _pairs(a, b)
+            iv = stats.paired_ratio(xs, ys)
+            if t.form == "speedup":
+                iv = stats.invert(iv) if better == "lower" else iv
+        res["unit"] = "x"
+    res["value"] = iv.as_dict()
+    words = (metrics.get(t.metric) or {}).get("words")
+    res["verdict"] = busy_verdict(stats.target_verdict(iv, t.bound, t.op), iv, kept, t.bound, words) \
+        if iv.n else "n/a (no figure)"
+    res["kept_disturbed"] = kept
+    return res
+
+
+def settled(summary, precision):
+    """Whether every interval a table's verdicts and targets rest on is decided or narrow enough."""
+    for cmp in summary["comparisons"]:
+        if not stats.settled(_iv(cmp["ratio"]), precision):
+            return False
+    for t in summary["targets"]:
+        iv = _iv(t["value"])
+        if iv.n == 0:
+            continue
+        if not stats.settled(iv, precision, (t["bound"],), ratio=t["form"] != "value"):
+            return False
+    return True
+
+
+def _iv(d):
+    return stats.Interval(d.get("est"), d.get("lo"), d.get("hi"), d.get("n", 0))
+
+
+# ---- formatting -------------------------------------------------------------------------------------
 
 def fnum(v):
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
     a = abs(v)
-    if isinstance(v, int) and a >= 10:
-        return f"{v:,}"
-    if a >= 100:  # thousands separated whether or not the figure is a whole number (9,100 - 9,100.4)
-        return f"{v:,.0f}"
+    if a >= 100:
+        return "{:,.0f}".format(v)
     if a >= 10:
-        return f"{v:.1f}"
+        return "%.1f" % v
     if a >= 1:
-        return f"{v:.2f}"
-    return f"{v:.3f}"
+        return "%.2f" % v
+    if a >= 0.01:
+        return "%.3f" % v
+    return "%.2g" % v
 
 
 def fratio(r):
     if r is None:
         return "-"
     if r >= 100:
-        return f"{r:.0f}x"
+        return "%.0fx" % r
     if r >= 10:
-        return f"{r:.1f}x"
+        return "%.1fx" % r
     if r >= 0.1:
-        return f"{r:.2f}x"
-    return f"{r:.3f}x"
+        return "%.3fx" % r if 0.95 <= r <= 1.05 else "%.2fx" % r
+    return "%.3fx" % r
 
 
-def target_desc(t):
-    if "at_most" in t:
-        return f"<= {fnum(t['at_most'])}"
-    if "within" in t:
-        return f"within {fnum(t['within'])}x of {t['of']}"
-    if "faster_than" in t:
-        return f">= {fnum(t['at_least'])}x faster than {t['faster_than']}"
-    return f">= {fnum(t['at_least'])}"
+def fiv(d, ratio=True, unit=""):
+    """An interval as text: "1.23x [1.18, 1.29]"."""
+    if d.get("est") is None:
+        return "-"
+    f = fratio if ratio else (lambda v: fnum(v) + (" " + unit if unit else ""))
+    if d.get("lo") is None:
+        return "%s [n=%d: no interval]" % (f(d["est"]), d.get("n", 0))
+    if ratio:
+        return "%s [%s, %s]" % (f(d["est"]), fratio(d["lo"]).rstrip("x"), fratio(d["hi"]).rstrip("x"))
+    return "%s [%s, %s]" % (f(d["est"]), fnum(d["lo"]), fnum(d["hi"]))
 
 
-def render_table(name, s):
-    if s.get("table"):
-        return render_wide(name, s)
+def fval(info, v):
+    if info.get("percent"):
+        return "%.0f%%" % (100 * v)
+    return fnum(v)
+
+
+def target_text(t):
+    if t["value"].get("est") is None:
+        return "-"
+    if t["form"] == "value":
+        return fiv(t["value"], False, t.get("unit", ""))
+    return fiv(t["value"])
+
+
+def cmp_word(c):
+    v = c["verdict"]
+    return v.upper() if v in ("slower", "larger", "more") else v
+
+
+def render_table(s):
+    """The terminal table of one summary."""
     lines = []
-    rounds = max((len(ms["values"]) for e in s["contenders"].values() for ms in e["metrics"].values()), default=0)
-    how = f"{rounds} round{'s' if rounds != 1 else ''}; median, min-max"
-    if s["ratios"]:
-        how += "; vs X: times faster than X, median of per-round pairs"
-    lines.append(f"{name}: {s['what']}  ({how})")
-    metrics = [m for m in s["metric_info"] if any(m in e["metrics"] for e in s["contenders"].values())]
-    if not metrics:
-        metrics = list(s["metric_info"])
-    multi = len(metrics) > 1 or bool(s.get("split_qd"))  # a queue depth is always named
-    header = (["metric"] if multi else []) + ["contender", "median", "min-max", "n"] + [f"vs {r}" for r in s["ratios"]]
-    rows = []  # a list of cells, or ("FAILED", metric cell, contender, reason)
-    for mi, m in enumerate(metrics):
-        info = s["metric_info"][m]
-        unit = info["unit"]
-        label = info["label"] if multi else None
-        for c, e in s["contenders"].items():
-            ms = e["metrics"].get(m)
-            if not ms:
-                qm = re.search(r"_qd(\d+)$", m)
-                at_qd = [f for f in e["failures"] if qm and f.get("qd") == int(qm.group(1))]
-                if e["status"] == "failed" and (mi == 0 or multi):
-                    rows.append(("FAILED", label, c, at_qd[0]["reason"] if at_qd else e["reason"]))
-                elif at_qd and multi:
-                    rows.append(("FAILED", label, c, at_qd[0]["reason"]))
-                continue
-            row = ([label] if multi else []) + [c, f"{fnum(ms['median'])} {unit}".strip(),
-                                                  f"{fnum(ms['min'])} - {fnum(ms['max'])}", str(len(ms["values"]))]
-            for ref in s["ratios"]:
-                rr = ms["ratios"].get(ref)
-                row.append("1.00x (ref)" if c == ref and rr else (fratio(rr["median"]) if rr else "-"))
-            rows.append(row)
-    cells = [r for r in rows if not isinstance(r, tuple)]
-    widths = [max([len(header[i])] + [len(r[i]) for r in cells]) for i in range(len(header))]
-    if multi:
-        widths[0] = max([widths[0]] + [len(r[1]) for r in rows if isinstance(r, tuple)])
-    widths[1 if multi else 0] = max([widths[1 if multi else 0]] + [len(r[2]) for r in rows if isinstance(r, tuple)])
-
-    def fmt_row(r):
-        if isinstance(r, tuple):
-            lead = [r[1].ljust(widths[0])] if multi else []
-            return "  " + "  ".join(lead + [r[2].ljust(widths[1 if multi else 0]), f"FAILED: {r[3]}"])
-        out = []
-        for i, cell in enumerate(r):
-            left = i == 0 or (multi and i == 1)
-            out.append(cell.ljust(widths[i]) if left else cell.rjust(widths[i]))
-        return "  " + "  ".join(out).rstrip()
-
-    lines.append(fmt_row(header))
-    lines.append("  " + "  ".join("-" * w for w in widths))
-    prev = None
-    for r in rows:
-        if multi and r[0 if not isinstance(r, tuple) else 1] == prev:  # the metric once per group
-            r = ("FAILED", "", r[2], r[3]) if isinstance(r, tuple) else [""] + r[1:]
-        else:
-            prev = r[0 if not isinstance(r, tuple) else 1]
-        lines.append(fmt_row(r))
-    return "\n".join(lines + table_footer(s))
-
-
-def table_footer(s):
-    """The lines under a table: rounds that failed, targets, notes."""
-    lines = []
-    for c, e in s["contenders"].items():
-        if e["status"] == "partial":
-            fl = "; ".join(f"round {f['round']}: {f['reason']}" for f in e["failures"][:3])
-            lines.append(f"  {c}: {len(e['failures'])} round(s) failed - {fl}")
-    for t in s["targets"]:
-        val = "-" if t["value"] is None else (fratio(t["value"]) if t["unit"] == "x" else f"{fnum(t['value'])} {t['unit']}".strip())
-        verdict = "n/a (no figure)" if t["met"] is None else ("met" if t["met"] else "NOT MET")
-        lines.append(f"  target: {t['text']:<44} {val:>12}  {verdict}")
-    for n in s.get("notes", []):
-        lines.append(f"  note: {n}")
-    return lines
-
-
-def render_wide(name, s):
-    """A row per contender (the spec's "table"): the "ranges" metrics as median and min-max, the ratio of
-    "ratio_of" to each reference, then the medians of the "singles"."""
-    t, info = s["table"], s["metric_info"]
-    rounds = max((len(ms["values"]) for e in s["contenders"].values() for ms in e["metrics"].values()), default=0)
-    ratio_m = t.get("ratio_of")
-    lines = [f"{name}: {s['what']}"]
-    how = f"  {rounds} round{'s' if rounds != 1 else ''}; median, min-max; one column: the median"
-    if ratio_m and s["ratios"]:
-        short = info[ratio_m]["short"]
-        how += "; vs X: " + (f"X's {short} over this one's" if info[ratio_m]["better"] == "lower" else
-                             f"this one's {short} over X's")
-        how += " (above 1x: better than X), median of per-round pairs"
-    lines.append(how)
-
-    def one(m, v):
-        if info[m].get("percent"):
-            return f"{100 * v:.0f}%"
-        return fnum(v)
-
-    header, right = ["contender"], []
-    for m in t["ranges"]:
-        header += [info[m]["short"], "min-max"]
-    header += [f"{info[ratio_m]['short'] if i == 0 else ''} vs {r}".strip() for i, r in enumerate(s["ratios"])] if ratio_m else []
-    header += [info[m]["short"] for m in t["singles"]]
-    header.append("n")
+    runs = s["runs"]
+    extra = []
+    if runs["reruns"]:
+        extra.append("%d run%s rerun (disturbed)" % (runs["reruns"], "s" if runs["reruns"] != 1 else ""))
+    if runs["disturbed_kept"]:
+        extra.append("%d still disturbed" % runs["disturbed_kept"])
+    lines.append("%s: %s  (%d round%s%s)" % (s["name"], s["what"], runs["rounds"], "s" if runs["rounds"] != 1 else "",
+                                            "; " + ", ".join(extra) if extra else ""))
+    metrics = [m for m, i in s["metrics"].items() if i["chart"] or i["compared"]] or list(s["metrics"])
+    header = ["contender"] + ["%s%s" % (s["metrics"][m]["short"], " (%s)" % s["metrics"][m]["unit"]
+                                        if s["metrics"][m]["unit"] and not s["metrics"][m]["percent"]
+                                        and s["metrics"][m]["unit"] not in s["metrics"][m]["short"] else "")
+                              for m in metrics]
     rows = []
-    for c, e in s["contenders"].items():
-        if e["status"] == "failed":
-            rows.append((c, e["reason"]))
+    for c in s["contenders"]:
+        v = s["values"].get(c, {})
+        if not v:
+            why = (s["failures"].get(c) or s["failures"].get("*") or [{"reason": "no figures"}])[0]["reason"]
+            rows.append([c, "FAILED: " + why])
             continue
         row = [c]
-        for m in t["ranges"]:
-            ms = e["metrics"].get(m)
-            row += [one(m, ms["median"]), f"{one(m, ms['min'])} - {one(m, ms['max'])}"] if ms else ["-", "-"]
-        if ratio_m:
-            ms = e["metrics"].get(ratio_m)
-            for ref in s["ratios"]:
-                rr = ms["ratios"].get(ref) if ms else None
-                row.append("1.00x (ref)" if c == ref and rr else (fratio(rr["median"]) if rr else "-"))
-        for m in t["singles"]:
-            ms = e["metrics"].get(m)
-            row.append(one(m, ms["median"]) if ms else "-")
-        row.append(str(max((len(ms["values"]) for ms in e["metrics"].values()), default=0)))
+        for m in metrics:
+            x = v.get(m)
+            row.append("%s (%s-%s)" % (fval(s["metrics"][m], x["median"]), fval(s["metrics"][m], x["min"]),
+                                        fval(s["metrics"][m], x["max"])) if x else "-")
         rows.append(row)
-    cells = [r for r in rows if isinstance(r, list)]
-    widths = [max([len(header[i])] + [len(r[i]) for r in cells]) for i in range(len(header))]
+    widths = [max([len(header[i])] + [len(r[i]) for r in rows if len(r) == len(header)]) for i in range(len(header))]
     widths[0] = max([widths[0]] + [len(r[0]) for r in rows])
-    lines.append("  " + "  ".join(h.ljust(widths[i]) if i == 0 else h.rjust(widths[i]) for i, h in enumerate(header)).rstrip())
+    lines.append("  " + "  ".join(h.ljust(widths[i]) if i == 0 else h.rjust(widths[i]) for i, h in enumerate(header)))
     lines.append("  " + "  ".join("-" * w for w in widths))
     for r in rows:
-        if isinstance(r, tuple):
-            lines.append(f"  {r[0].ljust(widths[0])}  FAILED: {r[1]}")
+        if len(r) != len(header):
+            lines.append("  " + r[0].ljust(widths[0]) + "  " + r[1])
         else:
-            lines.append("  " + "  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i])
-                                          for i, cell in enumerate(r)).rstrip())
-    return "\n".join(lines + table_footer(s))
+            lines.append("  " + "  ".join(x.ljust(widths[i]) if i == 0 else x.rjust(widths[i]) for i, x in enumerate(r)))
+    lines.append("  (median and min-max of the rounds; ratios below: geometric mean of per-round ratios, 95% CI)")
+    for c in s["comparisons"]:
+        info = s["metrics"][c["metric"]]
+        note = ""
+        if c["dropped_disturbed"]:
+            note += "  (%d disturbed left out)" % c["dropped_disturbed"]
+        if c["kept_disturbed"]:
+            note += "  (%d disturbed included)" % c["kept_disturbed"]
+        lines.append("  %-34s %-16s %-26s n=%-2d %s%s" % (cmp_name(c), info["short"],
+                                                     fiv(c["ratio"]), c["ratio"]["n"], cmp_word(c), note))
+    for t in s["targets"]:
+        lines.append("  target: %-56s %-26s %s" % (t["text"], target_text(t), t["verdict"].upper()
+                                                    if t["verdict"] == stats.NOT_MET else t["verdict"]))
+    for c, fl in s["failures"].items():
+        if c != "*" and s["values"].get(c):
+            lines.append("  %s: %d run(s) failed - %s" % (c, len(fl), "; ".join("round %s: %s" % (f["round"], f["reason"])
+                                                                            for f in fl[:2])))
+    for n in s["notes"]:
+        lines.append("  note: " + n)
+    if s["profiles"]:
+        lines.append(render_profiles(s))
+    return "\n".join(lines)
 
 
-# ----------------------------------------------------------------------------------------------------
-# Machine and charts
-# ----------------------------------------------------------------------------------------------------
+def render_profiles(s):
+    """The CPU breakdown of a table's profile runs: us per request per category."""
+    cats = cpuprofile.CATEGORIES
+    lines = ["  where the server's CPU goes (perf cpu-clock samples over a separate window; us per request):"]
+    head = "  %-22s %7s " % ("contender", "total") + " ".join("%9s" % c[:9] for c, _ in cats)
+    lines.append(head)
+    for c in s["contenders"]:
+        p = s["profiles"].get(c)
+        if not p:
+            continue
+        if p.get("error"):
+            lines.append("  %-22s %s" % (c, "no breakdown: " + p["error"]))
+            continue
+        lines.append("  %-22s %7s " % (c, fnum(p.get("cpu_us_per_req"))) +
+                     " ".join("%9s" % fnum(p["us_per_req"].get(k)) for k, _ in cats))
+    return "\n".join(lines)
 
-def machine_info():
-    info = {"nproc": len(os.sched_getaffinity(0)), "kernel": os.uname().release, "arch": os.uname().machine}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    info["cpu"] = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    info["mem_total_gib"] = round(int(line.split()[1]) / 1048576, 1)
-    except OSError:
-        pass
-    try:
-        with open("/etc/os-release") as f:
-            for line in f:
-                if line.startswith("PRETTY_NAME="):
-                    info["os"] = line.split("=", 1)[1].strip().strip('"')
-    except OSError:
-        pass
-    return info
 
+# ---- charts -----------------------------------------------------------------------------------------
 
 def gp_str(s):
-    """A gnuplot double-quoted string; a newline in s becomes a line break."""
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def chart(name, s, machine, png, when):
-    """One PNG per workload: a panel per charted metric, a bar per contender (median), whiskers min-max."""
-    metrics = [m for m, i in s["metric_info"].items() if i["chart"]]
-    if not metrics:
-        return False
-    contenders = list(s["contenders"])
-    cols = min(len(metrics), 2)
-    rows = math.ceil(len(metrics) / cols)
-    width = max(900, 620 * cols)
-    height = 470 * rows + 90
-    rounds = max((len(ms["values"]) for e in s["contenders"].values() for ms in e["metrics"].values()), default=0)
+def gnuplot(script, png):
     tmp = tempfile.mkdtemp(prefix="weft-chart-")
     try:
-        script = [
-            "set encoding utf8",
-            f"set terminal pngcairo size {width},{height} font 'DejaVu Sans,10' noenhanced",
-            f"set output {gp_str(png)}",
-            "set style fill solid 0.75 border -1",
-            "set boxwidth 0.55",
-            "set grid ytics lc rgb '#dddddd'",
-            "set key top left Left reverse box opaque font ',9'",
-            "set tics nomirror",
-            "set border 3",
-            "set bmargin 5",
-            "set style textbox opaque noborder",
-        ]
-        head = textwrap.fill(f"weft benchmark — {name}: {s['what']}", width=max(90, width // 8))
-        title = (f"{head}\n"
-                 f"{machine['nproc']} CPUs (nproc), Linux {machine['kernel']}"
-                 f"{', ' + machine['cpu'] if machine.get('cpu') else ''}\n"
-                 f"{when}; bars: median of {rounds} round{'s' if rounds != 1 else ''}, whiskers: min–max; "
-                 f"{s.get('placement', 'pinned to CPU 0')}")
-        for n in s.get("notes", [])[:2]:
-            title += "\n" + textwrap.fill(n, width=max(90, width // 8))
-        script.append(f"set multiplot layout {rows},{cols} title {gp_str(title)} font ',11'")
-        for mi, m in enumerate(metrics):
-            info = s["metric_info"][m]
-            dat = os.path.join(tmp, f"{mi}.dat")
-            vals = []
-            with open(dat, "w") as f:
-                for x, c in enumerate(contenders):
-                    ms = s["contenders"][c]["metrics"].get(m)
-                    if not ms:
-                        continue
-                    vals += [ms["median"], ms["min"], ms["max"]]
-                    lab = f"{fnum(ms['median'])} {info['unit']}".strip()
-                    f.write(f"{x} {ms['median']!r} {ms['min']!r} {ms['max']!r} {gp_str(lab)}\n")
-            tics = []
-            for x, c in enumerate(contenders):
-                e = s["contenders"][c]
-                lab = e["label"]
-                if not e["metrics"].get(m):
-                    # A contender that ran but has no such figure (a difference taken for others) is not a failure.
-                    lab += "\n(FAILED)" if e.get("status") != "ok" else "\n(n/a)"
-                tics.append(f"{gp_str(lab)} {x}")
-            # targets drawn as horizontal lines on this metric's panel
-            lines = []
-            one = len({t["contender"] for t in s["targets"]}) <= 1
-            for t in s["targets"]:
-                if t["metric"] != m:
-                    continue
-                if "at_most" in t:
-                    lines.append((t["at_most"], f"target{'' if one else ' for ' + t['contender']}: ≤ {fnum(t['at_most'])} {info['unit']}"))
-                elif "faster_than" in t:
-                    ref = s["contenders"].get(t["faster_than"], {}).get("metrics", {}).get(m)
-                    if ref:
-                        y = ref["median"] / t["at_least"]
-                        if t["at_least"] == 1:
-                            how = f"no slower than {t['faster_than']}"
-                        else:
-                            how = f"{t['at_least']:g}× faster than {t['faster_than']}"
-                        if info.get("better") == "higher":
-                            y = ref["median"] * t["at_least"]
-                        cmp = "≥" if info.get("better") == "higher" else "≤"
-                        lines.append((y, f"target{'' if one else ' for ' + t['contender']}: {how} ({cmp} {fnum(y)} {info['unit']})"))
-                elif "within" in t:
-                    ref = s["contenders"].get(t["of"], {}).get("metrics", {}).get(m)
-                    if ref:
-                        higher = info.get("better") == "higher"
-                        y = ref["median"] / t["within"] if higher else ref["median"] * t["within"]
-                        lines.append((y, f"target{'' if one else ' for ' + t['contender']}: within {t['within']:g}× of {t['of']} "
-                                         f"({'≥' if higher else '≤'} {fnum(y)} {info['unit']})"))
-            allv = [v for v in vals + [y for y, _ in lines] if v > 0]
-            log = bool(allv) and max(allv) / min(allv) > 30
-            unit = info["unit"]
-            ylabel = info["label"] + (f" ({unit})" if unit and unit not in info["label"] else "")
-            if info.get("better"):
-                ylabel += f", {info['better']} is better"
-            script += [
-                f"set title {gp_str(info['label'])}",
-                f"set ylabel {gp_str(ylabel)}",
-                "unset xlabel",
-                f"set xtics ({', '.join(tics)})",
-                f"set xrange [-0.7:{len(contenders) - 0.3}]",
-            ]
-            # 1.5M rather than 1.5e+06 on the axis
-            script.append("set format y '%.1s%c'" if allv and max(allv) >= 1e4 else "set format y '% h'")
-            if log:
-                script += ["set logscale y", f"set yrange [{min(allv) / 4!r}:{max(allv) * 8!r}]"]
-            else:
-                top = max(allv) * 1.3 if allv else 1
-                script += ["unset logscale y", f"set yrange [0:{top!r}]"]
-            plots = []
-            if vals:
-                d = gp_str(dat)
-                plots += [f"{d} using 1:2 with boxes lc rgb '#4477aa' title 'median'",
-                          f"{d} using 1:2:3:4 with yerrorbars lc rgb '#222222' pt 7 ps 0.4 lw 1.5 "
-                          f"title 'min–max ({rounds} round{'s' if rounds != 1 else ''})'"]
-            else:
-                plots.append("NaN notitle")
-                script.append("set label 1 'no figures: every contender failed' at graph 0.5,0.5 center")
-            script.append("set key" if vals or lines else "unset key")
-            colors = ["#cc3311", "#ee7733", "#009988"]
-            for i, (y, lab) in enumerate(lines):
-                plots.append(f"{y!r} with lines dt 2 lw 2 lc rgb '{colors[i % len(colors)]}' title {gp_str(lab)}")
-            if vals:
-                plots.append(f"{d} using 1:4:5 with labels boxed offset 0,0.9 font ',9' notitle")
-            script.append("plot " + ", ".join(plots))
-            script.append("unset label 1")
-        script.append("unset multiplot")
-        gpfile = os.path.join(tmp, "chart.gp")
-        with open(gpfile, "w") as f:
-            f.write("\n".join(script) + "\n")
-        p = subprocess.run(["gnuplot", gpfile], capture_output=True, text=True)
+        gp = os.path.join(tmp, "chart.gp")
+        with open(gp, "w") as f:
+            f.write(script)
+        p = subprocess.run(["gnuplot", gp], capture_output=True, text=True, cwd=tmp)
         if p.returncode != 0 or not os.path.exists(png):
-            sys.stderr.write(f"gnuplot failed for {name}:\n{p.stderr}\n")
+            sys.stderr.write("gnuplot failed for %s:\n%s\n" % (os.path.basename(png), p.stderr[-2000:]))
             return False
         return True
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-# ----------------------------------------------------------------------------------------------------
-# Commands
-# ----------------------------------------------------------------------------------------------------
-
-def workloads_in(recs):
-    names = []
-    for r in recs:
-        w = r.get("workload")
-        if w and w not in names and r.get("type") in KINDS:
-            names.append(w)
-    def place(w):
-        base = next((p[:-1] for p in PREFIXED if w.startswith(p)), w)
-        return ORDER.index(base) if base in ORDER else len(ORDER)
-    return sorted(names, key=lambda w: (place(w), names.index(w)))
+def wrap_label(text, width=16):
+    return "\n".join(textwrap.wrap(text, width)) or text
 
 
-def cmd_table(a):
-    recs = read_records(a.raw)
-    print(render_table(a.workload, summarise(a.workload, recs)))
+def chart(s, machine, png, when):
+    """One PNG per table: a panel per charted metric, a bar per contender (median), whiskers min-max."""
+    metrics = [m for m, i in s["metrics"].items() if i["chart"]]
+    if not metrics:
+        return False
+    contenders = s["contenders"]
+    cols = min(len(metrics), 2)
+    rows = math.ceil(len(metrics) / cols)
+    width = max(900, 620 * cols)
+    height = 470 * rows + 110
+    head = textwrap.fill("weft benchmark - %s: %s" % (s["name"], s["what"]), width=max(90, width // 8))
+    title = "%s\n%s CPUs, Linux %s%s\n%s; bars: median of %d rounds, whiskers: min-max; %s" % (
+        head, machine.get("nproc"), machine.get("kernel"), ", " + machine["cpu"] if machine.get("cpu") else "",
+        when, s["runs"]["rounds"], s["placement"])
+    script = ["set encoding utf8",
+              "set terminal pngcairo size %d,%d font 'DejaVu Sans,10' noenhanced" % (width, height),
+              "set output %s" % gp_str(png), "set style fill solid 0.75 border -1", "set boxwidth 0.55",
+              "set grid ytics lc rgb '#dddddd'", "set key top left Left reverse box opaque font ',9'",
+              "set tics nomirror", "set border 3", "set bmargin 6", "set style textbox opaque noborder",
+              "set multiplot layout %d,%d title %s font ',11'" % (rows, cols, gp_str(title))]
+    tmp = tempfile.mkdtemp(prefix="weft-dat-")
+    try:
+        for mi, m in enumerate(metrics):
+            info = s["metrics"][m]
+            dat = os.path.join(tmp, "%d.dat" % mi)
+            vals = []
+            with open(dat, "w") as f:
+                for x, c in enumerate(contenders):
+                    v = s["values"].get(c, {}).get(m)
+                    if v:
+                        vals += [v["median"], v["min"], v["max"]]
+                        f.write("%d %r %r %r %s\n" % (x, v["median"], v["min"], v["max"],
+                                                       gp_str(fnum(v["median"]) + " " + info["unit"])))
+            tics = []
+            for x, c in enumerate(contenders):
+                lab = wrap_label(s["labels"].get(c, c))
+                if not s["values"].get(c, {}).get(m):
+                    lab += "\n(FAILED)" if not s["values"].get(c) else "\n(n/a)"
+                tics.append("%s %d" % (gp_str(lab), x))
+            pos = [v for v in vals if v > 0]
+            log = bool(pos) and len(pos) == len(vals) and max(pos) / min(pos) > 30
+            ylabel = info["label"] + (" (%s)" % info["unit"] if info["unit"] and info["unit"] not in info["label"] else "")
+            if info["better"]:
+                ylabel += ", %s is better" % info["better"]
+            script += ["set title %s" % gp_str(info["label"]), "set ylabel %s" % gp_str(ylabel),
+                       "set xtics (%s)" % ", ".join(tics), "set xrange [-0.7:%r]" % (len(contenders) - 0.3)]
+            script.append("set format y '%.1s%c'" if vals and max(map(abs, vals)) >= 1e4 else "set format y '% h'")
+            if log:
+                script += ["set logscale y", "set yrange [%r:%r]" % (min(pos) / 4, max(pos) * 8)]
+            else:
+                lo = min([0.0] + vals)
+                top = max([0.0] + vals) * 1.3 or 1
+                script += ["unset logscale y", "set yrange [%r:%r]" % (lo * 1.3, top)]
+            if vals:
+                d = gp_str(dat)
+                script.append("plot %s using 1:2 with boxes lc rgb '#4477aa' title 'median', "
+                              "%s using 1:2:3:4 with yerrorbars lc rgb '#222222' pt 7 ps 0.4 lw 1.5 title 'min-max', "
+                              "%s using 1:4:5 with labels offset 0,0.9 font ',9' notitle" % (d, d, d))
+            else:
+                script += ["set label 1 'no figures: every contender failed' at graph 0.5,0.5 center",
+                           "plot NaN notitle", "unset label 1"]
+        script.append("unset multiplot")
+        return gnuplot("\n".join(script) + "\n", png)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def ratio_chart(s, machine, png, when):
+    """The table's comparisons as ratios with their 95% intervals (log scale, a line at 1): the verdicts
+    drawn. Green: the better side of 1 for that figure; red: the worse; grey: straddles 1."""
+    rows = [c for c in s["comparisons"] if c["ratio"].get("lo") is not None]
+    if not rows:
+        return False
+    tmp = tempfile.mkdtemp(prefix="weft-ci-")
+    try:
+        dat = os.path.join(tmp, "ci.dat")
+        tics = []
+        with open(dat, "w") as f:
+            for i, c in enumerate(reversed(rows)):
+                d = c["ratio"]
+                better = s["metrics"][c["metric"]]["better"]
+                good = (d["hi"] < 1 and better == "lower") or (d["lo"] > 1 and better == "higher")
+                bad = (d["lo"] > 1 and better == "lower") or (d["hi"] < 1 and better == "higher")
+                color = 0x228833 if good else (0xcc3311 if bad else 0x777777)
+                f.write("%d %r %r %r %d\n" % (i, d["est"], d["lo"], d["hi"], color))
+                tics.append("%s %d" % (gp_str("%s: %s" % (s["metrics"][c["metric"]]["short"], cmp_name(c))), i))
+        lo = min(c["ratio"]["lo"] for c in rows)
+        hi = max(c["ratio"]["hi"] for c in rows)
+        lo, hi = min(lo, 1.0) / 1.3, max(hi, 1.0) * 1.3
+        height = 150 + 26 * len(rows)
+        nice = [v * 10 ** e for e in range(-4, 5) for v in (1, 2, 5)] + [0.8, 0.9, 1.1, 1.25, 1.5]
+        xt = sorted(v for v in nice if lo <= v <= hi)
+        title = "weft benchmark - %s: ratios (contender / reference) with 95%% confidence intervals\n" \
+                "%s CPUs, Linux %s; %s; green: better, red: worse, grey: no difference within noise" % (
+                    s["name"], machine.get("nproc"), machine.get("kernel"), when)
+        script = ["set encoding utf8",
+                  "set terminal pngcairo size 1100,%d font 'DejaVu Sans,9' noenhanced" % max(260, height),
+                  "set output %s" % gp_str(png), "set logscale x", "set xrange [%r:%r]" % (lo, hi),
+                  "set xtics (%s)" % ", ".join("%s %r" % (gp_str("%g" % v), v) for v in xt),
+                  "set yrange [-0.7:%r]" % (len(rows) - 0.3), "set ytics (%s)" % ", ".join(tics),
+                  "set grid xtics lc rgb '#dddddd'", "set lmargin 62", "unset key", "set border 3", "set tics nomirror",
+                  "set arrow from 1,-0.7 to 1,%r nohead lc rgb '#000000' dt 2" % (len(rows) - 0.3),
+                  "set xlabel 'ratio (log scale)'", "set tmargin 4", "set rmargin 6",
+                  "set multiplot title %s" % gp_str(title),
+                  "plot %s using 2:1:3:4:5 with xerrorbars lc rgb variable pt 7 ps 0.8 lw 1.5" % gp_str(dat),
+                  "unset multiplot"]
+        return gnuplot("\n".join(script) + "\n", png)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+CAT_COLORS = ["#4477aa", "#66ccee", "#ccbb44", "#228833", "#ee6677", "#aa3377", "#ee7733", "#bbbbbb"]
+
+
+def profile_chart(s, machine, png, when):
+    """The stacked bars of a table's CPU breakdowns: us per request by category, one bar per contender."""
+    rows = [(c, s["profiles"][c]) for c in s["contenders"] if c in s["profiles"] and not s["profiles"][c].get("error")]
+    if not rows:
+        return False
+    tmp = tempfile.mkdtemp(prefix="weft-prof-")
+    try:
+        dat = os.path.join(tmp, "p.dat")
+        with open(dat, "w") as f:
+            for c, p in rows:
+                f.write("%s %s\n" % (gp_str(wrap_label(s["labels"].get(c, c))),
+                                     " ".join("%r" % p["us_per_req"].get(k, 0.0) for k in cpuprofile.CATEGORY_NAMES)))
+        plots = []
+        for i, (k, lab) in enumerate(cpuprofile.CATEGORIES):
+            plots.append("%s using %d%s title %s lc rgb '%s'" % (gp_str(dat) if i == 0 else "''", i + 2,
+                                                                ":xtic(1)" if i == 0 else "", gp_str(lab),
+                                                                CAT_COLORS[i % len(CAT_COLORS)]))
+        title = textwrap.fill("weft benchmark - %s: where the server's CPU goes, us per request (perf cpu-clock "
+                              "samples with call chains, over a run apart from the measured ones)" % s["name"], 110)
+        title += "\n%s CPUs, Linux %s; %s" % (machine.get("nproc"), machine.get("kernel"), when)
+        width = max(1000, 170 * len(rows) + 520)
+        labels = []
+        for i, (c, p) in enumerate(rows):
+            labels.append("set label %d %s at %d,%r center font ',9'" % (i + 1, gp_str(fnum(p.get("cpu_us_per_req")) + " us"),
+                                                                     i, p.get("cpu_us_per_req", 0) * 1.03))
+        script = ["set encoding utf8", "set terminal pngcairo size %d,640 font 'DejaVu Sans,10' noenhanced" % width,
+                  "set output %s" % gp_str(png), "set style data histograms",
+                  "set style histogram rowstacked", "set style fill solid 0.85 border -1", "set boxwidth 0.6",
+                  "set key outside right top vertical Left reverse font ',9'", "set grid ytics lc rgb '#dddddd'",
+                  "set ylabel 'server CPU us per request'",
+                  "set yrange [0:%r]" % (1.15 * max(p.get("cpu_us_per_req", 0) or 0 for _, p in rows) or 1),
+                  "set bmargin 6", "set tmargin 6",
+                  "set multiplot title %s font ',11'" % gp_str(title)] + labels + ["plot " + ", ".join(plots),
+                                                                               "unset multiplot"]
+        return gnuplot("\n".join(script) + "\n", png)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---- report.md --------------------------------------------------------------------------------------
+
+def md_cell(text):
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def machine_section(recs):
+    m = next((r for r in recs if r.get("type") == "machine"), {})
+    lines = ["## Machine", ""]
+    lines.append("| | |")
+    lines.append("|---|---|")
+    lines.append("| CPU | %s, %s CPUs%s |" % (m.get("cpu", "?"), m.get("nproc", "?"), " (a VM)" if m.get("hypervisor") else ""))
+    lines.append("| kernel | Linux %s (%s), %s |" % (m.get("kernel", "?"), m.get("arch", "?"), m.get("os", "?")))
+    lines.append("| memory | %s GiB |" % m.get("mem_total_gib", "?"))
+    vul = m.get("vulnerabilities") or {}
+    import machine as mach
+    on = mach.mitigation_summary(vul)
+    lines.append("| mitigations in force | %s%s |" % (md_cell("; ".join(on) or "none reported"),
+                                                   " (kernel command line: `%s`)" % m["cmdline_mitigations"]
+                                                   if m.get("cmdline_mitigations") else ""))
+    lines.append("| liburing | %s |" % (m.get("liburing") or "?"))
+    for u in [r for r in recs if r.get("type") == "uring"]:
+        calls = u.get("calls")
+        if isinstance(calls, dict) or not calls:
+            text = (calls or {}).get("error", "no io_uring_setup call seen") if isinstance(calls, dict) else \
+                "no io_uring_setup call seen"
+        else:
+            ok = [c for c in calls if str(c.get("result", "")).lstrip("-").isdigit() and not str(c["result"]).startswith("-")]
+            refused = [c for c in calls if c not in ok]
+            text = ""
+            if ok:
+                c = ok[-1]
+                text = "setup flags %s (%d SQ / %d CQ entries)" % ("\\|".join(c["flags"]) or "none", c["entries"],
+                                                                   c.get("cq_entries", 0))
+            if refused:
+                text += "; refused first: %s" % ", ".join("\\|".join(c["flags"]) + " (" + str(c["result"]) + ")"
+                                                          for c in refused)
+        lines.append("| io_uring: %s | %s |" % (md_cell(u.get("who", "?")), text))
+    feats = next((c.get("features") for u in recs if u.get("type") == "uring" and isinstance(u.get("calls"), list)
+                  for c in u["calls"] if c.get("features")), None)
+    if feats:
+        lines.append("| io_uring features (kernel) | %s |" % ", ".join(feats))
+    lines.append("| io_uring_disabled, perf_event_paranoid | %s, %s |" % (m.get("io_uring_disabled", "?"),
+                                                                         m.get("perf_event_paranoid", "?")))
+    for b in [r for r in recs if r.get("type") == "busy"]:
+        who = ", ".join("%s %.2f" % (x["name"], x["cpus"]) for x in b.get("busiest", [])) or "-"
+        lines.append("| CPUs busy without the benchmark, %s | %.2f CPUs (busiest: %s) |" % (b.get("when", ""),
+                                                                                        b.get("cpus", 0), who))
+    return lines
+
+
+def verdict_rows(summaries):
+    rows, trows = [], []
+    for s in summaries:
+        for c in s["comparisons"]:
+            if c["headline"]:
+                rows.append((s, c))
+        for t in s["targets"]:
+            trows.append((s, t))
+    return rows, trows
+
+
+def cmp_row(s, c):
+    info = s["metrics"][c["metric"]]
+    d = c["ratio"]
+    ci = "[%s, %s]" % (fratio(d["lo"]).rstrip("x"), fratio(d["hi"]).rstrip("x")) if d.get("lo") is not None else "-"
+    flag = ""
+    if c["kept_disturbed"]:
+        flag = " (%d disturbed round%s included)" % (c["kept_disturbed"], "s" if c["kept_disturbed"] != 1 else "")
+    return "| %s | %s | %s | %s | %s | %d | **%s**%s |" % (
+        s["name"], md_cell(info["short"]), md_cell(cmp_name(c, " vs ")), fratio(d.get("est")), ci, d.get("n", 0),
+        c["verdict"], flag)
+
+
+def cmp_name(c, sep=" / "):
+    if c.get("control"):
+        return "%s%s%s, each over its run's %s" % (c["contender"], sep, c["ref"], c["control"])
+    return "%s%s%s" % (c["contender"], sep, c["ref"])
+
+
+def target_row(s, t):
+    d = t["value"]
+    if t["form"] == "value":
+        val = fnum(d.get("est")) + " " + t.get("unit", "")
+        ci = "[%s, %s]" % (fnum(d["lo"]), fnum(d["hi"])) if d.get("lo") is not None else "-"
+    else:
+        val = fratio(d.get("est"))
+        ci = "[%s, %s]" % (fratio(d["lo"]).rstrip("x"), fratio(d["hi"]).rstrip("x")) if d.get("lo") is not None else "-"
+    return "| %s | %s | %s | %s | %d | **%s** |" % (s["name"], md_cell(t["text"]), val, ci, d.get("n", 0), t["verdict"])
+
+
+def table_md(s, chart_file, prof_file, ratio_file=None):
+    lines = ["## %s" % s["title"], "", s["what"] + ".", "", "*%s.*" % s["placement"], ""]
+    runs = s["runs"]
+    lines.append("Rounds: %d; runs rerun because other processes used the CPUs: %d; runs still disturbed after "
+                 "that: %d (left out of an interval when %d clean pairs remain)." % (
+                     runs["rounds"], runs["reruns"], runs["disturbed_kept"], MIN_CLEAN))
+    lines.append("")
+    metrics = [m for m, i in s["metrics"].items()]
+    lines.append("| contender | " + " | ".join(md_cell("%s (%s)" % (s["metrics"][m]["short"], s["metrics"][m]["unit"])
+                                                    if s["metrics"][m]["unit"] and not s["metrics"][m]["percent"]
+                                                    else s["metrics"][m]["short"]) for m in metrics) + " |")
+    lines.append("|---|" + "---:|" * len(metrics))
+    for c in s["contenders"]:
+        v = s["values"].get(c, {})
+        if not v:
+            why = (s["failures"].get(c) or s["failures"].get("*") or [{"reason": "no figures"}])[0]["reason"]
+            lines.append("| %s | FAILED: %s |" % (md_cell(s["labels"].get(c, c)), md_cell(why)) + " |" * (len(metrics) - 1))
+            continue
+        cells = []
+        for m in metrics:
+            x = v.get(m)
+            info = s["metrics"][m]
+            cells.append("%s <sub>%s–%s</sub>" % (fval(info, x["median"]), fval(info, x["min"]), fval(info, x["max"]))
+                         if x else "-")
+        lines.append("| %s | %s |" % (md_cell(s["labels"].get(c, c)), " | ".join(cells)))
+    lines += ["", "Medians, with min–max of the rounds underneath."]
+    if s["comparisons"]:
+        lines += ["", "| figure | comparison | ratio | 95% CI | rounds | verdict |", "|---|---|---:|---|---:|---|"]
+        for c in s["comparisons"]:
+            row = cmp_row(s, c)
+            lines.append("|" + row.split("|", 2)[2])
+    if s["targets"]:
+        lines += ["", "| target | value | 95% CI | rounds | outcome |", "|---|---:|---|---:|---|"]
+        for t in s["targets"]:
+            lines.append("|" + target_row(s, t).split("|", 2)[2])
+    for c, fl in s["failures"].items():
+        if c != "*" and s["values"].get(c):
+            lines.append("")
+            lines.append("%s: %d run(s) failed (%s)." % (c, len(fl), md_cell("; ".join(
+                "round %s: %s" % (f["round"], f["reason"]) for f in fl[:3]))))
+    if s["notes"]:
+        lines.append("")
+        lines += ["- " + md_cell(n) for n in s["notes"]]
+    if chart_file:
+        lines += ["", "![%s](%s)" % (s["name"], chart_file)]
+    if ratio_file:
+        lines += ["", "![%s: ratios with 95%% intervals](%s)" % (s["name"], ratio_file)]
+    if s["profiles"]:
+        lines += ["", "### Where the CPU goes: %s" % s["title"], "",
+                  "Server CPU per request by category (µs), from `perf record -e cpu-clock -g` over a window of its own "
+                  "(a separate run of each server at the same load): each category's share of the samples times "
+                  "the server's CPU time per request over that window. Coverage: the share of that CPU time the "
+                  "samples account for. See docs/benchmarks.md for which kernel functions count where.", ""]
+        cats = cpuprofile.CATEGORIES
+        lines.append("| contender | total | " + " | ".join(l for _, l in cats) + " | samples | coverage |")
+        lines.append("|---|---:|" + "---:|" * len(cats) + "---:|---:|")
+        for c in s["contenders"]:
+            p = s["profiles"].get(c)
+            if not p:
+                continue
+            if p.get("error"):
+                lines.append("| %s | no breakdown: %s |%s" % (md_cell(s["labels"].get(c, c)), md_cell(p["error"]),
+                                                              " |" * (len(cats) + 2)))
+                continue
+            lines.append("| %s | %s | %s | %d | %s |" % (
+                md_cell(s["labels"].get(c, c)), fnum(p.get("cpu_us_per_req")),
+                " | ".join("%s <sub>%.0f%%</sub>" % (fnum(p["us_per_req"].get(k)), 100 * p["share"].get(k, 0))
+                           for k, _ in cats), p.get("samples", 0),
+                "%.0f%%" % (100 * p["coverage"]) if p.get("coverage") else "-"))
+        tops = []
+        for c in s["contenders"]:
+            p = s["profiles"].get(c)
+            if p and not p.get("error"):
+                heavy = sorted(((sym, sh, k) for k in cpuprofile.CATEGORY_NAMES for sym, sh in p["top"].get(k, [])),
+                               key=lambda x: -x[1])[:6]
+                tops.append("- %s: %s" % (c, ", ".join("`%s` %.1f%% (%s)" % (sym, 100 * sh, k) for sym, sh, k in heavy)))
+        if tops:
+            lines += ["", "Heaviest frames (the frame that decided each sample's category):", ""] + tops
+        if prof_file:
+            lines += ["", "![%s CPU breakdown](%s)" % (s["name"], prof_file)]
+    lines.append("")
+    return lines
 
 
 def git_info(root):
@@ -857,141 +791,125 @@ def git_info(root):
             return p.stdout.strip() if p.returncode == 0 else None
         except (OSError, subprocess.SubprocessError):
             return None
-    commit = run("rev-parse", "HEAD")
     status = run("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+    return {"commit": run("rev-parse", "HEAD"), "dirty": bool(status) if status is not None else None,
+            "branch": run("rev-parse", "--abbrev-ref", "HEAD")}
 
 
-def cmd_finish(a):
-    recs = read_records(a.raw)
-    machine = machine_info()
-    now = datetime.datetime.now(datetime.timezone.utc)
-    when = now.strftime("%Y-%m-%d %H:%M UTC")
-    names = workloads_in(recs)
-    summary = {w: summarise(w, recs) for w in names}
-    charts = {}
+METHOD = """How to read it: every contender runs in the same invocation, interleaved, in an order that turns each
+round. A ratio is the geometric mean of the per-round ratios (contender's figure over the reference's,
+taken in the same round), with a 95% confidence interval from a paired Student t interval on the
+logarithms of those ratios (bench/stats.py). The verdict is *faster* or *slower* when the whole interval
+is on one side of 1, *no difference within noise* when it straddles 1. A target is *met* when the whole
+interval is on its side of the bound, *not met* when the whole interval is on the other side, and
+*undecided* when it straddles the bound. A run during which other processes used more than {thr} of a CPU
+(from /proc/stat, minus the benchmark's own processes and ksoftirqd) is run again (up to {retries} times);
+one still disturbed is kept, marked, and left out of an interval when {mc} undisturbed pairs remain."""
+
+
+def finish(outdir, recs=None, quiet=False):
+    """Writes report.md, results.json and the charts of a run into outdir; prints the verdict table."""
+    outdir = os.path.abspath(outdir)
+    recs = recs if recs is not None else read_records(os.path.join(outdir, "raw.jsonl"))
+    run = next((r for r in recs if r.get("type") == "run"), {})
+    machine = next((r for r in recs if r.get("type") == "machine"), {})
+    names = tables_in(recs)
+    summaries = [summarize(n, recs) for n in names]
+    when = run.get("started_utc", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    charts, prof_charts, ratio_charts = {}, {}, {}
     have_gnuplot = shutil.which("gnuplot") is not None
-    for w in names:
+    for s in summaries:
         if not have_gnuplot:
             break
-        png = f"{a.charts}-{w}.png"
-        if chart(w, summary[w], machine, png, when):
-            charts[w] = os.path.relpath(png, a.root) if a.root else png
-    doc = {
-        "schema": 1,
-        "started_utc": a.started,
-        "finished_utc": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "duration_s": a.duration,
-        "mode": a.mode,
-        "args": a.args,
-        "machine": machine,
-        "git": git_info(a.root or "."),
-        "meta": [r for r in recs if r.get("type") == "meta"],
-        "workloads": summary,
-        "charts": charts,
-        "records": [r for r in recs if r.get("type") in ("sample", "failure")],
-    }
-    tmp = a.json + ".tmp"
-    with open(tmp, "w") as f:
+        png = os.path.join(outdir, "%s.png" % s["name"])
+        if chart(s, machine, png, when):
+            charts[s["name"]] = os.path.basename(png)
+        png = os.path.join(outdir, "%s-ratios.png" % s["name"])
+        if ratio_chart(s, machine, png, when):
+            ratio_charts[s["name"]] = os.path.basename(png)
+        if s["profiles"]:
+            png = os.path.join(outdir, "%s-cpu.png" % s["name"])
+            if profile_chart(s, machine, png, when):
+                prof_charts[s["name"]] = os.path.basename(png)
+    doc = {"schema": 2, "run": run, "machine": machine, "tables": summaries, "charts": charts,
+           "ratio_charts": ratio_charts,
+           "profile_charts": prof_charts, "records": os.path.join(".", "raw.jsonl")}
+    with open(os.path.join(outdir, "results.json.tmp"), "w") as f:
         json.dump(doc, f, indent=1)
         f.write("\n")
-    os.replace(tmp, a.json)
+    os.replace(os.path.join(outdir, "results.json.tmp"), os.path.join(outdir, "results.json"))
 
-    print(f"Targets ({machine['nproc']} CPUs, Linux {machine['kernel']}):")
-    n_met = n_all = 0
-    for w in names:
-        for t in summary[w]["targets"]:
-            n_all += 1
-            n_met += bool(t["met"])
-            val = "-" if t["value"] is None else (fratio(t["value"]) if t["unit"] == "x" else f"{fnum(t['value'])} {t['unit']}".strip())
-            verdict = "n/a (no figure)" if t["met"] is None else ("met" if t["met"] else "NOT MET")
-            print(f"  {w:<8} {t['text']:<44} {val:>12}  {verdict}")
-    failed = [(w, c, e["reason"]) for w in names for c, e in summary[w]["contenders"].items() if e["status"] == "failed"]
-    for w, c, reason in failed:
-        print(f"  {w:<8} {c}: FAILED - {reason}")
-    print(f"  {n_met} of {n_all} targets met" if n_all else "  (no targets for these workloads)")
-    busy = [r for r in recs if r.get("type") == "meta" and "cpu_busy_pct" in r]
-    if busy:
-        print("CPUs busy without the benchmarks: " + ", ".join(f"{r['cpu_busy_pct']:.0f}% {r.get('when', '')}".strip()
-                                                              for r in busy)
-              + ("  (figures taken on a busy machine are noisy)" if any(r["cpu_busy_pct"] > 15 for r in busy) else ""))
-    print(f"results: {os.path.relpath(a.json, a.root) if a.root else a.json}")
-    for w, p in charts.items():
-        print(f"chart:   {p}")
-    if not have_gnuplot:
-        print("charts:  not drawn (gnuplot is not installed)")
+    rows, trows = verdict_rows(summaries)
+    md = ["# weft benchmark report: %s" % (run.get("title") or run.get("mode", "?") + " run"), ""]
+    git = run.get("git") or {}
+    md.append("`%s` — started %s, took %s s; weft %s%s%s." % (
+        run.get("command", "bench/run"), when, run.get("duration_s", "?"),
+        (git.get("commit") or "?")[:12], " (with uncommitted changes)" if git.get("dirty") else "",
+        ", branch " + git["branch"] if git.get("branch") else ""))
+    if run.get("baseline"):
+        md.append("")
+        md.append("Before/after: every contender `X@baseline` is the same program from `%s`%s, run interleaved "
+                  "with the current build's." % (run["baseline"].get("dir"), " (%s)" % run["baseline"]["rev"]
+                                                   if run["baseline"].get("rev") else ""))
+    md.append("")
+    md += machine_section(recs)
+    md += ["", "## Verdicts", ""]
+    md += textwrap.wrap(METHOD.format(thr=run.get("max_other_cpu", 0.2), retries=run.get("retries", 1), mc=MIN_CLEAN),
+                        110) + [""]
+    if rows:
+        md += ["| table | figure | comparison | ratio | 95% CI | rounds | verdict |", "|---|---|---|---:|---|---:|---|"]
+        md += [cmp_row(s, c) for s, c in rows]
+    if trows:
+        md += ["", "| table | target | value | 95% CI | rounds | outcome |", "|---|---|---:|---|---:|---|"]
+        md += [target_row(s, t) for s, t in trows]
+    failed = [(s["name"], c, (s["failures"].get(c) or s["failures"].get("*") or [{"reason": "no figures"}])[0]["reason"])
+              for s in summaries for c in s["contenders"] if not s["values"].get(c)]
+    if failed:
+        md += ["", "Failed (no figures): " + "; ".join("%s %s: %s" % (n, c, md_cell(r)) for n, c, r in failed) + "."]
+    md.append("")
+    for s in summaries:
+        md += table_md(s, charts.get(s["name"]), prof_charts.get(s["name"]), ratio_charts.get(s["name"]))
+    with open(os.path.join(outdir, "report.md"), "w") as f:
+        f.write("\n".join(md) + "\n")
 
-
-def cpu_times():
-    """(busy, total) jiffies of all CPUs, and {pid: (name, busy jiffies)}."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    total, idle = sum(v[:8]), v[3] + (v[4] if len(v) > 4 else 0)
-    procs = {}
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                st = f.read()
-            name = st[st.index("(") + 1:st.rindex(")")]
-            fields = st[st.rindex(")") + 2:].split()
-            procs[int(pid)] = (name, int(fields[11]) + int(fields[12]))
-        except (OSError, ValueError, IndexError):
-            pass
-    return total - idle, total, procs
+    if not quiet:
+        print_verdicts(summaries, machine)
+        print("report:  %s" % os.path.join(outdir, "report.md"))
+        if not have_gnuplot:
+            print("charts:  not drawn (gnuplot is not installed)")
+    return summaries
 
 
-def cmd_busy(a):
-    """Samples the CPUs for a.seconds while bench/run itself is idle: prints a meta line, and warns on
-    stderr (with the busiest processes) when something else keeps them busy."""
-    import time
-    b0, t0, p0 = cpu_times()
-    time.sleep(a.seconds)
-    b1, t1, p1 = cpu_times()
-    busy = 100.0 * (b1 - b0) / max(1, t1 - t0)
-    hz = os.sysconf("SC_CLK_TCK")
-    # By command name, so that many short processes (a test suite) show as one; a process born in the
-    # window counts whole, one that came and went within it not at all.
-    by_name = {}
-    for p, (name, t) in p1.items():
-        d = t - (p0[p][1] if p in p0 else 0)  # (a kworker's name changes with its work)
-        if d > 0:
-            by_name[name] = by_name.get(name, 0) + d
-    top = sorted(((d * 100.0 / hz / a.seconds, n) for n, d in by_name.items()), reverse=True)[:4]
-    print(json.dumps({"type": "meta", "when": a.when, "cpu_busy_pct": round(busy, 1),
-                      "busiest": [{"name": n, "cpu_pct": round(c, 1)} for c, n in top]}))
-    if busy > a.threshold:
-        who = ", ".join(f"{n} {c:.0f}%" for c, n in top) or "processes this one cannot see"
-        sys.stderr.write(f"warning: the CPUs are {busy:.0f}% busy {a.when} without the benchmarks (busiest: {who}; "
-                         f"of one CPU each): figures will be noisy\n")
+def print_verdicts(summaries, machine):
+    rows, trows = verdict_rows(summaries)
+    print("Verdicts (%s CPUs, Linux %s; ratio = contender / reference, 95%% CI):" % (machine.get("nproc"),
+                                                                                   machine.get("kernel")))
+    for s, c in rows:
+        info = s["metrics"][c["metric"]]
+        print("  %-22s %-14s %-34s %-26s %s" % (s["name"], info["short"], cmp_name(c),
+                                                fiv(c["ratio"]), cmp_word(c)))
+    if trows:
+        print("Targets:")
+        n_met = 0
+        for s, t in trows:
+            n_met += t["verdict"] == stats.MET
+            print("  %-22s %-58s %-26s %s" % (s["name"], t["text"], target_text(t),
+                                              t["verdict"].upper() if t["verdict"] == stats.NOT_MET else t["verdict"]))
+        print("  %d of %d targets met" % (n_met, len(trows)))
+    for s in summaries:
+        for c in s["contenders"]:
+            if not s["values"].get(c):
+                why = (s["failures"].get(c) or s["failures"].get("*") or [{"reason": "no figures"}])[0]["reason"]
+                print("  %s %s: FAILED - %s" % (s["name"], c, why))
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    t = sub.add_parser("table", help="print the table of one workload")
-    t.add_argument("raw")
-    t.add_argument("workload")
-    t.set_defaults(fn=cmd_table)
-    f = sub.add_parser("finish", help="write the results JSON and the charts, print the targets")
-    f.add_argument("raw")
-    f.add_argument("--json", required=True)
-    f.add_argument("--charts", required=True, help="path prefix of the PNGs: PREFIX-WORKLOAD.png")
-    f.add_argument("--root", default=None)
-    f.add_argument("--mode", default="default")
-    f.add_argument("--started", default=None)
-    f.add_argument("--duration", type=float, default=None)
-    f.add_argument("--args", default="", help="the options bench/run was given, as one string")
-    f.set_defaults(fn=cmd_finish)
-    b = sub.add_parser("busy", help="sample how busy the CPUs are (a meta line; a warning on stderr)")
-    b.add_argument("--when", default="")
-    b.add_argument("--seconds", type=float, default=1.0)
-    b.add_argument("--threshold", type=float, default=15.0, help="warn above this percentage of all CPUs")
-    b.set_defaults(fn=cmd_busy)
-    a = ap.parse_args()
-    a.fn(a)
+    if len(sys.argv) != 2 or sys.argv[1] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if len(sys.argv) == 2 else 2
+    finish(sys.argv[1])
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -27,6 +27,10 @@
  * separate window right after it, with `perf stat -e raw_syscalls:sys_enter -p PID` enabled and disabled
  * through perf's control pipe (acknowledged, so the window is exact): perf's tracepoint makes every
  * system call of the server slower, so it must not overlap the window whose CPU time is reported.
+ * With --perf-record FILE the same window instead samples where the server's CPU goes
+ * (`perf record -e cpu-clock -c PERIOD -g -p PID -o FILE`, a software event: no hardware counters
+ * needed), and the JSON gives the requests and the server's CPU time inside it, so the samples can be
+ * turned into CPU time per request.
  *
  * Output: one JSON object on stdout. Progress and errors go to stderr.
  */
@@ -179,6 +183,8 @@ static struct {
     double tick_us;
     pid_t server_pid;
     bool count_syscalls;
+    const char *perf_record; /* sample the server's CPU in the window instead of counting syscalls */
+    unsigned long perf_period_ns;
     int cpu;
     unsigned connect_batch;
     bool quiet;
@@ -194,6 +200,7 @@ static struct {
     .connect_timeout = 60,
     .cpu = -1,
     .connect_batch = 256,
+    .perf_period_ns = 100000,
 };
 
 enum { C_IDLE, C_CONNECTING, C_OPEN };
@@ -242,7 +249,8 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: loadgen --port P [--host H] [--conns N] [--size S] (--closed | --rate R [--tick-us T])\n"
             "               [--warmup SEC] [--duration SEC] [--server-pid PID] [--count-syscalls]\n"
-            "               [--syscall-window SEC] [--cpu C] [--connect-batch B] [--drain-timeout SEC]\n"
+            "               [--syscall-window SEC] [--perf-record FILE [--perf-period-ns NS]] [--cpu C]\n"
+            "               [--connect-batch B] [--drain-timeout SEC]\n"
             "               [--quiet]\n"
             "Prints one JSON object on stdout; exit status 1 if any reply was wrong or missing.\n");
 }
@@ -331,7 +339,8 @@ static struct {
     uint64_t spawned_ns;
     char why[256];     /* why no count, if none */
     long long count;
-} perf = {.pid = -1, .ctl_w = -1, .ack_r = -1, .count = -1};
+    long long cpu_start, cpu_end; /* the server's CPU time (ns) at enable and disable */
+} perf = {.pid = -1, .ctl_w = -1, .ack_r = -1, .count = -1, .cpu_start = -1, .cpu_end = -1};
 
 static bool perf_start(void)
 {
@@ -353,7 +362,12 @@ static bool perf_start(void)
     posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
     char *argv[] = {"perf", "stat", "-D", "-1", "--control", ctlarg, "-x", ",", "-o", perf.out,
                     "-e", "raw_syscalls:sys_enter", "-p", pidarg, NULL};
-    int r = posix_spawnp(&perf.pid, "perf", &fa, NULL, argv, environ);
+    char period[32];
+    snprintf(period, sizeof period, "%lu", opt.perf_period_ns);
+    /* --no-buildid: perf would otherwise read every sample again at exit to note the binaries' build-ids. */
+    char *rec_argv[] = {"perf", "record", "-q", "-D", "-1", "--control", ctlarg, "-e", "cpu-clock", "-c", period,
+                        "-g", "--no-buildid", "-o", (char *)opt.perf_record, "-p", pidarg, NULL};
+    int r = posix_spawnp(&perf.pid, "perf", &fa, NULL, opt.perf_record ? rec_argv : argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     close(ctl[0]);
     close(ack[1]);
@@ -371,6 +385,7 @@ static bool perf_start(void)
     epoll_ctl(epfd, EPOLL_CTL_ADD, perf.ack_r, &ev);
     perf.spawned_ns = now_ns();
     /* perf reads the command once it has attached; the ack says the counter is on. */
+    perf.cpu_start = perf.cpu_end = -1;
     if (write(perf.ctl_w, "enable\n", 7) != 7) {
         snprintf(perf.why, sizeof perf.why, "perf control pipe: %s", strerror(errno));
         return false;
@@ -389,9 +404,11 @@ static void perf_on_ack(void)
                 if (perf.acks == 1) {
                     perf.t_start = now_ns();
                     perf.req_start = completed_total;
+                    perf.cpu_start = proc_cpu_ns(opt.server_pid);
                 } else if (perf.acks == 2) {
                     perf.t_end = now_ns();
                     perf.req_end = completed_total;
+                    perf.cpu_end = proc_cpu_ns(opt.server_pid);
                 }
             }
 }
@@ -417,6 +434,15 @@ static void perf_finish(void)
     if (perf.ack_r >= 0) {
         epoll_ctl(epfd, EPOLL_CTL_DEL, perf.ack_r, NULL);
         close(perf.ack_r);
+    }
+    if (opt.perf_record) {
+        if (perf.acks < 2 && !perf.why[0])
+            snprintf(perf.why, sizeof perf.why, "perf did not acknowledge enable/disable");
+        else if (!perf.why[0] && !(WIFEXITED(st) && WEXITSTATUS(st) == 0) &&
+                 !(WIFSIGNALED(st) && WTERMSIG(st) == SIGINT))
+            snprintf(perf.why, sizeof perf.why, "perf record exited with status %d",
+                     WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+        return;
     }
     FILE *f = fopen(perf.out, "r");
     if (!f) {
@@ -725,7 +751,7 @@ static void json_num(FILE *f, const char *key, double v, int prec)
 int main(int argc, char **argv)
 {
     enum { O_WARMUP = 256, O_DURATION, O_SERVER_PID, O_COUNT_SYSCALLS, O_SYSCALL_WINDOW, O_CONNECT_BATCH,
-           O_DRAIN_TIMEOUT, O_CONNECT_TIMEOUT };
+           O_DRAIN_TIMEOUT, O_CONNECT_TIMEOUT, O_PERF_RECORD, O_PERF_PERIOD };
     static const struct option longopts[] = {
         {"host", required_argument, NULL, 'H'},
         {"port", required_argument, NULL, 'p'},
@@ -739,6 +765,8 @@ int main(int argc, char **argv)
         {"server-pid", required_argument, NULL, O_SERVER_PID},
         {"count-syscalls", no_argument, NULL, O_COUNT_SYSCALLS},
         {"syscall-window", required_argument, NULL, O_SYSCALL_WINDOW},
+        {"perf-record", required_argument, NULL, O_PERF_RECORD},
+        {"perf-period-ns", required_argument, NULL, O_PERF_PERIOD},
         {"cpu", required_argument, NULL, 'u'},
         {"connect-batch", required_argument, NULL, O_CONNECT_BATCH},
         {"drain-timeout", required_argument, NULL, O_DRAIN_TIMEOUT},
@@ -765,6 +793,11 @@ int main(int argc, char **argv)
         case O_SERVER_PID: opt.server_pid = (pid_t)parse_double(optarg, "--server-pid"); break;
         case O_COUNT_SYSCALLS: opt.count_syscalls = true; break;
         case O_SYSCALL_WINDOW: opt.syscall_window = parse_double(optarg, "--syscall-window"); break;
+        case O_PERF_RECORD:
+            opt.perf_record = optarg;
+            opt.count_syscalls = true; /* the same window, sampled instead of counted */
+            break;
+        case O_PERF_PERIOD: opt.perf_period_ns = (unsigned long)parse_double(optarg, "--perf-period-ns"); break;
         case 'u': opt.cpu = (int)parse_double(optarg, "--cpu"); break;
         case O_CONNECT_BATCH: opt.connect_batch = (unsigned)parse_double(optarg, "--connect-batch"); break;
         case O_DRAIN_TIMEOUT: opt.drain_timeout = parse_double(optarg, "--drain-timeout"); break;
@@ -780,7 +813,7 @@ int main(int argc, char **argv)
         return 2;
     }
     if (opt.count_syscalls && opt.server_pid <= 0) {
-        fprintf(stderr, "loadgen: --count-syscalls needs --server-pid\n");
+        fprintf(stderr, "loadgen: --count-syscalls and --perf-record need --server-pid\n");
         return 2;
     }
 
@@ -988,7 +1021,19 @@ int main(int argc, char **argv)
     json_num(o, "server_cpu_us_per_req", cpu_us, 4);
     json_num(o, "server_cpu_util", cpu_util, 4);
     json_num(o, "syscalls_per_req", sys_per_req, 4);
-    if (opt.count_syscalls) {
+    if (opt.perf_record) {
+        fprintf(o, ",\"perf_record\":");
+        json_str(o, opt.perf_record);
+        fprintf(o, ",\"perf_period_ns\":%lu,\"perf_window_requests\":%" PRIu64, opt.perf_period_ns,
+                perf.req_end - perf.req_start);
+        json_num(o, "perf_window_seconds", perf.t_end > perf.t_start ? (perf.t_end - perf.t_start) / 1e9 : NAN, 4);
+        json_num(o, "perf_window_server_cpu_s",
+                 perf.cpu_start >= 0 && perf.cpu_end >= perf.cpu_start ? (perf.cpu_end - perf.cpu_start) / 1e9 : NAN, 6);
+        if (perf.why[0]) {
+            fprintf(o, ",\"perf_error\":");
+            json_str(o, perf.why);
+        }
+    } else if (opt.count_syscalls) {
         fprintf(o, ",\"syscalls\":%lld,\"syscall_window_requests\":%" PRIu64, perf.count,
                 perf.req_end - perf.req_start);
         json_num(o, "syscall_window_seconds", perf.t_end > perf.t_start ? (perf.t_end - perf.t_start) / 1e9 : NAN,

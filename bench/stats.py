@@ -1,0 +1,230 @@
+"""The statistics of weft's benchmarks: intervals on ratios, verdicts, targets. Python standard library only.
+
+Every comparison bench/run prints is a ratio of one contender's figure to a reference's, both taken in the
+same round (run back to back, in an order that turns each round). The interval is a paired Student t
+interval on the logarithms of the per-round ratios:
+
+    d_i = ln(x_i / y_i)                 one per round in which both have a figure
+    ratio = exp(mean(d))                the geometric mean of the per-round ratios
+    95% CI = exp(mean(d) -+ t(0.975, n-1) * sd(d) / sqrt(n))
+
+Why this one:
+  - Pairs cancel what moves both sides of a round alike (the machine's speed drifting between rounds).
+  - On logarithms a ratio and its inverse get the same interval, inverted (A/B in [lo, hi] exactly when
+    B/A is in [1/hi, 1/lo]): which side is the reference does not change the verdict.
+  - It is exact for the small samples a benchmark affords (5 to 15 rounds) when the log ratios are about
+    normal, and an outlying round widens it instead of moving it a long way: a disturbed round makes the
+    verdict "no difference", never a false "faster". A percentile bootstrap covers less than its nominal
+    95% at such n (it cannot see beyond the rounds it has), and the Wilcoxon signed-rank interval has no
+    95% level below 6 rounds (its smallest two-sided level at n = 5 is 1/16).
+
+A verdict compares the interval with 1: entirely above or below it is a difference, straddling it is "no
+difference within noise". A target compares the interval with the target's bound: "met" when the whole
+interval is on the right side, "not met" when it is entirely on the wrong side, "undecided" when it
+straddles the bound. Absolute figures (a target on one contender's value) use the t interval of the
+mean of the rounds.
+"""
+import math
+
+CONFIDENCE = 0.95
+
+
+# ---- Student's t ----------------------------------------------------------------------------------
+
+def _betacf(a, b, x):
+    """The continued fraction of the incomplete beta function (modified Lentz), as in Numerical Recipes."""
+    tiny = 1e-300
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 400):
+        m2 = 2 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < 1e-15:
+            break
+    return h
+
+
+def betainc(a, b, x):
+    """The regularized incomplete beta function I_x(a, b), 0 <= x <= 1."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    lbeta = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+    front = math.exp(lbeta + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
+
+
+def t_cdf(t, df):
+    """P(T <= t) for Student's t with df degrees of freedom."""
+    if df <= 0:
+        raise ValueError("degrees of freedom must be positive")
+    x = df / (df + t * t)
+    tail = 0.5 * betainc(df / 2.0, 0.5, x)
+    return 1.0 - tail if t > 0 else tail
+
+
+def t_quantile(p, df):
+    """The p-quantile of Student's t with df degrees of freedom (0 < p < 1), by bisection on t_cdf."""
+    if not 0.0 < p < 1.0:
+        raise ValueError("p must be in (0, 1)")
+    if p == 0.5:
+        return 0.0
+    if p < 0.5:
+        return -t_quantile(1.0 - p, df)
+    lo, hi = 0.0, 1.0
+    while t_cdf(hi, df) < p:
+        hi *= 2.0
+        if hi > 1e12:
+            return math.inf
+    for _ in range(200):
+        mid = (lo + hi) / 2.0
+        if t_cdf(mid, df) < p:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 1e-12 * max(1.0, hi):
+            break
+    return (lo + hi) / 2.0
+
+
+# ---- intervals ------------------------------------------------------------------------------------
+
+class Interval:
+    """An estimate with its confidence interval over n rounds; lo and hi are None below two rounds."""
+
+    __slots__ = ("est", "lo", "hi", "n", "conf")
+
+    def __init__(self, est, lo, hi, n, conf=CONFIDENCE):
+        self.est, self.lo, self.hi, self.n, self.conf = est, lo, hi, n, conf
+
+    @property
+    def known(self):
+        return self.lo is not None and self.hi is not None
+
+    def as_dict(self):
+        return {"est": self.est, "lo": self.lo, "hi": self.hi, "n": self.n, "conf": self.conf}
+
+    def __repr__(self):
+        return "Interval(est=%r, lo=%r, hi=%r, n=%r)" % (self.est, self.lo, self.hi, self.n)
+
+
+def mean_sd(xs):
+    n = len(xs)
+    m = sum(xs) / n
+    sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (n - 1)) if n > 1 else 0.0
+    return m, sd
+
+
+def mean_interval(xs, conf=CONFIDENCE):
+    """The t interval of the mean of xs."""
+    xs = [float(x) for x in xs]
+    n = len(xs)
+    if n == 0:
+        return Interval(None, None, None, 0, conf)
+    m, sd = mean_sd(xs)
+    if n < 2:
+        return Interval(m, None, None, n, conf)
+    h = t_quantile((1.0 + conf) / 2.0, n - 1) * sd / math.sqrt(n)
+    return Interval(m, m - h, m + h, n, conf)
+
+
+def log_ratio_interval(ratios, conf=CONFIDENCE):
+    """The paired interval of a ratio from its per-round values (each > 0): exp of the t interval of the
+    mean of their logarithms."""
+    ratios = [float(r) for r in ratios]
+    if any(not (r > 0) or math.isinf(r) for r in ratios):
+        raise ValueError("ratios must be positive and finite")
+    iv = mean_interval([math.log(r) for r in ratios], conf)
+    if iv.est is None:
+        return iv
+    return Interval(math.exp(iv.est), math.exp(iv.lo) if iv.known else None,
+                    math.exp(iv.hi) if iv.known else None, iv.n, conf)
+
+
+def paired_ratio(xs, ys, conf=CONFIDENCE):
+    """The interval of x/y from pairs (x_i, y_i) taken in the same round; pairs with a value <= 0 are
+    left out (a ratio of them means nothing)."""
+    rs = [x / y for x, y in zip(xs, ys) if x is not None and y is not None and x > 0 and y > 0]
+    return log_ratio_interval(rs, conf)
+
+
+# ---- verdicts -------------------------------------------------------------------------------------
+
+FASTER, SLOWER, SAME, UNKNOWN = "faster", "slower", "no difference within noise", "undecided (fewer than 2 rounds)"
+MET, NOT_MET, UNDECIDED = "met", "not met", "undecided (the interval straddles it)"
+BUSY = "undecided"  # report.py: the verdict of rounds most of which other processes disturbed
+
+
+def verdict(iv, better, words=(FASTER, SLOWER)):
+    """The verdict on a ratio contender/reference of a figure for which `better` ("lower" or "higher")
+    is better: words[0] when the whole interval is on the better side of 1, words[1] when it is on the
+    worse side, SAME when it straddles 1."""
+    if iv is None or not iv.known:
+        return UNKNOWN
+    good, bad = words
+    if iv.lo > 1.0:
+        return good if better == "higher" else bad
+    if iv.hi < 1.0:
+        return good if better == "lower" else bad
+    return SAME
+
+
+def target_verdict(iv, bound, op):
+    """A target "value op bound" (op "<=" or ">=") on a quantity with interval iv."""
+    if iv is None or not iv.known:
+        return UNKNOWN
+    if op == "<=":
+        if iv.hi <= bound:
+            return MET
+        if iv.lo > bound:
+            return NOT_MET
+        return UNDECIDED
+    if op == ">=":
+        if iv.lo >= bound:
+            return MET
+        if iv.hi < bound:
+            return NOT_MET
+        return UNDECIDED
+    raise ValueError("op is <= or >=")
+
+
+def settled(iv, precision, bounds=(), ratio=True):
+    """Whether more rounds would be wasted on this interval: it excludes every bound given and, for a
+    ratio, 1 (the verdict and the targets are decided), or it is narrower than +-precision (relative),
+    so any difference left is below what the benchmark resolves."""
+    if iv is None or not iv.known:
+        return False
+    if ratio:
+        if iv.lo > 0 and iv.hi / iv.lo <= (1.0 + precision) ** 2:
+            return True
+    elif iv.est and (iv.hi - iv.lo) / 2.0 <= precision * abs(iv.est):
+        return True
+    for b in ((1.0,) if ratio else ()) + tuple(bounds):
+        if iv.lo <= b <= iv.hi:
+            return False
+    return True
+
+
+def invert(iv):
+    """The interval of 1/x given that of x > 0."""
+    if iv is None or iv.est is None:
+        return iv
+    return Interval(1.0 / iv.est, 1.0 / iv.hi if iv.known else None, 1.0 / iv.lo if iv.known else None,
+                    iv.n, iv.conf)

@@ -1,0 +1,454 @@
+"""The one registry of weft's benchmark workloads: what each measures, who competes, what is compared
+with what, the targets, and how long each mode runs it. bench/run (through runner.py), the report
+(report.py) and the drivers (echo/drive.py, http/drive.py) all read it; nothing else declares a workload.
+
+A workload has
+    name, desc          the name bench/run takes and a line for --list
+    title, what         for the report
+    kind                how runner.py runs it: "program" (a C program under bench/ that prints sample
+                        lines, one invocation per round), "files" (weft vs fio, one process per
+                        contender), "echo", "http" (servers under load, one fresh server per run)
+    contenders          [(name, label)] in table order; each is shown even when it produced nothing
+    metrics             {name: Metric}
+    compare             [(contender, reference)]: each pair's ratio gets an interval and a verdict, on
+                        every metric of `compared` (the verdict table at the top of report.md lists the
+                        pairs of `headline`)
+    targets             [Target]: ratios to a contender of the same run (or, for sizes, a value)
+    plans               {mode: Plan}: a mode without a plan leaves the workload out unless it is named
+                        (then it runs with the default plan)
+
+A table is what gets one table and one chart: a workload, or for echo one per message size, connection
+count and load (echo-64B-512c-rate); table_spec() gives any table's spec by name.
+"""
+import re
+
+
+class Metric:
+    def __init__(self, label, unit="", better="lower", chart=False, short=None, percent=False, words=None):
+        self.label, self.unit, self.better, self.chart = label, unit, better, chart
+        self.short = short or label
+        self.percent = percent
+        # The verdict words when this figure is better / worse than the reference's.
+        self.words = words or ("faster", "slower")
+
+
+class Target:
+    """A target on `metric` of `contender`:
+        form "ratio"    contender's figure / ref's figure  op bound   (e.g. <= 1.15: at most 15% more time)
+        form "speedup"  how many times faster than ref      op bound   (ref/contender when lower is better)
+        form "value"    the contender's own figure          op bound   (sizes only: never a time)
+    ref_metric: the reference's metric when it differs (a spawn+join against one bare switch)."""
+
+    def __init__(self, contender, metric, op, bound, text, ref=None, form="ratio", ref_metric=None, table=None):
+        self.contender, self.metric, self.op, self.bound, self.text = contender, metric, op, bound, text
+        self.ref, self.form, self.ref_metric, self.table = ref, form, ref_metric or metric, table
+
+
+class Plan:
+    """How long one mode runs a workload: at least min_rounds rounds, more (up to max_rounds) while an
+    interval the workload's verdicts or targets depend on is still undecided and wider than +-precision,
+    and no more once budget_s seconds have gone. Other fields are the kind's own (see runner.py)."""
+
+    def __init__(self, min_rounds=5, max_rounds=12, budget_s=20.0, precision=0.02, **kw):
+        self.min_rounds, self.max_rounds, self.budget_s, self.precision = min_rounds, max_rounds, budget_s, precision
+        self.kw = kw
+
+    def get(self, key, default=None):
+        return self.kw.get(key, default)
+
+
+class Workload:
+    def __init__(self, name, desc, title, what, kind, contenders, metrics, compare=(), compared=None,
+                 headline=None, targets=(), plans=None, program=None, placement="pinned to CPU 0",
+                 notes=(), profile=False, headline_metrics=None):
+        self.name, self.desc, self.title, self.what, self.kind = name, desc, title, what, kind
+        self.contenders = list(contenders)
+        self.labels = dict(contenders)
+        self.metrics = metrics
+        self.compare = list(compare)
+        self.compared = list(compared) if compared is not None else [
+            m for m, i in metrics.items() if i.better and i.chart]
+        self.headline = list(headline) if headline is not None else list(self.compare)
+        self.targets = list(targets)
+        self.plans = plans or {}
+        self.program = program
+        self.placement = placement
+        self.notes = list(notes)
+        self.profile = profile
+        self.headline_metrics = headline_metrics
+
+    def plan(self, mode):
+        return self.plans.get(mode) or self.plans.get("default")
+
+
+def ns(label, chart=True, short=None):
+    return Metric(label, "ns", "lower", chart, short)
+
+
+def micro_plans(quick=(3, 6, 2.0), default=(5, 12, 5.0), full=(10, 20, 15.0)):
+    return {"quick": Plan(*quick), "default": Plan(*default), "full": Plan(*full)}
+
+
+def net_metrics(request, client):
+    """The figures of a network workload (echo, http): `request` is what one is called, `client` the
+    load generator that measures rate and latency."""
+    return {
+        "server_cpu_us_per_req": Metric("server CPU time per %s" % request, "us", "lower", True, "CPU us/req"),
+        "req_per_s": Metric("%ss per second (%s)" % (request, client), "req/s", "higher", True, "req/s"),
+        "syscalls_per_req": Metric("server system calls per %s" % request, "calls", "lower", True, "syscalls/req",
+                                   words=("fewer", "more")),
+        "p50_us": Metric("latency p50 (%s)" % client, "us", "lower", False, "p50 us"),
+        "p99_us": Metric("latency p99 (%s)" % client, "us", "lower", True, "p99 us"),
+        "p999_us": Metric("latency p99.9 (%s)" % client, "us", "lower", False, "p99.9 us"),
+        "server_cpu_util": Metric("server CPU use", "CPUs", None, False, "server CPU", percent=True),
+    }
+
+
+FILE_CONTENDERS = [
+    ("weft-io_uring", "weft io_uring"), ("weft-io_uring-eager", "weft io_uring, submit 1, poll 200 us"),
+    ("weft-epoll", "weft epoll (executor)"), ("fio-io_uring", "fio io_uring"), ("fio-libaio", "fio libaio"),
+    ("fio-psync", "fio psync (<= 4 jobs)")]
+
+
+def files_metrics():
+    m = {}
+    for q in (1, 32, 128):
+        m["iops_qd%d" % q] = Metric("IOPS at QD %d" % q, "IOPS", "higher", True, "IOPS QD %d" % q)
+        m["cpu_us_per_read_qd%d" % q] = Metric("CPU us per read, QD %d (process; fio: its usr+sys)" % q, "us",
+                                               "lower", False, "CPU us/read QD %d" % q)
+        m["syscalls_per_read_qd%d" % q] = Metric("weft's syscalls per read, QD %d" % q, "calls", "lower", False,
+                                                 words=("fewer", "more"))
+    return m
+
+
+FILE_COMPARE = [("weft-io_uring", "fio-io_uring"), ("weft-io_uring", "fio-libaio"), ("weft-io_uring-eager", "fio-libaio"),
+                ("weft-io_uring", "weft-epoll"), ("fio-io_uring", "fio-libaio")]
+
+# ---- the workloads ----------------------------------------------------------------------------------
+
+WORKLOADS = [
+    Workload(
+        "switch", "one context switch: weft vs boost.context fcontext vs glibc swapcontext",
+        "context switch", "one context switch: ping-pong between the thread and one fiber", "program",
+        [("weft", "weft (weft__ctx_switch)"), ("fcontext", "boost.context fcontext"), ("swapcontext", "glibc swapcontext")],
+        {"ns_per_switch": ns("ns per switch", short="ns/switch")},
+        compare=[("weft", "fcontext"), ("weft", "swapcontext")],
+        targets=[Target("weft", "ns_per_switch", ">=", 1.0, "weft no slower than fcontext", "fcontext", "speedup"),
+                 Target("weft", "ns_per_switch", ">=", 45, "weft >= 45x faster than swapcontext", "swapcontext",
+                        "speedup")],
+        plans=dict(micro_plans(), quick=Plan(3, 5, 3.0)), program=("fiber", ["switch"])),
+    Workload(
+        "yield", "weft_yield between two tasks through the scheduler, against one bare switch",
+        "yield through the scheduler", "weft_yield between two tasks through the scheduler, next to the bare "
+        "weft__ctx_switch it is built on (same metric: ns per yield / per switch)", "program",
+        [("weft", "weft_yield"), ("ctx-switch", "bare weft__ctx_switch (reference)")],
+        {"ns_per_yield": ns("ns per yield (ctx-switch: per switch)", short="ns/yield")},
+        compare=[("weft", "ctx-switch")],
+        # Was "<= 10 ns" when a bare switch took about 2.5 ns: the scheduler may cost at most 4 switches.
+        targets=[Target("weft", "ns_per_yield", "<=", 4.0, "weft_yield <= 4x one bare context switch", "ctx-switch")],
+        plans=micro_plans(), program=("fiber", ["yield"])),
+    Workload(
+        "spawn", "spawn + join of an empty task: weft vs pthread, and in bare switches",
+        "spawn + join", "spawn an empty task and join it; pthread_create + join; one bare weft__ctx_switch",
+        "program",
+        [("weft", "weft_spawn + weft_join"), ("pthread", "pthread_create + pthread_join"),
+         ("ctx-switch", "one bare weft__ctx_switch")],
+        {"ns_per_spawn_join": ns("ns per spawn+join", short="ns/spawn+join"),
+         "ns_per_switch": ns("ns per switch (reference)", chart=False, short="ns/switch")},
+        compare=[("weft", "pthread")], compared=["ns_per_spawn_join"],
+        # Was "<= 60 ns" against a 2.5 ns switch: at most 24 switches' time, and >= 300x pthread.
+        targets=[Target("weft", "ns_per_spawn_join", ">=", 300, "weft >= 300x faster than pthread", "pthread", "speedup"),
+                 Target("weft", "ns_per_spawn_join", "<=", 24, "weft spawn+join <= 24x one bare switch", "ctx-switch",
+                        ref_metric="ns_per_switch")],
+        plans=micro_plans(), program=("fiber", ["spawn"])),
+    Workload(
+        "tasks", "1,000,000 live tasks: time to create and reap, RSS and page tables per task",
+        "1,000,000 live tasks", "1M tasks alive at once (parked in weft_sleep, or in weft_await of a future "
+        "never resolved)", "program",
+        [("weft-sleep", "weft, tasks in weft_sleep"), ("weft-await", "weft, tasks in weft_await")],
+        {"create_ns_per_task": Metric("create (spawn + first run), ns per task", "ns", "lower", True),
+         "reap_ns_per_task": Metric("reap (cancel + join), ns per task", "ns", "lower", True),
+         "rss_kib_per_task": Metric("RSS per task", "KiB", "lower", True, words=("smaller", "larger")),
+         "pte_bytes_per_task": Metric("page tables per task", "B", "lower", True, words=("smaller", "larger")),
+         "create_ms": Metric("create, ms for all tasks", "ms", "lower"),
+         "reap_ms": Metric("reap, ms for all tasks", "ms", "lower"),
+         "vmas": Metric("mappings (VMAs) with all alive", "", "lower"),
+         "stacks_mapped": Metric("stacks mapped", "", None), "tasks_peak": Metric("peak live tasks", "", None)},
+        compare=[("weft-await", "weft-sleep")], headline=[],
+        # Sizes, not times: they do not move with the machine's speed, so the bound stays absolute.
+        targets=[Target("weft-sleep", "rss_kib_per_task", "<=", 12, "RSS <= 12 KiB/task (sleep)", form="value"),
+                 Target("weft-await", "rss_kib_per_task", "<=", 12, "RSS <= 12 KiB/task (await)", form="value")],
+        plans={"quick": Plan(2, 2, 8, args=["--tasks", "200000"], note="200,000 tasks in --quick"),
+               "default": Plan(3, 3, 18, args=["--tasks", "300000"], note="300,000 tasks by default; "
+                               "1,000,000 in --full"),
+               "full": Plan(3, 5, 60)},
+        program=("fiber", ["tasks"])),
+    Workload(
+        "nop", "one NOP through weft (submit, park, CQE, resume) vs the same NOP on raw liburing",
+        "one trip through the ring", "a NOP through weft (submit, park, CQE, resume) vs the same NOP on raw "
+        "liburing, one submit-and-wait each", "program",
+        [("weft", "weft_nop in a task"), ("liburing", "raw liburing io_uring_submit_and_wait")],
+        {"ns_per_op": ns("ns per NOP", short="ns/NOP"),
+         "syscalls_per_op": Metric("system calls per NOP (weft's counter)", "calls", "lower", words=("fewer", "more"))},
+        compare=[("weft", "liburing")],
+        targets=[Target("weft", "ns_per_op", "<=", 1.15, "weft NOP <= 1.15x liburing's time", "liburing")],
+        plans=dict(micro_plans(), default=Plan(5, 12, 5.0, args=["--quick"])), program=("io", ["nop"])),
+    Workload(
+        "deadline", "what a deadline adds to a call: weft's loop timer vs a linked timeout SQE on raw liburing",
+        "what a deadline adds to a call", "a recv that goes async (its data comes from a send submitted with "
+        "it), without and with a 10 s deadline: weft's timer in the loop's heap vs IORING_OP_LINK_TIMEOUT on raw "
+        "liburing", "program",
+        [("weft", "weft, no deadline"), ("weft-deadline", "weft, weft_deadline_push"),
+         ("liburing", "raw liburing, no timeout"), ("liburing-linked", "raw liburing, linked timeout")],
+        {"ns_per_op": ns("ns per recv + send", short="ns/op"),
+         "deadline_ns": Metric("ns the deadline adds (with minus without, per round)", "ns", None, True, "added ns")},
+        compare=[("weft-deadline", "weft"), ("liburing-linked", "liburing"), ("weft", "liburing"),
+                 ("weft-deadline", "liburing-linked")],
+        headline=[("weft-deadline", "weft"), ("liburing-linked", "liburing")],
+        plans=dict(micro_plans(), default=Plan(5, 12, 5.0, args=["--quick"])), program=("io", ["deadline"])),
+    Workload(
+        "files", "4 KiB random reads, O_DIRECT: weft (io_uring, epoll) vs fio io_uring/libaio/psync",
+        "4 KiB random reads, O_DIRECT", "4 KiB random reads, O_DIRECT, one thread: weft_read_async vs fio "
+        "(io_uring, libaio, psync)", "files", FILE_CONTENDERS, files_metrics(),
+        compare=FILE_COMPARE, compared=["iops_qd1", "iops_qd32", "iops_qd128"],
+        headline=[("weft-io_uring", "fio-io_uring"), ("weft-io_uring", "fio-libaio")],
+        headline_metrics=["iops_qd32"],
+        targets=[Target("weft-io_uring", "iops_qd32", ">=", 1.0, "weft (io_uring) >= 1.0x fio libaio at QD 32",
+                        "fio-libaio"),
+                 Target("weft-io_uring-eager", "iops_qd32", ">=", 1.0,
+                        "weft (io_uring, submit_batch 1, idle poll 200 us) >= 1.0x fio libaio at QD 32", "fio-libaio")],
+        plans={"quick": Plan(3, 3, 8, qds=[32], seconds=0.25, size_mib=256,
+                             contenders=["weft-io_uring", "weft-epoll", "fio-io_uring", "fio-libaio"]),
+               "default": Plan(4, 6, 24, qds=[32], seconds=0.4, size_mib=1024),
+               "full": Plan(5, 8, 160, qds=[1, 32, 128], seconds=0.5, size_mib=1024)}),
+    Workload(
+        "files-buffered", "the same reads through the page cache, the file cached first",
+        "4 KiB random reads, buffered, file in the page cache", "4 KiB random reads through the page cache "
+        "(file cached), one thread: weft vs fio", "files", FILE_CONTENDERS, files_metrics(),
+        compare=FILE_COMPARE, compared=["iops_qd1", "iops_qd32", "iops_qd128"], headline=[],
+        plans={"full": Plan(5, 8, 160, qds=[1, 32, 128], seconds=0.5, size_mib=1024, buffered=True)}),
+    Workload(
+        "executor", "empty jobs on the executor: round trip vs a pthread ping-pong, jobs/s vs a pthread pool",
+        "executor: empty jobs", "an empty job on another thread: weft's executor (1 worker for latency, 1 per CPU "
+        "for jobs/s) vs pthread code by hand", "program",
+        [("weft-io_uring", "weft on io_uring"), ("weft-epoll", "weft on epoll"), ("pthread", "pthread by hand")],
+        {"rtt_p50": Metric("round trip p50, worker on CPU 1", "ns", "lower", True),
+         "rtt_p99": Metric("round trip p99, worker on CPU 1", "ns", "lower"),
+         "rtt_p50_same_cpu": Metric("round trip p50, worker on CPU 0 too", "ns", "lower", True),
+         "rtt_p99_same_cpu": Metric("round trip p99, worker on CPU 0 too", "ns", "lower"),
+         "jobs_per_s": Metric("jobs/s, 256 in flight, workers on CPU 1", "jobs/s", "higher", True),
+         "jobs_per_s_same_cpu": Metric("jobs/s, 256 in flight, workers on CPU 0 too", "jobs/s", "higher", True),
+         "syscalls_per_rtt": Metric("weft loop syscalls per round trip (CPU 1)", "calls", "lower", words=("fewer", "more")),
+         "syscalls_per_job": Metric("weft loop syscalls per job (jobs/s, CPU 1)", "calls", "lower", words=("fewer", "more"))},
+        compare=[("weft-io_uring", "pthread"), ("weft-epoll", "pthread"), ("weft-io_uring", "weft-epoll")],
+        headline=[("weft-io_uring", "pthread")],
+        targets=[Target("weft-io_uring", "rtt_p50", "<=", 1.1, "weft p50 <= 1.1x ping-pong's (worker on CPU 1)", "pthread"),
+                 Target("weft-io_uring", "rtt_p50_same_cpu", "<=", 1.1, "weft p50 <= 1.1x ping-pong's (worker on CPU 0)",
+                        "pthread")],
+        plans={"quick": Plan(3, 4, 5, args=["--target-ms", "15"]), "default": Plan(3, 8, 14, args=["--target-ms", "25"]),
+               "full": Plan(8, 15, 60, args=["--target-ms", "150"])},
+        placement="loop (or calling thread) pinned to CPU 0, workers as labelled", program=("exec", ["executor"])),
+    Workload(
+        "chan", "channel send + recv between two tasks, capacity 0 and 64", "channel send + recv",
+        "weft_chan_send + weft_chan_recv between two tasks, per item", "program",
+        [("cap0", "capacity 0 (rendezvous)"), ("cap64", "capacity 64")], {"ns_per_item": ns("ns per item")},
+        compare=[("cap64", "cap0")], headline=[], plans=micro_plans(), program=("sync", ["chan"])),
+    Workload(
+        "mutex", "mutex lock + unlock, uncontended and handed between 4 tasks", "mutex lock + unlock",
+        "weft_mutex_lock + unlock: one task alone, and 4 tasks that yield while holding it", "program",
+        [("uncontended", "uncontended (1 task)"), ("contended", "contended, per hand-off (4 tasks)"),
+         ("yield-only", "the same 4 tasks without the mutex (yield)")], {"ns_per_lock": ns("ns per lock")},
+        compare=[("contended", "yield-only")], headline=[], plans=micro_plans(), program=("sync", ["mutex"])),
+    Workload(
+        "watchdog", "weft_yield with the slow-task watchdog on and off", "cost of the slow-task watchdog",
+        "weft_yield between two tasks with the slow-task watchdog on (default) and off", "program",
+        [("watchdog-on", "watchdog on (default, 100 ms)"), ("watchdog-off", "watchdog off")],
+        {"ns_per_yield": ns("ns per yield")}, compare=[("watchdog-on", "watchdog-off")],
+        plans=micro_plans(), program=("sync", ["watchdog"])),
+    Workload(
+        "echo", "TCP echo at a fixed rate (server CPU per message) and closed loop (max rate), with where the "
+        "CPU goes: weft (io_uring, epoll) vs plain epoll, plain liburing, asyncio, uvloop",
+        "TCP echo", "TCP echo", "echo",
+        [("weft-io_uring", "weft io_uring"), ("weft-epoll", "weft epoll"), ("epoll", "plain epoll (by hand)"),
+         ("liburing", "plain liburing (by hand)"), ("asyncio", "Python asyncio"), ("uvloop", "Python uvloop")],
+        dict(net_metrics("round trip", "loadgen"),
+             loadgen_cpu_util=Metric("load generator CPU use", "CPUs", None, False, "loadgen CPU", percent=True)),
+        compare=[("weft-io_uring", "weft-epoll"), ("liburing", "epoll"), ("weft-io_uring", "liburing"),
+                 ("weft-epoll", "epoll"), ("weft-io_uring", "epoll"), ("asyncio", "weft-epoll"),
+                 ("uvloop", "weft-epoll")],
+        compared=["server_cpu_us_per_req", "req_per_s", "p99_us", "syscalls_per_req"],
+        headline=[("weft-io_uring", "weft-epoll"), ("liburing", "epoll"), ("weft-io_uring", "liburing"),
+                  ("weft-epoll", "epoll")],
+        # The issue's goals for 64 B x 512 connections at a fixed rate (table_spec keeps them there).
+        targets=[Target("weft-io_uring", "server_cpu_us_per_req", "<=", 0.85, "weft (io_uring) CPU/req <= 0.85x plain epoll's",
+                        "epoll", table="echo-64B-512c-rate"),
+                 Target("weft-io_uring", "server_cpu_us_per_req", "<=", 1.05,
+                        "weft (io_uring) CPU/req <= 1.05x plain liburing's", "liburing", table="echo-64B-512c-rate"),
+                 Target("weft-epoll", "server_cpu_us_per_req", "<=", 1.05, "weft (epoll) CPU/req <= 1.05x plain epoll's",
+                        "epoll", table="echo-64B-512c-rate")],
+        plans={
+            "quick": Plan(3, 4, 18, configs=[(512, 64)], phases=["closed", "rate"],
+                          contenders=["weft-io_uring", "weft-epoll", "epoll", "liburing"], closed_rounds=3,
+                          warmup=0.15, duration=0.25, rate_duration=0.3, syscall_window=0.15, rate_fraction=0.6,
+                          profile=["weft-io_uring", "weft-epoll"], profile_window=0.3),
+            "default": Plan(4, 8, 60, configs=[(512, 64)], phases=["closed", "rate"],
+                            contenders=["weft-io_uring", "weft-epoll", "epoll", "liburing", "asyncio", "uvloop"],
+                            closed_rounds=3, warmup=0.15, duration=0.3, rate_duration=0.5, syscall_window=0.2,
+                            rate_fraction=0.6, profile=["weft-io_uring", "weft-epoll", "epoll", "liburing"],
+                            profile_window=0.8),
+            "full": Plan(5, 8, 700, configs=[(c, s) for c in (1, 64, 512, 10000) for s in (64, 4096)],
+                         phases=["closed", "rate"], closed_rounds=4,
+                         contenders=["weft-io_uring", "weft-epoll", "epoll", "liburing", "asyncio", "uvloop"],
+                         warmup=0.2, duration=0.5, rate_duration=0.8, syscall_window=0.25, rate_fraction=0.6,
+                         profile=["weft-io_uring", "weft-epoll", "epoll", "liburing", "asyncio", "uvloop"],
+                         profile_window=1.0, profile_configs=[(512, 64), (10000, 64)]),
+        },
+        placement="server pinned to CPU 0, the verifying load generator (bench/echo/loadgen) to CPU 1",
+        profile=True),
+    Workload(
+        "http", "HTTP/1.1 keep-alive, wrk -c 256: weft's http_server (io_uring, epoll) vs nginx with one worker, "
+        "with where the CPU goes",
+        "HTTP/1.1 plaintext, keep-alive", "HTTP/1.1 keep-alive GET / answered with \"Hello, World!\", wrk -t 1 "
+        "-c 256 (closed loop: wrk has no fixed rate): weft's examples/http_server (io_uring, epoll) vs nginx with "
+        "one worker", "http",
+        [("weft-io_uring", "weft http_server io_uring"), ("weft-epoll", "weft http_server epoll"),
+         ("nginx", "nginx (one worker)")],
+        dict(net_metrics("request", "wrk"),
+             req_per_cpu_s=Metric("requests per server-CPU-second", "req/CPU-s", "higher", False, "req/CPU-s"),
+             wrk_cpu_util=Metric("wrk CPU use", "CPUs", None, False, "wrk CPU", percent=True)),
+        compare=[("weft-io_uring", "weft-epoll"), ("weft-io_uring", "nginx"), ("weft-epoll", "nginx")],
+        compared=["server_cpu_us_per_req", "req_per_s", "p99_us", "syscalls_per_req"],
+        headline_metrics=["server_cpu_us_per_req", "req_per_s"],
+        # Was ">= 1.3x nginx's requests per server-CPU-second": the same as <= 1/1.3 of its CPU per request.
+        targets=[Target("weft-io_uring", "server_cpu_us_per_req", "<=", round(1 / 1.3, 4),
+                        "weft (io_uring) CPU/req <= 0.77x nginx's (1.3x its req per CPU-s)", "nginx")],
+        # Not in --quick: wrk runs for whole seconds, so each run of a server takes 3 s at least.
+        plans={"default": Plan(3, 6, 45, warmup=1, duration=1, syscall_window=1, profile_window=1, syscall_rounds=2,
+                               profile=["weft-io_uring", "weft-epoll", "nginx"]),
+               "full": Plan(5, 8, 120, warmup=1, duration=2, syscall_window=1, profile_window=2,
+                            profile=["weft-io_uring", "weft-epoll", "nginx"])},
+        placement="server pinned to CPU 0, wrk (1 thread, 256 connections) to CPU 1", profile=True),
+]
+
+BY_NAME = {w.name: w for w in WORKLOADS}
+
+# Names that stand for one or more workloads.
+ALIASES = {"spawn+join": ["spawn"], "1m": ["tasks"], "1M": ["tasks"], "sync": ["chan", "mutex", "watchdog"],
+           "exec": ["executor"], "io": ["nop", "deadline", "files", "files-buffered"], "fibers": ["switch", "yield", "spawn"]}
+
+# What each mode may take in all (seconds, from the build's end to the report's): runner.py shares it out
+# among the workloads by their budgets, so a busy machine (reruns, slower runs) costs rounds, not time.
+LIMITS = {"quick": 45, "default": 212, "full": 1140}
+
+MODES = {
+    "quick": "under a minute: the microbenchmarks' shortest plans, 200,000 tasks, files at QD 32 on 256 MiB, echo "
+             "64 B x 512 (weft both backends, plain epoll, plain liburing) closed loop and fixed rate with the CPU "
+             "breakdown of weft's two backends; no HTTP (wrk runs whole seconds)",
+    "default": "under 4 minutes: every workload but files-buffered, echo 64 B x 512 with all six contenders, "
+               "HTTP against nginx, the CPU breakdowns",
+    "full": "every workload at its longest plan, echo at 1/64/512/10,000 connections x 64 B/4 KiB (about 20 min)",
+}
+
+
+def resolve(names):
+    """Workload names (aliases expanded) in registry order; raises KeyError on an unknown name."""
+    want = []
+    for n in names:
+        for w in ALIASES.get(n, [n]):
+            if w not in BY_NAME:
+                raise KeyError(n)
+            if w not in want:
+                want.append(w)
+    return [w for w in BY_NAME if w in want]
+
+
+def in_mode(mode):
+    """The workloads a mode runs when none is named."""
+    return [w.name for w in WORKLOADS if mode in w.plans]
+
+
+# ---- tables ---------------------------------------------------------------------------------------
+
+def echo_table(conns, size, load):
+    return "echo-%dB-%dc-%s" % (size, conns, load)
+
+
+def compare_table(load):
+    return "compare-%s" % load
+
+
+class Table:
+    """What one table (and chart) shows: its workload's spec, narrowed to the table."""
+
+    def __init__(self, name, wl, title, what, targets, contenders=None, compared=None, compare=None, metrics=None,
+                 headline_metrics=None):
+        self.name, self.workload, self.title, self.what = name, wl, title, what
+        self.targets = targets
+        self.contenders = contenders if contenders is not None else list(wl.contenders)
+        self.labels = dict(self.contenders)
+        self.metrics = metrics if metrics is not None else wl.metrics
+        self.compared = compared if compared is not None else wl.compared
+        self.compare = compare if compare is not None else wl.compare
+        self.headline = [p for p in wl.headline if p in self.compare]
+        # The figures whose headline pairs go to the verdict table at the top of the report.
+        self.headline_metrics = headline_metrics if headline_metrics is not None else (
+            wl.headline_metrics if wl.headline_metrics is not None else self.compared)
+        self.placement = wl.placement
+
+
+def table_spec(name):
+    """The Table for a table name, or None for a name no workload makes."""
+    m = re.match(r"^echo-(\d+)B-(\d+)c-(closed|rate)$", name)
+    if m:
+        size, conns, load = int(m.group(1)), int(m.group(2)), m.group(3)
+        wl = BY_NAME["echo"]
+        st = "%d KiB" % (size // 1024) if size % 1024 == 0 else "%d B" % size
+        plural = "s" if conns != 1 else ""
+        how = ("closed loop (each connection one message in flight): the maximum rate" if load == "closed" else
+               "a fixed offered rate, the same for all (see the notes): server CPU per message")
+        compared = (["req_per_s", "server_cpu_us_per_req", "p99_us"] if load == "closed" else
+                    ["server_cpu_us_per_req", "syscalls_per_req", "p99_us"])
+        return Table(name, wl, "echo %s x %s connection%s, %s" % (st, "{:,}".format(conns), plural,
+                                                                   "closed loop" if load == "closed" else "fixed rate"),
+                     "TCP echo of %s messages over %s connection%s, %s" % (st, "{:,}".format(conns), plural, how),
+                     [t for t in wl.targets if t.table == name], compared=compared,
+                     headline_metrics=["req_per_s"] if load == "closed" else ["server_cpu_us_per_req"])
+    m = re.match(r"^compare-(echo|http)(?:-(closed|rate))?$", name)
+    if m:
+        load, mode = m.group(1), m.group(2)
+        wl = COMPARE
+        return Table(name, wl, "your server under the %s load%s" % (load, ", " + mode if mode else ""),
+                     "the command given to --compare, run with WEFT_BACKEND=io_uring and =epoll side by side",
+                     [], compared=["server_cpu_us_per_req", "req_per_s", "p99_us", "syscalls_per_req"],
+                     headline_metrics=(["req_per_s"] if mode == "closed" else ["server_cpu_us_per_req"] if mode else
+                                       ["server_cpu_us_per_req", "req_per_s"]))
+    wl = BY_NAME.get(name)
+    if wl:
+        return Table(name, wl, wl.title, wl.what, [t for t in wl.targets if not t.table or t.table == name])
+    return None
+
+
+# The user's own server (bench/run --compare): two contenders, the same command on each backend.
+COMPARE = Workload(
+    "compare", "your server command on WEFT_BACKEND=io_uring and =epoll", "your server", "your server", "compare",
+    [("io_uring", "WEFT_BACKEND=io_uring"), ("epoll", "WEFT_BACKEND=epoll")],
+    dict(net_metrics("request", "load generator")), compare=[("io_uring", "epoll")],
+    compared=["server_cpu_us_per_req", "req_per_s", "p99_us", "syscalls_per_req"],
+    plans={"quick": Plan(3, 5, 25, warmup=0.2, duration=0.4, rate_duration=0.6, syscall_window=0.2, closed_rounds=2,
+                         rate_fraction=0.6, profile_window=0.6),
+           "default": Plan(5, 10, 60, warmup=0.2, duration=0.5, rate_duration=0.8, syscall_window=0.25, closed_rounds=3,
+                           rate_fraction=0.6, profile_window=1.0),
+           "full": Plan(8, 15, 150, warmup=0.3, duration=1.0, rate_duration=1.0, syscall_window=0.3, closed_rounds=4,
+                        rate_fraction=0.6, profile_window=1.0)},
+    placement="server pinned to CPU 0, the load generator to CPU 1", profile=True)
+
+
+def base_contender(name):
+    """A contender's name without the build it ran from ("weft@baseline" -> "weft")."""
+    return name.split("@", 1)[0]
+
+
+def label(table, contender):
+    base, _, build = contender.partition("@")
+    text = table.labels.get(base, base) if table else base
+    return text + (" @" + build if build else "")
