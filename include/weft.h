@@ -22,6 +22,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <signal.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -492,6 +493,49 @@ WEFT_API ssize_t weft_recv_exact(int fd, void *buf, size_t len);
 /* Submits a no-op and suspends until its completion: one trip through submission, completion and
  * resumption. Returns 0, -ECANCELED, -ETIMEDOUT, -EPERM. */
 WEFT_API int weft_nop(void);
+
+/* ------------------------------------------------------------------------------------------------
+ * Signals
+ *
+ * A task waits for a signal as for any other event, without a handler: weft blocks the signals being
+ * waited for and reads them from a signalfd (on io_uring, one read request in the ring; on epoll, a
+ * wait for readiness).
+ *
+ * The mask: while a task of the loop waits for a signal, that signal is blocked in the loop's thread;
+ * when the last wait for it returns, weft unblocks it again, unless it was already blocked when weft
+ * blocked it. Dispositions (handlers, SIG_IGN) are never touched. So a signal that arrives while no
+ * task waits for it meets its disposition as if weft were not there (for SIGTERM and SIGINT the
+ * default ends the process). To keep such a signal for the next wait, block it yourself
+ * (pthread_sigmask): weft then leaves it blocked, it stays pending, and the next wait returns it at
+ * once. A standard signal does not queue: a second SIGTERM arriving while one is pending is lost; a
+ * real-time signal queues. Do not change the mask of a signal on the loop's thread while a task
+ * waits for it.
+ *
+ * A signal sent to the process (kill, a terminal's ^C) goes to any one thread that does not block it.
+ * weft's own threads (executor, watchdog) block every signal; a thread of your own must block the
+ * signals a task waits for, or it may take them (block them in main before making threads, which
+ * inherit the mask). With loops on several threads, such a signal reaches one of them. A signal sent
+ * to a thread (pthread_kill, tgkill, raise) reaches only that thread's waits.
+ *
+ * Several tasks may wait at once, for the same signals or different ones. Each signal goes to the task
+ * that has waited longest among those whose set holds it, so tasks waiting for the same signal get
+ * successive deliveries in the order they began to wait.
+ * ------------------------------------------------------------------------------------------------ */
+
+/* struct signalfd_siginfo comes from <sys/signalfd.h>. */
+struct signalfd_siginfo;
+
+/*
+ * Suspends until a signal of set arrives and returns its number; the sender's details (ssi_pid,
+ * ssi_uid, ssi_code, sigqueue's value in ssi_int and ssi_ptr) go to *info, which may be NULL. A signal
+ * of set already pending (blocked by the caller before the call) is returned at once. Cancellation
+ * and deadlines work as in the coordination calls: a signal handed to the task before the
+ * interruption is returned and the next suspending call sees it; otherwise the call takes no signal.
+ * Errors: -EINVAL (set is NULL, empty, or holds SIGKILL or SIGSTOP, which cannot be blocked), -EPERM
+ * (outside a task), -ECANCELED, -ETIMEDOUT, -ENOMEM, or signalfd's error (-EMFILE, -ENFILE). On
+ * every return the signals this call blocked are unblocked unless another task still waits for them.
+ */
+WEFT_API int weft_signal_wait(const sigset_t *set, struct signalfd_siginfo *info);
 
 /* ------------------------------------------------------------------------------------------------
  * Executor (CPU work and blocking code)

@@ -104,6 +104,29 @@ static inline intptr_t run(weft_fn main_fn, void *arg)
     return result;
 }
 
+struct limited_run {
+    weft_fn fn;
+    void *arg;
+    uint64_t limit_ns;
+};
+
+static inline intptr_t limited_main(void *arg)
+{
+    struct limited_run *b = arg;
+    weft_deadline_push(weft_now() + b->limit_ns);
+    intptr_t r = b->fn(b->arg);
+    weft_deadline_pop();
+    return r;
+}
+
+/* run() with main under a deadline limit_ns away: a call in it that would hang returns -ETIMEDOUT, so
+ * the test fails instead of sticking. */
+static inline intptr_t run_limited(weft_fn main_fn, void *arg, uint64_t limit_ns)
+{
+    struct limited_run b = {main_fn, arg, limit_ns};
+    return run(limited_main, &b);
+}
+
 /* Lets every task that can run do so until it parks: sleeps a little so the loop turns and polls. */
 static inline void settle(void)
 {

@@ -20,25 +20,10 @@ TestSuite(net, .timeout = 30);
 
 /* ---- helpers ------------------------------------------------------------------------------------- */
 
-struct guarded {
-    weft_fn fn;
-    void *arg;
-};
-
-static intptr_t guarded_main(void *arg)
-{
-    struct guarded *g = arg;
-    weft_deadline_push(weft_now() + SEC(10));
-    intptr_t r = g->fn(g->arg);
-    weft_deadline_pop();
-    return r;
-}
-
 /* run() with main under a 10 s deadline: whatever hangs in it fails instead. */
 static intptr_t run_net(weft_fn fn, void *arg)
 {
-    struct guarded g = {fn, arg};
-    return run(guarded_main, &g);
+    return run_limited(fn, arg, SEC(10));
 }
 
 static uint16_t port_of(int fd)
@@ -1464,9 +1449,9 @@ static bool run_on_a_4_entry_ring(weft_fn fn, void *arg, weft_stats *st)
     weft_config cfg = {.ring_entries = 4, .stack_size = 64 * 1024};
     weft_loop *l = weft_loop_new(&cfg);
     cr_assert(l, "weft_loop_new: %s", strerror(errno));
-    struct guarded g = {fn, arg};
+    struct limited_run g = {fn, arg, SEC(10)};
     intptr_t result = -1;
-    EQ(weft_loop_run(l, guarded_main, &g, &result), 0);
+    EQ(weft_loop_run(l, limited_main, &g, &result), 0);
     EQ(result, 0);
     EQ(weft_loop_stats(l, st), 0);
     bool uring = strcmp(weft_loop_backend(l), "io_uring") == 0;
