@@ -515,7 +515,8 @@ WEFT_API int weft_nop(void);
  * weft's own threads (executor, watchdog) block every signal; a thread of your own must block the
  * signals a task waits for, or it may take them (block them in main before making threads, which
  * inherit the mask). With loops on several threads, such a signal reaches one of them. A signal sent
- * to a thread (pthread_kill, tgkill, raise) reaches only that thread's waits.
+ * to a thread (pthread_kill, tgkill, raise) reaches only that thread's waits. A child started with
+ * weft_process_spawn does not inherit the signals weft blocked.
  *
  * Several tasks may wait at once, for the same signals or different ones. Each signal goes to the task
  * that has waited longest among those whose set holds it, so tasks waiting for the same signal get
@@ -536,6 +537,82 @@ struct signalfd_siginfo;
  * every return the signals this call blocked are unblocked unless another task still waits for them.
  */
 WEFT_API int weft_signal_wait(const sigset_t *set, struct signalfd_siginfo *info);
+
+/* ------------------------------------------------------------------------------------------------
+ * Child processes (asyncio.create_subprocess_exec)
+ *
+ * A child runs a program with its standard streams, if asked, as pipes the parent reads and writes
+ * with weft_read and weft_write (or their _async forms), and its exit is waited for through a pidfd:
+ * no thread, no SIGCHLD handler. Every spawned process is released with weft_process_close, which
+ * also makes sure no zombie is left.
+ *
+ * The child starts with the calling thread's signal mask less the signals weft blocked for
+ * weft_signal_wait, and with the dispositions exec leaves (an ignored signal stays ignored, a handler
+ * is reset to the default). Unless WEFT_PROCESS_KEEP_FDS is given it gets only fds 0, 1 and 2: every
+ * other fd is closed in it, close-on-exec or not.
+ *
+ * The pidfd is opened from the pid just after the spawn. That is safe unless something else reaps
+ * the process's children (SIGCHLD set to SIG_IGN, a waitpid(-1) elsewhere), which also takes the exit
+ * status away from weft: weft_process_wait then returns -ECHILD.
+ * ------------------------------------------------------------------------------------------------ */
+
+/* A child process. weft fills the fields; read them, change only as weft_process_close says. */
+typedef struct weft_process {
+    pid_t pid;     /* the child's process id */
+    int pidfd;     /* a pidfd for it (close-on-exec), -1 once closed */
+    int stdin_fd;  /* with WEFT_PROCESS_STDIN, the write end of the pipe that is its stdin; else -1 */
+    int stdout_fd; /* with WEFT_PROCESS_STDOUT, the read end of the pipe that is its stdout; else -1 */
+    int stderr_fd; /* with WEFT_PROCESS_STDERR, the read end of the pipe that is its stderr; else -1 */
+    int status;    /* its wait status once reaped (WIFEXITED, WEXITSTATUS... of <sys/wait.h>), -1 before */
+} weft_process;
+
+/* Flags for weft_process_spawn. A stream without its flag is the parent's own. */
+#define WEFT_PROCESS_STDIN 0x1        /* the child's stdin is a pipe the parent writes to at stdin_fd */
+#define WEFT_PROCESS_STDOUT 0x2       /* its stdout is a pipe the parent reads at stdout_fd */
+#define WEFT_PROCESS_STDERR 0x4       /* its stderr is a pipe the parent reads at stderr_fd */
+#define WEFT_PROCESS_SEARCH_PATH 0x8  /* a path without '/' is looked up in the caller's PATH (execvp) */
+#define WEFT_PROCESS_KEEP_FDS 0x10    /* the child also inherits the fds not marked close-on-exec */
+
+/*
+ * Starts the program at path with argv (NULL-terminated; argv[0] is the name it sees for itself) and
+ * envp (NULL: the caller's environ), and fills *p. Does not suspend: usable outside a task; the
+ * calling thread waits only until the child has begun the program (its exec). The parent's pipe ends
+ * are close-on-exec. Returns 0, or a negative errno with no child left running and every fd of *p -1:
+ * -EINVAL (p, path or argv NULL, an unknown flag), the exec's error (-ENOENT: no such program,
+ * -EACCES: not executable, or a directory, -ENOEXEC: not a format the kernel runs, -E2BIG), -EMFILE or
+ * -ENFILE (no fd left for a pipe or the pidfd), -ENOMEM, -EAGAIN (RLIMIT_NPROC).
+ */
+WEFT_API int weft_process_spawn(weft_process *p, const char *path, char *const argv[], char *const envp[],
+                                unsigned flags);
+
+/*
+ * Suspends until the child has ended, reaps it and returns its wait status as waitpid stores it
+ * (WIFEXITED and WEXITSTATUS, or WIFSIGNALED and WTERMSIG), also kept in p->status. Once it is reaped
+ * the call returns that status at once, from anywhere; any number of tasks may wait for one child.
+ * Cancellation or a deadline returns -ECANCELED or -ETIMEDOUT and leaves the child alone: it runs on,
+ * and can be waited for again, or killed and reaped by weft_process_close. Errors: -EINVAL (p NULL,
+ * never spawned, or closed with no status), -EPERM (outside a task), -ECHILD (reaped by someone else).
+ */
+WEFT_API int weft_process_wait(weft_process *p);
+
+/*
+ * Sends sig to the child through its pidfd (pidfd_send_signal), so never to a process that reused its
+ * pid; sig 0 only checks. Does not suspend. Returns 0 (also for a child that has ended but is not
+ * reaped yet, as kill(2) does), -ESRCH once it is reaped, -EINVAL (p NULL, never spawned or closed, or
+ * sig not a signal).
+ */
+WEFT_API int weft_process_kill(weft_process *p, int sig);
+
+/*
+ * Releases p: closes the pipe ends still open and the pidfd (a pipe end may be closed earlier with
+ * weft_close, to give the child EOF on its stdin, if the field is then set to -1). A child not yet
+ * reaped is killed with SIGKILL and reaped, so no zombie remains, and p->status gets its status. In a
+ * task that wait suspends; where nothing can suspend (outside a task, or in a task that is cancelled
+ * or past its deadline) it blocks the thread until the kernel has ended the child, which is at once
+ * for a child not stuck in the kernel. For a graceful end, kill with SIGTERM and wait before closing.
+ * Not while another task waits for p. NULL is ignored.
+ */
+WEFT_API void weft_process_close(weft_process *p);
 
 /* ------------------------------------------------------------------------------------------------
  * Executor (CPU work and blocking code)

@@ -665,6 +665,10 @@ void weft__exec_cancel_all(weft_loop *l);
 /* Drops the loop's reference to the default executor, shutting it down with the last one. */
 void weft__exec_default_release(weft_loop *l);
 
+/* The calling thread's signal mask without the signals weft blocked for weft_signal_wait (signal.c):
+ * the mask a child process starts with. */
+void weft__signal_mask_own(sigset_t *mask);
+
 /* ---- fault.c: fault injection (-Dfault_injection=true) ------------------------------------------ */
 
 enum weft__fault_site {

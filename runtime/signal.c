@@ -234,3 +234,14 @@ int weft_signal_wait(const sigset_t *set, struct signalfd_siginfo *info)
         *info = w.info;
     return (int)w.info.ssi_signo;
 }
+
+void weft__signal_mask_own(sigset_t *mask)
+{
+    pthread_sigmask(SIG_SETMASK, NULL, mask);
+    const sig_state *s = tls_sig;
+    if (!s)
+        return;
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sigismember(&s->blocked, sig) == 1)
+            sigdelset(mask, sig);
+}
