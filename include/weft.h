@@ -397,7 +397,7 @@ WEFT_API void weft_sem_free(weft_sem *s);
  * never touches the caller's once the future is freed.
  * ------------------------------------------------------------------------------------------------ */
 
-/* Flags for weft_tcp_listen. */
+/* Flags for weft_tcp_listen and weft_udp_bind. */
 #define WEFT_REUSEPORT 0x1 /* SO_REUSEPORT: several listeners (loops) share the port */
 
 /* socket(2). */
@@ -463,10 +463,16 @@ WEFT_API weft_future *weft_send_async(int fd, const void *buf, size_t len, int f
 /* Conveniences */
 
 /*
- * A listening TCP socket (SO_REUSEADDR, close-on-exec) bound to a numeric IPv4 or IPv6 address
- * ("127.0.0.1", "::1", "[::1]"; NULL, "" or "*" for every IPv4 address) and port (0: the kernel picks
- * one; read it with getsockname). flags: WEFT_REUSEPORT. Does not suspend: usable before a loop runs.
- * Returns the fd, -EINVAL (not a numeric address, unknown flag) or the errno of socket/bind/listen.
+ * A listening TCP socket (SO_REUSEADDR, close-on-exec) bound to host and port (0: the kernel picks
+ * one; weft_socket_port tells which). host is a numeric IPv4 or IPv6 address ("127.0.0.1", "::1",
+ * "[::1]"), NULL, "" or "*" for every IPv4 address, or a name ("localhost"), bound at the first of its
+ * addresses that binds. flags: WEFT_REUSEPORT. A numeric address never suspends: usable before a loop
+ * runs. A name is resolved with getaddrinfo where that cannot stall a loop: on the default executor
+ * when called from a task (the call suspends), as a plain blocking call where no loop runs on the
+ * thread (set-up before weft_run); on a loop's thread outside a task (in a callback) a name gives
+ * -EPERM. Returns the fd, -EINVAL (unknown flag), -ENOENT (no such name), -EAGAIN (resolver failing
+ * for now), -ECANCELED / -ETIMEDOUT (during a lookup) or the errno of socket, bind or listen
+ * (-EADDRINUSE...).
  */
 WEFT_API int weft_tcp_listen(const char *host, uint16_t port, int backlog, int flags);
 /*
@@ -493,6 +499,61 @@ WEFT_API ssize_t weft_recv_exact(int fd, void *buf, size_t len);
 /* Submits a no-op and suspends until its completion: one trip through submission, completion and
  * resumption. Returns 0, -ECANCELED, -ETIMEDOUT, -EPERM. */
 WEFT_API int weft_nop(void);
+
+/* ------------------------------------------------------------------------------------------------
+ * Sockets beside TCP: UDP, Unix stream sockets, and the port a socket is bound to
+ *
+ * Hosts are given as to weft_tcp_listen and weft_tcp_connect: a numeric address is used as it is, a
+ * name is resolved on the default executor from a task (suspending), with a blocking getaddrinfo where
+ * no loop runs on the thread, and gives -EPERM on a loop's thread outside a task; each of its
+ * addresses is tried in turn. Every socket made here is close-on-exec. Read and write them with
+ * weft_recv, weft_send, weft_recvmsg and weft_sendmsg (datagrams keep their boundaries; recvmsg's
+ * msg_name gives a datagram's sender and MSG_TRUNC in msg_flags a datagram cut short), and close them
+ * with weft_close.
+ *
+ * A Unix socket's path is a file system path (at most 107 bytes), or a name in Linux's abstract
+ * namespace written with a leading '@' ("@weft-demo": no file, gone with the last socket; at most 107
+ * bytes after the '@').
+ * ------------------------------------------------------------------------------------------------ */
+
+/*
+ * A UDP socket bound to host and port (0: the kernel picks; NULL, "" or "*": every IPv4 address). No
+ * SO_REUSEADDR, which for UDP would let unrelated sockets share the port; flags: WEFT_REUSEPORT. Does
+ * not suspend for a numeric host. Returns the fd, -EINVAL (unknown flag), -ENOENT, -EAGAIN, -EPERM
+ * (see above) or the errno of socket or bind (-EADDRINUSE, -EADDRNOTAVAIL...).
+ */
+WEFT_API int weft_udp_bind(const char *host, uint16_t port, int flags);
+
+/*
+ * A UDP socket connected to host and port: weft_send sends to that peer, weft_recv takes datagrams from
+ * it alone, and an ICMP "port unreachable" comes back as -ECONNREFUSED from a later call. Connecting a
+ * datagram socket sends nothing and does not wait: no suspension for a numeric host; a name gets the
+ * first of its addresses that can be connected (no handshake tells where anyone listens). Returns the fd,
+ * -ENOENT, -EAGAIN, -EPERM (see above), or the errno of socket or connect (-ENETUNREACH...).
+ */
+WEFT_API int weft_udp_connect(const char *host, uint16_t port);
+
+/*
+ * A listening Unix stream socket (close-on-exec) at path (see above). Does not suspend. A file left by
+ * an earlier listener is not removed: bind then fails with -EADDRINUSE, so unlink it first, and after
+ * closing. Returns the fd, -EINVAL (path NULL, "" or "@"), -ENAMETOOLONG, or the errno of socket, bind
+ * or listen (-EADDRINUSE, -ENOENT for a missing directory, -EACCES).
+ */
+WEFT_API int weft_unix_listen(const char *path, int backlog);
+
+/*
+ * A Unix stream connection (close-on-exec) to path. Suspends. Returns the fd, -EINVAL, -ENAMETOOLONG,
+ * -EPERM (outside a task), -ENOENT (no such path), -ECONNREFUSED (nobody listening), -ECANCELED,
+ * -ETIMEDOUT...
+ */
+WEFT_API int weft_unix_connect(const char *path);
+
+/*
+ * The local port of a TCP or UDP socket on IPv4 or IPv6 (0 if it is not bound yet): how a server
+ * learns the port the kernel picked for port 0. Does not suspend. -EBADF, -ENOTSOCK, -EAFNOSUPPORT (a
+ * Unix socket, or another family without ports).
+ */
+WEFT_API int weft_socket_port(int fd);
 
 /* ------------------------------------------------------------------------------------------------
  * Signals
