@@ -134,6 +134,36 @@ static inline void settle(void)
     cr_assert(rc == 0, "settle: weft_sleep got %d (%s)", rc, res_name(rc));
 }
 
+struct callback_run {
+    void (*fn)(void *arg);
+    void *arg;
+};
+
+static inline void callback_run_cb(weft_future *f, void *arg)
+{
+    (void)f;
+    struct callback_run *c = arg;
+    c->fn(c->arg);
+}
+
+static inline intptr_t callback_run_main(void *arg)
+{
+    weft_future *f = weft_future_new();
+    cr_assert(f != NULL, "weft_future_new: %s", strerror(errno));
+    EQ(weft_future_on_done(f, callback_run_cb, arg), 0);
+    EQ(weft_future_resolve(f, 0), 0);
+    settle();
+    weft_future_free(f);
+    return 0;
+}
+
+/* Runs fn(arg) in a callback of a running loop: on the loop's thread, but outside any task. */
+static inline void run_in_callback(void (*fn)(void *arg), void *arg)
+{
+    struct callback_run c = {fn, arg};
+    EQ(run(callback_run_main, &c), 0);
+}
+
 static inline uint64_t mono_ns(void)
 {
     struct timespec ts;

@@ -22,6 +22,13 @@ static void spawn_ok(weft_process *p, char *const argv[], unsigned flags)
     cr_assert(p->pid > 0 && p->pidfd >= 0 && p->status == -1);
 }
 
+/* A child that sleeps for 10 s unless it is killed. */
+static void spawn_sleeper(weft_process *p, unsigned flags)
+{
+    char *argv[] = {"sleep", "10", NULL};
+    spawn_ok(p, argv, flags);
+}
+
 /* Reads fd to its end into buf (NUL-terminated); returns the length. */
 static size_t read_to_end(int fd, char *buf, size_t cap)
 {
@@ -243,16 +250,15 @@ static intptr_t inherit_main(void *arg)
     (void)arg;
     int kept = open("/dev/null", O_RDONLY); /* not close-on-exec */
     cr_assert(kept > 2 && kept < 64);
-    char *argv[] = {"sleep", "10", NULL};
     weft_process p;
     unsigned streams = WEFT_PROCESS_STDIN | WEFT_PROCESS_STDOUT | WEFT_PROCESS_STDERR;
-    spawn_ok(&p, argv, streams);
+    spawn_sleeper(&p, streams);
     settle();
     EQ(fds_of(p.pid), 0x7); /* 0, 1 and 2 only: not kept, nor the parent's pipe ends, nor weft's */
     weft_process_close(&p);
     status_killed(p.status, SIGKILL);
 
-    spawn_ok(&p, argv, streams | WEFT_PROCESS_KEEP_FDS);
+    spawn_sleeper(&p, streams | WEFT_PROCESS_KEEP_FDS);
     settle();
     /* kept, and whatever else the test's process left inheritable; the close-on-exec ones stay behind. */
     uint64_t inheritable = inheritable_fds();
@@ -355,8 +361,7 @@ static intptr_t kill_main(void *arg)
 {
     (void)arg;
     weft_process p;
-    char *argv[] = {"sleep", "10", NULL};
-    spawn_ok(&p, argv, 0);
+    spawn_sleeper(&p, 0);
     EQ(weft_process_kill(&p, 0), 0);
     EQ(weft_process_kill(&p, 1000), -EINVAL);
     EQ(weft_process_kill(&p, SIGTERM), 0);
@@ -417,8 +422,7 @@ static intptr_t cancel_main(void *arg)
 {
     (void)arg;
     weft_process p;
-    char *argv[] = {"sleep", "10", NULL};
-    spawn_ok(&p, argv, 0);
+    spawn_sleeper(&p, 0);
     struct shared_wait s = {&p, 1};
     weft_task *t = weft_spawn(wait_task, &s);
     settle();
@@ -448,8 +452,7 @@ Test(process, a_cancelled_wait_leaves_the_child_running_and_close_kills_and_reap
 static intptr_t cancelled_close_task(void *arg)
 {
     weft_process *p = arg;
-    char *argv[] = {"sleep", "10", NULL};
-    spawn_ok(p, argv, WEFT_PROCESS_STDOUT);
+    spawn_sleeper(p, WEFT_PROCESS_STDOUT);
     EQ(weft_cancel(weft_self()), 0);
     EQ(weft_process_wait(p), -ECANCELED);
     /* Cleanup in a cancelled task cannot suspend: close still kills and reaps the child. */
@@ -470,8 +473,7 @@ Test(process, close_in_a_cancelled_task_still_kills_and_reaps_the_child)
 Test(process, outside_a_task_spawn_and_close_work_and_wait_gives_eperm)
 {
     weft_process p;
-    char *argv[] = {"sleep", "10", NULL};
-    spawn_ok(&p, argv, WEFT_PROCESS_STDIN);
+    spawn_sleeper(&p, WEFT_PROCESS_STDIN);
     EQ(weft_process_wait(&p), -EPERM);
     weft_process_close(&p);
     status_killed(p.status, SIGKILL);

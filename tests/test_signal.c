@@ -51,6 +51,14 @@ static void mask_expect(const sigset_t *want, const char *when)
     }
 }
 
+/* Asserts sig's disposition is still want (a handler, or SIG_DFL). */
+static void disposition_expect(int sig, void (*want)(int))
+{
+    struct sigaction now;
+    EQ(sigaction(sig, NULL, &now), 0);
+    cr_assert(now.sa_handler == want, "the disposition of %s changed", strsignal(sig));
+}
+
 static volatile sig_atomic_t handled[NSIG];
 
 static void count_signal(int sig)
@@ -99,9 +107,7 @@ static intptr_t sigterm_main(void *arg)
     EQ(w.info.ssi_pid, getpid());
     EQ(w.info.ssi_uid, getuid());
     mask_expect(&before, "after the wait");
-    struct sigaction now;
-    EQ(sigaction(SIGTERM, NULL, &now), 0);
-    cr_assert(now.sa_handler == SIG_DFL, "SIGTERM's disposition changed");
+    disposition_expect(SIGTERM, SIG_DFL);
     return 0;
 }
 
@@ -311,9 +317,7 @@ static intptr_t between_main(void *arg)
     /* ...and once it has returned, the handler has it back. */
     EQ(raise(SIGUSR1), 0);
     EQ(handled[SIGUSR1], 2);
-    struct sigaction now;
-    EQ(sigaction(SIGUSR1, NULL, &now), 0);
-    cr_assert(now.sa_handler == count_signal, "the handler was replaced");
+    disposition_expect(SIGUSR1, count_signal);
     return 0;
 }
 
@@ -472,22 +476,10 @@ Test(signal, bad_sets_give_einval_a_cancelled_task_ecanceled_and_nothing_changes
     EQ(run(misuse_main, NULL), 0);
 }
 
-static void on_done_wait(weft_future *f, void *arg)
+static void wait_in_callback(void *arg)
 {
-    (void)f;
     sigset_t set = set_of(SIGUSR1, 0);
     *(int *)arg = weft_signal_wait(&set, NULL);
-}
-
-static intptr_t callback_main(void *arg)
-{
-    int *from_callback = arg;
-    weft_future *f = weft_future_new();
-    EQ(weft_future_on_done(f, on_done_wait, from_callback), 0);
-    EQ(weft_future_resolve(f, 0), 0);
-    settle();
-    weft_future_free(f);
-    return 0;
 }
 
 Test(signal, outside_a_task_the_wait_gives_eperm)
@@ -496,6 +488,6 @@ Test(signal, outside_a_task_the_wait_gives_eperm)
     EQ(weft_signal_wait(&set, NULL), -EPERM); /* no loop */
     EQ(weft_signal_wait(NULL, NULL), -EINVAL);
     int from_callback = 0;
-    EQ(run(callback_main, &from_callback), 0);
+    run_in_callback(wait_in_callback, &from_callback);
     EQ(from_callback, -EPERM);
 }

@@ -398,29 +398,18 @@ struct in_callback {
     int by_name, by_number, udp_by_name;
 };
 
-static void listen_in_callback(weft_future *f, void *arg)
+static void listen_in_callback(void *arg)
 {
-    (void)f;
     struct in_callback *cb = arg;
     cb->by_name = weft_tcp_listen("localhost", 0, 4, 0);
     cb->udp_by_name = weft_udp_bind("localhost", 0, 0);
     cb->by_number = weft_tcp_listen("127.0.0.1", 0, 4, 0);
 }
 
-static intptr_t callback_main(void *arg)
-{
-    weft_future *f = weft_future_new();
-    EQ(weft_future_on_done(f, listen_in_callback, arg), 0);
-    EQ(weft_future_resolve(f, 0), 0);
-    settle();
-    weft_future_free(f);
-    return 0;
-}
-
 Test(socket, in_a_callback_a_name_gives_eperm_and_a_numeric_address_still_listens)
 {
     struct in_callback cb = {0, -1, 0};
-    EQ(run_limited(callback_main, &cb, SEC(10)), 0);
+    run_in_callback(listen_in_callback, &cb);
     EQ(cb.by_name, -EPERM); /* a blocking lookup there would stall the loop */
     EQ(cb.udp_by_name, -EPERM);
     cr_assert(cb.by_number >= 0, "numeric listen in a callback: %d (%s)", cb.by_number, res_name(cb.by_number));
