@@ -241,6 +241,54 @@ WEFT_API void weft_future_free(weft_future *f);
 /* t's future: done when t ends, with t's result. Valid until t is released. NULL for NULL. */
 WEFT_API weft_future *weft_task_future(weft_task *t);
 
+/*
+ * A done future's result without awaiting (asyncio's Future.result()): 0 with *result set, -EAGAIN if
+ * f is still pending, -EINVAL if f or result is NULL. Counts as looking at it: a failed future read
+ * this way is not reported as unawaited. Does not suspend.
+ */
+WEFT_API int weft_future_result(weft_future *f, intptr_t *result);
+
+/* ------------------------------------------------------------------------------------------------
+ * Callbacks on the loop (asyncio's call_soon, call_later, call_soon_threadsafe)
+ *
+ * A callback runs on the loop's thread outside any task (a suspending call in it returns -EPERM), in
+ * the one queue ready tasks wait in: it runs in the order it became due among them, so a weft_yield
+ * lets every callback due before it run. A callback that runs longer than slow_task_ns is reported
+ * like a task.
+ * ------------------------------------------------------------------------------------------------ */
+
+typedef struct weft_timer weft_timer;
+
+/* The loop running on the calling thread, NULL if none: what weft_call_soon_threadsafe needs. */
+WEFT_API weft_loop *weft_loop_current(void);
+
+/* Queues fn(arg) to run on this thread's loop. Does not suspend. Returns 0, -EINVAL (fn NULL), -EPERM
+ * (no loop on this thread), -ENOMEM. */
+WEFT_API int weft_call_soon(void (*fn)(void *arg), void *arg);
+
+/*
+ * Queues fn(arg) once delay_ns has passed (then in the order due, like weft_call_soon). With handle
+ * NULL the call is fire-and-forget; otherwise *handle receives a handle the caller must release with
+ * weft_timer_free (which also cancels a call still pending). Calls still pending when the loop's run
+ * ends are dropped, never run. Does not suspend. Returns 0, -EINVAL, -EPERM, -ENOMEM.
+ */
+WEFT_API int weft_call_later(uint64_t delay_ns, void (*fn)(void *arg), void *arg, weft_timer **handle);
+
+/* Cancels a pending weft_call_later call: fn will not run. Loop thread only. Returns 0, -EALREADY if
+ * it already ran, was cancelled or its loop's run ended, -EINVAL (NULL, another loop's handle). */
+WEFT_API int weft_timer_cancel(weft_timer *h);
+
+/* Releases a handle from weft_call_later, cancelling its call if still pending. NULL is ignored. */
+WEFT_API void weft_timer_free(weft_timer *h);
+
+/*
+ * Queues fn(arg) on loop l from any thread, waking l if it sleeps in the kernel; many calls arriving
+ * together cost it one wakeup. Calls from one thread run in the order made. A call posted while l is
+ * not running runs in its next weft_loop_run; weft_loop_free discards calls none ran. l must not have
+ * been freed. Returns 0, -EINVAL (l or fn NULL), -ENOMEM.
+ */
+WEFT_API int weft_call_soon_threadsafe(weft_loop *l, void (*fn)(void *arg), void *arg);
+
 /* ------------------------------------------------------------------------------------------------
  * Waiting on many (asyncio.gather / wait / wait_for / timeout)
  * ------------------------------------------------------------------------------------------------ */
@@ -252,6 +300,17 @@ WEFT_API weft_future *weft_task_future(weft_task *t);
  * running and results[i] of unfinished ones untouched. -EINVAL if fs or an element is NULL.
  */
 WEFT_API int weft_gather(weft_future *const *fs, size_t n, intptr_t *results);
+
+/*
+ * Joins the tasks ts[0..n) and releases every one of them, results[i] receiving each one's result
+ * (results may be NULL): gather for tasks, in one call. Returns 0 if every result is >= 0, else the
+ * first negative result by index. If the caller is cancelled or its deadline passes meanwhile, the
+ * tasks not yet ended are cancelled and waited for (a task may be using the caller's memory), their
+ * results are what they returned (usually -ECANCELED), and all are still released. -EINVAL if ts is
+ * NULL with n > 0 or a handle cannot be joined (NULL, released, the caller, another loop's, or named
+ * twice): then none is joined. -EPERM outside a task.
+ */
+WEFT_API int weft_join_all(weft_task *const *ts, size_t n, intptr_t *results);
 
 /*
  * Suspends until any future in fs[0..n) is done and returns its index (the lowest, if several are), or
@@ -424,7 +483,9 @@ WEFT_API int weft_shutdown(int fd, int how);
 /*
  * close(2), after cancelling this loop's requests still in flight on fd (they return -EBADF).
  * It always closes: it ignores the caller's cancellation and deadlines, so cleanup code in a cancelled
- * task still releases its fds. Returns 0, -EBADF, -EPERM (outside a task).
+ * task still releases its fds. In a task it suspends until the kernel has let go of the requests on
+ * fd; outside a task (a callback, or a thread with no loop) it does not suspend: it asks the kernel to
+ * cancel them and closes at once, and they end with -EBADF afterwards. Returns 0 or -EBADF.
  */
 WEFT_API int weft_close(int fd);
 
@@ -459,6 +520,30 @@ WEFT_API weft_future *weft_read_async(int fd, void *buf, size_t len, int64_t off
 WEFT_API weft_future *weft_write_async(int fd, const void *buf, size_t len, int64_t offset);
 WEFT_API weft_future *weft_recv_async(int fd, void *buf, size_t len, int flags);
 WEFT_API weft_future *weft_send_async(int fd, const void *buf, size_t len, int flags);
+/*
+ * The _async form of every other suspending call but weft_close (which must wait for the requests it
+ * cancels; outside a task it does not suspend anyway). What the future resolves with is what the call
+ * returns. Paths and connect's address are copied at the call, so they may go once it returns (NULL
+ * with errno EFAULT for a NULL path, EINVAL for a NULL or oversized address); everything else the
+ * call points at (iovecs and their buffers, msghdr, the accept address, statx's out) must stay valid
+ * until the future is done. Not the accept backoff: an _async accept out of fds resolves with -EMFILE.
+ */
+WEFT_API weft_future *weft_socket_async(int domain, int type, int protocol);
+WEFT_API weft_future *weft_accept_async(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+WEFT_API weft_future *weft_connect_async(int fd, const struct sockaddr *addr, socklen_t len);
+WEFT_API weft_future *weft_recvmsg_async(int fd, struct msghdr *msg, int flags);
+WEFT_API weft_future *weft_sendmsg_async(int fd, const struct msghdr *msg, int flags);
+WEFT_API weft_future *weft_shutdown_async(int fd, int how);
+WEFT_API weft_future *weft_poll_async(int fd, short events);
+WEFT_API weft_future *weft_openat_async(int dfd, const char *path, int flags, mode_t mode);
+WEFT_API weft_future *weft_readv_async(int fd, const struct iovec *iov, int iovcnt, int64_t offset);
+WEFT_API weft_future *weft_writev_async(int fd, const struct iovec *iov, int iovcnt, int64_t offset);
+WEFT_API weft_future *weft_fsync_async(int fd, bool datasync);
+WEFT_API weft_future *weft_statx_async(int dfd, const char *path, int flags, unsigned mask, struct statx *out);
+WEFT_API weft_future *weft_unlinkat_async(int dfd, const char *path, int flags);
+WEFT_API weft_future *weft_renameat_async(int olddfd, const char *oldp, int newdfd, const char *newp,
+                                          unsigned flags);
+WEFT_API weft_future *weft_mkdirat_async(int dfd, const char *path, mode_t mode);
 
 /* Conveniences */
 
@@ -484,15 +569,17 @@ WEFT_API int weft_tcp_listen(const char *host, uint16_t port, int backlog, int f
 WEFT_API int weft_tcp_connect(const char *host, uint16_t port);
 /*
  * Sends all of buf. Returns len, or a negative errno if nothing was sent; if an error or interruption
- * comes after some bytes went out, returns that count, and the calling task's next call on fd returns
- * the error (an interruption stays in force anyway).
+ * comes after some bytes went out, returns that count, and the error is held for fd: the next weft
+ * call on fd (from any task of the loop) returns it instead of running. weft_close(fd) drops it, and
+ * so does any weft call that hands out the fd's number anew (socket, accept, openat); no other call
+ * sees it. An interruption is not held: it stays in force anyway.
  */
 WEFT_API ssize_t weft_send_all(int fd, const void *buf, size_t len);
 /*
  * Receives exactly len bytes. Returns len; fewer only at end of stream or when an error or
- * interruption comes after some bytes arrived (they are in buf, and the calling task's next call on fd
- * returns the error, a peer's reset included, which the kernel reports only once); a negative errno if
- * nothing arrived.
+ * interruption comes after some bytes arrived (they are in buf, and the error is held for fd as
+ * weft_send_all holds it, a peer's reset included, which the kernel reports only once); a negative
+ * errno if nothing arrived.
  */
 WEFT_API ssize_t weft_recv_exact(int fd, void *buf, size_t len);
 
@@ -682,7 +769,8 @@ WEFT_API void weft_process_close(weft_process *p);
  * The task parks; the loop runs others; the job's result wakes the task through the loop (one wakeup
  * for many jobs finishing together). The default executor is made on first use, sized by
  * weft_config.executor_threads, shared by the loops of the process and shut down with the last of
- * them. An executor's queue is bounded: offloading onto a full queue waits for room, never drops.
+ * them. An executor's queue is bounded: a task offloading onto a full queue waits for room; an _async
+ * offload is queued past the bound (it never suspends, and is never refused). Nothing is dropped.
  *
  * Cancelling an offload removes it if it has not started. If it has, the caller stays parked until fn
  * returns (fn may be using the caller's memory), and then gets -ECANCELED (-ETIMEDOUT for a deadline).
@@ -695,8 +783,9 @@ WEFT_API intptr_t weft_offload(weft_fn fn, void *arg);
 
 /*
  * loop.run_in_executor(): queues fn(arg) on the default executor and returns a future for its result
- * at once (NULL with errno EPERM outside a loop, EINVAL, ENOMEM). If the queue is full the future
- * completes with -EAGAIN. The future belongs to the caller: weft_future_free it. Freeing or cancelling
+ * at once (NULL with errno EPERM outside a loop, EINVAL, ENOMEM). It never waits for room: past the
+ * queue's bound the job is queued all the same, in order. The future belongs to the caller:
+ * weft_future_free it. Freeing or cancelling
  * it removes a job not yet started (the future completes with -ECANCELED); a job already running
  * runs to its end and the future gets fn's result.
  */

@@ -48,7 +48,7 @@ typedef struct fd_state {
      * data still has 0 or the error to return, so short reads no longer mean "wait".
      */
     bool ended;
-    weft__list queue[Q_COUNT]; /* ops waiting for readiness, in arrival order (weft__op.wait_link) */
+    weft__list queue[Q_COUNT]; /* ops waiting for readiness, in arrival order (weft__op.be.link) */
 } fd_state;
 
 typedef struct epoll_backend {
@@ -77,8 +77,8 @@ static int ep_init(weft_loop *l, const weft_config *cfg)
         free(b);
         return err;
     }
-    /* The wake eventfd stays level-triggered: it is read (reset) whenever it fires. data.ptr NULL
-     * tells it from the fds, whose events carry the fd number. */
+    /* The wake eventfd stays level-triggered: it is read (reset) whenever it fires. data.u64
+     * UINT64_MAX tells it from the fds, whose events carry the fd number. */
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = UINT64_MAX};
     if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, l->wake_fd, &ev) < 0) {
         int err = -errno;
@@ -171,19 +171,16 @@ static void finish(weft_loop *l, weft__op *op, int32_t res)
 
 static inline weft__op *op_of(weft__link *link)
 {
-    return link ? WEFT__CONTAINER(link, weft__op, wait_link) : NULL;
+    return link ? WEFT__CONTAINER(link, weft__op, be.link) : NULL;
 }
 
+/* The readiness queue a request waits in (EP_READ, EP_WRITE or EP_POLL in WEFT__OPCODES). */
 static int queue_of(const weft__op *op)
 {
-    switch (op->opcode) {
-    case WEFT__OP_ACCEPT:
-    case WEFT__OP_RECV:
-    case WEFT__OP_RECVMSG:
-    case WEFT__OP_READ:
-    case WEFT__OP_READV:
+    switch (weft__opcodes[op->opcode].epoll_way) {
+    case EP_READ:
         return Q_READ;
-    case WEFT__OP_POLL:
+    case EP_POLL:
         return Q_POLL;
     default:
         return Q_WRITE;
@@ -218,7 +215,7 @@ static int32_t attempt(weft_loop *l, weft__op *op, fd_state *s)
     l->stats.syscalls++;
     switch (op->opcode) {
     case WEFT__OP_ACCEPT:
-        r = accept4(op->fd, op->addr, op->addr2, (int)op->flags);
+        r = accept4(op->fd, op->buf, op->arg.addrlen, (int)op->flags);
         break;
     case WEFT__OP_CONNECT:
         if (s->connecting) {
@@ -231,7 +228,7 @@ static int32_t attempt(weft_loop *l, weft__op *op, fd_state *s)
                 err = errno;
             if (!err) {
                 l->stats.syscalls++;
-                if (connect(op->fd, op->addr, (socklen_t)op->len) == 0 || errno == EISCONN)
+                if (connect(op->fd, op->buf, (socklen_t)op->len) == 0 || errno == EISCONN)
                     err = 0;
                 else if (errno == EALREADY || errno == EINPROGRESS)
                     return -EAGAIN;
@@ -241,23 +238,23 @@ static int32_t attempt(weft_loop *l, weft__op *op, fd_state *s)
             s->connecting = false;
             return -err;
         }
-        r = connect(op->fd, op->addr, (socklen_t)op->len);
+        r = connect(op->fd, op->buf, (socklen_t)op->len);
         if (r < 0 && (errno == EINPROGRESS || errno == EALREADY)) {
             s->connecting = true;
             return -EAGAIN;
         }
         break;
     case WEFT__OP_RECV:
-        r = recv(op->fd, op->addr, op->len, (int)op->flags | MSG_DONTWAIT);
+        r = recv(op->fd, op->buf, op->len, (int)op->flags | MSG_DONTWAIT);
         break;
     case WEFT__OP_SEND:
-        r = send(op->fd, op->addr, op->len, (int)op->flags | MSG_DONTWAIT);
+        r = send(op->fd, op->buf, op->len, (int)op->flags | MSG_DONTWAIT);
         break;
     case WEFT__OP_RECVMSG:
-        r = recvmsg(op->fd, op->addr, (int)op->flags | MSG_DONTWAIT);
+        r = recvmsg(op->fd, op->buf, (int)op->flags | MSG_DONTWAIT);
         break;
     case WEFT__OP_SENDMSG:
-        r = sendmsg(op->fd, op->addr, (int)op->flags | MSG_DONTWAIT);
+        r = sendmsg(op->fd, op->buf, (int)op->flags | MSG_DONTWAIT);
         break;
     case WEFT__OP_POLL: {
         struct pollfd pfd = {.fd = op->fd, .events = (short)op->flags};
@@ -278,9 +275,10 @@ static int32_t attempt(weft_loop *l, weft__op *op, fd_state *s)
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
 done:
     if (s->stream && !s->ended && r > 0 && (size_t)r < op->len) {
-        if ((op->opcode == WEFT__OP_RECV && !(op->flags & MSG_PEEK)) || op->opcode == WEFT__OP_READ)
+        uint8_t way = weft__opcodes[op->opcode].buf_way;
+        if (way == BUF_IN && !(op->opcode == WEFT__OP_RECV && (op->flags & MSG_PEEK)))
             s->drained = true;
-        else if (op->opcode == WEFT__OP_SEND || op->opcode == WEFT__OP_WRITE)
+        else if (way == BUF_OUT)
             s->full = true;
     }
     return (int32_t)r;
@@ -289,12 +287,10 @@ done:
 /* Whether an attempt at op now would only say EAGAIN (see fd_state.drained). */
 static inline bool known_to_block(const fd_state *s, const weft__op *op)
 {
-    switch (op->opcode) {
-    case WEFT__OP_RECV:
-    case WEFT__OP_READ:
+    switch (weft__opcodes[op->opcode].buf_way) {
+    case BUF_IN:
         return s->drained;
-    case WEFT__OP_SEND:
-    case WEFT__OP_WRITE:
+    case BUF_OUT:
         return s->full;
     default:
         return false;
@@ -306,36 +302,45 @@ static void fail_all(weft_loop *l, epoll_backend *b, fd_state *s, int32_t res)
     for (int q = 0; q < Q_COUNT; q++) {
         weft__op *op;
         while ((op = op_of(s->queue[q].head))) {
-            weft__list_remove(&s->queue[q], &op->wait_link);
-            op->wait_kind = WAIT_NONE;
+            weft__list_remove(&s->queue[q], &op->be.link);
+            op->be.wait_kind = WAIT_NONE;
             b->waiting--;
             finish(l, op, res);
         }
     }
 }
 
-static int ep_submit(weft_loop *l, weft__op *op)
+/* fd is being closed: what waits on it ends with -ECANCELED, and its registration goes. */
+static void ep_forget_fd(weft_loop *l, int fd)
+{
+    epoll_backend *b = backend_of(l);
+    if (fd < 0 || (size_t)fd >= b->nfds)
+        return;
+    fd_state *s = &b->fds[fd];
+    fail_all(l, b, s, -ECANCELED);
+    if (s->kind == FD_READINESS) {
+        l->stats.syscalls++;
+        epoll_ctl(b->epfd, EPOLL_CTL_DEL, fd, NULL);
+    }
+    memset(s, 0, sizeof *s);
+}
+
+int weft__epoll_submit(weft_loop *l, weft__op *op)
 {
     epoll_backend *b = backend_of(l);
     l->stats.submissions++;
     int32_t res;
     int err = 0;
     fd_state *s;
-    switch (op->opcode) {
-    case WEFT__OP_NOP:
-        finish(l, op, 0);
+    switch (weft__opcodes[op->opcode].epoll_way) {
+    case EP_NOW:
+        /* Its own sockets are non-blocking from the start, sparing fd_get's fcntl calls. */
+        if (op->opcode == WEFT__OP_SOCKET)
+            op->arg.socket.type |= SOCK_NONBLOCK;
+        l->stats.syscalls += op->opcode != WEFT__OP_NOP;
+        finish(l, op, weft__op_run_blocking(op));
         return 0;
-    case WEFT__OP_SOCKET:
-        l->stats.syscalls++;
-        res = socket(op->fd, op->fd2 | SOCK_NONBLOCK, (int)op->flags);
-        finish(l, op, res < 0 ? -errno : res);
-        return 0;
-    case WEFT__OP_SHUTDOWN:
-        l->stats.syscalls++;
-        res = shutdown(op->fd, (int)op->flags);
-        finish(l, op, res < 0 ? -errno : 0);
-        return 0;
-    case WEFT__OP_CANCEL_FD:
+    case EP_CANCEL:
         res = 0;
         if (op->fd >= 0 && (size_t)op->fd < b->nfds) {
             s = &b->fds[op->fd];
@@ -346,27 +351,13 @@ static int ep_submit(weft_loop *l, weft__op *op)
         }
         finish(l, op, res);
         return 0;
-    case WEFT__OP_CLOSE:
-        if (op->fd >= 0 && (size_t)op->fd < b->nfds) {
-            s = &b->fds[op->fd];
-            fail_all(l, b, s, -ECANCELED);
-            if (s->kind == FD_READINESS) {
-                l->stats.syscalls++;
-                epoll_ctl(b->epfd, EPOLL_CTL_DEL, op->fd, NULL);
-            }
-            memset(s, 0, sizeof *s);
-        }
+    case EP_CLOSE:
+        ep_forget_fd(l, op->fd);
         l->stats.syscalls++;
-        res = close(op->fd);
-        finish(l, op, res < 0 ? -errno : 0);
+        finish(l, op, weft__op_run_blocking(op));
         return 0;
-    case WEFT__OP_OPENAT:
-    case WEFT__OP_FSYNC:
-    case WEFT__OP_STATX:
-    case WEFT__OP_UNLINKAT:
-    case WEFT__OP_RENAMEAT:
-    case WEFT__OP_MKDIRAT:
-        op->wait_kind = WAIT_OFFLOADED;
+    case EP_PATH:
+        op->be.wait_kind = WAIT_OFFLOADED;
         return weft__op_offload(l, op);
     default:
         break;
@@ -382,7 +373,7 @@ static int ep_submit(weft_loop *l, weft__op *op)
             finish(l, op, (short)op->flags & (POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM));
             return 0;
         }
-        op->wait_kind = WAIT_OFFLOADED;
+        op->be.wait_kind = WAIT_OFFLOADED;
         return weft__op_offload(l, op);
     }
     int q = queue_of(op);
@@ -394,24 +385,24 @@ static int ep_submit(weft_loop *l, weft__op *op)
             return 0;
         }
     }
-    op->wait_kind = WAIT_QUEUED;
-    weft__list_push(&s->queue[q], &op->wait_link);
+    op->be.wait_kind = WAIT_QUEUED;
+    weft__list_push(&s->queue[q], &op->be.link);
     b->waiting++;
     return 0;
 }
 
-static void ep_cancel(weft_loop *l, weft__op *op)
+void weft__epoll_cancel(weft_loop *l, weft__op *op)
 {
     epoll_backend *b = backend_of(l);
-    if (op->wait_kind == WAIT_QUEUED) {
+    if (op->be.wait_kind == WAIT_QUEUED) {
         fd_state *s = &b->fds[op->fd];
-        weft__list_remove(&s->queue[queue_of(op)], &op->wait_link);
-        op->wait_kind = WAIT_NONE;
+        weft__list_remove(&s->queue[queue_of(op)], &op->be.link);
+        op->be.wait_kind = WAIT_NONE;
         b->waiting--;
         if (op->opcode == WEFT__OP_CONNECT)
             s->connecting = false;
         finish(l, op, -ECANCELED);
-    } else if (op->wait_kind == WAIT_OFFLOADED) {
+    } else if (op->be.wait_kind == WAIT_OFFLOADED) {
         weft__op_offload_cancel(op);
     }
 }
@@ -434,14 +425,14 @@ static void queue_retry(weft_loop *l, epoll_backend *b, fd_state *s, int q, uint
             if (res == -EAGAIN)
                 return;
         }
-        weft__list_remove(&s->queue[q], &op->wait_link);
-        op->wait_kind = WAIT_NONE;
+        weft__list_remove(&s->queue[q], &op->be.link);
+        op->be.wait_kind = WAIT_NONE;
         b->waiting--;
         finish(l, op, res);
     }
 }
 
-static int ep_poll(weft_loop *l, uint64_t timeout_ns)
+int weft__epoll_poll(weft_loop *l, uint64_t timeout_ns)
 {
     epoll_backend *b = backend_of(l);
     struct timespec ts, *tsp = NULL;
@@ -495,7 +486,7 @@ static int ep_poll(weft_loop *l, uint64_t timeout_ns)
     return 0;
 }
 
-static bool ep_has_work(weft_loop *l)
+bool weft__epoll_has_work(weft_loop *l)
 {
     /* Readiness cannot be seen without asking the kernel: ask while ops wait for it. */
     return backend_of(l)->waiting > 0;
@@ -507,8 +498,9 @@ const weft__backend_ops weft__epoll_ops = {
     .start = ep_start,
     .stop = ep_stop,
     .fini = ep_fini,
-    .poll = ep_poll,
-    .has_work = ep_has_work,
-    .submit = ep_submit,
-    .cancel = ep_cancel,
+    .poll = weft__epoll_poll,
+    .has_work = weft__epoll_has_work,
+    .submit = weft__epoll_submit,
+    .cancel = weft__epoll_cancel,
+    .forget_fd = ep_forget_fd,
 };

@@ -16,6 +16,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -25,7 +26,7 @@
 enum { JOB_QUEUED, JOB_RUNNING, JOB_FINISHED };
 
 typedef struct weft__job {
-    weft_future future;              /* EXEC kind: completes with fn's result */
+    weft_future future;              /* completes with fn's result; an owned future for async jobs */
     weft_fn fn;
     void *arg;
     struct weft_executor *_Atomic ex; /* NULL once the executor shut down with the job queued */
@@ -34,8 +35,8 @@ typedef struct weft__job {
     int state;                       /* under ex->lock */
     int cancel_reason;               /* set by the loop for a running job it cancelled */
     bool is_async;
-    bool posted;                     /* the worker's result reached the loop */
     void (*landed)(void *arg, intptr_t result); /* callback job: runs on the loop instead of a future */
+    weft__maker maker;                          /* async jobs: who asked */
     void *landed_arg;
 } weft__job;
 
@@ -207,8 +208,7 @@ static int space_wait(weft_executor *ex, weft_task *t)
     while (ex->queued >= ex->limit && !ex->stopping) {
         space_waiter w;
         memset(&w, 0, sizeof w);
-        weft__future_init(&w.ready, WEFT__FUTURE_USER);
-        atomic_store_explicit(&w.ready.loop, t->loop, memory_order_relaxed);
+        weft__future_init(&w.ready, &weft__user_future, t->loop);
         w.listed = true;
         weft__list_push(&ex->space_waiters, &w.link);
         pthread_mutex_unlock(&ex->lock);
@@ -254,6 +254,12 @@ static int space_wait(weft_executor *ex, weft_task *t)
 
 /* ---- submitting and awaiting ----------------------------------------------------------------- */
 
+/*
+ * Queues j. A task (waiter) waits for room in a full queue; a job with nobody to wait (an _async
+ * offload, a request the backend runs here) is queued past the limit instead, as asyncio's
+ * run_in_executor never refuses work: the limit holds back the tasks, which can wait, and those jobs
+ * are bounded by whoever makes them.
+ */
 static int job_submit(weft_executor *ex, weft__job *j, weft_task *waiter)
 {
     pthread_mutex_lock(&ex->lock);
@@ -264,9 +270,6 @@ static int job_submit(weft_executor *ex, weft__job *j, weft_task *waiter)
     } else if (ex->stopping) {
         pthread_mutex_unlock(&ex->lock);
         return -ECANCELED;
-    } else if (ex->queued >= ex->limit) {
-        pthread_mutex_unlock(&ex->lock);
-        return -EAGAIN;
     }
     j->state = JOB_QUEUED;
     weft__list_push(&ex->queue, &j->queue_link);
@@ -281,11 +284,12 @@ static int job_submit(weft_executor *ex, weft__job *j, weft_task *waiter)
     return 0;
 }
 
+static const weft__future_ops job_future, async_job_future;
+
 static void job_init(weft__job *j, weft_executor *ex, weft_fn fn, void *arg, weft_loop *l, bool is_async)
 {
     memset(j, 0, sizeof *j);
-    weft__future_init(&j->future, WEFT__FUTURE_EXEC);
-    atomic_store_explicit(&j->future.loop, l, memory_order_relaxed);
+    weft__future_init(&j->future, is_async ? &async_job_future : &job_future, l);
     j->fn = fn;
     j->arg = arg;
     j->ex = ex;
@@ -328,6 +332,19 @@ static weft_executor *default_get(weft_loop *l)
     return ex;
 }
 
+/* A job for the default executor, in a block of its own; NULL with errno set. */
+static weft__job *job_new(weft_loop *l, weft_fn fn, void *arg, bool is_async)
+{
+    weft_executor *ex = default_get(l);
+    weft__job *j = ex ? malloc(sizeof *j) : NULL;
+    if (!j) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    job_init(j, ex, fn, arg, l, is_async);
+    return j;
+}
+
 void weft__exec_default_release(weft_loop *l)
 {
     if (!l->uses_default_executor)
@@ -346,36 +363,60 @@ void weft__exec_default_release(weft_loop *l)
 /* The loop has the job's result (drained from the remote list, or cancelled while queued). */
 static void job_landed(weft_loop *l, weft__job *j)
 {
-    j->posted = true;
     l->jobs_inflight--;
     if (j->is_async)
         weft__list_remove(&l->async_jobs, &j->loop_link);
 }
 
-bool weft__exec_drained(weft_loop *l, weft_future *f)
+/* A worker's result reached the loop (the remote list): the job has let go of its future. */
+static bool job_result_landed(weft_loop *l, weft_future *f)
 {
     weft__job *j = WEFT__CONTAINER(f, weft__job, future);
     job_landed(l, j);
     if (!j->landed)
-        return false;
+        return true;
     j->landed(j->landed_arg, f->result);
     free(j);
-    return true;
+    return false;
 }
 
-void *weft__exec_submit_cb(weft_loop *l, weft_task *waiter, weft_fn fn, void *arg, void (*landed)(void *, intptr_t),
+static bool async_job_result_landed(weft_loop *l, weft_future *f)
+{
+    job_result_landed(l, f);
+    /* Completed first, then let go, so the block outlives the completion of its future. */
+    weft__future_complete(l, f, f->result);
+    weft__owned_done(f);
+    return false;
+}
+
+/* weft_offload's job, on the waiting task's stack: no user can reach its future. */
+static int job_cancel(weft_future *f)
+{
+    (void)f;
+    return -EINVAL;
+}
+
+static void job_free(weft_future *f)
+{
+    (void)f;
+}
+
+static const weft__future_ops job_future = {
+    .cancel = job_cancel,
+    .free = job_free,
+    .release = job_free,
+    .landed = job_result_landed,
+};
+
+struct weft__job *weft__exec_submit_cb(weft_loop *l, weft_task *waiter, weft_fn fn, void *arg, void (*landed)(void *, intptr_t),
                            void *landed_arg)
 {
-    weft_executor *ex = default_get(l);
-    weft__job *j = ex ? malloc(sizeof *j) : NULL;
-    if (!j) {
-        errno = ENOMEM;
+    weft__job *j = job_new(l, fn, arg, false);
+    if (!j)
         return NULL;
-    }
-    job_init(j, ex, fn, arg, l, false);
     j->landed = landed;
     j->landed_arg = landed_arg;
-    int r = job_submit(ex, j, waiter);
+    int r = job_submit(j->ex, j, waiter);
     if (r < 0) {
         free(j);
         errno = -r;
@@ -386,9 +427,8 @@ void *weft__exec_submit_cb(weft_loop *l, weft_task *waiter, weft_fn fn, void *ar
     return j;
 }
 
-void weft__exec_cancel_cb(void *handle)
+void weft__exec_cancel_cb(struct weft__job *j)
 {
-    weft__job *j = handle;
     weft_loop *l = atomic_load_explicit(&j->future.loop, memory_order_relaxed);
     if (job_dequeue(j)) {
         job_landed(l, j);
@@ -462,18 +502,15 @@ weft_future *weft_offload_async(weft_fn fn, void *arg)
         errno = EINVAL;
         return NULL;
     }
-    weft_executor *ex = default_get(l);
-    weft__job *j = ex ? malloc(sizeof *j) : NULL;
-    if (!j) {
-        errno = ENOMEM;
+    weft__job *j = job_new(l, fn, arg, true);
+    if (!j)
         return NULL;
-    }
-    job_init(j, ex, fn, arg, l, true);
-    int r = job_submit(ex, j, NULL);
+    weft__maker_set(&j->maker, l->current);
+    int r = job_submit(j->ex, j, NULL);
     if (r < 0) {
-        /* A full queue cannot make a non-suspending call wait: the error is the future's result. */
-        j->posted = true;
+        /* The executor is shutting down: the error is the future's result. */
         weft__future_complete(l, &j->future, r);
+        weft__owned_done(&j->future);
         return &j->future;
     }
     l->jobs_inflight++;
@@ -484,54 +521,41 @@ weft_future *weft_offload_async(weft_fn fn, void *arg)
 
 /* ---- _async futures ---------------------------------------------------------------------------- */
 
-static void async_maybe_free(weft__job *j)
+/* Ends a job of weft_offload_async that no worker has started, with -ECANCELED; a started one runs to
+ * its end and its future gets fn's result, so nothing is lost. */
+static void async_job_stop(weft_future *f, bool abandon)
 {
-    if (j->posted && j->future.freed && j->future.pending_cbs == 0)
-        free(j);
-}
-
-int weft__exec_future_cancel(weft_future *f)
-{
+    (void)abandon;
     weft__job *j = WEFT__CONTAINER(f, weft__job, future);
-    if (j->posted)
-        return -EALREADY;
     weft_loop *l = atomic_load_explicit(&f->loop, memory_order_relaxed);
     if (job_dequeue(j)) {
         job_landed(l, j);
         weft__future_complete(l, f, -ECANCELED);
+        weft__owned_done(f);
     }
-    /* Started already: it runs to the end and the future gets its result, so nothing is lost. */
-    return 0;
 }
 
-void weft__exec_future_free(weft_future *f)
+static void async_job_describe(const weft_future *f, char *buf, size_t len)
 {
-    weft__job *j = WEFT__CONTAINER(f, weft__job, future);
-    f->freed = true;
-    if (!j->posted) {
-        weft_loop *l = atomic_load_explicit(&f->loop, memory_order_relaxed);
-        if (job_dequeue(j)) {
-            job_landed(l, j);
-            weft__future_complete(l, f, -ECANCELED);
-        }
-    }
-    async_maybe_free(j);
+    const weft__job *j = WEFT__CONTAINER(f, weft__job, future);
+    char by[64];
+    snprintf(buf, len, "weft_offload_async job%s", weft__maker_label(&j->maker, by, sizeof by));
 }
 
-void weft__exec_future_release(weft_future *f)
-{
-    async_maybe_free(WEFT__CONTAINER(f, weft__job, future));
-}
+static const weft__future_ops async_job_future = {
+    .cancel = weft__owned_cancel,
+    .free = weft__owned_free,
+    .release = weft__owned_release,
+    .landed = async_job_result_landed,
+    .stop = async_job_stop,
+    .describe = async_job_describe,
+};
 
 void weft__exec_cancel_all(weft_loop *l)
 {
     weft__link *next;
     for (weft__link *link = l->async_jobs.head; link; link = next) {
         next = link->next;
-        weft__job *j = WEFT__CONTAINER(link, weft__job, loop_link);
-        if (job_dequeue(j)) {
-            job_landed(l, j);
-            weft__future_complete(l, &j->future, -ECANCELED);
-        }
+        async_job_stop(&WEFT__CONTAINER(link, weft__job, loop_link)->future, false);
     }
 }

@@ -5,6 +5,7 @@
 #include "internal.h"
 
 #include <fcntl.h>
+#include <string.h>
 #include <linux/stat.h>
 #include <sys/uio.h>
 
@@ -18,20 +19,20 @@ static intptr_t run_op(weft__op *op)
 
 int weft_openat(int dfd, const char *path, int flags, mode_t mode)
 {
-    weft__op op = {.opcode = WEFT__OP_OPENAT, .fd = dfd, .addr = (void *)path, .flags = (uint32_t)flags,
-                   .mode = mode};
+    weft__op op = {.opcode = WEFT__OP_OPENAT, .fd = dfd, .buf = (void *)path, .flags = (uint32_t)flags,
+                   .arg.mode = mode};
     return (int)run_op(&op);
 }
 
 ssize_t weft_read(int fd, void *buf, size_t len, int64_t offset)
 {
-    weft__op op = {.opcode = WEFT__OP_READ, .fd = fd, .addr = buf, .len = len, .off = offset};
+    weft__op op = {.opcode = WEFT__OP_READ, .fd = fd, .buf = buf, .len = len, .off = offset};
     return run_op(&op);
 }
 
 ssize_t weft_write(int fd, const void *buf, size_t len, int64_t offset)
 {
-    weft__op op = {.opcode = WEFT__OP_WRITE, .fd = fd, .addr = (void *)buf, .len = len, .off = offset};
+    weft__op op = {.opcode = WEFT__OP_WRITE, .fd = fd, .buf = (void *)buf, .len = len, .off = offset};
     return run_op(&op);
 }
 
@@ -39,7 +40,7 @@ ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt, int64_t offset)
 {
     if (iovcnt < 0)
         return -EINVAL;
-    weft__op op = {.opcode = WEFT__OP_READV, .fd = fd, .addr = (void *)iov, .len = (uint64_t)iovcnt, .off = offset};
+    weft__op op = {.opcode = WEFT__OP_READV, .fd = fd, .buf = (void *)iov, .len = (uint64_t)iovcnt, .off = offset};
     return run_op(&op);
 }
 
@@ -47,7 +48,7 @@ ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt, int64_t offset)
 {
     if (iovcnt < 0)
         return -EINVAL;
-    weft__op op = {.opcode = WEFT__OP_WRITEV, .fd = fd, .addr = (void *)iov, .len = (uint64_t)iovcnt,
+    weft__op op = {.opcode = WEFT__OP_WRITEV, .fd = fd, .buf = (void *)iov, .len = (uint64_t)iovcnt,
                    .off = offset};
     return run_op(&op);
 }
@@ -62,40 +63,128 @@ int weft_statx(int dfd, const char *path, int flags, unsigned mask, struct statx
 {
     if (!path || !out)
         return -EFAULT;
-    weft__op op = {.opcode = WEFT__OP_STATX, .fd = dfd, .addr = (void *)path, .addr2 = out,
-                   .flags = (uint32_t)flags, .mode = mask};
+    weft__op op = {.opcode = WEFT__OP_STATX, .fd = dfd, .buf = (void *)path, .flags = (uint32_t)flags,
+                   .arg.statx = {.mask = mask, .out = out}};
     return (int)run_op(&op);
 }
 
 int weft_unlinkat(int dfd, const char *path, int flags)
 {
-    weft__op op = {.opcode = WEFT__OP_UNLINKAT, .fd = dfd, .addr = (void *)path, .flags = (uint32_t)flags};
+    weft__op op = {.opcode = WEFT__OP_UNLINKAT, .fd = dfd, .buf = (void *)path, .flags = (uint32_t)flags};
     return (int)run_op(&op);
 }
 
 int weft_renameat(int olddfd, const char *oldp, int newdfd, const char *newp, unsigned flags)
 {
-    weft__op op = {.opcode = WEFT__OP_RENAMEAT, .fd = olddfd, .addr = (void *)oldp, .fd2 = newdfd,
-                   .addr2 = (void *)newp, .flags = flags};
+    weft__op op = {.opcode = WEFT__OP_RENAMEAT, .fd = olddfd, .buf = (void *)oldp, .flags = flags,
+                   .arg.rename = {.newdfd = newdfd, .newpath = newp}};
     return (int)run_op(&op);
 }
 
 int weft_mkdirat(int dfd, const char *path, mode_t mode)
 {
-    weft__op op = {.opcode = WEFT__OP_MKDIRAT, .fd = dfd, .addr = (void *)path, .mode = mode};
+    weft__op op = {.opcode = WEFT__OP_MKDIRAT, .fd = dfd, .buf = (void *)path, .arg.mode = mode};
     return (int)run_op(&op);
 }
 
 /* ---- many in flight from one task --------------------------------------------------------- */
 
+/* The bytes of path with its NUL, for the copy an _async path call keeps; 0 (and errno) for NULL. */
+static size_t path_bytes(const char *path)
+{
+    if (!path) {
+        errno = EFAULT;
+        return 0;
+    }
+    return strlen(path) + 1;
+}
+
+weft_future *weft_openat_async(int dfd, const char *path, int flags, mode_t mode)
+{
+    size_t n = path_bytes(path);
+    if (!n)
+        return NULL;
+    weft__op op = {.opcode = WEFT__OP_OPENAT, .fd = dfd, .buf = (void *)path, .flags = (uint32_t)flags,
+                   .arg.mode = mode};
+    return weft__io_async_copy(&op, n, 0);
+}
+
+weft_future *weft_readv_async(int fd, const struct iovec *iov, int iovcnt, int64_t offset)
+{
+    if (iovcnt < 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    weft__op op = {.opcode = WEFT__OP_READV, .fd = fd, .buf = (void *)iov, .len = (uint64_t)iovcnt, .off = offset};
+    return weft__io_async(&op);
+}
+
+weft_future *weft_writev_async(int fd, const struct iovec *iov, int iovcnt, int64_t offset)
+{
+    if (iovcnt < 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    weft__op op = {.opcode = WEFT__OP_WRITEV, .fd = fd, .buf = (void *)iov, .len = (uint64_t)iovcnt, .off = offset};
+    return weft__io_async(&op);
+}
+
+weft_future *weft_fsync_async(int fd, bool datasync)
+{
+    weft__op op = {.opcode = WEFT__OP_FSYNC, .fd = fd, .flags = datasync};
+    return weft__io_async(&op);
+}
+
+weft_future *weft_statx_async(int dfd, const char *path, int flags, unsigned mask, struct statx *out)
+{
+    size_t n = path_bytes(path);
+    if (!n)
+        return NULL;
+    if (!out) {
+        errno = EFAULT;
+        return NULL;
+    }
+    weft__op op = {.opcode = WEFT__OP_STATX, .fd = dfd, .buf = (void *)path, .flags = (uint32_t)flags,
+                   .arg.statx = {.mask = mask, .out = out}};
+    return weft__io_async_copy(&op, n, 0);
+}
+
+weft_future *weft_unlinkat_async(int dfd, const char *path, int flags)
+{
+    size_t n = path_bytes(path);
+    if (!n)
+        return NULL;
+    weft__op op = {.opcode = WEFT__OP_UNLINKAT, .fd = dfd, .buf = (void *)path, .flags = (uint32_t)flags};
+    return weft__io_async_copy(&op, n, 0);
+}
+
+weft_future *weft_renameat_async(int olddfd, const char *oldp, int newdfd, const char *newp, unsigned flags)
+{
+    size_t n = path_bytes(oldp), m = path_bytes(newp);
+    if (!n || !m)
+        return NULL;
+    weft__op op = {.opcode = WEFT__OP_RENAMEAT, .fd = olddfd, .buf = (void *)oldp, .flags = flags,
+                   .arg.rename = {.newdfd = newdfd, .newpath = newp}};
+    return weft__io_async_copy(&op, n, m);
+}
+
+weft_future *weft_mkdirat_async(int dfd, const char *path, mode_t mode)
+{
+    size_t n = path_bytes(path);
+    if (!n)
+        return NULL;
+    weft__op op = {.opcode = WEFT__OP_MKDIRAT, .fd = dfd, .buf = (void *)path, .arg.mode = mode};
+    return weft__io_async_copy(&op, n, 0);
+}
+
 weft_future *weft_read_async(int fd, void *buf, size_t len, int64_t offset)
 {
-    weft__op op = {.opcode = WEFT__OP_READ, .fd = fd, .addr = buf, .len = len, .off = offset};
+    weft__op op = {.opcode = WEFT__OP_READ, .fd = fd, .buf = buf, .len = len, .off = offset};
     return weft__io_async(&op);
 }
 
 weft_future *weft_write_async(int fd, const void *buf, size_t len, int64_t offset)
 {
-    weft__op op = {.opcode = WEFT__OP_WRITE, .fd = fd, .addr = (void *)buf, .len = len, .off = offset};
+    weft__op op = {.opcode = WEFT__OP_WRITE, .fd = fd, .buf = (void *)buf, .len = len, .off = offset};
     return weft__io_async(&op);
 }

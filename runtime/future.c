@@ -19,15 +19,16 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-void weft__future_init(weft_future *f, enum weft__future_kind kind)
+void weft__future_init(weft_future *f, const weft__future_ops *ops, weft_loop *l)
 {
+    f->ops = ops;
     atomic_store_explicit(&f->state, WEFT__PENDING, memory_order_relaxed);
-    f->kind = (uint8_t)kind;
     f->freed = false;
     f->observed = false;
+    f->op_done = false;
     f->pending_cbs = 0;
     f->result = 0;
-    atomic_store_explicit(&f->loop, NULL, memory_order_relaxed);
+    atomic_store_explicit(&f->loop, l, memory_order_relaxed);
     f->waiters = (weft__list){0};
     f->remote_next = NULL;
     f->wq_node = NULL;
@@ -48,6 +49,27 @@ void weft__waiter_unlink(weft__waiter *w)
     w->future = NULL;
 }
 
+/* A callback waiter's turn in the run queue came. */
+static void callback_call(weft__runnable *r)
+{
+    weft__waiter *w = WEFT__CONTAINER(r, weft__waiter, run);
+    weft_future *f = w->future;
+    w->cb(f, w->cb_arg);
+    free(w);
+    if (--f->pending_cbs == 0 && f->freed)
+        f->ops->release(f);
+}
+
+/* Queues callback waiter w of f, whose result is in, to run in the loop's run queue. */
+static void callback_queue(weft_loop *l, weft_future *f, weft__waiter *w)
+{
+    w->future = f;
+    f->pending_cbs++;
+    w->run.call = callback_call;
+    w->run.user_fn = (const void *)w->cb;
+    weft__run_push(l, &w->run);
+}
+
 void weft__future_complete(weft_loop *l, weft_future *f, intptr_t result)
 {
     f->result = result;
@@ -62,36 +84,11 @@ void weft__future_complete(weft_loop *l, weft_future *f, intptr_t result)
             if (w->task->state == WEFT__PARKED)
                 weft__wake(w->task, 0);
         } else {
-            f->pending_cbs++;
-            weft__callback_queue(l, w);
+            callback_queue(l, f, w);
         }
     }
 }
 
-/* Frees a future whose owner let go of it once nothing on the loop refers to it any more. */
-static void future_release(weft_future *f)
-{
-    if (f->kind == WEFT__FUTURE_TASK) {
-        weft_task *t = WEFT__CONTAINER(f, weft_task, future);
-        f->freed = false;
-        weft__task_free(t->loop, t);
-    } else if (f->kind == WEFT__FUTURE_IO) {
-        weft__io_future_release(f);
-    } else if (f->kind == WEFT__FUTURE_EXEC) {
-        weft__exec_future_release(f);
-    } else {
-        free(f);
-    }
-}
-
-void weft__callback_run(weft__waiter *w)
-{
-    weft_future *f = w->future;
-    w->cb(f, w->cb_arg);
-    free(w);
-    if (--f->pending_cbs == 0 && f->freed)
-        future_release(f);
-}
 
 /* A future waiting for a channel item that is resolved or freed first gives up its turn, so the item
  * goes to the next receiver. */
@@ -123,14 +120,13 @@ weft_future *weft_future_new(void)
         errno = ENOMEM;
         return NULL;
     }
-    weft__future_init(f, WEFT__FUTURE_USER);
-    atomic_store_explicit(&f->loop, weft__tls_loop, memory_order_relaxed);
+    weft__future_init(f, &weft__user_future, weft__tls_loop);
     return f;
 }
 
 int weft_future_resolve(weft_future *f, intptr_t result)
 {
-    if (!f || f->kind != WEFT__FUTURE_USER)
+    if (!f || f->ops != &weft__user_future)
         return -EINVAL;
     weft_loop *l = weft__tls_loop;
     if (!atomic_load_explicit(&f->loop, memory_order_relaxed) && !l) {
@@ -153,16 +149,17 @@ int weft_future_resolve(weft_future *f, intptr_t result)
 
 int weft_future_cancel(weft_future *f)
 {
-    if (f && f->kind == WEFT__FUTURE_IO)
-        return weft__io_future_cancel(f);
-    if (f && f->kind == WEFT__FUTURE_EXEC)
-        return weft__exec_future_cancel(f);
+    return f ? f->ops->cancel(f) : -EINVAL;
+}
+
+static int user_cancel(weft_future *f)
+{
     return weft_future_resolve(f, -ECANCELED);
 }
 
 int weft_future_resolve_from_thread(weft_future *f, intptr_t result)
 {
-    if (!f || f->kind != WEFT__FUTURE_USER)
+    if (!f || f->ops != &weft__user_future)
         return -EINVAL;
     return weft__future_post(f, result);
 }
@@ -203,13 +200,13 @@ void weft__remote_drain(weft_loop *l)
         weft_future *next = fifo->remote_next;
         fifo->remote_next = NULL;
         l->stats.remote_wakeups++;
-        if (fifo->kind == WEFT__FUTURE_EXEC && weft__exec_drained(l, fifo)) {
+        if (fifo->ops->landed && !fifo->ops->landed(l, fifo)) {
             fifo = next;
             continue;
         }
         weft__future_complete(l, fifo, fifo->result);
         if (fifo->freed && fifo->pending_cbs == 0)
-            future_release(fifo);
+            fifo->ops->release(fifo);
         fifo = next;
     }
 }
@@ -251,6 +248,17 @@ intptr_t weft__await(weft_task *t, weft_future *f, bool *completed)
     return w.fired ? w.result : v;
 }
 
+int weft_future_result(weft_future *f, intptr_t *result)
+{
+    if (!f || !result)
+        return -EINVAL;
+    if (atomic_load_explicit(&f->state, memory_order_acquire) != WEFT__DONE)
+        return -EAGAIN;
+    f->observed = true;
+    *result = f->result;
+    return 0;
+}
+
 bool weft_future_done(const weft_future *f)
 {
     return f && atomic_load_explicit(&f->state, memory_order_acquire) == WEFT__DONE;
@@ -271,44 +279,36 @@ int weft_future_on_done(weft_future *f, void (*cb)(weft_future *, void *), void 
     w->cb = cb;
     w->cb_arg = arg;
     f->observed = true;
-    if (atomic_load_explicit(&f->state, memory_order_acquire) == WEFT__DONE) {
-        w->future = f;
-        f->pending_cbs++;
-        weft__callback_queue(l, w);
-    } else {
+    if (atomic_load_explicit(&f->state, memory_order_acquire) == WEFT__DONE)
+        callback_queue(l, f, w);
+    else
         weft__waiter_link(f, w);
-    }
     return 0;
 }
 
 /* An error nobody looked at is a bug hiding: say so when the future goes (asyncio's "exception was
- * never retrieved"). */
+ * never retrieved"), with what the future stood for. */
 static void report_unobserved(const weft_future *f)
 {
     intptr_t r = f->result;
-    if (!f->observed && atomic_load_explicit(&f->state, memory_order_acquire) == WEFT__DONE && r < 0 &&
-        r != -ECANCELED)
-        weft__log("a future failed with \"%s\" and nobody awaited it\n", weft_strerror((int)r));
+    if (f->observed || atomic_load_explicit(&f->state, memory_order_acquire) != WEFT__DONE || r >= 0 ||
+        r == -ECANCELED)
+        return;
+    char what[128] = "a future";
+    if (f->ops->describe)
+        f->ops->describe(f, what, sizeof what);
+    weft__log("%s failed with \"%s\" and nobody awaited it\n", what, weft_strerror((int)r));
 }
 
 void weft_future_free(weft_future *f)
 {
-    if (!f)
-        return;
-    if (f->kind != WEFT__FUTURE_TASK)
-        report_unobserved(f);
-    if (f->kind == WEFT__FUTURE_TASK) {
-        weft__log("weft_future_free: a task's future is released with its task (join or detach); ignored\n");
-        return;
-    }
-    if (f->kind == WEFT__FUTURE_IO) {
-        weft__io_future_free(f);
-        return;
-    }
-    if (f->kind == WEFT__FUTURE_EXEC) {
-        weft__exec_future_free(f);
-        return;
-    }
+    if (f)
+        f->ops->free(f);
+}
+
+static void user_free(weft_future *f)
+{
+    report_unobserved(f);
     leave_wait_queue(f);
     int state = atomic_load_explicit(&f->state, memory_order_acquire);
     weft_loop *l = atomic_load_explicit(&f->loop, memory_order_relaxed);
@@ -327,4 +327,53 @@ void weft_future_free(weft_future *f)
         return;
     }
     free(f);
+}
+
+static void user_release(weft_future *f)
+{
+    free(f);
+}
+
+const weft__future_ops weft__user_future = {
+    .cancel = user_cancel,
+    .free = user_free,
+    .release = user_release,
+};
+
+/* ---- owned futures ------------------------------------------------------------------------------ */
+
+static void owned_maybe_free(weft_future *f)
+{
+    if (f->op_done && f->freed && f->pending_cbs == 0)
+        free(f);
+}
+
+void weft__owned_done(weft_future *f)
+{
+    f->op_done = true;
+    owned_maybe_free(f);
+}
+
+int weft__owned_cancel(weft_future *f)
+{
+    if (f->op_done)
+        return -EALREADY;
+    f->ops->stop(f, false);
+    return 0;
+}
+
+void weft__owned_free(weft_future *f)
+{
+    report_unobserved(f);
+    /* The stop may end the operation on the spot (epoll, a job not started): the future is only
+     * marked freed afterwards, so that ending cannot free the block under our feet. */
+    if (!f->op_done)
+        f->ops->stop(f, true);
+    f->freed = true;
+    owned_maybe_free(f);
+}
+
+void weft__owned_release(weft_future *f)
+{
+    owned_maybe_free(f);
 }

@@ -13,6 +13,7 @@
 #include "internal.h"
 
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -21,23 +22,14 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-typedef struct weft__async_op {
-    weft_future future;
+/* An _async request: the owned future (future.c) and the op, in one block. */
+typedef struct async_op {
+    weft_future future; /* first: the block is freed through it */
     weft__op op;
-    weft_loop *loop;
-    weft__link link;                    /* in the loop's async_ops */
-    bool kernel_done;                   /* its completion has arrived */
-} weft__async_op;
-
-/*
- * The block is freed once three things hold: the kernel is done with it (kernel_done), its owner has
- * freed the future (future.freed), and no callback on the future is still queued.
- */
-static void async_maybe_free(weft__async_op *a)
-{
-    if (a->kernel_done && a->future.freed && a->future.pending_cbs == 0)
-        free(a);
-}
+    weft__link link;    /* in the loop's async_ops, while the op is in flight */
+    weft__maker maker;
+    char copies[];      /* the arguments copied at the call (weft__io_async_copy) */
+} async_op;
 
 static void op_complete_wake(weft__op *op, int32_t res, uint32_t flags)
 {
@@ -53,7 +45,7 @@ static void op_interrupt(weft_task *t, int reason)
 {
     weft__op *op = t->park_obj;
     op->reason = reason;
-    t->loop->backend->cancel(t->loop, op);
+    weft__backend_cancel(t->loop, op);
 }
 
 /* The result an op's caller sees once the kernel is done with it. */
@@ -80,29 +72,73 @@ static bool fault_inject(weft__op *op)
     return true;
 }
 
+/* ---- errors held back for an fd (weft_send_all, weft_recv_exact) -------------------------------- */
+
+void weft__fd_error_hold(weft_loop *l, int fd, int err)
+{
+    if (fd < 0 || err >= 0 || err == -ECANCELED || err == -ETIMEDOUT)
+        return; /* the sticky cancel and a passed deadline repeat by themselves */
+    int *errs = weft__fd_table_fit(l->fd_errors, &l->nfd_errors, sizeof *errs, (size_t)fd);
+    if (!errs)
+        return; /* no memory: the error is lost, the bytes transferred were still reported */
+    l->fd_errors = errs;
+    if (!errs[fd])
+        l->fd_errors_held++;
+    errs[fd] = err;
+}
+
+/* Takes the error held for fd, 0 if none. */
+static int fd_error_take(weft_loop *l, int fd)
+{
+    if (fd < 0 || (size_t)fd >= l->nfd_errors || !l->fd_errors[fd])
+        return 0;
+    int err = l->fd_errors[fd];
+    l->fd_errors[fd] = 0;
+    l->fd_errors_held--;
+    return err;
+}
+
+/* A call that returns a new fd drops whatever an earlier file of that number left held. */
+static void fd_error_new_fd(weft_loop *l, const weft__op *op, intptr_t res)
+{
+    if (res >= 0 && (op->opcode == WEFT__OP_SOCKET || op->opcode == WEFT__OP_ACCEPT || op->opcode == WEFT__OP_OPENAT))
+        fd_error_take(l, (int)res);
+}
+
+/* ---- a task's own request ------------------------------------------------------------------------ */
+
 static intptr_t io_wait(weft_task *t, weft__op *op, weft__interrupt_fn interrupt)
 {
     weft_loop *l = t->loop;
+    if (WEFT__UNLIKELY(l->fd_errors_held)) {
+        /* Every call naming the fd takes its held error; close just drops it. */
+        int held = fd_error_take(l, op->fd);
+        if (held && op->opcode != WEFT__OP_CLOSE && op->opcode != WEFT__OP_CANCEL_FD)
+            return held;
+    }
     op->complete = op_complete_wake;
     op->task = t;
     op->reason = 0;
     op->cancel_sent = false;
     op->completed = false;
     op->abandoned = false;
-    op->withdrawn = false;
-    op->wait_kind = 0;
-    op->backend_priv = NULL;
+    op->job = NULL;
+    op->be.withdrawn = false;
+    op->be.wait_kind = 0;
     l->inflight++;
     int r = fault_inject(op) ? 0 : weft__backend_submit(l, op);
     if (r < 0) {
         l->inflight--;
         return r;
     }
-    /* Without a deadline, the task waits for its op right here while nothing else can run; otherwise
-     * (or once something else can) it parks, with op as what an interrupt cancels. */
-    if (!op->completed && !(WEFT__LIKELY(!t->deadline_depth) && weft__wait_here(l, t, &op->completed)))
+    /* Without a deadline the task waits for its op right where it is, as long as nothing else can
+     * run; otherwise (or once something else can) it parks, with op as what an interrupt cancels. */
+    if (!op->completed && !(WEFT__LIKELY(!t->deadline_depth) && weft__loop_wait_here(l, t, &op->completed) == 0))
         weft__park(t, interrupt, op, UINT64_MAX, 0);
-    return op_result(op);
+    intptr_t res = op_result(op);
+    if (WEFT__UNLIKELY(l->fd_errors_held))
+        fd_error_new_fd(l, op, res);
+    return res;
 }
 
 intptr_t weft__io_wait(weft_task *t, weft__op *op)
@@ -110,21 +146,7 @@ intptr_t weft__io_wait(weft_task *t, weft__op *op)
     int r = weft__check_suspend(t);
     if (r)
         return r;
-    if (WEFT__UNLIKELY(t->latched_err) && t->latched_fd == op->fd) {
-        r = t->latched_err;
-        t->latched_err = 0;
-        return r;
-    }
     return io_wait(t, op, op_interrupt);
-}
-
-void weft__io_latch(int fd, int err)
-{
-    weft_task *t = weft__current();
-    if (t && err < 0 && err != -ECANCELED && err != -ETIMEDOUT) {
-        t->latched_fd = fd;
-        t->latched_err = err;
-    }
 }
 
 intptr_t weft__io_wait_uninterruptible(weft_task *t, weft__op *op)
@@ -132,46 +154,92 @@ intptr_t weft__io_wait_uninterruptible(weft_task *t, weft__op *op)
     return io_wait(t, op, NULL);
 }
 
+int weft__io_close_now(weft_loop *l, int fd)
+{
+    if (l) {
+        l->backend->forget_fd(l, fd);
+        fd_error_take(l, fd);
+    }
+    return close(fd) < 0 ? -errno : 0;
+}
+
+/* ---- _async requests ------------------------------------------------------------------------------- */
+
 static void async_complete(weft__op *op, int32_t res, uint32_t flags)
 {
     (void)flags;
-    weft__async_op *a = WEFT__CONTAINER(op, weft__async_op, op);
-    weft_loop *l = a->loop;
+    async_op *a = WEFT__CONTAINER(op, async_op, op);
+    weft_loop *l = atomic_load_explicit(&a->future.loop, memory_order_relaxed);
     l->inflight--;
     weft__list_remove(&l->async_ops, &a->link);
-    a->kernel_done = true;
     op->res = res;
     if (atomic_load_explicit(&a->future.state, memory_order_relaxed) != WEFT__DONE)
         weft__future_complete(l, &a->future, op_result(op));
-    async_maybe_free(a);
+    weft__owned_done(&a->future);
 }
 
+static void async_stop(weft_future *f, bool abandon)
+{
+    async_op *a = WEFT__CONTAINER(f, async_op, future);
+    if (abandon)
+        a->op.abandoned = true;
+    a->op.reason = -ECANCELED;
+    weft__backend_cancel(atomic_load_explicit(&f->loop, memory_order_relaxed), &a->op);
+}
+
+static void async_describe(const weft_future *f, char *buf, size_t len)
+{
+    const async_op *a = WEFT__CONTAINER(f, async_op, future);
+    char by[64];
+    snprintf(buf, len, "%s_async on fd %d%s", weft__opcodes[a->op.opcode].name, a->op.fd,
+             weft__maker_label(&a->maker, by, sizeof by));
+}
+
+static const weft__future_ops async_future = {
+    .cancel = weft__owned_cancel,
+    .free = weft__owned_free,
+    .release = weft__owned_release,
+    .stop = async_stop,
+    .describe = async_describe,
+};
+
 weft_future *weft__io_async(weft__op *template)
+{
+    return weft__io_async_copy(template, 0, 0);
+}
+
+weft_future *weft__io_async_copy(weft__op *template, size_t buf_bytes, size_t newpath_bytes)
 {
     weft_loop *l = weft__tls_loop;
     if (!l) {
         errno = EPERM;
         return NULL;
     }
-    weft__async_op *a = malloc(sizeof *a);
+    async_op *a = malloc(sizeof *a + buf_bytes + newpath_bytes);
     if (!a) {
         errno = ENOMEM;
         return NULL;
     }
-    weft__future_init(&a->future, WEFT__FUTURE_IO);
-    atomic_store_explicit(&a->future.loop, l, memory_order_relaxed);
+    weft__future_init(&a->future, &async_future, l);
+    weft__maker_set(&a->maker, l->current);
     a->op = *template;
+    if (buf_bytes) {
+        memcpy(a->copies, template->buf, buf_bytes);
+        a->op.buf = a->copies;
+    }
+    if (newpath_bytes) {
+        memcpy(a->copies + buf_bytes, template->arg.rename.newpath, newpath_bytes);
+        a->op.arg.rename.newpath = a->copies + buf_bytes;
+    }
     a->op.complete = async_complete;
     a->op.task = NULL;
     a->op.reason = 0;
     a->op.cancel_sent = false;
     a->op.completed = false;
     a->op.abandoned = false;
-    a->op.withdrawn = false;
-    a->op.wait_kind = 0;
-    a->op.backend_priv = NULL;
-    a->loop = l;
-    a->kernel_done = false;
+    a->op.job = NULL;
+    a->op.be.withdrawn = false;
+    a->op.be.wait_kind = 0;
     weft__list_push(&l->async_ops, &a->link);
     l->inflight++;
     int r = fault_inject(&a->op) ? 0 : weft__backend_submit(l, &a->op);
@@ -182,125 +250,92 @@ weft_future *weft__io_async(weft__op *template)
     return &a->future;
 }
 
-int weft__io_future_cancel(weft_future *f)
-{
-    weft__async_op *a = WEFT__CONTAINER(f, weft__async_op, future);
-    if (a->kernel_done)
-        return -EALREADY;
-    a->op.reason = -ECANCELED;
-    a->loop->backend->cancel(a->loop, &a->op);
-    return 0;
-}
-
-void weft__io_future_free(weft_future *f)
-{
-    weft__async_op *a = WEFT__CONTAINER(f, weft__async_op, future);
-    if (!a->kernel_done) {
-        /* Cancel it and let its completion free the block; until then the future stays pending, so
-         * whoever awaits it wakes with the real result. The cancel may complete the op on the spot
-         * (epoll, an executor job not started): the block is only marked freed after the call, so
-         * that completion cannot free it under our feet. */
-        a->op.abandoned = true;
-        a->op.reason = -ECANCELED;
-        a->loop->backend->cancel(a->loop, &a->op);
-    }
-    f->freed = true;
-    async_maybe_free(a);
-}
-
-void weft__io_future_release(weft_future *f)
-{
-    async_maybe_free(WEFT__CONTAINER(f, weft__async_op, future));
-}
-
 void weft__io_cancel_all(weft_loop *l)
 {
     /* A cancel may complete the op at once and take it off the list: step past it first. */
     weft__link *next;
     for (weft__link *link = l->async_ops.head; link; link = next) {
         next = link->next;
-        weft__async_op *a = WEFT__CONTAINER(link, weft__async_op, link);
+        async_op *a = WEFT__CONTAINER(link, async_op, link);
         if (!a->op.cancel_sent) {
             a->op.reason = -ECANCELED;
-            l->backend->cancel(l, &a->op);
+            weft__backend_cancel(l, &a->op);
         }
     }
 }
 
-/* ---- blocking execution, for backends that cannot do an op asynchronously ---------------------- */
+/* ---- blocking execution, for what a backend cannot do asynchronously ------------------------------ */
+
+const weft__opcode_info weft__opcodes[WEFT__OP_COUNT] = {
+#define WEFT__X(name, str, uring, ep, buf) [WEFT__OP_##name] = {str, ep, buf},
+    WEFT__OPCODES(WEFT__X)
+#undef WEFT__X
+};
+
+/* Each row's blocking system call: its result, or -1 with errno set. */
+static long run_NOP(weft__op *op) { (void)op; return 0; }
+static long run_SOCKET(weft__op *op) { return socket(op->arg.socket.domain, op->arg.socket.type, op->arg.socket.protocol); }
+static long run_ACCEPT(weft__op *op) { return accept4(op->fd, op->buf, op->arg.addrlen, (int)op->flags); }
+static long run_CONNECT(weft__op *op) { return connect(op->fd, op->buf, (socklen_t)op->len); }
+static long run_RECV(weft__op *op) { return recv(op->fd, op->buf, op->len, (int)op->flags); }
+static long run_SEND(weft__op *op) { return send(op->fd, op->buf, op->len, (int)op->flags); }
+static long run_RECVMSG(weft__op *op) { return recvmsg(op->fd, op->buf, (int)op->flags); }
+static long run_SENDMSG(weft__op *op) { return sendmsg(op->fd, op->buf, (int)op->flags); }
+static long run_SHUTDOWN(weft__op *op) { return shutdown(op->fd, (int)op->flags); }
+static long run_CLOSE(weft__op *op) { return close(op->fd); }
+static long run_OPENAT(weft__op *op) { return openat(op->fd, op->buf, (int)op->flags, (mode_t)op->arg.mode); }
+static long run_FSYNC(weft__op *op) { return op->flags ? fdatasync(op->fd) : fsync(op->fd); }
+static long run_UNLINKAT(weft__op *op) { return unlinkat(op->fd, op->buf, (int)op->flags); }
+static long run_MKDIRAT(weft__op *op) { return mkdirat(op->fd, op->buf, (mode_t)op->arg.mode); }
+static long run_CANCEL_FD(weft__op *op) { (void)op; errno = ENOENT; return -1; } /* nothing queued the old way */
+
+static long run_READ(weft__op *op)
+{
+    return op->off == -1 ? read(op->fd, op->buf, op->len) : pread(op->fd, op->buf, op->len, op->off);
+}
+
+static long run_WRITE(weft__op *op)
+{
+    return op->off == -1 ? write(op->fd, op->buf, op->len) : pwrite(op->fd, op->buf, op->len, op->off);
+}
+
+static long run_READV(weft__op *op)
+{
+    return op->off == -1 ? readv(op->fd, op->buf, (int)op->len) : preadv(op->fd, op->buf, (int)op->len, op->off);
+}
+
+static long run_WRITEV(weft__op *op)
+{
+    return op->off == -1 ? writev(op->fd, op->buf, (int)op->len) : pwritev(op->fd, op->buf, (int)op->len, op->off);
+}
+
+static long run_STATX(weft__op *op)
+{
+    return statx(op->fd, op->buf, (int)op->flags, op->arg.statx.mask, op->arg.statx.out);
+}
+
+static long run_RENAMEAT(weft__op *op)
+{
+    return renameat2(op->fd, op->buf, op->arg.rename.newdfd, op->arg.rename.newpath, op->flags);
+}
+
+static long run_POLL(weft__op *op)
+{
+    struct pollfd pfd = {.fd = op->fd, .events = (short)op->flags};
+    long r = poll(&pfd, 1, -1);
+    return r < 0 ? r : pfd.revents;
+}
 
 int32_t weft__op_run_blocking(weft__op *op)
 {
     long r;
-    switch (op->opcode) {
-    case WEFT__OP_NOP:
-        r = 0;
+    switch ((enum weft__opcode)op->opcode) {
+#define WEFT__X(name, str, uring, ep, buf)                                                              \
+    case WEFT__OP_##name:                                                                               \
+        r = run_##name(op);                                                                             \
         break;
-    case WEFT__OP_SOCKET:
-        r = socket(op->fd, op->fd2, (int)op->flags);
-        break;
-    case WEFT__OP_ACCEPT:
-        r = accept4(op->fd, op->addr, op->addr2, (int)op->flags);
-        break;
-    case WEFT__OP_CONNECT:
-        r = connect(op->fd, op->addr, (socklen_t)op->len);
-        break;
-    case WEFT__OP_RECV:
-        r = recv(op->fd, op->addr, op->len, (int)op->flags);
-        break;
-    case WEFT__OP_SEND:
-        r = send(op->fd, op->addr, op->len, (int)op->flags);
-        break;
-    case WEFT__OP_RECVMSG:
-        r = recvmsg(op->fd, op->addr, (int)op->flags);
-        break;
-    case WEFT__OP_SENDMSG:
-        r = sendmsg(op->fd, op->addr, (int)op->flags);
-        break;
-    case WEFT__OP_SHUTDOWN:
-        r = shutdown(op->fd, (int)op->flags);
-        break;
-    case WEFT__OP_CLOSE:
-        r = close(op->fd);
-        break;
-    case WEFT__OP_OPENAT:
-        r = openat(op->fd, op->addr, (int)op->flags, (mode_t)op->mode);
-        break;
-    case WEFT__OP_READ:
-        r = op->off == -1 ? read(op->fd, op->addr, op->len) : pread(op->fd, op->addr, op->len, op->off);
-        break;
-    case WEFT__OP_WRITE:
-        r = op->off == -1 ? write(op->fd, op->addr, op->len) : pwrite(op->fd, op->addr, op->len, op->off);
-        break;
-    case WEFT__OP_READV:
-        r = op->off == -1 ? readv(op->fd, op->addr, (int)op->len) : preadv(op->fd, op->addr, (int)op->len, op->off);
-        break;
-    case WEFT__OP_WRITEV:
-        r = op->off == -1 ? writev(op->fd, op->addr, (int)op->len)
-                          : pwritev(op->fd, op->addr, (int)op->len, op->off);
-        break;
-    case WEFT__OP_FSYNC:
-        r = op->flags ? fdatasync(op->fd) : fsync(op->fd);
-        break;
-    case WEFT__OP_STATX:
-        r = statx(op->fd, op->addr, (int)op->flags, op->mode, op->addr2);
-        break;
-    case WEFT__OP_UNLINKAT:
-        r = unlinkat(op->fd, op->addr, (int)op->flags);
-        break;
-    case WEFT__OP_RENAMEAT:
-        r = renameat2(op->fd, op->addr, op->fd2, op->addr2, op->flags);
-        break;
-    case WEFT__OP_MKDIRAT:
-        r = mkdirat(op->fd, op->addr, (mode_t)op->mode);
-        break;
-    case WEFT__OP_POLL: {
-        struct pollfd pfd = {.fd = op->fd, .events = (short)op->flags};
-        r = poll(&pfd, 1, -1);
-        if (r >= 0)
-            r = pfd.revents;
-        break;
-    }
+        WEFT__OPCODES(WEFT__X)
+#undef WEFT__X
     default:
         errno = EOPNOTSUPP;
         r = -1;
@@ -314,39 +349,32 @@ static intptr_t offload_run(void *arg)
 }
 
 /*
- * An _async read or write run on the executor goes through a buffer of weft's own: its owner may free
- * the future (and then its buffer) while a worker is in the middle of the call, and no thread may touch
+ * An _async transfer run on the executor goes through a buffer of weft's own: its owner may free the
+ * future (and then its buffer) while a worker is in the middle of the call, and no thread may touch
  * the caller's buffer after that. The data is copied in before a write and out after a read, on the
  * loop, unless the owner has given the result up. The copy is page-aligned, as O_DIRECT requires of
- * the caller's. The caller's buffer waits in op->addr2, which these opcodes do not use. A task's own
- * ops need none of this: the task waits.
+ * the caller's. A task's own ops need none of this: the task waits.
  */
 static bool needs_bounce(const weft__op *op)
 {
-    if (op->task)
-        return false;
-    switch (op->opcode) {
-    case WEFT__OP_READ:
-    case WEFT__OP_WRITE:
-    case WEFT__OP_RECV:
-    case WEFT__OP_SEND:
-        return true;
-    default:
-        return false;
-    }
+    return !op->task && weft__opcodes[op->opcode].buf_way != BUF_NONE;
+}
+
+static void bounce_end(weft__op *op)
+{
+    free(op->buf);
+    op->buf = op->caller_buf;
+    op->caller_buf = NULL;
 }
 
 static void offload_landed(void *arg, intptr_t result)
 {
     weft__op *op = arg;
-    op->backend_priv = NULL;
+    op->job = NULL;
     if (needs_bounce(op)) {
-        bool is_read = op->opcode == WEFT__OP_READ || op->opcode == WEFT__OP_RECV;
-        if (is_read && result > 0 && !op->abandoned)
-            memcpy(op->addr2, op->addr, (size_t)result);
-        free(op->addr);
-        op->addr = op->addr2;
-        op->addr2 = NULL;
+        if (weft__opcodes[op->opcode].buf_way == BUF_IN && result > 0 && !op->abandoned)
+            memcpy(op->caller_buf, op->buf, (size_t)result);
+        bounce_end(op);
     }
     weft__tls_loop->stats.completions++;
     op->complete(op, (int32_t)result, 0);
@@ -358,31 +386,28 @@ int weft__op_offload(weft_loop *l, weft__op *op)
         void *copy;
         if (posix_memalign(&copy, 4096, op->len ? op->len : 1) != 0)
             return -ENOMEM;
-        if (op->opcode == WEFT__OP_WRITE || op->opcode == WEFT__OP_SEND)
-            memcpy(copy, op->addr, op->len);
-        op->addr2 = op->addr;
-        op->addr = copy;
+        if (weft__opcodes[op->opcode].buf_way == BUF_OUT)
+            memcpy(copy, op->buf, op->len);
+        op->caller_buf = op->buf;
+        op->buf = copy;
     }
-    /* A task's own op waits for room in a full queue; an _async op reports -EAGAIN instead. */
-    void *job = weft__exec_submit_cb(l, op->task, offload_run, op, offload_landed, op);
+    /* A task's own op waits for room in a full queue; an _async op is queued past it. */
+    struct weft__job *job = weft__exec_submit_cb(l, op->task, offload_run, op, offload_landed, op);
     if (!job) {
         int err = -errno;
-        if (needs_bounce(op)) {
-            free(op->addr);
-            op->addr = op->addr2;
-            op->addr2 = NULL;
-        }
+        if (needs_bounce(op))
+            bounce_end(op);
         return err;
     }
-    op->backend_priv = job;
+    op->job = job;
     l->stats.offloaded_ops++;
     return 0;
 }
 
 void weft__op_offload_cancel(weft__op *op)
 {
-    if (op->backend_priv)
-        weft__exec_cancel_cb(op->backend_priv);
+    if (op->job)
+        weft__exec_cancel_cb(op->job);
 }
 
 int weft_nop(void)

@@ -102,6 +102,7 @@ static int backend_choose(weft_loop *l)
         return l->backend->init(l, &l->cfg);
     }
     l->backend = &weft__uring_ops;
+    l->is_uring = true;
     int r = l->backend->init(l, &l->cfg);
     if (r == 0 || want)
         return r;
@@ -112,6 +113,7 @@ static int backend_choose(weft_loop *l)
              hint);
     weft__log("%s; using epoll (set WEFT_BACKEND=epoll to choose it and silence this)\n", l->fallback_reason);
     l->backend = &weft__epoll_ops;
+    l->is_uring = false;
     l->stats.backend_fallbacks++;
     return l->backend->init(l, &l->cfg);
 }
@@ -159,14 +161,22 @@ void weft_loop_free(weft_loop *l)
         weft__log("weft_loop_free: the loop is running; not freed\n");
         return;
     }
+    /* Calls posted from other threads after the last run: nobody will run them now. */
+    weft_future *f = atomic_exchange(&l->remote_head, NULL);
+    while (f) {
+        weft_future *next = f->remote_next;
+        weft__call_discard(f);
+        f = next;
+    }
     weft__exec_default_release(l);
     l->backend->fini(l);
     close(l->wake_fd);
     weft__stack_pool_fini(&l->stacks);
     weft__timer_heap_fini(&l->timers);
+    free(l->fd_errors);
     while (l->free_tasks) {
         weft_task *t = l->free_tasks;
-        l->free_tasks = t->ready_next;
+        l->free_tasks = weft__task_of(t->run.next);
         free(t);
     }
     free(l);
@@ -175,6 +185,143 @@ void weft_loop_free(weft_loop *l)
 const char *weft_loop_backend(const weft_loop *l)
 {
     return l ? l->backend->name : NULL;
+}
+
+/* ---- the one place the loop waits ------------------------------------------------------------ */
+
+/*
+ * Whether the loop has something to run rather than wait for: a ready task or a due callback, or the
+ * completion a task waiting in place waits for (weft__loop_wait_here), which no queue shows.
+ */
+static inline bool runnable_now(const weft_loop *l)
+{
+    return l->run_head || (l->wait_flag && *l->wait_flag);
+}
+
+/*
+ * Looks for completions without sleeping for up to budget ns (cfg.idle_poll_ns): a sleep in the
+ * kernel costs a wake-up (an idle CPU's exit from halt) when the completion comes, which for a disk
+ * read or an offloaded job arriving a few microseconds later is most of its latency. On io_uring
+ * with DEFER_TASKRUN the kernel flags pending completions in the SQ ring, so the poll costs no
+ * system call until there is something to reap. 1 if something became ready, 0 if not, or an error.
+ */
+static int idle_poll(weft_loop *l, uint64_t budget)
+{
+    uint64_t end = weft__now() + budget;
+    do {
+        if (weft__backend_has_work(l)) {
+            int r = weft__backend_poll(l, 0);
+            if (r < 0)
+                return r;
+        }
+        if (runnable_now(l) || atomic_load_explicit(&l->remote_head, memory_order_relaxed)) {
+            l->stats.idle_polls++;
+            return 1;
+        }
+        weft__cpu_relax();
+    } while (weft__now() < end);
+    l->stats.idle_poll_misses++;
+    return 0;
+}
+
+/*
+ * One poll: results from other threads, due timers, then the backend, waiting (up to the next timer)
+ * only when nothing is ready to run.
+ */
+static int poll_once(weft_loop *l)
+{
+    if (atomic_load_explicit(&l->remote_head, memory_order_relaxed))
+        weft__remote_drain(l);
+    uint64_t next_timer = weft__timer_next(&l->timers);
+    uint64_t now = 0;
+    if (next_timer != UINT64_MAX) {
+        now = weft__now();
+        if (next_timer <= now) {
+            weft__timer_run(&l->timers, now);
+            next_timer = weft__timer_next(&l->timers);
+        }
+    }
+    uint64_t timeout;
+    if (runnable_now(l))
+        timeout = 0;
+    else if (next_timer != UINT64_MAX)
+        timeout = next_timer > now ? next_timer - now : 0;
+    else
+        timeout = UINT64_MAX;
+    if (timeout && l->cfg.idle_poll_ns && (l->inflight || l->jobs_inflight)) {
+        int r = idle_poll(l, l->cfg.idle_poll_ns < timeout ? l->cfg.idle_poll_ns : timeout);
+        if (r)
+            return r < 0 ? r : 0;
+        if (timeout != UINT64_MAX) {
+            now = weft__now();
+            if (next_timer <= now)
+                return 0; /* the next poll runs it */
+            timeout = next_timer - now;
+        }
+    }
+    if (timeout) {
+        /* About to sleep: a good moment to give back the stacks of a burst of tasks, a few at a time. */
+        weft__stack_trim(&l->stacks, WEFT__STACKS_KEPT);
+        /* Announce the sleep before the last look at the remote list: a thread that pushes after
+         * this store sees sleeping == 1 and writes the wake fd; one that pushed before is seen here. */
+        atomic_store(&l->sleeping, 1);
+        if (atomic_load(&l->remote_head))
+            timeout = 0;
+    }
+    int r = 0;
+    if (timeout || weft__backend_has_work(l))
+        r = weft__backend_poll(l, timeout);
+    if (timeout)
+        atomic_store_explicit(&l->sleeping, 0, memory_order_relaxed); /* a stale 1 costs a spare wakeup */
+    return r;
+}
+
+/*
+ * Polls at least once, then until something can run, *flag holds or done(l) holds: the loop's turn
+ * polls even with tasks still ready (its budget spent), so busy tasks cannot keep I/O from being
+ * polled. Inlined into both callers, so each tests only its own condition. A remote result drained
+ * at the top of a poll can complete the op behind *flag, so the flag is what the poll's own "anything
+ * to run?" looks at (l->wait_flag), or the loop would sleep past it.
+ */
+static inline __attribute__((always_inline)) int poll_until(weft_loop *l, const bool *flag,
+                                                             bool (*done)(weft_loop *))
+{
+    l->wait_flag = flag;
+    int r;
+    do {
+        r = poll_once(l);
+    } while (r >= 0 && !(l->run_head || (flag && *flag) || (done && done(l))));
+    l->wait_flag = NULL;
+    return r;
+}
+
+int weft__loop_wait(weft_loop *l, bool (*done)(weft_loop *))
+{
+    return poll_until(l, NULL, done);
+}
+
+int weft__loop_wait_here(weft_loop *l, weft_task *t, const bool *flag)
+{
+    if (l->run_head)
+        return 1;
+    weft__stack_check(t); /* as a switch away would: a task that never switches is checked here */
+    weft__note_switch(l, NULL); /* in the loop, for the watchdog, while it waits */
+    int r = poll_until(l, flag, NULL);
+    weft__note_switch(l, t);
+    if (r < 0)
+        return r;
+    return flag && *flag ? 0 : 1;
+}
+
+int weft__loop_turn(weft_loop *l, bool (*done)(weft_loop *))
+{
+    weft__run_ready(l);
+    if (done(l)) {
+        if (atomic_load_explicit(&l->remote_head, memory_order_relaxed))
+            weft__remote_drain(l);
+        return 0;
+    }
+    return weft__loop_wait(l, done);
 }
 
 /* One turn; a backend failure here is a weft bug or a broken kernel, with tasks parked in it. */
@@ -194,7 +341,7 @@ static bool main_ended(weft_loop *l)
 
 static bool all_quiet(weft_loop *l)
 {
-    return l->stats.tasks_live == 0 && !l->callbacks.head && l->inflight == 0 && l->jobs_inflight == 0 &&
+    return l->stats.tasks_live == 0 && !l->run_head && l->inflight == 0 && l->jobs_inflight == 0 &&
            !atomic_load_explicit(&l->remote_head, memory_order_relaxed);
 }
 
@@ -213,6 +360,9 @@ static void teardown(weft_loop *l)
         weft__exec_cancel_all(l);
         turn(l, all_quiet);
     }
+    /* Calls waiting for their time go with the run, as asyncio's pending TimerHandles go with a
+     * closed loop. */
+    weft__calls_end(l);
     /* What is left ended without anyone joining it. */
     while (l->tasks.head) {
         weft_task *t = WEFT__CONTAINER(l->tasks.head, weft_task, all_link);
@@ -239,21 +389,16 @@ int weft_loop_run(weft_loop *l, weft_fn main, void *arg, intptr_t *result)
     unsigned long self = (unsigned long)pthread_self(), idle = 0;
     if (!atomic_compare_exchange_strong(&l->owner, &idle, self))
         return -EBUSY;
+    /* Each step is undone, in reverse order, by the rung of the ladder below it. */
     int r = l->backend->start(l);
-    if (r < 0) {
-        atomic_store(&l->owner, 0);
-        return r;
-    }
+    if (r < 0)
+        goto unown;
     r = weft__overflow_handler_install();
-    if (r < 0) {
-        atomic_store(&l->owner, 0);
-        return r;
-    }
+    if (r < 0)
+        goto stop_backend;
     r = weft__watchdog_start(l);
-    if (r < 0) {
-        atomic_store(&l->owner, 0);
-        return r;
-    }
+    if (r < 0)
+        goto remove_handler;
     weft__ctx_init_thread(&l->ctx);
     weft__ctx_capture_fpu();
     weft__tls_loop = l;
@@ -262,7 +407,7 @@ int weft_loop_run(weft_loop *l, weft_fn main, void *arg, intptr_t *result)
     l->main_task = weft__spawn(l, "main", main, arg);
     if (!l->main_task) {
         r = -errno;
-        goto out;
+        goto unbind;
     }
     while (!main_ended(l))
         turn(l, main_ended);
@@ -272,12 +417,15 @@ int weft_loop_run(weft_loop *l, weft_fn main, void *arg, intptr_t *result)
     weft__task_free(l, l->main_task);
     l->main_task = NULL;
     teardown(l);
-out:
+unbind:
     l->running = false;
-    weft__watchdog_stop(l);
-    l->backend->stop(l);
     weft__tls_loop = NULL;
+    weft__watchdog_stop(l);
+remove_handler:
     weft__overflow_handler_remove();
+stop_backend:
+    l->backend->stop(l);
+unown:
     atomic_store(&l->owner, 0);
     return r;
 }

@@ -25,7 +25,8 @@ static intptr_t run_op(weft__op *op)
 
 int weft_socket(int domain, int type, int protocol)
 {
-    weft__op op = {.opcode = WEFT__OP_SOCKET, .fd = domain, .fd2 = type, .flags = (uint32_t)protocol};
+    weft__op op = {.opcode = WEFT__OP_SOCKET, .fd = -1,
+                   .arg.socket = {.domain = domain, .type = type, .protocol = protocol}};
     return (int)run_op(&op);
 }
 
@@ -39,7 +40,7 @@ int weft_accept(int fd, struct sockaddr *addr, socklen_t *len, int flags)
     uint64_t backoff = 1000000;
     for (;;) {
         socklen_t saved = len ? *len : 0;
-        weft__op op = {.opcode = WEFT__OP_ACCEPT, .fd = fd, .addr = addr, .addr2 = len, .flags = (uint32_t)flags};
+        weft__op op = {.opcode = WEFT__OP_ACCEPT, .fd = fd, .buf = addr, .arg.addrlen = len, .flags = (uint32_t)flags};
         int r = (int)run_op(&op);
         if (r != -EMFILE && r != -ENFILE)
             return r;
@@ -58,32 +59,32 @@ int weft_accept(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 
 int weft_connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
-    weft__op op = {.opcode = WEFT__OP_CONNECT, .fd = fd, .addr = (void *)addr, .len = len};
+    weft__op op = {.opcode = WEFT__OP_CONNECT, .fd = fd, .buf = (void *)addr, .len = len};
     return (int)run_op(&op);
 }
 
 ssize_t weft_recv(int fd, void *buf, size_t len, int flags)
 {
-    weft__op op = {.opcode = WEFT__OP_RECV, .fd = fd, .addr = buf, .len = len, .flags = (uint32_t)flags};
+    weft__op op = {.opcode = WEFT__OP_RECV, .fd = fd, .buf = buf, .len = len, .flags = (uint32_t)flags};
     return run_op(&op);
 }
 
 ssize_t weft_send(int fd, const void *buf, size_t len, int flags)
 {
-    weft__op op = {.opcode = WEFT__OP_SEND, .fd = fd, .addr = (void *)buf, .len = len,
+    weft__op op = {.opcode = WEFT__OP_SEND, .fd = fd, .buf = (void *)buf, .len = len,
                    .flags = (uint32_t)(flags | MSG_NOSIGNAL)};
     return run_op(&op);
 }
 
 ssize_t weft_recvmsg(int fd, struct msghdr *msg, int flags)
 {
-    weft__op op = {.opcode = WEFT__OP_RECVMSG, .fd = fd, .addr = msg, .flags = (uint32_t)flags};
+    weft__op op = {.opcode = WEFT__OP_RECVMSG, .fd = fd, .buf = msg, .flags = (uint32_t)flags};
     return run_op(&op);
 }
 
 ssize_t weft_sendmsg(int fd, const struct msghdr *msg, int flags)
 {
-    weft__op op = {.opcode = WEFT__OP_SENDMSG, .fd = fd, .addr = (void *)msg,
+    weft__op op = {.opcode = WEFT__OP_SENDMSG, .fd = fd, .buf = (void *)msg,
                    .flags = (uint32_t)(flags | MSG_NOSIGNAL)};
     return run_op(&op);
 }
@@ -96,11 +97,11 @@ int weft_shutdown(int fd, int how)
 
 int weft_close(int fd)
 {
-    weft_task *t = weft__current();
-    if (!t)
-        return -EPERM;
     if (fd < 0)
         return -EBADF;
+    weft_task *t = weft__current();
+    if (!t)
+        return weft__io_close_now(weft__tls_loop, fd);
     /*
      * Operations in flight hold their own reference to the file, so closing the fd alone would leave
      * a pending recv waiting forever: cancel them first (they return -EBADF). Closing is not
@@ -120,51 +121,96 @@ int weft_poll(int fd, short events)
 
 weft_future *weft_recv_async(int fd, void *buf, size_t len, int flags)
 {
-    weft__op op = {.opcode = WEFT__OP_RECV, .fd = fd, .addr = buf, .len = len, .flags = (uint32_t)flags};
+    weft__op op = {.opcode = WEFT__OP_RECV, .fd = fd, .buf = buf, .len = len, .flags = (uint32_t)flags};
     return weft__io_async(&op);
 }
 
 weft_future *weft_send_async(int fd, const void *buf, size_t len, int flags)
 {
-    weft__op op = {.opcode = WEFT__OP_SEND, .fd = fd, .addr = (void *)buf, .len = len,
+    weft__op op = {.opcode = WEFT__OP_SEND, .fd = fd, .buf = (void *)buf, .len = len,
                    .flags = (uint32_t)(flags | MSG_NOSIGNAL)};
+    return weft__io_async(&op);
+}
+
+/*
+ * weft_send_all and weft_recv_exact: the whole of buf, or what went through before an error, which is
+ * then held for fd (io.c) so that neither the bytes nor the error are lost. A receive stops early at
+ * end of stream.
+ */
+static ssize_t transfer_all(int fd, char *buf, size_t len, bool receiving)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = receiving ? weft_recv(fd, buf + done, len - done, 0) : weft_send(fd, buf + done, len - done, 0);
+        if (n == 0 && receiving)
+            break;
+        if (n < 0) {
+            if (!done)
+                return n;
+            weft__fd_error_hold(weft__tls_loop, fd, (int)n);
+            break;
+        }
+        done += (size_t)n;
+    }
+    return (ssize_t)done;
+}
+
+weft_future *weft_socket_async(int domain, int type, int protocol)
+{
+    weft__op op = {.opcode = WEFT__OP_SOCKET, .fd = -1,
+                   .arg.socket = {.domain = domain, .type = type, .protocol = protocol}};
+    return weft__io_async(&op);
+}
+
+weft_future *weft_accept_async(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+    weft__op op = {.opcode = WEFT__OP_ACCEPT, .fd = fd, .buf = addr, .arg.addrlen = len, .flags = (uint32_t)flags};
+    return weft__io_async(&op);
+}
+
+weft_future *weft_connect_async(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    if (!addr || len > sizeof(struct sockaddr_storage)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    weft__op op = {.opcode = WEFT__OP_CONNECT, .fd = fd, .buf = (void *)addr, .len = len};
+    return weft__io_async_copy(&op, len, 0);
+}
+
+weft_future *weft_recvmsg_async(int fd, struct msghdr *msg, int flags)
+{
+    weft__op op = {.opcode = WEFT__OP_RECVMSG, .fd = fd, .buf = msg, .flags = (uint32_t)flags};
+    return weft__io_async(&op);
+}
+
+weft_future *weft_sendmsg_async(int fd, const struct msghdr *msg, int flags)
+{
+    weft__op op = {.opcode = WEFT__OP_SENDMSG, .fd = fd, .buf = (void *)msg,
+                   .flags = (uint32_t)(flags | MSG_NOSIGNAL)};
+    return weft__io_async(&op);
+}
+
+weft_future *weft_shutdown_async(int fd, int how)
+{
+    weft__op op = {.opcode = WEFT__OP_SHUTDOWN, .fd = fd, .flags = (uint32_t)how};
+    return weft__io_async(&op);
+}
+
+weft_future *weft_poll_async(int fd, short events)
+{
+    weft__op op = {.opcode = WEFT__OP_POLL, .fd = fd, .flags = (uint16_t)events};
     return weft__io_async(&op);
 }
 
 ssize_t weft_send_all(int fd, const void *buf, size_t len)
 {
-    const char *p = buf;
-    size_t done = 0;
-    while (done < len) {
-        ssize_t n = weft_send(fd, p + done, len - done, 0);
-        if (n < 0 && done) {
-            weft__io_latch(fd, (int)n); /* what went out is reported; the next call sees the error */
-            return (ssize_t)done;
-        }
-        if (n < 0)
-            return n;
-        done += (size_t)n;
-    }
-    return (ssize_t)done;
+    return transfer_all(fd, (char *)buf, len, false);
 }
 
 ssize_t weft_recv_exact(int fd, void *buf, size_t len)
 {
-    char *p = buf;
-    size_t done = 0;
-    while (done < len) {
-        ssize_t n = weft_recv(fd, p + done, len - done, 0);
-        if (n == 0)
-            break;
-        if (n < 0 && done) {
-            weft__io_latch(fd, (int)n); /* the bytes received are in buf: never dropped */
-            return (ssize_t)done;
-        }
-        if (n < 0)
-            return n;
-        done += (size_t)n;
-    }
-    return (ssize_t)done;
+    return transfer_all(fd, buf, len, true);
 }
 
 /* Parses a numeric IPv4 or IPv6 address (NULL or "" or "*": every IPv4 address). */

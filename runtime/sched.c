@@ -30,26 +30,24 @@
 
 WEFT__TLS weft_loop *weft__tls_loop;
 
+static const weft__future_ops task_future;
+
 static inline void ready_push(weft_loop *l, weft_task *t)
 {
-    t->ready_next = NULL;
     t->state = WEFT__READY;
-    if (l->ready_tail)
-        l->ready_tail->ready_next = t;
-    else
-        l->ready_head = t;
-    l->ready_tail = t;
+    t->run.call = NULL;
+    weft__run_push(l, &t->run);
 }
 
-static inline weft_task *ready_pop(weft_loop *l)
+static inline weft__runnable *run_pop(weft_loop *l)
 {
-    weft_task *t = l->ready_head;
-    if (t) {
-        l->ready_head = t->ready_next;
-        if (!l->ready_head)
-            l->ready_tail = NULL;
+    weft__runnable *r = l->run_head;
+    if (r) {
+        l->run_head = r->next;
+        if (!l->run_head)
+            l->run_tail = NULL;
     }
-    return t;
+    return r;
 }
 
 static void task_timer_fire(weft__timer *timer)
@@ -64,6 +62,17 @@ const char *weft__task_label(const weft_task *t, char *buf, size_t len)
         snprintf(buf, len, "'%s' (#%llu)", t->name, (unsigned long long)t->id);
     else
         snprintf(buf, len, "#%llu", (unsigned long long)t->id);
+    return buf;
+}
+
+const char *weft__maker_label(const weft__maker *m, char *buf, size_t len)
+{
+    if (!m->id)
+        snprintf(buf, len, "%s", "");
+    else if (m->name[0])
+        snprintf(buf, len, " by task '%.*s' (#%llu)", (int)sizeof m->name, m->name, (unsigned long long)m->id);
+    else
+        snprintf(buf, len, " by task #%llu", (unsigned long long)m->id);
     return buf;
 }
 
@@ -85,7 +94,7 @@ weft_task *weft__spawn(weft_loop *l, const char *name, weft_fn fn, void *arg)
         return NULL;
     }
     /* Each task may have one timer armed: reserve its heap slot now so parking never fails. */
-    if (weft__timer_reserve(&l->timers, l->stats.tasks_live + 1) < 0) {
+    if (weft__timer_reserve(&l->timers, l->stats.tasks_live + l->ncall_timers + 1) < 0) {
         errno = ENOMEM;
         return NULL;
     }
@@ -95,7 +104,7 @@ weft_task *weft__spawn(weft_loop *l, const char *name, weft_fn fn, void *arg)
     }
     weft_task *t = l->free_tasks;
     if (t) {
-        l->free_tasks = t->ready_next;
+        l->free_tasks = weft__task_of(t->run.next);
         if (!l->free_tasks)
             l->free_tasks_tail = NULL;
         l->free_task_count--;
@@ -115,6 +124,7 @@ weft_task *weft__spawn(weft_loop *l, const char *name, weft_fn fn, void *arg)
     t->cancelled = l->closing; /* spawned during teardown: it never runs */
     t->released = false;
     t->detached = false;
+    t->in_join_all = false;
     t->id = ++l->next_task_id;
     t->interrupt = NULL;
     t->park_obj = NULL;
@@ -124,10 +134,8 @@ weft_task *weft__spawn(weft_loop *l, const char *name, weft_fn fn, void *arg)
     t->deadline_depth = 0;
     t->deadline_cap = WEFT__DEADLINES_INLINE;
     t->deadline_lost = 0;
-    t->latched_err = 0;
     t->group = NULL;
-    weft__future_init(&t->future, WEFT__FUTURE_TASK);
-    atomic_store_explicit(&t->future.loop, l, memory_order_relaxed);
+    weft__future_init(&t->future, &task_future, l);
     if (name) {
         size_t n = strnlen(name, sizeof t->name - 1);
         memcpy(t->name, name, n);
@@ -170,9 +178,9 @@ void weft__task_free(weft_loop *l, weft_task *t)
         free(t->deadlines);
     t->magic = WEFT__TASK_RELEASED;
     if (l->free_task_count + 1 <= WEFT__FREE_TASKS_MAX) {
-        t->ready_next = NULL;
+        t->run.next = NULL;
         if (l->free_tasks_tail)
-            l->free_tasks_tail->ready_next = t;
+            l->free_tasks_tail->run.next = &t->run;
         else
             l->free_tasks = t;
         l->free_tasks_tail = t;
@@ -209,7 +217,6 @@ void weft__after_switch(weft_loop *l)
 }
 
 static inline weft_task *next_runnable(weft_loop *l);
-static weft_task *wait_in_place(weft_loop *l);
 
 static void task_entry(void *arg)
 {
@@ -226,7 +233,7 @@ static void task_entry(void *arg)
     weft__ctx_exit(&t->ctx, next ? &next->ctx : &l->ctx);
 }
 
-static void overflow_fatal(weft_task *t)
+void weft__stack_overflowed(weft_task *t)
 {
     char label[64];
     weft__log("task %s overflowed its stack of %zu KiB (canary destroyed); raise weft_config.stack_size or "
@@ -253,13 +260,39 @@ static bool task_first_run(weft_loop *l, weft_task *t)
     return false;
 }
 
+/*
+ * Runs a callback from the run queue. It runs outside any task (weft_self() is NULL in it, and a
+ * suspending call there gets -EPERM), on whatever stack the scheduler is on: a task's that is parking
+ * or yielding, or the loop's. It is published for the watchdog like a task, so one that blocks the loop
+ * is reported too.
+ */
+static void callback_run(weft_loop *l, weft__runnable *r)
+{
+    weft_task *cur = l->current;
+    l->current = NULL;
+    atomic_store_explicit(&l->watch_task, NULL, memory_order_relaxed);
+    atomic_store_explicit(&l->watch_callback, r->user_fn, memory_order_relaxed);
+    atomic_store_explicit(&l->watch_seq, ++l->watch_events, memory_order_release);
+    r->call(r);
+    atomic_store_explicit(&l->watch_callback, NULL, memory_order_relaxed);
+    atomic_store_explicit(&l->watch_seq, ++l->watch_events, memory_order_release);
+    l->current = cur;
+}
+
+/* The next task to switch to, running the callbacks queued before it on the way; NULL when the run
+ * queue is empty or the turn's budget is spent. */
 static inline weft_task *next_runnable(weft_loop *l)
 {
     while (WEFT__LIKELY(l->budget)) {
-        weft_task *t = ready_pop(l);
-        if (!t)
+        weft__runnable *r = run_pop(l);
+        if (!r)
             return NULL;
         l->budget--;
+        if (WEFT__UNLIKELY(r->call != NULL)) {
+            callback_run(l, r);
+            continue;
+        }
+        weft_task *t = weft__task_of(r);
         if (WEFT__UNLIKELY(!t->stack) && !task_first_run(l, t))
             continue;
         t->state = WEFT__RUNNING;
@@ -268,14 +301,26 @@ static inline weft_task *next_runnable(weft_loop *l)
     return NULL;
 }
 
-/* Leaves the running task cur (already queued or parked) for the next ready task or the loop. */
+/*
+ * Leaves the running task cur (already queued or parked) for the next ready task or the loop.
+ *
+ * When cur has parked and nothing else is runnable, it does not switch to the loop's context only to
+ * poll and switch straight back: it waits for something to become runnable right here, on its own
+ * stack. That is the whole hand-over for a task waiting on its own request (one task driving a
+ * connection or a file): no switch at all when its own completion is what arrives. On a backend
+ * error the loop's context takes over.
+ */
 static void switch_out(weft_loop *l, weft_task *cur)
 {
-    if (WEFT__UNLIKELY(!cur->stack->guarded) && !weft__stack_canary_ok(cur->stack))
-        overflow_fatal(cur);
     weft_task *next = next_runnable(l);
-    if (!next && cur->state == WEFT__PARKED && l->budget)
-        next = wait_in_place(l);
+    if (!next && cur->state == WEFT__PARKED && l->budget) {
+        if (weft__loop_wait_here(l, cur, NULL) > 0) {
+            l->budget = WEFT__TURN_BUDGET;
+            next = next_runnable(l);
+        }
+    } else {
+        weft__stack_check(cur);
+    }
     if (next == cur) {
         /* Its own turn came again (the only ready task, or its own wait ended): no switch. */
         weft__note_switch(l, cur);
@@ -459,175 +504,42 @@ weft_future *weft_task_future(weft_task *t)
     return t && t->magic == WEFT__TASK_LIVE ? &t->future : NULL;
 }
 
-/* ---- the loop's turn ------------------------------------------------------------------------- */
-
-static void callbacks_run(weft_loop *l)
-{
-    /* Only the callbacks queued before this point run now; those they queue wait for the next turn. */
-    weft__list due = l->callbacks;
-    l->callbacks = (weft__list){0};
-    weft__link *link;
-    while ((link = weft__list_pop(&due)))
-        weft__callback_run(WEFT__CONTAINER(link, weft__waiter, link));
-}
-
-void weft__callback_queue(weft_loop *l, weft__waiter *w)
-{
-    weft__list_push(&l->callbacks, &w->link);
-}
-
-/*
- * Whether the loop has something to run rather than wait for: a ready task, a queued callback, or the
- * completed op of a task waiting for it in place (weft__wait_here), which no queue shows.
- */
-static inline bool runnable_now(const weft_loop *l)
-{
-    return l->ready_head || l->callbacks.head || (l->waited_here && *l->waited_here);
-}
-
-static inline bool something_ready(weft_loop *l)
-{
-    return runnable_now(l) || atomic_load_explicit(&l->remote_head, memory_order_relaxed);
-}
-
-/*
- * Looks for completions without sleeping for up to budget ns (cfg.idle_poll_ns): a sleep in the
- * kernel costs a wake-up (an idle CPU's exit from halt) when the completion comes, which for a disk
- * read or an offloaded job arriving a few microseconds later is most of its latency. On io_uring
- * with DEFER_TASKRUN the kernel flags pending completions in the SQ ring, so the poll costs no
- * system call until there is something to reap. 1 if something became ready, 0 if not, or an error.
- */
-static int idle_poll(weft_loop *l, uint64_t budget)
-{
-    uint64_t end = weft__now() + budget;
-    do {
-        if (l->backend->has_work(l)) {
-            int r = weft__backend_poll(l, 0);
-            if (r < 0)
-                return r;
-        }
-        if (something_ready(l)) {
-            l->stats.idle_polls++;
-            return 1;
-        }
-        weft__cpu_relax();
-    } while (weft__now() < end);
-    l->stats.idle_poll_misses++;
-    return 0;
-}
-
-/*
- * The I/O half of a turn: results from other threads, due timers, then the backend, waiting (up to
- * the next timer) only when nothing is ready to run.
- */
-static int loop_poll(weft_loop *l)
-{
-    if (atomic_load_explicit(&l->remote_head, memory_order_relaxed))
-        weft__remote_drain(l);
-    uint64_t next_timer = weft__timer_next(&l->timers);
-    uint64_t now = 0;
-    if (next_timer != UINT64_MAX) {
-        now = weft__now();
-        if (next_timer <= now) {
-            weft__timer_run(&l->timers, now);
-            next_timer = weft__timer_next(&l->timers);
-        }
-    }
-    uint64_t timeout;
-    if (runnable_now(l))
-        timeout = 0;
-    else if (next_timer != UINT64_MAX)
-        timeout = next_timer > now ? next_timer - now : 0;
-    else
-        timeout = UINT64_MAX;
-    if (timeout && l->cfg.idle_poll_ns && (l->inflight || l->jobs_inflight)) {
-        int r = idle_poll(l, l->cfg.idle_poll_ns < timeout ? l->cfg.idle_poll_ns : timeout);
-        if (r)
-            return r < 0 ? r : 0;
-        if (timeout != UINT64_MAX) {
-            now = weft__now();
-            if (next_timer <= now)
-                return 0; /* the next turn runs it */
-            timeout = next_timer - now;
-        }
-    }
-    if (timeout) {
-        /* About to sleep: a good moment to give back the stacks of a burst of tasks, a few at a time. */
-        weft__stack_trim(&l->stacks, WEFT__STACKS_KEPT);
-        /* Announce the sleep before the last look at the remote list: a thread that pushes after
-         * this store sees sleeping == 1 and writes the wake fd; one that pushed before is seen here. */
-        atomic_store(&l->sleeping, 1);
-        if (atomic_load(&l->remote_head))
-            timeout = 0;
-    }
-    int r = 0;
-    if (timeout || l->backend->has_work(l))
-        r = weft__backend_poll(l, timeout);
-    if (timeout)
-        atomic_store_explicit(&l->sleeping, 0, memory_order_relaxed); /* a stale 1 costs a spare wakeup */
-    return r;
-}
-
-/*
- * The running task t waits for an op of its own (*completed turns true when it completes) without
- * parking, as long as nothing else can run: no task ready, no callback queued. It stays RUNNING, so
- * the completion wakes no one and no switch happens; the watchdog sees the loop, not t, while it
- * waits. true once the op has completed; false as soon as another task or a callback is ready first
- * (or the backend fails), and the caller parks as usual. Nothing can interrupt t meanwhile: only
- * another task, a callback or t's own deadline timer could, and none of them runs here (the caller
- * does not wait here with a deadline).
- */
-bool weft__wait_here(weft_loop *l, weft_task *t, const bool *completed)
-{
-    if (l->ready_head || l->callbacks.head)
-        return false;
-    if (WEFT__UNLIKELY(!t->stack->guarded) && !weft__stack_canary_ok(t->stack))
-        overflow_fatal(t); /* as switch_out checks: a task that never switches is checked here */
-    weft__note_switch(l, NULL);
-    l->waited_here = completed; /* for idle_poll: this completion is what it waits for */
-    while (!*completed) {
-        if (l->ready_head || l->callbacks.head || loop_poll(l) < 0)
-            break;
-    }
-    l->waited_here = NULL;
-    weft__note_switch(l, t);
-    return *completed;
-}
-
-/*
- * The running task has parked and nothing else is ready: rather than switch to the loop's context only to poll and
- * switch straight back, wait for I/O here, on the task's stack. That is the whole hand-over for a task
- * waiting on its own request (one task driving a connection or a file): no switch at all when its own
- * completion is what arrives. Callbacks must run outside any task, so with one queued, and on a
- * backend error, the loop's context takes over as usual.
- */
-static weft_task *wait_in_place(weft_loop *l)
-{
-    weft__note_switch(l, NULL); /* in the loop, for the watchdog, while it waits */
-    while (!l->ready_head && !l->callbacks.head) {
-        if (loop_poll(l) < 0)
-            break;
-    }
-    if (l->callbacks.head)
-        return NULL;
-    l->budget = WEFT__TURN_BUDGET;
-    return next_runnable(l);
-}
-
-int weft__loop_turn(weft_loop *l, bool (*done)(weft_loop *))
+void weft__run_ready(weft_loop *l)
 {
     l->budget = WEFT__TURN_BUDGET;
-    callbacks_run(l);
     weft_task *t = next_runnable(l);
     if (t) {
         weft__note_switch(l, t);
         weft__ctx_switch(&l->ctx, &t->ctx);
         weft__after_switch(l);
     }
-    if (done(l)) {
-        if (atomic_load_explicit(&l->remote_head, memory_order_relaxed))
-            weft__remote_drain(l);
-        return 0;
-    }
-    return loop_poll(l);
 }
+
+/* ---- a task's future ----------------------------------------------------------------------------- */
+
+/* Only the task itself resolves it, by ending: a user's cancel and resolve are refused. */
+static int task_future_cancel(weft_future *f)
+{
+    (void)f;
+    return -EINVAL;
+}
+
+static void task_future_free(weft_future *f)
+{
+    (void)f;
+    weft__log("weft_future_free: a task's future is released with its task (join or detach); ignored\n");
+}
+
+/* The last callback queued on the future of a released task has run: the task can go now. */
+static void task_future_release(weft_future *f)
+{
+    weft_task *t = WEFT__CONTAINER(f, weft_task, future);
+    f->freed = false;
+    weft__task_free(t->loop, t);
+}
+
+static const weft__future_ops task_future = {
+    .cancel = task_future_cancel,
+    .free = task_future_free,
+    .release = task_future_release,
+};

@@ -43,6 +43,40 @@ int weft_gather(weft_future *const *fs, size_t n, intptr_t *results)
     return first_error;
 }
 
+int weft_join_all(weft_task *const *ts, size_t n, intptr_t *results)
+{
+    weft_task *self = weft__current();
+    if (!self)
+        return -EPERM;
+    if (!ts && n)
+        return -EINVAL;
+    /* Every handle must be joinable, and named once, before any is joined: then all are released. */
+    size_t ok = 0;
+    for (; ok < n; ok++) {
+        weft_task *t = ts[ok];
+        if (!t || t == self || t->magic != WEFT__TASK_LIVE || t->released || t->loop != self->loop ||
+            t->in_join_all)
+            break;
+        t->in_join_all = true;
+    }
+    if (ok < n) {
+        while (ok--)
+            ts[ok]->in_join_all = false;
+        return -EINVAL;
+    }
+    /* Joined in order: once the caller is interrupted, each later join cancels its task and waits
+     * for it to end, so none outlives the call. */
+    int first_error = 0;
+    for (size_t i = 0; i < n; i++) {
+        intptr_t v = weft__join(ts[i], UINT64_MAX);
+        if (results)
+            results[i] = v;
+        if (v < 0 && !first_error)
+            first_error = (int)v;
+    }
+    return first_error;
+}
+
 typedef struct any_set {
     weft__waiter *waiters;
     size_t n;

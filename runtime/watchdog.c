@@ -1,7 +1,7 @@
 /*
- * The blocking-the-loop detector: a task that runs longer than slow_task_ns without suspending is
- * reported while it is still running, by name, and again when it finally lets go, with how long it
- * held the loop.
+ * The blocking-the-loop detector: a task or callback that runs longer than slow_task_ns without
+ * suspending (or returning) is reported while it is still running, by name, and again when it finally
+ * lets go, with how long it held the loop.
  *
  * The loop publishes every switch with two plain stores (the task switched to, then a sequence
  * number with release order): that is all it costs the loop. A watchdog thread per running loop looks
@@ -11,6 +11,7 @@
  */
 #include "internal.h"
 
+#include <dlfcn.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -40,6 +41,40 @@ static bool sleep_or_stop(struct weft__watchdog *w, uint64_t ns)
     return stop;
 }
 
+/*
+ * Names what the loop runs, for the report: a task by its label, a callback by its function's symbol
+ * where the dynamic symbol table has it, else its address. false if the loop moved on while we looked
+ * (the copy may be torn).
+ */
+static bool name_running(weft_loop *l, uint64_t seq, char *label, size_t len)
+{
+    weft_task *t = atomic_load_explicit(&l->watch_task, memory_order_relaxed);
+    const void *fn = atomic_load_explicit(&l->watch_callback, memory_order_relaxed);
+    if (!t && !fn)
+        return false; /* the loop itself: polling or asleep in the kernel, which is not blocking it */
+    char name[sizeof t->name] = "";
+    unsigned long long id = 0;
+    if (t) {
+        memcpy(name, t->name, sizeof name);
+        id = t->id;
+    }
+    if (atomic_load_explicit(&l->watch_seq, memory_order_acquire) != seq)
+        return false;
+    name[sizeof name - 1] = '\0';
+    if (t && name[0])
+        snprintf(label, len, "task '%s' (#%llu)", name, id);
+    else if (t)
+        snprintf(label, len, "task #%llu", id);
+    else {
+        Dl_info info;
+        if (dladdr(fn, &info) && info.dli_sname)
+            snprintf(label, len, "callback %s()", info.dli_sname);
+        else
+            snprintf(label, len, "callback at %p", fn);
+    }
+    return true;
+}
+
 static void *watchdog_main(void *arg)
 {
     struct weft__watchdog *w = arg;
@@ -48,7 +83,7 @@ static void *watchdog_main(void *arg)
     uint64_t interval = limit / 4 > 1000000 ? limit / 4 : 1000000;
     uint64_t last_seq = UINT64_MAX, since = weft__now();
     bool reported = false;
-    char label[64] = "";
+    char label[128] = "";
     for (;;) {
         bool stop = sleep_or_stop(w, interval);
         uint64_t seq = atomic_load_explicit(&l->watch_seq, memory_order_acquire);
@@ -56,33 +91,22 @@ static void *watchdog_main(void *arg)
         if (stop) {
             /* The loop is done; a stall it reported has ended with it. */
             if (reported && seq != last_seq)
-                weft__log("task %s held the loop for about %llu ms before suspending\n", label,
+                weft__log("%s held the loop for about %llu ms before letting go\n", label,
                           (unsigned long long)((now - since) / 1000000));
             break;
         }
         if (seq != last_seq) {
             if (reported)
-                weft__log("task %s held the loop for about %llu ms before suspending\n", label,
+                weft__log("%s held the loop for about %llu ms before letting go\n", label,
                           (unsigned long long)((now - since) / 1000000));
             last_seq = seq;
             since = now;
             reported = false;
             continue;
         }
-        weft_task *t = atomic_load_explicit(&l->watch_task, memory_order_relaxed);
-        if (!t || reported || now - since < limit)
+        if (reported || now - since < limit || !name_running(l, seq, label, sizeof label))
             continue;
-        char name[sizeof t->name];
-        memcpy(name, t->name, sizeof name);
-        unsigned long long id = t->id;
-        if (atomic_load_explicit(&l->watch_seq, memory_order_acquire) != seq)
-            continue; /* it switched while we looked: the copy may be torn */
-        name[sizeof name - 1] = '\0';
-        if (name[0])
-            snprintf(label, sizeof label, "'%s' (#%llu)", name, id);
-        else
-            snprintf(label, sizeof label, "#%llu", id);
-        weft__log("task %s has run for %llu ms without suspending: it is blocking the loop (limit %llu ms; "
+        weft__log("%s has run for %llu ms without suspending: it is blocking the loop (limit %llu ms; "
                   "offload blocking work with weft_offload)\n",
                   label, (unsigned long long)((now - since) / 1000000), (unsigned long long)(limit / 1000000));
         atomic_fetch_add_explicit(&l->slow_reports, 1, memory_order_relaxed);

@@ -193,6 +193,51 @@ static intptr_t slow_task_main(void *arg)
     return r == 0 ? 0 : 1;
 }
 
+/* ---- a callback blocking the loop for 250 ms is reported like a task --------------------------------- */
+
+/* Not static: the report names it from the dynamic symbol table (the child is linked -rdynamic). */
+__attribute__((visibility("default"))) void weft_test_sleepy_callback(weft_future *f, void *arg)
+{
+    (void)f;
+    (void)arg;
+    usleep(250 * 1000);
+    mark("callback-done");
+}
+
+static intptr_t slow_callback_main(void *arg)
+{
+    (void)arg;
+    weft_future *f = weft_future_new();
+    if (!f || weft_future_resolve(f, 1) != 0 || weft_future_on_done(f, weft_test_sleepy_callback, NULL) != 0)
+        return 1;
+    weft_yield(); /* the callback runs now, in the order it became due */
+    weft_sleep(MS(200));
+    weft_future_free(f);
+    mark("main-returns");
+    return 0;
+}
+
+/* ---- an _async request that failed unawaited is reported with its call, fd and maker ------------------ */
+
+static intptr_t io_unawaited_main(void *arg)
+{
+    (void)arg;
+    char buf[8];
+    weft_future *f = weft_read_async(999, buf, sizeof buf, -1); /* fd 999 is not open */
+    if (!f)
+        return 1;
+    while (!weft_future_done(f))
+        weft_yield();
+    weft_future_free(f);
+    mark("after-free");
+    return 0;
+}
+
+static intptr_t io_unawaited_named_main(void *arg)
+{
+    return weft_join(weft_spawn_named("reader", io_unawaited_main, arg));
+}
+
 /* ---- a future failed with an error and freed unawaited is reported; awaited or ok ones are not ---- */
 
 static intptr_t unawaited_error_main(void *arg)
@@ -233,6 +278,8 @@ int main(int argc, char **argv)
         {"mutex_foreign_unlock", mutex_foreign_unlock_main, NULL},
         {"slow_task", slow_task_main, NULL},
         {"unawaited_error_future", unawaited_error_main, NULL},
+        {"slow_callback", slow_callback_main, NULL},
+        {"unawaited_io", io_unawaited_named_main, NULL},
     };
     if (argc != 2)
         return 101;

@@ -177,6 +177,44 @@ Test(diag, future_failed_and_freed_without_being_awaited_is_reported)
     cr_assert(err_text != NULL && err_text < after, "the report does not give the error:\n%s", child.err);
 }
 
+Test(diag, callback_blocking_the_loop_250ms_is_reported_by_name_while_it_runs_and_after)
+{
+    unsetenv("WEFT_SLOW_MS");
+    run_scenario("slow_callback");
+    cr_assert(exited_with(0), "child %s; stderr:\n%s", child.status_s, child.err);
+    char running[512], held[512];
+    cr_assert(line_with("has run for", running, sizeof running), "no report while it ran; stderr:\n%s", child.err);
+    cr_assert(strstr(running, "callback weft_test_sleepy_callback()") != NULL, "the report does not name it: %s",
+              running);
+    long ran = ms_after(running, "has run for");
+    cr_assert(ran >= 100 && ran < 250, "reported after %ld ms; want from the 100 ms limit on: %s", ran, running);
+    const char *done = strstr(child.err, "MARK callback-done");
+    cr_assert(done != NULL && strstr(child.err, "has run for") < done, "not reported while it ran:\n%s", child.err);
+    cr_assert(line_with("held the loop for about", held, sizeof held), "no total; stderr:\n%s", child.err);
+    cr_assert(strstr(held, "weft_test_sleepy_callback") != NULL, "the total does not name it: %s", held);
+    long total = ms_after(held, "held the loop for about");
+    cr_assert(total >= 150 && total < 10000, "held the loop for about %ld ms, want about 250: %s", total, held);
+}
+
+Test(diag, an_async_request_failed_unawaited_is_reported_with_its_call_fd_and_task_on_both_backends)
+{
+    static const char *const backends[] = {"io_uring", "epoll"};
+    for (size_t i = 0; i < 2; i++) {
+        setenv("WEFT_BACKEND", backends[i], 1);
+        run_scenario("unawaited_io");
+        cr_assert(exited_with(0), "%s: child %s; stderr:\n%s", backends[i], child.status_s, child.err);
+        char line[512];
+        cr_assert(line_with("nobody awaited it", line, sizeof line), "%s: no report; stderr:\n%s", backends[i],
+                  child.err);
+        cr_assert(strstr(line, "read_async on fd 999 by task 'reader' (#") != NULL,
+                  "%s: the report does not say the call, fd and task: %s", backends[i], line);
+        cr_assert(strstr(line, strerror(EBADF)) != NULL, "%s: the report does not give the error: %s", backends[i],
+                  line);
+        cr_assert(strstr(child.err, "nobody awaited it") < strstr(child.err, "MARK after-free"),
+                  "%s: reported only later:\n%s", backends[i], child.err);
+    }
+}
+
 Test(diag, stack_overflow_names_the_task_on_io_uring_and_on_epoll)
 {
     static const char *const backends[] = {"io_uring", "epoll"};

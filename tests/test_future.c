@@ -224,6 +224,50 @@ Test(future, on_done_on_an_already_done_future_runs_at_the_next_turn)
     EQ(run(callback_on_done_future_main, NULL), 0);
 }
 
+/* A task that awaits the future and records 10 + its index when it wakes. */
+static intptr_t await_and_record(void *arg)
+{
+    weft_future *f = cb_expected_future;
+    EQ(weft_await(f), 1);
+    ev((int)(intptr_t)arg);
+    return 0;
+}
+
+static intptr_t asyncio_order_main(void *arg)
+{
+    (void)arg;
+    weft_future *f = weft_future_new();
+    cb_expected_future = f;
+    EQ(weft_future_on_done(f, record_cb, (void *)0), 0);
+    weft_task *a = weft_spawn(await_and_record, (void *)10);
+    weft_yield(); /* a starts and parks on f */
+    EQ(weft_future_on_done(f, record_cb, (void *)1), 0);
+    weft_task *b = weft_spawn(await_and_record, (void *)11);
+    weft_yield(); /* b parks on f after the second callback */
+    EV_EXPECT();
+    /* As asyncio's set_result: the callbacks and the woken tasks become runnable in the order they
+     * were registered, and a yield (asyncio.sleep(0)) lets all of them run before the caller goes on. */
+    EQ(weft_future_resolve(f, 1), 0);
+    EV_EXPECT();
+    weft_yield();
+    ev(99);
+    EV_EXPECT(0, 10, 1, 11, 99);
+    /* A callback on a done future runs at the caller's next yield, not later. */
+    EQ(weft_future_on_done(f, record_cb, (void *)2), 0);
+    weft_yield();
+    ev(98);
+    EV_EXPECT(0, 10, 1, 11, 99, 2, 98);
+    EQ(weft_join(a), 0);
+    EQ(weft_join(b), 0);
+    weft_future_free(f);
+    return 0;
+}
+
+Test(future, callbacks_and_woken_tasks_run_in_registration_order_at_the_next_yield)
+{
+    EQ(run(asyncio_order_main, NULL), 0);
+}
+
 static void never_called(weft_future *f, void *arg)
 {
     (void)f;

@@ -615,6 +615,83 @@ Test(net, send_all_sends_everything_and_recv_exact_is_short_only_at_eof_or_inter
     EQ(run_net(exact_main, NULL), 0);
 }
 
+/* The peer sends a little, then resets the connection: the reader has bytes, then an error. */
+static intptr_t reset_after_ten(void *arg)
+{
+    int c = (int)(intptr_t)arg;
+    EQ(weft_send(c, "0123456789", 10, 0), 10);
+    settle();
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    EQ(setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+    EQ(weft_close(c), 0); /* with a zero linger: RST */
+    return 0;
+}
+
+/* A socket domain whose value is a free fd number here, with a type it takes without privileges. */
+static void free_domain(int *domain, int *type)
+{
+    static const int domains[][2] = {{AF_INET6, SOCK_STREAM}, {AF_NETLINK, SOCK_RAW}, {AF_INET, SOCK_STREAM}};
+    for (size_t i = 0; i < sizeof domains / sizeof domains[0]; i++) {
+        if (fcntl(domains[i][0], F_GETFD) < 0 && errno == EBADF) {
+            *domain = domains[i][0];
+            *type = domains[i][1];
+            return;
+        }
+    }
+    cr_assert_fail("fds 10, 16 and 2 are all in use in this test process");
+}
+
+/* Makes fd the number want (free), closing the old number. */
+static int move_fd(int fd, int want)
+{
+    cr_assert(dup2(fd, want) == want);
+    close(fd);
+    return want;
+}
+
+static intptr_t held_error_main(void *arg)
+{
+    (void)arg;
+    /* The reader sits on an fd whose number is a socket domain's value (10, AF_INET6, where it is
+     * free): an error held for it must not leak into a weft_socket of that domain, which names no fd. */
+    int domain, type;
+    free_domain(&domain, &type);
+    int c, s;
+    tcp_pair(&c, &s);
+    s = move_fd(s, domain);
+    weft_task *peer = weft_spawn(reset_after_ten, (void *)(intptr_t)c);
+    char buf[100];
+    EQ(weft_recv_exact(s, buf, sizeof buf), 10);
+    cr_assert(memcmp(buf, "0123456789", 10) == 0);
+    EQ(weft_join(peer), 0);
+    int other = weft_socket(domain, type | SOCK_CLOEXEC, 0);
+    cr_assert(other >= 0, "weft_socket got the error held for fd %d: %d (%s)", s, other, res_name(other));
+    EQ(weft_close(other), 0);
+    /* The next call on the fd itself gets it. */
+    EQ(weft_recv(s, buf, sizeof buf, 0), -ECONNRESET);
+    EQ(weft_close(s), 0);
+
+    /* weft_close drops a held error: the next file with that number starts clean. */
+    tcp_pair(&c, &s);
+    s = move_fd(s, domain);
+    peer = weft_spawn(reset_after_ten, (void *)(intptr_t)c);
+    EQ(weft_recv_exact(s, buf, sizeof buf), 10);
+    EQ(weft_join(peer), 0);
+    EQ(weft_close(s), 0);
+    tcp_pair(&c, &s);
+    s = move_fd(s, domain);
+    EQ(weft_send(c, "ok", 2, 0), 2);
+    EQ(weft_recv(s, buf, sizeof buf, 0), 2);
+    EQ(weft_close(c), 0);
+    EQ(weft_close(s), 0);
+    return 0;
+}
+
+Test(net, an_error_held_after_partial_progress_reaches_only_the_next_call_on_that_fd)
+{
+    EQ(run_net(held_error_main, NULL), 0);
+}
+
 /* ---- the _async forms ----------------------------------------------------------------------------- */
 
 static intptr_t ping_pong_peer(void *arg)
@@ -1311,7 +1388,7 @@ static void eperm_checks(void)
     EQ(weft_recvmsg(0, &msg, 0), -EPERM);
     EQ(weft_sendmsg(1, &msg, 0), -EPERM);
     EQ(weft_shutdown(0, SHUT_RDWR), -EPERM);
-    EQ(weft_close(-1), -EPERM);
+    EQ(weft_close(-1), -EBADF); /* close is the one call that works outside a task: see below */
     EQ(weft_openat(AT_FDCWD, "/dev/null", O_RDONLY, 0), -EPERM);
     EQ(weft_read(0, buf, sizeof buf, -1), -EPERM);
     EQ(weft_write(1, buf, sizeof buf, -1), -EPERM);
@@ -1355,6 +1432,60 @@ Test(net, every_io_call_outside_a_task_returns_eperm)
 {
     eperm_checks(); /* no loop at all */
     EQ(run_net(eperm_main, NULL), 0);
+}
+
+/* ---- weft_close outside a task ------------------------------------------------------------------ */
+
+struct close_from_cb {
+    int fd;
+    ssize_t recv_result;
+    int close_result;
+};
+
+static intptr_t recv_until_closed(void *arg)
+{
+    struct close_from_cb *c = arg;
+    char buf[8];
+    c->recv_result = weft_recv(c->fd, buf, sizeof buf, 0);
+    return 0;
+}
+
+static void close_in_callback(weft_future *f, void *arg)
+{
+    (void)f;
+    struct close_from_cb *c = arg;
+    c->close_result = weft_close(c->fd);
+}
+
+static intptr_t close_from_callback_main(void *arg)
+{
+    (void)arg;
+    int sv[2];
+    EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    struct close_from_cb c = {.fd = sv[0], .recv_result = INT32_MIN, .close_result = INT32_MIN};
+    weft_task *t = weft_spawn(recv_until_closed, &c);
+    settle(); /* the recv waits on the fd */
+    weft_future *f = weft_future_new();
+    EQ(weft_future_on_done(f, close_in_callback, &c), 0);
+    EQ(weft_future_resolve(f, 0), 0);
+    EQ(weft_join(t), 0);
+    EQ(c.close_result, 0);
+    EQ(c.recv_result, -EBADF);
+    cr_assert(fcntl(sv[0], F_GETFD) < 0 && errno == EBADF, "fd %d is still open", sv[0]);
+    EQ(weft_close(sv[1]), 0);
+    weft_future_free(f);
+    return 0;
+}
+
+Test(net, close_outside_a_task_closes_and_ends_the_requests_waiting_on_the_fd)
+{
+    int p[2];
+    EQ(pipe(p), 0);
+    EQ(weft_close(p[0]), 0); /* no loop on this thread: a plain close */
+    EQ(weft_close(p[1]), 0);
+    cr_assert(fcntl(p[0], F_GETFD) < 0 && errno == EBADF);
+    EQ(weft_close(p[0]), -EBADF);
+    EQ(run_net(close_from_callback_main, NULL), 0);
 }
 
 /* ---- ring pressure ---------------------------------------------------------------------------------- */

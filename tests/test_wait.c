@@ -231,6 +231,99 @@ struct resolve_later {
     intptr_t value;
 };
 
+/* ---- join_all ---------------------------------------------------------------------------------------- */
+
+static intptr_t join_all_main(void *arg)
+{
+    (void)arg;
+    struct delayed d[5] = {
+        {MS(15), 0, 0, 0}, {MS(5), 10, 1, 0}, {MS(10), -EIO, 2, 0}, {MS(1), 30, 3, 0}, {MS(2), -ENOENT, 4, 0},
+    };
+    weft_task *ts[5];
+    for (int i = 0; i < 5; i++)
+        ts[i] = weft_spawn(delayed_result, &d[i]);
+    intptr_t results[5];
+    EQ(weft_join_all(ts, 5, results), -EIO); /* the first error by index, once all are done */
+    EQ(results[0], 0);
+    EQ(results[1], 10);
+    EQ(results[2], -EIO);
+    EQ(results[3], 30);
+    EQ(results[4], -ENOENT);
+    EV_EXPECT(3, 4, 1, 2, 0);
+    EQ(weft_join_all(NULL, 0, NULL), 0);
+    return 0;
+}
+
+Test(wait, join_all_gives_every_result_by_index_and_the_first_error)
+{
+    EQ(run(join_all_main, NULL), 0);
+}
+
+static intptr_t join_all_einval_main(void *arg)
+{
+    (void)arg;
+    weft_task *a = weft_spawn(return_arg, (void *)1), *b = weft_spawn(return_arg, (void *)2);
+    weft_task *twice[3] = {a, b, a};
+    EQ(weft_join_all(twice, 3, NULL), -EINVAL);
+    weft_task *with_null[2] = {a, NULL};
+    EQ(weft_join_all(with_null, 2, NULL), -EINVAL);
+    weft_task *with_self[2] = {b, weft_self()};
+    EQ(weft_join_all(with_self, 2, NULL), -EINVAL);
+    EQ(weft_join_all(NULL, 1, NULL), -EINVAL);
+    /* None of them was joined: both can still be, once each. */
+    weft_task *both[2] = {a, b};
+    intptr_t results[2];
+    EQ(weft_join_all(both, 2, results), 0);
+    EQ(results[0], 1);
+    EQ(results[1], 2);
+    return 0;
+}
+
+Test(wait, join_all_refuses_a_bad_or_repeated_handle_and_joins_none)
+{
+    weft_task *none[1] = {NULL};
+    EQ(weft_join_all(none, 1, NULL), -EPERM);
+    EQ(run(join_all_einval_main, NULL), 0);
+}
+
+struct joiner {
+    weft_task *ts[3];
+    intptr_t results[3];
+    struct delayed d[3];
+};
+
+static intptr_t joining_all(void *arg)
+{
+    struct joiner *j = arg;
+    return weft_join_all(j->ts, 3, j->results);
+}
+
+static intptr_t join_all_cancelled_main(void *arg)
+{
+    (void)arg;
+    struct joiner j = {.d = {{SEC(10), 1, 0, 0}, {MS(1), 2, 1, 0}, {SEC(10), 3, 2, 0}}};
+    for (int i = 0; i < 3; i++)
+        j.ts[i] = weft_spawn(delayed_result, &j.d[i]);
+    weft_task *outer = weft_spawn(joining_all, &j);
+    EQ(weft_sleep(MS(20)), 0);
+    EV_EXPECT(1);
+    EQ(weft_cancel(outer), 0);
+    EQ(weft_wait_for(outer, SEC(5)), -ECANCELED);
+    /* The sleepers were cancelled and waited for; the one that had ended kept its result. */
+    EQ(j.results[0], -ECANCELED);
+    EQ(j.results[1], 2);
+    EQ(j.results[2], -ECANCELED);
+    weft_stats st;
+    EQ(weft_stats_get(&st), 0);
+    EQ(st.tasks_live, 1); /* main alone: every joined task has ended */
+    return 0;
+}
+
+Test(wait, join_all_in_a_cancelled_task_cancels_and_reaps_every_task_it_names)
+{
+    EQ(run(join_all_cancelled_main, NULL), 0);
+}
+
 static intptr_t resolve_later(void *arg)
 {
     struct resolve_later *r = arg;

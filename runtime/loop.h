@@ -1,0 +1,164 @@
+/* loop.c: the loop, the one place it waits, and the backend interface. Part of internal.h. */
+#ifndef WEFT_LOOP_H
+#define WEFT_LOOP_H
+
+struct weft__op;
+
+/*
+ * What every backend provides (uring.c, epoll.c). The core never asks which backend it runs on: it
+ * calls these, the cold ones through the table and the hot ones through the weft__backend_* calls
+ * below.
+ */
+typedef struct weft__backend_ops {
+    const char *name;
+    int (*init)(weft_loop *l, const weft_config *cfg);
+    /* Called on the thread that runs the loop, before its first turn. */
+    int (*start)(weft_loop *l);
+    /* Called on the same thread when weft_loop_run returns. */
+    void (*stop)(weft_loop *l);
+    void (*fini)(weft_loop *l);
+    /*
+     * Submits what is queued and reaps completions, waiting at most timeout_ns for at least one when
+     * timeout_ns > 0 (UINT64_MAX: no limit). Returns 0 or a negative errno the loop cannot recover from.
+     */
+    int (*poll)(weft_loop *l, uint64_t timeout_ns);
+    /* Whether poll(l, 0) would find or submit anything: lets a busy loop skip the system call. */
+    bool (*has_work)(weft_loop *l);
+    /* Starts op; its complete() runs on the loop exactly once, possibly before submit returns.
+     * 0, or a negative errno if the op could not be started (then complete() never runs). */
+    int (*submit)(weft_loop *l, struct weft__op *op);
+    /* Asks for op to end early; complete() still runs, with -ECANCELED or the real result. */
+    void (*cancel)(weft_loop *l, struct weft__op *op);
+    /* fd is about to be closed with nobody to wait: asks every request on fd to end (complete()
+     * runs later, with -ECANCELED) and forgets what the backend kept for it, before returning. */
+    void (*forget_fd)(weft_loop *l, int fd);
+} weft__backend_ops;
+
+extern const weft__backend_ops weft__uring_ops;
+extern const weft__backend_ops weft__epoll_ops;
+
+/* The hot entries of both tables, for the direct calls below. */
+int weft__uring_submit(weft_loop *l, struct weft__op *op);
+int weft__uring_poll(weft_loop *l, uint64_t timeout_ns);
+bool weft__uring_has_work(weft_loop *l);
+void weft__uring_cancel(weft_loop *l, struct weft__op *op);
+int weft__epoll_submit(weft_loop *l, struct weft__op *op);
+int weft__epoll_poll(weft_loop *l, uint64_t timeout_ns);
+bool weft__epoll_has_work(weft_loop *l);
+void weft__epoll_cancel(weft_loop *l, struct weft__op *op);
+
+struct weft_loop {
+    weft_task *current;                   /* running task, NULL in the loop's own context */
+    weft__runnable *run_head, *run_tail;  /* ready tasks and due callbacks, in order */
+    unsigned budget;                      /* task runs left before the loop polls I/O again */
+    weft_task *zombie;                    /* ended task whose stack is released after the switch */
+    weft__ctx ctx;                        /* the loop's own context on the thread's stack */
+    weft__timer_heap timers;
+    weft__stack_pool stacks;
+    weft__list tasks;                     /* every task not yet freed */
+    weft_task *free_tasks, *free_tasks_tail; /* recycled task structs, reused oldest first (run.next) */
+    size_t free_task_count;
+    uint64_t next_task_id;
+    weft_task *main_task;
+    bool running, closing;
+    _Atomic(unsigned long) owner;         /* pthread_self() of the thread running it, 0 when idle */
+    int wake_fd;                          /* eventfd other threads write to wake the loop */
+    _Atomic int sleeping;                 /* 1 while the loop may block in the kernel */
+    weft_future *_Atomic remote_head;     /* futures resolved by other threads, newest first */
+    weft__list async_ops;                 /* _async operations in flight, for teardown */
+    weft__list async_jobs;                /* weft_offload_async jobs not yet completed, for teardown */
+    weft__list call_timers;               /* weft_call_later calls not yet run or cancelled (call.c) */
+    size_t ncall_timers;
+    size_t jobs_inflight;                 /* offloaded jobs of this loop not yet completed */
+    bool uses_default_executor;
+    bool is_uring;                        /* backend == &weft__uring_ops, for the direct calls */
+    const weft__backend_ops *backend;
+    void *backend_data;
+    size_t inflight;                      /* operations submitted and not yet completed */
+    const bool *wait_flag;                /* what a task waiting in place waits for (weft__loop_wait_here) */
+    int *fd_errors;                       /* by fd: an error held back for the next call (io.c) */
+    size_t nfd_errors, fd_errors_held;
+    weft_config cfg;
+    weft_stats stats;
+    char fallback_reason[160];            /* why io_uring was not used, "" if it is */
+    /* Published at every switch for the watchdog thread (watchdog.c). */
+    weft_task *_Atomic watch_task;
+    _Atomic uint64_t watch_seq;
+    const void *_Atomic watch_callback;  /* the user function of the callback running, NULL if none */
+    uint64_t watch_events;               /* switches and callbacks published, for watch_seq */
+    _Atomic uint64_t slow_reports;
+    struct weft__watchdog *watchdog;
+};
+
+/* The loop running on this thread, NULL if none. */
+extern WEFT__TLS weft_loop *weft__tls_loop;
+
+/* Queues r at the end of the run queue. */
+static inline void weft__run_push(weft_loop *l, weft__runnable *r)
+{
+    r->next = NULL;
+    if (l->run_tail)
+        l->run_tail->next = r;
+    else
+        l->run_head = r;
+    l->run_tail = r;
+}
+
+/*
+ * The hot entries of the backend interface. Both backends' are reached by direct calls rather than
+ * through the table: a direct call is predicted even with the branch predictors cold after a system
+ * call, where an indirect one through the table costs measurably on a NOP's round trip.
+ */
+static inline int weft__backend_submit(weft_loop *l, struct weft__op *op)
+{
+    return WEFT__LIKELY(l->is_uring) ? weft__uring_submit(l, op) : weft__epoll_submit(l, op);
+}
+
+static inline int weft__backend_poll(weft_loop *l, uint64_t timeout_ns)
+{
+    return WEFT__LIKELY(l->is_uring) ? weft__uring_poll(l, timeout_ns) : weft__epoll_poll(l, timeout_ns);
+}
+
+static inline bool weft__backend_has_work(weft_loop *l)
+{
+    return WEFT__LIKELY(l->is_uring) ? weft__uring_has_work(l) : weft__epoll_has_work(l);
+}
+
+static inline void weft__backend_cancel(weft_loop *l, struct weft__op *op)
+{
+    if (WEFT__LIKELY(l->is_uring))
+        weft__uring_cancel(l, op);
+    else
+        weft__epoll_cancel(l, op);
+}
+
+/*
+ * The one place the loop waits. Both calls poll — results other threads posted, due timers, then the
+ * backend, sleeping in the kernel (up to the next timer) only when nothing can run — until the loop
+ * has something to run (a ready task or a queued callback) or the caller's own condition holds.
+ */
+/* From the loop's own context: until something can run or done(l). 0, or the backend's error. */
+int weft__loop_wait(weft_loop *l, bool (*done)(weft_loop *));
+/*
+ * From the running task t's own stack, without parking it (it stays RUNNING, so whatever completes
+ * wakes no one): until *flag turns true (the completion of t's own op; NULL for none) or something
+ * else can run. 0 once *flag holds, 1 when something else can run first, or the backend's error.
+ * Nothing can interrupt t meanwhile: only another task, a callback or t's own timer could, and none
+ * runs here, so a caller with a deadline parks instead.
+ */
+int weft__loop_wait_here(weft_loop *l, weft_task *t, const bool *flag);
+/* One turn from the loop's context: what is runnable, then weft__loop_wait(l, done). */
+int weft__loop_turn(weft_loop *l, bool (*done)(weft_loop *));
+/* Resolves the futures other threads handed over. */
+void weft__remote_drain(weft_loop *l);
+/* The blocking-the-loop detector of a running loop (watchdog.c). */
+int weft__watchdog_start(weft_loop *l);
+void weft__watchdog_stop(weft_loop *l);
+/* The loop's run is over: calls still waiting for their time are dropped (call.c). */
+void weft__calls_end(weft_loop *l);
+/* Frees f if it is a weft_call_soon_threadsafe call that came too late for any run; false if not. */
+bool weft__call_discard(weft_future *f);
+/* Fills out with in (NULL: defaults), the environment's overrides and the defaults. */
+int weft__config_resolve(weft_config *out, const weft_config *in);
+
+#endif /* WEFT_LOOP_H */

@@ -1,0 +1,145 @@
+/* io.c: requests, whichever backend carries them out. Part of internal.h; included through it. */
+#ifndef WEFT_OP_H
+#define WEFT_OP_H
+
+struct statx;
+
+/*
+ * Every request weft makes, one row each:
+ *   X(NAME, "name", io_uring opcode, how epoll carries it out, which way its buffer goes)
+ * The enum, the names (WEFT_URING_NO_OPS, diagnostics), io_uring's opcodes and probe, the epoll
+ * backend's treatment and the _async bounce buffers all come from this table; io_uring's prep_NAME
+ * and the blocking run_NAME are per row, and a row without them does not compile.
+ *
+ * How epoll carries a request out:
+ *   EP_NOW     a system call that never blocks, made on the spot (nop, socket, shutdown);
+ *   EP_READ    a non-blocking attempt, then the fd's input queue until readiness;
+ *   EP_WRITE   the same with the output queue;
+ *   EP_POLL    readiness alone;
+ *   EP_PATH    a path call: the blocking call on the executor;
+ *   EP_CLOSE, EP_CANCEL  the fd's own teardown.
+ * A readiness request on a regular file (always "ready") runs on the executor too.
+ *
+ * The buffer's way, for a single-buffer byte transfer: BUF_IN (filled by the call), BUF_OUT (read by
+ * it), BUF_NONE otherwise. It marks the requests whose short transfer on a byte stream says the next
+ * one would block (epoll), and whose _async form on the executor goes through a copy (io.c).
+ */
+#define WEFT__OPCODES(X)                                                \
+    X(NOP, "nop", IORING_OP_NOP, EP_NOW, BUF_NONE)                      \
+    X(SOCKET, "socket", IORING_OP_SOCKET, EP_NOW, BUF_NONE)             \
+    X(ACCEPT, "accept", IORING_OP_ACCEPT, EP_READ, BUF_NONE)            \
+    X(CONNECT, "connect", IORING_OP_CONNECT, EP_WRITE, BUF_NONE)        \
+    X(RECV, "recv", IORING_OP_RECV, EP_READ, BUF_IN)                    \
+    X(SEND, "send", IORING_OP_SEND, EP_WRITE, BUF_OUT)                  \
+    X(RECVMSG, "recvmsg", IORING_OP_RECVMSG, EP_READ, BUF_NONE)         \
+    X(SENDMSG, "sendmsg", IORING_OP_SENDMSG, EP_WRITE, BUF_NONE)        \
+    X(SHUTDOWN, "shutdown", IORING_OP_SHUTDOWN, EP_NOW, BUF_NONE)       \
+    X(CLOSE, "close", IORING_OP_CLOSE, EP_CLOSE, BUF_NONE)              \
+    X(OPENAT, "openat", IORING_OP_OPENAT, EP_PATH, BUF_NONE)            \
+    X(READ, "read", IORING_OP_READ, EP_READ, BUF_IN)                    \
+    X(WRITE, "write", IORING_OP_WRITE, EP_WRITE, BUF_OUT)               \
+    X(READV, "readv", IORING_OP_READV, EP_READ, BUF_NONE)               \
+    X(WRITEV, "writev", IORING_OP_WRITEV, EP_WRITE, BUF_NONE)           \
+    X(FSYNC, "fsync", IORING_OP_FSYNC, EP_PATH, BUF_NONE)               \
+    X(STATX, "statx", IORING_OP_STATX, EP_PATH, BUF_NONE)               \
+    X(UNLINKAT, "unlinkat", IORING_OP_UNLINKAT, EP_PATH, BUF_NONE)      \
+    X(RENAMEAT, "renameat", IORING_OP_RENAMEAT, EP_PATH, BUF_NONE)      \
+    X(MKDIRAT, "mkdirat", IORING_OP_MKDIRAT, EP_PATH, BUF_NONE)         \
+    X(POLL, "poll", IORING_OP_POLL_ADD, EP_POLL, BUF_NONE)              \
+    X(CANCEL_FD, "cancel", IORING_OP_ASYNC_CANCEL, EP_CANCEL, BUF_NONE) /* every op on fd: weft_close */
+
+enum weft__opcode {
+#define WEFT__X(name, str, uring, ep, buf) WEFT__OP_##name,
+    WEFT__OPCODES(WEFT__X)
+#undef WEFT__X
+        WEFT__OP_COUNT
+};
+
+enum weft__epoll_way { EP_NOW, EP_READ, EP_WRITE, EP_POLL, EP_PATH, EP_CLOSE, EP_CANCEL };
+enum weft__buf_way { BUF_NONE, BUF_IN, BUF_OUT };
+
+typedef struct weft__opcode_info {
+    const char *name;
+    uint8_t epoll_way; /* weft__epoll_way */
+    uint8_t buf_way;   /* weft__buf_way */
+} weft__opcode_info;
+
+extern const weft__opcode_info weft__opcodes[WEFT__OP_COUNT];
+
+/*
+ * One I/O request: the system call's arguments, whichever backend carries them out, and its state
+ * while in flight. Lives on the calling task's stack, or in an _async block (io.c). io_uring's SQE
+ * carries a pointer to it as user_data; complete() runs on the loop exactly once, with the result.
+ */
+typedef struct weft__op {
+    /* What is asked, as the system call takes it. */
+    uint8_t opcode;
+    int fd;           /* the file worked on, or the directory a path is relative to; -1 for socket */
+    uint32_t flags;   /* the call's flags argument (fsync: 1 for datasync, poll: the events) */
+    void *buf;        /* buffer, iovec array, msghdr, sockaddr or path */
+    uint64_t len;     /* bytes, iovecs, or the sockaddr's length */
+    int64_t off;      /* file offset; -1: the file position */
+    union {           /* the arguments only some calls have */
+        struct {
+            int domain, type, protocol;
+        } socket;
+        socklen_t *addrlen; /* accept */
+        uint32_t mode;      /* openat, mkdirat */
+        struct {
+            unsigned mask;
+            struct statx *out;
+        } statx;
+        struct {
+            int newdfd;
+            const char *newpath;
+        } rename;
+    } arg;
+
+    /* Its life in flight, kept by io.c. */
+    void (*complete)(struct weft__op *op, int32_t res, uint32_t flags);
+    weft_task *task;    /* the task waiting for it, NULL for an _async op */
+    int32_t res;
+    int reason;         /* why it was cancelled: -ECANCELED, -ETIMEDOUT; 0 if not */
+    bool cancel_sent;   /* a cancel is on its way: it must not be sent twice */
+    bool completed;     /* complete() has run (a backend may complete an op inside submit) */
+    bool abandoned;     /* an _async op whose future was freed while pending: its result goes nowhere */
+    struct weft__job *job; /* the executor job running it as a blocking call, NULL if none */
+    void *caller_buf;   /* an _async op on the executor: the caller's buffer while buf is weft's copy */
+
+    /* The backend's own, while the op is pending there; nothing else reads them. */
+    struct {
+        uint32_t sqe_seq;  /* io_uring: the SQ position its SQE was given */
+        bool withdrawn;    /* io_uring: cancelled before its SQE reached the kernel, turned into a NOP */
+        uint8_t wait_kind; /* what the op waits in (a readiness queue, a multishot stream) */
+        void *wait_obj;    /* that object */
+        weft__link link;   /* in its wait queue */
+    } be;
+} weft__op;
+
+/* Submits op for the running task t and waits until its final completion (io.c). */
+intptr_t weft__io_wait(weft_task *t, weft__op *op);
+/* The same, ignoring cancellation and deadlines: for operations that must happen (close). */
+intptr_t weft__io_wait_uninterruptible(weft_task *t, weft__op *op);
+/* Holds back err for fd after weft_send_all or weft_recv_exact made partial progress: the next call on
+ * fd returns it. Cleared by weft_close(fd), and when weft hands out fd anew (socket, accept, openat). */
+void weft__fd_error_hold(weft_loop *l, int fd, int err);
+/* weft_close from outside a task on l's thread: the backend forgets fd, then it is closed. */
+int weft__io_close_now(weft_loop *l, int fd);
+/* Carries op out with the blocking system call, on the calling thread; returns its result. */
+int32_t weft__op_run_blocking(weft__op *op);
+/* Runs op with the blocking system call on the default executor; complete() runs on the loop. */
+int weft__op_offload(weft_loop *l, weft__op *op);
+/* Cancels an op running on the executor: dequeued if not started, else it runs to its end. */
+void weft__op_offload_cancel(weft__op *op);
+/* Submits op as an _async operation and returns the future its completion resolves (io.c). */
+weft_future *weft__io_async(weft__op *op);
+/*
+ * The same for a request whose arguments the kernel reads only when the request is submitted (at the
+ * loop's next enter, after the call has returned): the first buf_bytes at op->buf (a path, an
+ * address) and newpath_bytes at op->arg.rename.newpath are copied into the request's own block.
+ */
+weft_future *weft__io_async_copy(weft__op *op, size_t buf_bytes, size_t newpath_bytes);
+/* Cancels every _async operation still in flight (loop teardown). */
+void weft__io_cancel_all(weft_loop *l);
+
+#endif /* WEFT_OP_H */

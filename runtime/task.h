@@ -1,0 +1,156 @@
+/* sched.c: tasks, the ready queue, parking and waking. Part of internal.h; included through it. */
+#ifndef WEFT_TASK_H
+#define WEFT_TASK_H
+
+enum weft__task_state { WEFT__CREATED, WEFT__READY, WEFT__RUNNING, WEFT__PARKED, WEFT__ENDED };
+
+/*
+ * What a parked task is waiting in, so cancellation and deadlines can interrupt it. interrupt() must
+ * eventually make the task ready (at once, or after the kernel has let go of the task's buffers).
+ */
+typedef void (*weft__interrupt_fn)(weft_task *t, int reason);
+
+#define WEFT__DEADLINES_INLINE 4
+
+/* weft_task.magic: a released task keeps WEFT__TASK_RELEASED until its memory is reused, so a stale
+ * handle passed back to weft is caught rather than used. */
+#define WEFT__TASK_LIVE 0x7466776cu
+#define WEFT__TASK_RELEASED 0x64656164u
+
+struct weft_task {
+    weft__ctx ctx;
+    uint32_t magic;
+    weft_loop *loop;
+    weft__runnable run;                    /* in the run queue while READY; in the free list once freed */
+    weft__link all_link;                   /* in the loop's list of tasks not yet freed */
+    weft_fn fn;
+    void *arg;
+    weft__stack *stack;
+    uint8_t state;
+    bool cancelled;     /* sticky cancel request */
+    bool released;      /* joined or detached: freed when it ends */
+    bool detached;
+    bool in_join_all;   /* named by a weft_join_all under way (a name twice is refused) */
+    uint64_t id;
+    intptr_t wake_value;          /* what the waker handed over */
+    weft__interrupt_fn interrupt; /* non-NULL while parked interruptibly */
+    void *park_obj;               /* for interrupt(): the waiter, the op, ... */
+    int timer_reason;             /* what the park timer means: 0 (sleep ended) or -ETIMEDOUT */
+    weft__timer timer;
+    uint64_t *deadlines;          /* effective deadline per nesting level; [depth-1] is in force */
+    unsigned deadline_depth, deadline_cap;
+    unsigned deadline_lost;       /* levels pushed when no memory was left to record them */
+    uint64_t deadline_inline[WEFT__DEADLINES_INLINE];
+    weft_future future;           /* done when the task ends, with its result */
+    struct weft_group *group;     /* the group it belongs to, or NULL */
+    weft__link group_link;        /* in its group's members */
+    char name[32];
+};
+
+/* The loop running on this thread, NULL if none. */
+extern WEFT__TLS weft_loop *weft__tls_loop;
+
+static inline weft_task *weft__current(void)
+{
+    weft_loop *l = weft__tls_loop;
+    return l ? l->current : NULL;
+}
+
+/* Makes a parked task ready to run with value as what its park returns. */
+void weft__wake(weft_task *t, intptr_t value);
+/* Interrupts a parked task (cancellation, deadline): calls its interrupt function once. */
+void weft__interrupt(weft_task *t, int reason);
+/* Ends a join or wait_for: shared by both (sched.c). */
+intptr_t weft__join(weft_task *t, uint64_t expiry);
+/* Awaits f from the running task t (future.c). *completed tells a result from an interruption. */
+intptr_t weft__await(weft_task *t, weft_future *f, bool *completed);
+/* Completes a switch into a context: releases the stack of a task that just ended. */
+void weft__after_switch(weft_loop *l);
+/* From the loop's own context: runs tasks and callbacks until none is left or the turn's budget is
+ * spent. */
+void weft__run_ready(weft_loop *l);
+/* The running task t is about to leave its stack's control (a switch, a wait in place): a task
+ * whose stack has no guard page is checked for overflow here (its canary). */
+void weft__stack_overflowed(weft_task *t) __attribute__((noreturn));
+static inline void weft__stack_check(weft_task *t)
+{
+    if (WEFT__UNLIKELY(!t->stack->guarded) && !weft__stack_canary_ok(t->stack))
+        weft__stack_overflowed(t);
+}
+/*
+ * Parks the running task until weft__wake. While parked, cancellation and a deadline (or expiry, if
+ * earlier) call interrupt(t, reason); interrupt may be NULL for an uninterruptible wait, and then
+ * expiry and deadlines are ignored. Returns the value handed to weft__wake.
+ */
+intptr_t weft__park(weft_task *t, weft__interrupt_fn interrupt, void *park_obj, uint64_t expiry, int expiry_reason);
+/* -ECANCELED or -ETIMEDOUT if the task may not suspend now, else 0. */
+int weft__check_suspend(weft_task *t);
+/* The task's deadline in force, UINT64_MAX for none. */
+static inline uint64_t weft__deadline(const weft_task *t)
+{
+    return t->deadline_depth ? t->deadlines[t->deadline_depth - 1] : UINT64_MAX;
+}
+/* Frees an ended, released task (or defers it while callbacks on its future are queued). */
+void weft__task_free(weft_loop *l, weft_task *t);
+
+
+/* The task whose run queue entry r is, NULL for none. */
+static inline weft_task *weft__task_of(weft__runnable *r)
+{
+    return r ? WEFT__CONTAINER(r, weft_task, run) : NULL;
+}
+
+/* Records a switch to next (NULL: the loop's own context) for the stats and the watchdog. */
+static inline void weft__note_switch(weft_loop *l, weft_task *next)
+{
+    l->current = next;
+    l->stats.switches++;
+    atomic_store_explicit(&l->watch_task, next, memory_order_relaxed);
+    atomic_store_explicit(&l->watch_seq, ++l->watch_events, memory_order_release);
+}
+
+/* A member of a group ended (group.c). */
+void weft__group_member_ended(weft_task *t, intptr_t result);
+/* Spawns on l (the public spawn calls this with the thread's loop). */
+weft_task *weft__spawn(weft_loop *l, const char *name, weft_fn fn, void *arg);
+/* Prints "weft: " + formatted text on stderr in one write. */
+void weft__log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* For diagnostics: "'name' (#id)" or "#id". */
+const char *weft__task_label(const weft_task *t, char *buf, size_t len);
+
+/* Who made something that may outlive its maker (an _async request, an offloaded job), for reports. */
+typedef struct weft__maker {
+    uint64_t id;   /* 0: made outside any task */
+    char name[32];
+} weft__maker;
+
+static inline void weft__maker_set(weft__maker *m, const weft_task *t)
+{
+    m->id = t ? t->id : 0;
+    if (t)
+        memcpy(m->name, t->name, sizeof m->name);
+    else
+        m->name[0] = '\0';
+}
+
+/* " by task 'name' (#id)", " by task #id", or "" when made outside a task. */
+const char *weft__maker_label(const weft__maker *m, char *buf, size_t len);
+
+static inline uint64_t weft__now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* A spinning CPU's hint to its sibling hyperthread and the hypervisor. */
+static inline void weft__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+
+#endif /* WEFT_TASK_H */

@@ -1,0 +1,60 @@
+/*
+ * The io_uring backend's own declarations, shared by uring.c (the ring) and multishot.c (multishot
+ * streams). Nothing outside the backend includes this.
+ */
+#ifndef WEFT_URING_H
+#define WEFT_URING_H
+
+#include "internal.h"
+
+#include <liburing.h>
+#include <pthread.h>
+
+typedef struct weft__multishot weft__multishot;
+
+typedef struct weft__uring {
+    struct io_uring ring;
+    unsigned setup_flags;
+    unsigned enter_flags;   /* IORING_ENTER_REGISTERED_RING once the ring fd is registered */
+    unsigned submit_batch;  /* cfg.submit_batch: hand queued SQEs over once this many wait; 0 = at the turn */
+    int enter_fd;
+    bool started;
+    pthread_t issuer;       /* with SINGLE_ISSUER, the only thread allowed to submit */
+    bool missing[WEFT__OP_COUNT]; /* opcodes this kernel lacks (or WEFT_URING_NO_OPS masks): executor */
+    weft__op wake_op;       /* the read kept armed on the loop's eventfd */
+    uint64_t wake_buf;
+    bool wake_rearm;        /* wake_op completed: arm it again once the CQ walk is over */
+    /* multishot.c's */
+    weft__multishot **streams; /* by listening fd: its multishot accept, if one was started */
+    size_t nstreams;
+    weft__list all_streams; /* every stream, those of closed fds too until the kernel lets go */
+    weft__list stream_todo; /* streams to arm or stop once the CQ walk is over */
+    bool no_multishot_accept; /* before 5.19 */
+} weft__uring;
+
+static inline weft__uring *weft__uring_of(weft_loop *l)
+{
+    return l->backend_data;
+}
+
+/* A free SQE, flushing the SQ to the kernel first if it is full; NULL if that flush failed. */
+struct io_uring_sqe *weft__uring_sqe(weft_loop *l, weft__uring *b);
+
+/* ---- multishot.c ---- */
+
+/* What an op parked on a stream waits in (weft__op.be.wait_kind). */
+enum { WEFT__WAIT_STREAM = 0x5a };
+
+/* A weft_accept through fd's multishot accept: 1 if the stream took op (complete() runs when a
+ * connection comes, maybe at once), 0 if op takes the one-shot path, or a negative errno. */
+int weft__stream_accept(weft_loop *l, weft__uring *b, weft__op *op);
+/* An op parked on a stream is cancelled: it ends at once, nothing was taken from the kernel. */
+void weft__stream_cancel(weft__op *op);
+/* fd is being closed: its stream's waiters end, what it kept is closed, the multishot is cancelled. */
+void weft__stream_close(weft_loop *l, weft__uring *b, int fd);
+/* Arms or stops the streams that asked to during the CQ walk just ended. */
+void weft__streams_after_walk(weft_loop *l, weft__uring *b);
+/* Frees every stream (the ring is gone). */
+void weft__streams_fini(weft__uring *b);
+
+#endif /* WEFT_URING_H */
