@@ -25,15 +25,12 @@ extern char **environ;
     (WEFT_PROCESS_STDIN | WEFT_PROCESS_STDOUT | WEFT_PROCESS_STDERR | WEFT_PROCESS_SEARCH_PATH |       \
      WEFT_PROCESS_KEEP_FDS)
 
-/* Closes an fd weft may have used: with weft_close in a task, so that the backend forgets it too. */
+/* Closes an fd weft may have used, with weft_close so that the backend forgets it too. */
 static void fd_release(int *fd)
 {
     if (*fd < 0)
         return;
-    if (weft__current())
-        weft_close(*fd);
-    else
-        close(*fd);
+    weft_close(*fd);
     *fd = -1;
 }
 
