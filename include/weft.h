@@ -746,8 +746,8 @@ WEFT_API int weft_process_wait(weft_process *p);
 /*
  * Sends sig to the child through its pidfd (pidfd_send_signal), so never to a process that reused its
  * pid; sig 0 only checks. Does not suspend. Returns 0 (also for a child that has ended but is not
- * reaped yet, as kill(2) does), -ESRCH once it is reaped, -EINVAL (p NULL, never spawned or closed, or
- * sig not a signal).
+ * reaped yet, as kill(2) does), -ESRCH once it is reaped, -EINVAL (p NULL, never spawned, closed with
+ * no status, or sig not a signal).
  */
 WEFT_API int weft_process_kill(weft_process *p, int sig);
 
