@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <signal.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -499,7 +500,7 @@ WEFT_API void weft_sem_free(weft_sem *s);
  * never touches the caller's once the future is freed.
  * ------------------------------------------------------------------------------------------------ */
 
-/* Flags for weft_tcp_listen. */
+/* Flags for weft_tcp_listen and weft_udp_bind. */
 #define WEFT_REUSEPORT 0x1 /* SO_REUSEPORT: several listeners (loops) share the port */
 
 /* socket(2). */
@@ -591,10 +592,16 @@ WEFT_API weft_future *weft_mkdirat_async(int dfd, const char *path, mode_t mode)
 /* Conveniences */
 
 /*
- * A listening TCP socket (SO_REUSEADDR, close-on-exec) bound to a numeric IPv4 or IPv6 address
- * ("127.0.0.1", "::1", "[::1]"; NULL, "" or "*" for every IPv4 address) and port (0: the kernel picks
- * one; read it with getsockname). flags: WEFT_REUSEPORT. Does not suspend: usable before a loop runs.
- * Returns the fd, -EINVAL (not a numeric address, unknown flag) or the errno of socket/bind/listen.
+ * A listening TCP socket (SO_REUSEADDR, close-on-exec) bound to host and port (0: the kernel picks
+ * one; weft_socket_port tells which). host is a numeric IPv4 or IPv6 address ("127.0.0.1", "::1",
+ * "[::1]"), NULL, "" or "*" for every IPv4 address, or a name ("localhost"), bound at the first of its
+ * addresses that binds. flags: WEFT_REUSEPORT. A numeric address never suspends: usable before a loop
+ * runs. A name is resolved with getaddrinfo where that cannot stall a loop: on the default executor
+ * when called from a task (the call suspends), as a plain blocking call where no loop runs on the
+ * thread (set-up before weft_run); on a loop's thread outside a task (in a callback) a name gives
+ * -EPERM. Returns the fd, -EINVAL (unknown flag), -ENOENT (no such name), -EAGAIN (resolver failing
+ * for now), -ECANCELED / -ETIMEDOUT (during a lookup) or the errno of socket, bind or listen
+ * (-EADDRINUSE...).
  */
 WEFT_API int weft_tcp_listen(const char *host, uint16_t port, int backlog, int flags);
 /*
@@ -623,6 +630,181 @@ WEFT_API ssize_t weft_recv_exact(int fd, void *buf, size_t len);
 /* Submits a no-op and suspends until its completion: one trip through submission, completion and
  * resumption. Returns 0, -ECANCELED, -ETIMEDOUT, -EPERM. */
 WEFT_API int weft_nop(void);
+
+/* ------------------------------------------------------------------------------------------------
+ * Sockets beside TCP: UDP, Unix stream sockets, and the port a socket is bound to
+ *
+ * Hosts are given as to weft_tcp_listen and weft_tcp_connect: a numeric address is used as it is, a
+ * name is resolved on the default executor from a task (suspending), with a blocking getaddrinfo where
+ * no loop runs on the thread, and gives -EPERM on a loop's thread outside a task; each of its
+ * addresses is tried in turn. Every socket made here is close-on-exec. Read and write them with
+ * weft_recv, weft_send, weft_recvmsg and weft_sendmsg (datagrams keep their boundaries; recvmsg's
+ * msg_name gives a datagram's sender and MSG_TRUNC in msg_flags a datagram cut short), and close them
+ * with weft_close.
+ *
+ * A Unix socket's path is a file system path (at most 107 bytes), or a name in Linux's abstract
+ * namespace written with a leading '@' ("@weft-demo": no file, gone with the last socket; at most 107
+ * bytes after the '@').
+ * ------------------------------------------------------------------------------------------------ */
+
+/*
+ * A UDP socket bound to host and port (0: the kernel picks; NULL, "" or "*": every IPv4 address). No
+ * SO_REUSEADDR, which for UDP would let unrelated sockets share the port; flags: WEFT_REUSEPORT. Does
+ * not suspend for a numeric host. Returns the fd, -EINVAL (unknown flag), -ENOENT, -EAGAIN, -EPERM
+ * (see above) or the errno of socket or bind (-EADDRINUSE, -EADDRNOTAVAIL...).
+ */
+WEFT_API int weft_udp_bind(const char *host, uint16_t port, int flags);
+
+/*
+ * A UDP socket connected to host and port: weft_send sends to that peer, weft_recv takes datagrams from
+ * it alone, and an ICMP "port unreachable" comes back as -ECONNREFUSED from a later call. Connecting a
+ * datagram socket sends nothing and does not wait: no suspension for a numeric host; a name gets the
+ * first of its addresses that can be connected (no handshake tells where anyone listens). Returns the fd,
+ * -ENOENT, -EAGAIN, -EPERM (see above), or the errno of socket or connect (-ENETUNREACH...).
+ */
+WEFT_API int weft_udp_connect(const char *host, uint16_t port);
+
+/*
+ * A listening Unix stream socket (close-on-exec) at path (see above). Does not suspend. A file left by
+ * an earlier listener is not removed: bind then fails with -EADDRINUSE, so unlink it first, and after
+ * closing. Returns the fd, -EINVAL (path NULL, "" or "@"), -ENAMETOOLONG, or the errno of socket, bind
+ * or listen (-EADDRINUSE, -ENOENT for a missing directory, -EACCES).
+ */
+WEFT_API int weft_unix_listen(const char *path, int backlog);
+
+/*
+ * A Unix stream connection (close-on-exec) to path. Suspends. Returns the fd, -EINVAL, -ENAMETOOLONG,
+ * -EPERM (outside a task), -ENOENT (no such path), -ECONNREFUSED (nobody listening), -ECANCELED,
+ * -ETIMEDOUT...
+ */
+WEFT_API int weft_unix_connect(const char *path);
+
+/*
+ * The local port of a TCP or UDP socket on IPv4 or IPv6 (0 if it is not bound yet): how a server
+ * learns the port the kernel picked for port 0. Does not suspend. -EBADF, -ENOTSOCK, -EAFNOSUPPORT (a
+ * Unix socket, or another family without ports).
+ */
+WEFT_API int weft_socket_port(int fd);
+
+/* ------------------------------------------------------------------------------------------------
+ * Signals
+ *
+ * A task waits for a signal as for any other event, without a handler: weft blocks the signals being
+ * waited for and reads them from a signalfd (on io_uring, one read request in the ring; on epoll, a
+ * wait for readiness).
+ *
+ * The mask: while a task of the loop waits for a signal, that signal is blocked in the loop's thread;
+ * when the last wait for it returns, weft unblocks it again, unless it was already blocked when weft
+ * blocked it. Dispositions (handlers, SIG_IGN) are never touched. So a signal that arrives while no
+ * task waits for it meets its disposition as if weft were not there (for SIGTERM and SIGINT the
+ * default ends the process). To keep such a signal for the next wait, block it yourself
+ * (pthread_sigmask): weft then leaves it blocked, it stays pending, and the next wait returns it at
+ * once. A standard signal does not queue: a second SIGTERM arriving while one is pending is lost; a
+ * real-time signal queues. Do not change the mask of a signal on the loop's thread while a task
+ * waits for it.
+ *
+ * A signal sent to the process (kill, a terminal's ^C) goes to any one thread that does not block it.
+ * weft's own threads (executor, watchdog) block every signal; a thread of your own must block the
+ * signals a task waits for, or it may take them (block them in main before making threads, which
+ * inherit the mask). With loops on several threads, such a signal reaches one of them. A signal sent
+ * to a thread (pthread_kill, tgkill, raise) reaches only that thread's waits. A child started with
+ * weft_process_spawn does not inherit the signals weft blocked.
+ *
+ * Several tasks may wait at once, for the same signals or different ones. Each signal goes to the task
+ * that has waited longest among those whose set holds it, so tasks waiting for the same signal get
+ * successive deliveries in the order they began to wait.
+ * ------------------------------------------------------------------------------------------------ */
+
+/* struct signalfd_siginfo comes from <sys/signalfd.h>. */
+struct signalfd_siginfo;
+
+/*
+ * Suspends until a signal of set arrives and returns its number; the sender's details (ssi_pid,
+ * ssi_uid, ssi_code, sigqueue's value in ssi_int and ssi_ptr) go to *info, which may be NULL. A signal
+ * of set already pending (blocked by the caller before the call) is returned at once. Cancellation
+ * and deadlines work as in the coordination calls: a signal handed to the task before the
+ * interruption is returned and the next suspending call sees it; otherwise the call takes no signal.
+ * Errors: -EINVAL (set is NULL, empty, or holds SIGKILL or SIGSTOP, which cannot be blocked), -EPERM
+ * (outside a task), -ECANCELED, -ETIMEDOUT, -ENOMEM, or signalfd's error (-EMFILE, -ENFILE). On
+ * every return the signals this call blocked are unblocked unless another task still waits for them.
+ */
+WEFT_API int weft_signal_wait(const sigset_t *set, struct signalfd_siginfo *info);
+
+/* ------------------------------------------------------------------------------------------------
+ * Child processes (asyncio.create_subprocess_exec)
+ *
+ * A child runs a program with its standard streams, if asked, as pipes the parent reads and writes
+ * with weft_read and weft_write (or their _async forms), and its exit is waited for through a pidfd:
+ * no thread, no SIGCHLD handler. Every spawned process is released with weft_process_close, which
+ * also makes sure no zombie is left.
+ *
+ * The child starts with the calling thread's signal mask less the signals weft blocked for
+ * weft_signal_wait, and with the dispositions exec leaves (an ignored signal stays ignored, a handler
+ * is reset to the default). Unless WEFT_PROCESS_KEEP_FDS is given it gets only fds 0, 1 and 2: every
+ * other fd is closed in it, close-on-exec or not.
+ *
+ * The pidfd is opened from the pid just after the spawn. That is safe unless something else reaps
+ * the process's children (SIGCHLD set to SIG_IGN, a waitpid(-1) elsewhere), which also takes the exit
+ * status away from weft: weft_process_wait then returns -ECHILD.
+ * ------------------------------------------------------------------------------------------------ */
+
+/* A child process. weft fills the fields; read them, change only as weft_process_close says. */
+typedef struct weft_process {
+    pid_t pid;     /* the child's process id */
+    int pidfd;     /* a pidfd for it (close-on-exec), -1 once closed */
+    int stdin_fd;  /* with WEFT_PROCESS_STDIN, the write end of the pipe that is its stdin; else -1 */
+    int stdout_fd; /* with WEFT_PROCESS_STDOUT, the read end of the pipe that is its stdout; else -1 */
+    int stderr_fd; /* with WEFT_PROCESS_STDERR, the read end of the pipe that is its stderr; else -1 */
+    int status;    /* its wait status once reaped (WIFEXITED, WEXITSTATUS... of <sys/wait.h>), -1 before */
+} weft_process;
+
+/* Flags for weft_process_spawn. A stream without its flag is the parent's own. */
+#define WEFT_PROCESS_STDIN 0x1        /* the child's stdin is a pipe the parent writes to at stdin_fd */
+#define WEFT_PROCESS_STDOUT 0x2       /* its stdout is a pipe the parent reads at stdout_fd */
+#define WEFT_PROCESS_STDERR 0x4       /* its stderr is a pipe the parent reads at stderr_fd */
+#define WEFT_PROCESS_SEARCH_PATH 0x8  /* a path without '/' is looked up in the caller's PATH (execvp) */
+#define WEFT_PROCESS_KEEP_FDS 0x10    /* the child also inherits the fds not marked close-on-exec */
+
+/*
+ * Starts the program at path with argv (NULL-terminated; argv[0] is the name it sees for itself) and
+ * envp (NULL: the caller's environ), and fills *p. Does not suspend: usable outside a task; the
+ * calling thread waits only until the child has begun the program (its exec). The parent's pipe ends
+ * are close-on-exec. Returns 0, or a negative errno with no child left running and every fd of *p -1:
+ * -EINVAL (p, path or argv NULL, an unknown flag), the exec's error (-ENOENT: no such program,
+ * -EACCES: not executable, or a directory, -ENOEXEC: not a format the kernel runs, -E2BIG), -EMFILE or
+ * -ENFILE (no fd left for a pipe or the pidfd), -ENOMEM, -EAGAIN (RLIMIT_NPROC).
+ */
+WEFT_API int weft_process_spawn(weft_process *p, const char *path, char *const argv[], char *const envp[],
+                                unsigned flags);
+
+/*
+ * Suspends until the child has ended, reaps it and returns its wait status as waitpid stores it
+ * (WIFEXITED and WEXITSTATUS, or WIFSIGNALED and WTERMSIG), also kept in p->status. Once it is reaped
+ * the call returns that status at once, from anywhere; any number of tasks may wait for one child.
+ * Cancellation or a deadline returns -ECANCELED or -ETIMEDOUT and leaves the child alone: it runs on,
+ * and can be waited for again, or killed and reaped by weft_process_close. Errors: -EINVAL (p NULL,
+ * never spawned, or closed with no status), -EPERM (outside a task), -ECHILD (reaped by someone else).
+ */
+WEFT_API int weft_process_wait(weft_process *p);
+
+/*
+ * Sends sig to the child through its pidfd (pidfd_send_signal), so never to a process that reused its
+ * pid; sig 0 only checks. Does not suspend. Returns 0 (also for a child that has ended but is not
+ * reaped yet, as kill(2) does), -ESRCH once it is reaped, -EINVAL (p NULL, never spawned, closed with
+ * no status, or sig not a signal).
+ */
+WEFT_API int weft_process_kill(weft_process *p, int sig);
+
+/*
+ * Releases p: closes the pipe ends still open and the pidfd (a pipe end may be closed earlier with
+ * weft_close, to give the child EOF on its stdin, if the field is then set to -1). A child not yet
+ * reaped is killed with SIGKILL and reaped, so no zombie remains, and p->status gets its status. In a
+ * task that wait suspends; where nothing can suspend (outside a task, or in a task that is cancelled
+ * or past its deadline) it blocks the thread until the kernel has ended the child, which is at once
+ * for a child not stuck in the kernel. For a graceful end, kill with SIGTERM and wait before closing.
+ * Not while another task waits for p. NULL is ignored.
+ */
+WEFT_API void weft_process_close(weft_process *p);
 
 /* ------------------------------------------------------------------------------------------------
  * Executor (CPU work and blocking code)

@@ -56,4 +56,8 @@
 #include "exec.h"
 #include "fault.h"
 
+/* The calling thread's signal mask without the signals weft blocked for weft_signal_wait (signal.c):
+ * the mask a child process starts with. */
+void weft__signal_mask_own(sigset_t *mask);
+
 #endif /* WEFT_INTERNAL_H */

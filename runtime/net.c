@@ -9,7 +9,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
+#include <stddef.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 /* Runs op for the calling task, or says why it cannot: -EPERM outside a task. */
@@ -246,41 +248,18 @@ static int sockaddr_numeric(const char *host, uint16_t port, struct sockaddr_sto
     return -EINVAL;
 }
 
-int weft_tcp_listen(const char *host, uint16_t port, int backlog, int flags)
-{
-    if (flags & ~WEFT_REUSEPORT)
-        return -EINVAL;
-    struct sockaddr_storage ss;
-    socklen_t len;
-    int r = sockaddr_numeric(host, port, &ss, &len);
-    if (r < 0)
-        return r;
-    /* Binding and listening never block: plain system calls, usable before any loop runs. */
-    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    int one = 1;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-        ((flags & WEFT_REUSEPORT) && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) ||
-        bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, backlog > 0 ? backlog : SOMAXCONN) < 0) {
-        r = -errno;
-        close(fd);
-        return r;
-    }
-    return fd;
-}
-
 /* getaddrinfo for the executor: the classic blocking call that must never run on the loop. */
 typedef struct lookup {
     const char *host;
     char service[8];
+    int socktype, ai_flags;
     struct addrinfo *result;
 } lookup;
 
 static intptr_t lookup_run(void *arg)
 {
     lookup *q = arg;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG};
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = q->socktype, .ai_flags = q->ai_flags};
     int r = getaddrinfo(q->host, q->service, &hints, &q->result);
     switch (r) {
     case 0:
@@ -300,8 +279,81 @@ static intptr_t lookup_run(void *arg)
     }
 }
 
-static int connect_addr(const struct sockaddr *addr, socklen_t len)
+/* Makes a socket for one address; >= 0 the fd, else the reason to try the next address. */
+typedef int (*addr_try_fn)(const struct sockaddr *addr, socklen_t len, void *ctx);
+
+/*
+ * Calls try on the addresses of host and port, in the order the resolver ranks them, until one gives
+ * an fd or the caller is interrupted; returns that, or the last failure. A numeric address is used as
+ * it is. A name is resolved where the lookup cannot stall a loop: on the executor from a task (which
+ * suspends), with a plain getaddrinfo where no loop runs on this thread (set-up before weft_run); on
+ * a loop's thread outside a task (a callback) it is refused with -EPERM.
+ */
+static int addr_each(const char *host, uint16_t port, int socktype, int ai_flags, addr_try_fn try, void *ctx)
 {
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (sockaddr_numeric(host, port, &ss, &len) == 0)
+        return try((struct sockaddr *)&ss, len, ctx);
+    lookup q = {.host = host, .socktype = socktype, .ai_flags = ai_flags};
+    snprintf(q.service, sizeof q.service, "%u", port);
+    intptr_t r = weft__current() ? weft_offload(lookup_run, &q) : !weft__tls_loop ? lookup_run(&q) : -EPERM;
+    if (r < 0)
+        return (int)r;
+    int fd = -ENOENT;
+    for (struct addrinfo *ai = q.result; ai; ai = ai->ai_next) {
+        fd = try(ai->ai_addr, ai->ai_addrlen, ctx);
+        if (fd >= 0 || fd == -ECANCELED || fd == -ETIMEDOUT)
+            break;
+    }
+    freeaddrinfo(q.result);
+    return fd;
+}
+
+/* How to bind: the socket type, WEFT_REUSEPORT, and the backlog of a stream socket's listen. */
+typedef struct bind_spec {
+    int type;
+    int flags;
+    int backlog;
+} bind_spec;
+
+/*
+ * A close-on-exec socket bound to addr, listening if it is a stream. Binding and listening never
+ * block: plain system calls, usable before any loop runs. A TCP listener gets SO_REUSEADDR, so a
+ * restarted server has its port back while old connections linger in TIME_WAIT; a UDP socket does
+ * not, as there it would let unrelated sockets share the port.
+ */
+static int bind_addr(const struct sockaddr *addr, socklen_t len, void *ctx)
+{
+    const bind_spec *spec = ctx;
+    int fd = socket(addr->sa_family, spec->type | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    bool tcp = spec->type == SOCK_STREAM && addr->sa_family != AF_UNIX;
+    if ((tcp && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) ||
+        ((spec->flags & WEFT_REUSEPORT) && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) ||
+        bind(fd, addr, len) < 0 ||
+        (spec->type == SOCK_STREAM && listen(fd, spec->backlog > 0 ? spec->backlog : SOMAXCONN) < 0)) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    return fd;
+}
+
+int weft_tcp_listen(const char *host, uint16_t port, int backlog, int flags)
+{
+    if (flags & ~WEFT_REUSEPORT)
+        return -EINVAL;
+    bind_spec spec = {.type = SOCK_STREAM, .flags = flags, .backlog = backlog};
+    return addr_each(host, port, SOCK_STREAM, AI_PASSIVE | AI_ADDRCONFIG, bind_addr, &spec);
+}
+
+/* A stream connection to addr (TCP with TCP_NODELAY, or Unix), close-on-exec. Suspends. */
+static int connect_addr(const struct sockaddr *addr, socklen_t len, void *ctx)
+{
+    (void)ctx;
     int fd = weft_socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return fd;
@@ -311,31 +363,106 @@ static int connect_addr(const struct sockaddr *addr, socklen_t len)
         return r;
     }
     int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (addr->sa_family != AF_UNIX)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     return fd;
 }
 
 int weft_tcp_connect(const char *host, uint16_t port)
 {
-    weft_task *t = weft__current();
-    if (!t)
+    if (!weft__current())
         return -EPERM;
-    struct sockaddr_storage ss;
-    socklen_t len;
-    if (sockaddr_numeric(host, port, &ss, &len) == 0)
-        return connect_addr((struct sockaddr *)&ss, len);
-    lookup q = {.host = host};
-    snprintf(q.service, sizeof q.service, "%u", port);
-    intptr_t r = weft_offload(lookup_run, &q);
-    if (r < 0)
-        return (int)r;
-    /* Every address in the order the resolver ranks them; the last failure is the answer. */
-    int fd = -ENOENT;
-    for (struct addrinfo *ai = q.result; ai; ai = ai->ai_next) {
-        fd = connect_addr(ai->ai_addr, ai->ai_addrlen);
-        if (fd >= 0 || fd == -ECANCELED || fd == -ETIMEDOUT)
-            break;
+    return addr_each(host, port, SOCK_STREAM, AI_ADDRCONFIG, connect_addr, NULL);
+}
+
+/* ---- datagrams, Unix sockets, ports --------------------------------------------------------------- */
+
+int weft_udp_bind(const char *host, uint16_t port, int flags)
+{
+    if (flags & ~WEFT_REUSEPORT)
+        return -EINVAL;
+    bind_spec spec = {.type = SOCK_DGRAM, .flags = flags};
+    return addr_each(host, port, SOCK_DGRAM, AI_PASSIVE | AI_ADDRCONFIG, bind_addr, &spec);
+}
+
+/* connect(2) of a datagram socket only records the peer: a plain call that never waits. */
+static int udp_connect_addr(const struct sockaddr *addr, socklen_t len, void *ctx)
+{
+    (void)ctx;
+    int fd = socket(addr->sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (connect(fd, addr, len) < 0) {
+        int err = -errno;
+        close(fd);
+        return err;
     }
-    freeaddrinfo(q.result);
     return fd;
+}
+
+int weft_udp_connect(const char *host, uint16_t port)
+{
+    return addr_each(host, port, SOCK_DGRAM, AI_ADDRCONFIG, udp_connect_addr, NULL);
+}
+
+/*
+ * The address of a Unix socket: a path in the file system, or with a leading '@' a name in Linux's
+ * abstract namespace, which is the rest of path without a terminating NUL (as ss -x shows it).
+ */
+static int sockaddr_unix(const char *path, struct sockaddr_un *sun, socklen_t *len)
+{
+    if (!path || !path[0] || (path[0] == '@' && !path[1]))
+        return -EINVAL;
+    memset(sun, 0, sizeof *sun);
+    sun->sun_family = AF_UNIX;
+    size_t n = strlen(path);
+    if (path[0] == '@') {
+        /* The leading NUL takes the '@''s place: n bytes in all. */
+        if (n > sizeof sun->sun_path)
+            return -ENAMETOOLONG;
+        memcpy(sun->sun_path + 1, path + 1, n - 1);
+        *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+        return 0;
+    }
+    if (n >= sizeof sun->sun_path)
+        return -ENAMETOOLONG;
+    memcpy(sun->sun_path, path, n);
+    *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+    return 0;
+}
+
+int weft_unix_listen(const char *path, int backlog)
+{
+    struct sockaddr_un sun;
+    socklen_t len;
+    int r = sockaddr_unix(path, &sun, &len);
+    if (r < 0)
+        return r;
+    bind_spec spec = {.type = SOCK_STREAM, .backlog = backlog};
+    return bind_addr((struct sockaddr *)&sun, len, &spec);
+}
+
+int weft_unix_connect(const char *path)
+{
+    if (!weft__current())
+        return -EPERM;
+    struct sockaddr_un sun;
+    socklen_t len;
+    int r = sockaddr_unix(path, &sun, &len);
+    if (r < 0)
+        return r;
+    return connect_addr((struct sockaddr *)&sun, len, NULL);
+}
+
+int weft_socket_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+        return -errno;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return -EAFNOSUPPORT;
 }

@@ -13,6 +13,7 @@
 
 #include <dlfcn.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -131,7 +132,16 @@ int weft__watchdog_start(weft_loop *l)
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&w->wake, &attr);
     pthread_condattr_destroy(&attr);
+    /*
+     * The watchdog takes no signals, as the executor's workers take none: a signal sent to the process
+     * goes to some thread that does not block it, so the loop's thread, which blocks a signal to read
+     * it from a signalfd, only gets it if no thread of weft's takes it first.
+     */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     int err = pthread_create(&w->thread, NULL, watchdog_main, w);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (err) {
         pthread_cond_destroy(&w->wake);
         pthread_mutex_destroy(&w->lock);

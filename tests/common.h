@@ -146,6 +146,28 @@ static inline intptr_t run_guarded(weft_fn fn, void *arg)
     return run(guarded_main, &g);
 }
 
+/* run() with main under a deadline limit_ns away: a call in it that would hang returns -ETIMEDOUT. */
+struct limited_run {
+    weft_fn fn;
+    void *arg;
+    uint64_t limit_ns;
+};
+
+static inline intptr_t limited_main(void *arg)
+{
+    struct limited_run *b = arg;
+    weft_deadline_push(weft_now() + b->limit_ns);
+    intptr_t r = b->fn(b->arg);
+    weft_deadline_pop();
+    return r;
+}
+
+static inline intptr_t run_limited(weft_fn main_fn, void *arg, uint64_t limit_ns)
+{
+    struct limited_run b = {main_fn, arg, limit_ns};
+    return run(limited_main, &b);
+}
+
 /*
  * Lets the loop turn: sleeps 2 ms, so it hands queued requests to the kernel and reaps what
  * completes, runs due callbacks and timers, and sees executor threads' results. To let the other
@@ -155,6 +177,36 @@ static inline void settle(void)
 {
     int rc = weft_sleep(MS(2));
     cr_assert(rc == 0, "settle: weft_sleep got %d (%s)", rc, res_name(rc));
+}
+
+struct callback_run {
+    void (*fn)(void *arg);
+    void *arg;
+};
+
+static inline void callback_run_cb(weft_future *f, void *arg)
+{
+    (void)f;
+    struct callback_run *c = arg;
+    c->fn(c->arg);
+}
+
+static inline intptr_t callback_run_main(void *arg)
+{
+    weft_future *f = weft_future_new();
+    cr_assert(f != NULL, "weft_future_new: %s", strerror(errno));
+    EQ(weft_future_on_done(f, callback_run_cb, arg), 0);
+    EQ(weft_future_resolve(f, 0), 0);
+    settle();
+    weft_future_free(f);
+    return 0;
+}
+
+/* Runs fn(arg) in a callback of a running loop: on the loop's thread, but outside any task. */
+static inline void run_in_callback(void (*fn)(void *arg), void *arg)
+{
+    struct callback_run c = {fn, arg};
+    EQ(run(callback_run_main, &c), 0);
 }
 
 static inline uint64_t mono_ns(void)
