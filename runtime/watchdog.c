@@ -46,7 +46,10 @@ static bool sleep_or_stop(struct weft__watchdog *w, uint64_t ns)
  * where the dynamic symbol table has it, else its address. false if the loop moved on while we looked
  * (the copy may be torn).
  */
-static bool name_running(weft_loop *l, uint64_t seq, char *label, size_t len)
+/* A seqlock reader: the plain copies may be torn while the loop reuses the task, and are used only if
+ * the sequence number did not move meanwhile; ThreadSanitizer is told so. */
+__attribute__((no_sanitize("thread"))) static bool name_running(weft_loop *l, uint64_t seq, char *label,
+                                                                size_t len)
 {
     weft_task *t = atomic_load_explicit(&l->watch_task, memory_order_relaxed);
     const void *fn = atomic_load_explicit(&l->watch_callback, memory_order_relaxed);
