@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <signal.h>
 #include <stdint.h>
+#include <sys/select.h> /* sigset_t, also under strict C11 */
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
