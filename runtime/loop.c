@@ -253,7 +253,7 @@ static inline __attribute__((always_inline)) int poll_until(weft_loop *l, const 
     int r;
     do {
         r = poll_once(l);
-    } while (r >= 0 && !(l->run_head || (flag && *flag) || (done && done(l))));
+    } while (r >= 0 && !runnable_now(l) && !(done && done(l)));
     l->wait_flag = NULL;
     return r;
 }
