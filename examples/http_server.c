@@ -165,17 +165,18 @@ static const char BODY[] = "Hello, World!";
 /*
  * The Date header's value, formatted again only when the second changes, and the four answers (GET or
  * HEAD, keep-alive or close), which differ only in it: formatted once per second and copied per request,
- * since formatting each with snprintf would cost more than parsing the request does.
+ * since formatting each with snprintf would cost more than parsing the request does. Each thread keeps
+ * its own (with --threads N every loop formats and reads them, so a shared copy would be a data race).
  */
-static char date[40];
-static struct {
+static _Thread_local char date[40];
+static _Thread_local struct {
     char text[256];
     size_t len;
 } answers[4];
 
 static const char *http_date(void)
 {
-    static time_t last;
+    static _Thread_local time_t last;
     time_t now = time(NULL);
     if (now != last) {
         struct tm tm;
