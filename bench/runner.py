@@ -166,8 +166,10 @@ def meson_build(src, out):
         if not os.path.isfile(os.path.join(out, "build.ninja")):
             log("  configuring %s (release) from %s; log: %s" % (out, src, logf))
             ok = False
+            # Static, as bench/run builds the current tree: the programs are copied away before they
+            # run, and a baseline and the current build then differ only in their sources.
             for opts in (["-Dtests=false", "-Dbench=true"], []):
-                r = subprocess.run(["meson", "setup", out, src, "--buildtype=release"] + opts, stdout=lf, stderr=lf)
+                r = subprocess.run(["meson", "setup", out, src, "--buildtype=release", "-Ddefault_library=static"] + opts, stdout=lf, stderr=lf)
                 if r.returncode == 0:
                     ok = True
                     break
