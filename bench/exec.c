@@ -21,15 +21,24 @@
  *       (metric jobs_per_s), or all on CPU 0 (jobs_per_s_same_cpu). Left to the scheduler, the
  *       workers land on either CPU from one run to the next and the figure jumps between the two.
  *   The weft loop's system calls per job come from its counters (weft_loop_stats).
+ *   submit, metrics rtt_p50 / rtt_p99 (ns): weft_submit_to between two loops of weft_run_cores(2) (loop 0
+ *       on CPU 0 asks loop 1 on CPU 1 to run an empty task and waits for its result), against the
+ *       executor's pthread mutex+condvar ping-pong between the same two CPUs.
+ *       weft-io_uring, weft-epoll: the loops are otherwise idle, so each message wakes a sleeping loop
+ *       (MSG_RING on io_uring, an eventfd on epoll) each way.
+ *       weft-io_uring-busy, weft-epoll-busy: each loop also runs a task that yields in a loop, so
+ *       neither ever sleeps and a message is picked up on the receiver's next turn.
  *
  * Every contender measures in a child process of its own (bench/harness.h), interleaved by round.
  * Output: JSON lines for bench/report.py; progress on stderr.
  *
  * Usage: exec [--rounds N] [--target-ms MS] [--inflight K] [--only latency|throughput] [--quick|--full]
+ *             [executor|submit]...
  */
 #include "harness.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/utsname.h>
 
 #ifndef BENCH_NO_WEFT
@@ -497,6 +506,106 @@ static void m_tput_pthread(void)
     free(jobs);
 }
 
+/* ---- latency: weft_submit_to between two loops -------------------------------------------------- */
+
+#ifndef BENCH_NO_WEFT
+static struct {
+    bool busy;          /* each loop also runs a task that yields in a loop */
+    atomic_bool stop;   /* the measurement is over: the spinners and loop 1's main end */
+    weft_event *ended;  /* loop 1's main waits on it (idle) */
+    atomic_bool ready;  /* loop 1's main is running */
+} sub;
+
+static intptr_t spinner(void *arg)
+{
+    (void)arg;
+    while (!atomic_load_explicit(&sub.stop, memory_order_relaxed))
+        weft_yield();
+    return 0;
+}
+
+static intptr_t end_loop1(void *arg)
+{
+    (void)arg;
+    weft_event_set(sub.ended);
+    return 0;
+}
+
+static intptr_t submit_loop0(void)
+{
+    weft_task *spin = sub.busy ? weft_spawn(spinner, NULL) : NULL;
+    if (sub.busy && !spin) {
+        fail("weft_spawn: %s", strerror(errno));
+        return 0;
+    }
+    while (!atomic_load(&sub.ready))
+        weft_sleep(100 * 1000);
+    uint64_t t0 = now_ns();
+    size_t warm = 0;
+    while (!failed() && (warm < 200 || now_ns() - t0 < (uint64_t)(bench_opt.target_ms * 1e6 / 5))) {
+        intptr_t r = weft_submit_to(1, empty_job, NULL);
+        if (r != 0)
+            fail("weft_submit_to(1, empty task) returned %" PRIdPTR " (%s)", r, weft_strerror((int)r));
+        warm++;
+    }
+    size_t n = latency_samples((double)(now_ns() - t0) / (double)warm);
+    uint64_t *lat = failed() ? NULL : malloc(n * sizeof *lat);
+    for (size_t i = 0; lat && i < n && !failed(); i++) {
+        uint64_t a = now_ns();
+        intptr_t r = weft_submit_to(1, empty_job, NULL);
+        lat[i] = now_ns() - a;
+        if (r != 0)
+            fail("weft_submit_to(1, empty task) returned %" PRIdPTR " (%s)", r, weft_strerror((int)r));
+    }
+    if (lat && !failed())
+        record_latency(lat, n);
+    free(lat);
+    atomic_store(&sub.stop, true);
+    if (!sub.busy)
+        weft_submit_to(1, end_loop1, NULL);
+    if (spin)
+        weft_join(spin);
+    return 0;
+}
+
+static intptr_t submit_main(void *arg)
+{
+    (void)arg;
+    if (weft_loop_id() == 0)
+        return submit_loop0();
+    if (sub.busy) {
+        atomic_store(&sub.ready, true);
+        return spinner(NULL);
+    }
+    sub.ended = weft_event_new();
+    if (!sub.ended)
+        return -ENOMEM;
+    atomic_store(&sub.ready, true);
+    weft_event_wait(sub.ended);
+    weft_event_free(sub.ended);
+    return 0;
+}
+
+static void run_submit(const char *backend, bool busy)
+{
+    if (online_cpus() < 2) {
+        fail("one CPU: there is no second CPU for loop 1");
+        return;
+    }
+    sub.busy = busy;
+    weft_config cfg = WEFT_CONFIG_INIT;
+    cfg.backend = backend;
+    int rc = weft_run_cores(2, submit_main, NULL, &cfg);
+    if (rc < 0 && !failed())
+        fail("weft_run_cores(2) on %s: %s", backend, weft_strerror(rc));
+}
+
+static void m_sub_uring(void) { run_submit("io_uring", false); }
+static void m_sub_epoll(void) { run_submit("epoll", false); }
+static void m_sub_uring_busy(void) { run_submit("io_uring", true); }
+static void m_sub_epoll_busy(void) { run_submit("epoll", true); }
+#endif
+
 /* ---- the contenders --------------------------------------------------------------------------- */
 
 #ifdef BENCH_NO_WEFT
@@ -523,18 +632,25 @@ static const contender tput_contenders[] = {
     {"executor", "weft-epoll", WEFT_FN(m_tput_epoll_s), "throughput on one CPU"},
     {"executor", "pthread", m_tput_pthread_s, NULL, "throughput on one CPU"},
 };
+static const contender submit_contenders[] = {
+    {"submit", "weft-io_uring", WEFT_FN(m_sub_uring), NULL},
+    {"submit", "weft-epoll", WEFT_FN(m_sub_epoll), NULL},
+    {"submit", "weft-io_uring-busy", WEFT_FN(m_sub_uring_busy), NULL},
+    {"submit", "weft-epoll-busy", WEFT_FN(m_sub_epoll_busy), NULL},
+    {"submit", "pthread", m_lat_pthread_x, NULL, NULL},
+};
 #define NLAT (sizeof lat_contenders / sizeof lat_contenders[0])
 #define NTPUT (sizeof tput_contenders / sizeof tput_contenders[0])
 
 static void usage(FILE *to)
 {
     fprintf(to, "usage: exec [--rounds N] [--target-ms MS] [--inflight K] [--only latency|throughput] "
-                "[--quick|--full]\n");
+                "[--quick|--full] [executor|submit]...\n");
 }
 
 int main(int argc, char **argv)
 {
-    bool rounds_set = false, target_set = false;
+    bool rounds_set = false, target_set = false, want_executor = false, want_submit = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         unsigned long v;
@@ -558,7 +674,9 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--only") && i + 1 < argc) {
             opt.only = argv[++i];
         } else if (!strcmp(a, "executor")) {
-            /* the only workload */
+            want_executor = true;
+        } else if (!strcmp(a, "submit")) {
+            want_submit = true;
         } else {
             fprintf(stderr, "exec: unknown workload or option '%s'\n", a);
             usage(stderr);
@@ -591,6 +709,10 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < NTPUT; i++)
         if (!opt.only || !strcmp(opt.only, "throughput"))
             all[n++] = tput_contenders[i];
-    bench_run_workload("executor", all, n, bench_opt.rounds, 60, false);
+    if (want_executor || !want_submit)
+        bench_run_workload("executor", all, n, bench_opt.rounds, 60, false);
+    if (want_submit)
+        bench_run_workload("submit", submit_contenders, sizeof submit_contenders / sizeof submit_contenders[0],
+                           bench_opt.rounds, 60, false);
     return 0;
 }

@@ -641,7 +641,7 @@ class Bench:
             self.show(table)
 
     def wl_http(self, wl, plan, user=None):
-        table = "http" if not user else "compare-http"
+        table = wl.name if not user else "compare-http"
         builds = self.builds
         if user:
             servers = [(be, user, None, echo.UserServer) for be in ("io_uring", "epoll")]
@@ -666,9 +666,12 @@ class Bench:
             return
         warmup, duration, window = plan.get("warmup", 1), plan.get("duration", 1), plan.get("syscall_window", 1)
         sys_rounds = plan.get("syscall_rounds", 3)
-        self.note(table, "wrk -t 1 -c %d (keep-alive GET /) on CPU 1, server on CPU 0; %d s measured after a %d s warmup "
-                         "run; server CPU: every thread's run time over the measured wrk run; syscalls/req: perf over a "
-                         "separate %d s wrk run in the first %d rounds" % (http.CONNS, duration, warmup, window, sys_rounds))
+        self.note(table, "wrk -t 1 -c %d (keep-alive GET /) on CPU 1, server on CPU 0%s; %d s measured after a %d s "
+                         "warmup run; server CPU: every thread's run time over the measured wrk run; syscalls/req: perf "
+                         "over a separate %d s wrk run in the first %d rounds"
+                  % (http.CONNS, " (the 2-loop and 2-worker servers on CPUs 0 and 1: their second loop shares CPU 1 "
+                                 "with wrk)" if any(s[3].cpus != "0" for s in servers) else "",
+                     duration, warmup, window, sys_rounds))
 
         def run_one(name, argv, why, cls, rnd, perf=None):
             if why:
@@ -677,7 +680,7 @@ class Bench:
             kw = dict(env=env, state=self.state, perf_record=perf, wrk_bin=wrk, syscalls=rnd <= sys_rounds)
             if user:
                 kw.update(ready="port", body=None)
-            elif cls is http.Nginx:
+            elif issubclass(cls, http.Nginx):
                 kw.update(ready="port")
             if perf:
                 return http.measure(argv, cls, warmup, 1, plan.get("profile_window", 1), **kw)
@@ -913,6 +916,8 @@ def main(argv):
             bench.wl_deadline = t0 + max(plan.budget_s * 0.25, left * plan.budget_s / sum(p.budget_s for p in plans[i - 1:]))
             say("")
             say("%s==> [%d/%d] %s: %s%s" % (BOLD, i, total, name, wl.desc, RESET))
+            for n in wl.notes:
+                bench.note(name, n)
             getattr(bench, "wl_" + wl.kind)(wl, plan)
             say("  (%.0f s)" % (time.monotonic() - t0))
         if compare:

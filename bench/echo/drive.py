@@ -50,13 +50,15 @@ def log(msg):
 # ---- servers ---------------------------------------------------------------------------------------
 
 class Server:
-    """A server started pinned to CPU 0. ready is "stdout" (it prints "ready") or "port" (its port takes
+    """A server started pinned to CPU 0 (or to Server.cpus). ready is "stdout" (it prints "ready") or "port" (its port takes
     connections: a command of the user's that prints nothing)."""
+
+    cpus = "0"  # the CPUs it is pinned to (a server with a loop per CPU takes "0,1")
 
     def __init__(self, argv, port, env=None, ready="stdout", pin=True):
         self.port, self.ready = port, ready
         self.errf = tempfile.TemporaryFile(mode="w+")
-        self.p = subprocess.Popen((["taskset", "-c", "0"] if pin else []) + self.command(argv, port),
+        self.p = subprocess.Popen((["taskset", "-c", self.cpus] if pin else []) + self.command(argv, port),
                                   stdout=subprocess.PIPE if ready == "stdout" else subprocess.DEVNULL,
                                   stderr=self.errf, stdin=subprocess.DEVNULL, env=self.environment(env, port))
         CHILDREN.add(self.p)

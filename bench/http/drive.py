@@ -64,14 +64,21 @@ class Nginx(echo.Server):
     (the config's header says how). It prints nothing when ready: ready is when its worker exists and
     the port takes connections."""
 
+    workers = 1
+
     def __init__(self, argv, port, env=None, ready="port"):
         self.prefix = tempfile.mkdtemp(prefix="weft-nginx-")
         os.chmod(self.prefix, 0o755)  # run as root, the worker is "nobody" and keeps its temp paths here
         with open(os.path.join(HERE, "nginx.conf")) as f:
             conf = f.read().replace("@PORT@", str(port))
+        if self.workers > 1:
+            # One worker per CPU, each bound to its own and with a listening socket of its own
+            # (SO_REUSEPORT), as weft's loops are.
+            conf = conf.replace("worker_processes 1;", "worker_processes %d;\nworker_cpu_affinity auto;" % self.workers)
+            conf = conf.replace("backlog=4096;", "backlog=4096 reuseport;")
         with open(os.path.join(self.prefix, "nginx.conf"), "w") as f:
             f.write(conf)
-        self.worker_pid = None
+        self.worker_pids = []
         # -e stderr: without it nginx opens its compiled-in error log before reading the config.
         super().__init__(argv + ["-p", self.prefix + "/", "-c", os.path.join(self.prefix, "nginx.conf"),
                                  "-e", "stderr"], port, env=env, ready="port")
@@ -79,24 +86,25 @@ class Nginx(echo.Server):
     def command(self, argv, port):
         return argv
 
-    def worker(self):
+    def workers_running(self):
+        out = []
         for d in os.listdir("/proc"):
             if d.isdigit():
                 st = machine.read("/proc/%s/stat" % d)
                 if st and int(st[st.rindex(")") + 2:].split()[1]) == self.p.pid:
-                    return int(d)
-        return None
+                    out.append(int(d))
+        return sorted(out)
 
     def pids(self):
-        return [self.worker_pid, self.p.pid]  # the worker first: it does the work
+        return self.worker_pids + [self.p.pid]  # the workers first: they do the work
 
     def wait_ready(self, timeout):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.p.poll() is not None:
                 return "exited with status %s before ready: %s" % (self.p.returncode, self.stderr_tail())
-            self.worker_pid = self.worker()
-            if self.worker_pid:
+            self.worker_pids = self.workers_running()
+            if len(self.worker_pids) >= self.workers:
                 try:
                     socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                     return None
@@ -110,6 +118,18 @@ class Nginx(echo.Server):
             return super().stop()
         finally:
             shutil.rmtree(self.prefix, ignore_errors=True)
+
+
+class Nginx2(Nginx):
+    """nginx with two workers, on CPUs 0 and 1."""
+    workers = 2
+    cpus = "0,1"
+
+
+class Spread(echo.Server):
+    """A server with a loop per CPU (--threads 2), pinned to CPUs 0 and 1: weft pins loop i to the i-th
+    CPU of that mask."""
+    cpus = "0,1"
 
 
 def find_nginx():
@@ -126,6 +146,10 @@ def commands(build):
         "weft-io_uring": ([server, "--host", "127.0.0.1", "--backend", "io_uring"], echo.Server, why),
         "weft-epoll": ([server, "--host", "127.0.0.1", "--backend", "epoll"], echo.Server, why),
         "nginx": ([nginx or "nginx"], Nginx, None if nginx else "nginx not installed (apt-get install nginx-light)"),
+        # The scaling workload's: two loops, two workers.
+        "weft-io_uring-2": ([server, "--host", "127.0.0.1", "--backend", "io_uring", "--threads", "2"], Spread, why),
+        "weft-epoll-2": ([server, "--host", "127.0.0.1", "--backend", "epoll", "--threads", "2"], Spread, why),
+        "nginx-2": ([nginx or "nginx"], Nginx2, None if nginx else "nginx not installed (apt-get install nginx-light)"),
     }
 
 
