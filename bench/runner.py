@@ -54,11 +54,11 @@ http = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(http)
 
 BASELINE_DEFAULT = ["yield", "spawn", "nop", "echo"]
-BINARIES = ["bench/fiber", "bench/fiber-baselines", "bench/io", "bench/exec", "bench/exec-baselines", "bench/sync",
+BINARIES = ["bench/fiber", "bench/fiber-baselines", "bench/io", "bench/exec", "bench/exec-baselines", "bench/sync", "bench/fixed",
             "bench/echo/loadgen", "bench/baselines/echo_epoll", "bench/baselines/echo_uring", "examples/echo_server",
             "examples/http_server"]
 TWINS = {"fiber": "fiber-baselines", "exec": "exec-baselines"}  # run the baselines when weft did not build
-TIMEOUTS = {"fiber": 120, "io": 120, "exec": 300, "sync": 120}
+TIMEOUTS = {"fiber": 120, "io": 120, "exec": 300, "sync": 120, "fixed": 120}
 
 if sys.stderr.isatty():
     BOLD, RESET, YELLOW = "\033[1m", "\033[0m", "\033[33m"

@@ -229,6 +229,19 @@ WORKLOADS = [
         compare=FILE_COMPARE, compared=["iops_qd1", "iops_qd32", "iops_qd128"], headline=[],
         plans={"full": Plan(5, 8, 160, qds=[1, 32, 128], seconds=0.5, size_mib=1024, buffered=True)}),
     Workload(
+        "fixed", "registered (direct) descriptors vs plain fds on raw liburing, and what registering one costs",
+        "registered descriptors", "a 64 B send and its recv over loopback TCP, submitted together, on plain fds and "
+        "on the ring's registered-file table (IOSQE_FIXED_FILE); and one connection's registration (a files "
+        "update into a slot and back), raw liburing", "program",
+        [("plain", "plain fds"), ("fixed", "registered files (IOSQE_FIXED_FILE)"),
+         ("plain-eagain", "plain fds, recv of an empty socket"), ("fixed-eagain", "registered, recv of an empty socket"),
+         ("register", "register + unregister one fd (per connection)")],
+        {"ns_per_op": ns("ns per send + recv", short="ns/op"),
+         "ns_per_lookup": ns("ns per recv failing with EAGAIN (the lookup's share is largest)", short="ns/recv EAGAIN"),
+         "ns_per_register": ns("ns per register + unregister", short="ns/register")},
+        compare=[("fixed", "plain"), ("fixed-eagain", "plain-eagain")], compared=["ns_per_op", "ns_per_lookup"],
+        plans={"named": Plan(5, 12, 10), "full": Plan(10, 20, 30)}, program=("fixed", ["fixed"])),
+    Workload(
         "executor", "empty jobs on the executor: round trip vs a pthread ping-pong, jobs/s vs a pthread pool",
         "executor: empty jobs", "an empty job on another thread: weft's executor (1 worker for latency, 1 per CPU "
         "for jobs/s) vs pthread code by hand", "program",
