@@ -84,6 +84,30 @@ static void pair_close(struct pair *p)
     close(p->fd[1]);
 }
 
+/* Submits the n SQEs queued, waits for them all, and checks that each completed with want. */
+static bool submit_reap(struct io_uring *ring, unsigned n, int want)
+{
+    int rc = io_uring_submit_and_wait(ring, n);
+    if (rc < 0) {
+        fail("io_uring_submit_and_wait: %s", strerror(-rc));
+        return false;
+    }
+    for (unsigned k = 0; k < n; k++) {
+        struct io_uring_cqe *c;
+        if ((rc = io_uring_wait_cqe(ring, &c)) < 0) {
+            fail("io_uring_wait_cqe: %s", strerror(-rc));
+            return false;
+        }
+        rc = c->res;
+        io_uring_cqe_seen(ring, c);
+        if (rc != want) {
+            fail("an operation completed with %d (%s), not %d", rc, rc < 0 ? strerror(-rc) : "short", want);
+            return false;
+        }
+    }
+    return true;
+}
+
 static uint64_t send_recv(void *st, uint64_t n)
 {
     struct pair *p = st;
@@ -98,23 +122,8 @@ static uint64_t send_recv(void *st, uint64_t n)
             s->flags |= IOSQE_FIXED_FILE;
             r->flags |= IOSQE_FIXED_FILE;
         }
-        int rc = io_uring_submit_and_wait(&p->ring, 2);
-        if (rc < 0) {
-            fail("io_uring_submit_and_wait: %s", strerror(-rc));
+        if (!submit_reap(&p->ring, 2, (int)sizeof out))
             return 0;
-        }
-        for (int k = 0; k < 2; k++) {
-            struct io_uring_cqe *c;
-            if ((rc = io_uring_wait_cqe(&p->ring, &c)) < 0) {
-                fail("io_uring_wait_cqe: %s", strerror(-rc));
-                return 0;
-            }
-            if (c->res != (int)sizeof out) {
-                fail("%s returned %d, not %zu", k ? "recv" : "send", c->res, sizeof out);
-                return 0;
-            }
-            io_uring_cqe_seen(&p->ring, c);
-        }
     }
     return now_ns() - t0;
 }
@@ -132,48 +141,25 @@ static uint64_t recv_eagain(void *st, uint64_t n)
             if (p->fixed)
                 r->flags |= IOSQE_FIXED_FILE;
         }
-        int rc = io_uring_submit_and_wait(&p->ring, 8);
-        if (rc < 0) {
-            fail("io_uring_submit_and_wait: %s", strerror(-rc));
+        if (!submit_reap(&p->ring, 8, -EAGAIN))
             return 0;
-        }
-        for (int k = 0; k < 8; k++) {
-            struct io_uring_cqe *c;
-            if ((rc = io_uring_wait_cqe(&p->ring, &c)) < 0) {
-                fail("io_uring_wait_cqe: %s", strerror(-rc));
-                return 0;
-            }
-            if (c->res != -EAGAIN) {
-                fail("recv of an empty socket returned %d, not -EAGAIN", c->res);
-                return 0;
-            }
-            io_uring_cqe_seen(&p->ring, c);
-        }
     }
     return now_ns() - t0;
 }
 
-static void m_lookup(bool fixed)
+/* Opens a pair (fds plain or registered) and measures fn on it as metric, per_iter operations a call. */
+static void on_pair(bool fixed, const char *metric, timed_fn fn, double per_iter)
 {
     struct pair p;
     if (pair_open(&p, fixed))
-        measure("ns_per_lookup", recv_eagain, &p, 8.0);
+        measure(metric, fn, &p, per_iter);
     pair_close(&p);
 }
 
-static void m_plain_eagain(void) { m_lookup(false); }
-static void m_fixed_eagain(void) { m_lookup(true); }
-
-static void m_ops(bool fixed)
-{
-    struct pair p;
-    if (pair_open(&p, fixed))
-        measure("ns_per_op", send_recv, &p, 1.0);
-    pair_close(&p);
-}
-
-static void m_plain(void) { m_ops(false); }
-static void m_fixed(void) { m_ops(true); }
+static void m_plain(void) { on_pair(false, "ns_per_op", send_recv, 1.0); }
+static void m_fixed(void) { on_pair(true, "ns_per_op", send_recv, 1.0); }
+static void m_plain_eagain(void) { on_pair(false, "ns_per_lookup", recv_eagain, 8.0); }
+static void m_fixed_eagain(void) { on_pair(true, "ns_per_lookup", recv_eagain, 8.0); }
 
 /* One connection's lifetime in a sparse table: its fd registered into a slot, then the slot cleared. */
 static uint64_t register_cycle(void *st, uint64_t n)
@@ -221,20 +207,10 @@ int main(int argc, char **argv)
 {
     bool rounds_set = false, target_set = false;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        unsigned long v;
-        if (!strcmp(a, "--quick") || !strcmp(a, "--full")) {
-            bench_opt.mode = a + 2;
-        } else if ((!strcmp(a, "--rounds") || !strcmp(a, "--target-ms")) && i + 1 < argc) {
-            if (!parse_uint(argv[++i], &v) || v == 0) {
-                fprintf(stderr, "fixed: %s wants a positive integer\n", a);
-                return 2;
-            }
-            if (!strcmp(a, "--rounds"))
-                bench_opt.rounds = (unsigned)v, rounds_set = true;
-            else
-                bench_opt.target_ms = (double)v, target_set = true;
-        } else if (strcmp(a, "fixed")) {
+        int took = bench_common_option("fixed", argc, argv, &i, &rounds_set, &target_set);
+        if (took < 0)
+            return 2;
+        if (!took && strcmp(argv[i], "fixed")) {
             fprintf(stderr, "usage: fixed [--rounds N] [--target-ms MS] [--quick|--full]\n");
             return 2;
         }

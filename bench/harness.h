@@ -459,6 +459,33 @@ static inline void bench_run_workload(const char *w, const contender *cs, size_t
 
 
 /*
+ * The options every program takes, at argv[*i]: --quick, --full, --rounds N, --target-ms MS (which it
+ * records in bench_opt and *set_rounds / *set_target). Returns 1 if it took the option (and its value,
+ * advancing *i), 0 if argv[*i] is not one of them, -1 on a bad value (said on stderr, as prog).
+ */
+static inline int bench_common_option(const char *prog, int argc, char **argv, int *i, bool *set_rounds,
+                                      bool *set_target)
+{
+    const char *a = argv[*i];
+    if (!strcmp(a, "--quick") || !strcmp(a, "--full")) {
+        bench_opt.mode = a + 2;
+        return 1;
+    }
+    if ((strcmp(a, "--rounds") && strcmp(a, "--target-ms")) || *i + 1 >= argc)
+        return 0;
+    unsigned long v;
+    if (!parse_uint(argv[++*i], &v) || v == 0) {
+        fprintf(stderr, "%s: %s wants a positive integer\n", prog, a);
+        return -1;
+    }
+    if (!strcmp(a, "--rounds"))
+        bench_opt.rounds = (unsigned)v, *set_rounds = true;
+    else
+        bench_opt.target_ms = (double)v, *set_target = true;
+    return 1;
+}
+
+/*
  * The mode's lengths, where --rounds and --target-ms did not set them: 5 rounds in --quick, 15 in --full
  * (the default mode keeps bench_opt's); each run calibrated to quick_ms, default_ms or full_ms.
  */

@@ -273,21 +273,14 @@ int main(int argc, char **argv)
     bool any = false, rounds_set = false, target_set = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        unsigned long v;
+        int took = bench_common_option("sync", argc, argv, &i, &rounds_set, &target_set);
+        if (took < 0)
+            return 2;
+        if (took)
+            continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
-        } else if (!strcmp(a, "--quick") || !strcmp(a, "--full")) {
-            bench_opt.mode = a + 2;
-        } else if ((!strcmp(a, "--rounds") || !strcmp(a, "--target-ms")) && i + 1 < argc) {
-            if (!parse_uint(argv[++i], &v) || v == 0) {
-                fprintf(stderr, "sync: %s wants a positive integer\n", a);
-                return 2;
-            }
-            if (!strcmp(a, "--rounds"))
-                bench_opt.rounds = (unsigned)v, rounds_set = true;
-            else
-                bench_opt.target_ms = (double)v, target_set = true;
         } else {
             size_t k = 0;
             while (k < NWORKLOADS && strcmp(a, workloads[k]))
