@@ -7,7 +7,8 @@
  *
  * With --threads N (default 1) the server runs N loops (weft_run_cores), each listening on the port
  * with SO_REUSEPORT so the kernel spreads the connections among them. It prints "ready on <backend>"
- * once every loop listens. A signal is read by loop 0, which stops the others with weft_post.
+ * once every loop listens. Signals are read by loop 0: SIGTERM or SIGINT stops it and the others (with
+ * weft_post); SIGUSR1 makes every loop print its live tasks on stderr (weft_tasks_dump).
  */
 #ifndef WEFT_EXAMPLE_SERVE_H
 #define WEFT_EXAMPLE_SERVE_H
@@ -74,6 +75,14 @@ static intptr_t serve_stop_here(void *arg)
     return 0;
 }
 
+/* Posted to every loop on SIGUSR1. */
+static intptr_t serve_dump_here(void *arg)
+{
+    (void)arg;
+    weft_tasks_dump(stderr);
+    return 0;
+}
+
 /* Every loop's main. */
 static intptr_t serve_loop(void *arg)
 {
@@ -96,9 +105,11 @@ static intptr_t serve_loop(void *arg)
             weft_sleep(1000 * 1000);
         printf("ready on %s\n", weft_loop_backend(weft_loop_current()));
         fflush(stdout);
-        /* Serve until a signal arrives: reading the signalfd parks this task like any other I/O. */
+        /* Serve until SIGTERM or SIGINT: reading the signalfd parks this task like any other I/O. */
         struct signalfd_siginfo si;
-        weft_read(s->sigfd, &si, sizeof si, -1);
+        while (weft_read(s->sigfd, &si, sizeof si, -1) == (ssize_t)sizeof si && si.ssi_signo == SIGUSR1)
+            for (unsigned i = 0; i < s->threads; i++)
+                weft_post(i, serve_dump_here, NULL);
         for (unsigned i = 1; i < s->threads; i++)
             weft_post(i, serve_stop_here, NULL);
     } else {
@@ -143,12 +154,13 @@ static int serve_main(struct serve *s, int argc, char **argv)
         fprintf(stderr, "%s: --threads takes 1 to %d\n", s->name, SERVE_MAX_LOOPS);
         return 2;
     }
-    /* SIGTERM and SIGINT become readable on a signalfd. Blocking them first, before weft starts any
+    /* SIGTERM, SIGINT and SIGUSR1 become readable on a signalfd. Blocking them first, before weft starts any
      * thread, means every thread inherits the mask and no handler ever runs. */
     sigset_t mask;
     sigemptyset(&mask);
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGUSR1);
     sigprocmask(SIG_BLOCK, &mask, NULL);
     s->sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
     if (s->sigfd < 0) {

@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/select.h> /* sigset_t, also under strict C11 */
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -919,6 +920,19 @@ WEFT_API intptr_t weft_submit_to(unsigned loop, weft_fn fn, void *arg);
 
 /* A static description of err (negative or positive errno); "Success" for 0. Never NULL. */
 WEFT_API const char *weft_strerror(int err);
+
+/*
+ * Writes to out a picture of the calling thread's loop: a line with its task, I/O, offload and timer
+ * counts, then a line per live task (joined or detached ones until they are freed) with its name and
+ * number, its state, and for a parked task how long it has been parked, what it waits in (the I/O
+ * request's call, fd and size; the future, the task joined, a sleep, a lock or channel, an offload)
+ * and when its sleep or deadline ends; and how much of its stack has been touched (resident pages
+ * from the top down: a pooled stack counts the pages earlier tasks touched). Call it from a task or
+ * a callback, e.g. on SIGUSR1 read through weft_signal_wait (the examples do); never from a signal
+ * handler. Returns the number of tasks listed, -EPERM outside a loop's thread, -EINVAL if out is NULL.
+ * Costs the loop nothing until called (a park records a timestamp from the CPU's counter).
+ */
+WEFT_API int weft_tasks_dump(FILE *out);
 
 /* Counters of one loop since it was created. */
 typedef struct weft_stats {

@@ -437,7 +437,7 @@ void weft__exec_cancel_cb(struct weft__job *j)
     }
 }
 
-static void offload_interrupt(weft_task *t, int reason)
+void weft__offload_interrupt(weft_task *t, int reason)
 {
     weft__job *j = t->park_obj;
     if (job_dequeue(j)) {
@@ -460,7 +460,7 @@ static intptr_t offload_wait(weft_executor *ex, weft_task *t, weft_fn fn, void *
     t->loop->stats.executor_jobs++;
     weft__waiter w = {.task = t};
     weft__waiter_link(&j.future, &w);
-    weft__park(t, offload_interrupt, &j, UINT64_MAX, 0);
+    weft__park(t, weft__offload_interrupt, &j, UINT64_MAX, 0);
     /* Woken only by the future: fn's result, or the reason it was dequeued before starting. */
     return j.cancel_reason ? j.cancel_reason : w.result;
 }

@@ -219,7 +219,7 @@ intptr_t weft_await(weft_future *f)
     return weft__await(t, f, &completed);
 }
 
-static void await_interrupt(weft_task *t, int reason)
+void weft__await_interrupt(weft_task *t, int reason)
 {
     weft__waiter_unlink(t->park_obj);
     weft__wake(t, reason);
@@ -240,7 +240,7 @@ intptr_t weft__await(weft_task *t, weft_future *f, bool *completed)
         return -EINVAL;
     weft__waiter w = {.task = t};
     weft__waiter_link(f, &w);
-    intptr_t v = weft__park(t, await_interrupt, &w, UINT64_MAX, 0);
+    intptr_t v = weft__park(t, weft__await_interrupt, &w, UINT64_MAX, 0);
     *completed = w.fired;
     return w.fired ? w.result : v;
 }

@@ -65,7 +65,7 @@ void weft__group_member_ended(weft_task *t, intptr_t result)
         weft__wake(g->waiter, 0);
 }
 
-static void group_interrupt(weft_task *t, int reason)
+void weft__group_interrupt(weft_task *t, int reason)
 {
     weft_group *g = t->park_obj;
     g->wait_reason = reason;
@@ -85,7 +85,7 @@ int weft_group_wait(weft_group *g)
         cancel_members(g);
     g->waiter = t;
     while (g->live)
-        weft__park(t, g->wait_reason ? NULL : group_interrupt, g, UINT64_MAX, 0);
+        weft__park(t, g->wait_reason ? NULL : weft__group_interrupt, g, UINT64_MAX, 0);
     int r = g->first_error ? g->first_error : g->wait_reason;
     free(g);
     return r;

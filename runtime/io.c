@@ -41,7 +41,7 @@ static void op_complete_wake(weft__op *op, int32_t res, uint32_t flags)
         weft__wake(op->task, 0);
 }
 
-static void op_interrupt(weft_task *t, int reason)
+void weft__op_interrupt(weft_task *t, int reason)
 {
     weft__op *op = t->park_obj;
     op->reason = reason;
@@ -146,7 +146,7 @@ intptr_t weft__io_wait(weft_task *t, weft__op *op)
     int r = weft__check_suspend(t);
     if (r)
         return r;
-    return io_wait(t, op, op_interrupt);
+    return io_wait(t, op, weft__op_interrupt);
 }
 
 intptr_t weft__io_wait_uninterruptible(weft_task *t, weft__op *op)

@@ -87,6 +87,8 @@ weft_loop *weft_loop_new(const weft_config *cfg)
     if (r < 0)
         goto fail_fd;
     pthread_mutex_init(&l->inbox_lock, NULL);
+    l->born_clock = weft__park_clock();
+    l->born_ns = weft__now();
     return l;
 fail_fd:
     close(l->wake_fd);

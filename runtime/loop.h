@@ -89,6 +89,7 @@ struct weft_loop {
     weft_config cfg;
     weft_stats stats;
     char fallback_reason[160];            /* why io_uring was not used, "" if it is */
+    uint64_t born_clock, born_ns;         /* weft__park_clock() and weft__now() at creation (dump.c) */
     /* Published at every switch for the watchdog thread (watchdog.c). */
     weft_task *_Atomic watch_task;
     _Atomic uint64_t watch_seq;

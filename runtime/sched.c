@@ -369,6 +369,7 @@ intptr_t weft__park(weft_task *t, weft__interrupt_fn interrupt, void *park_obj, 
         t->park_obj = park_obj;
     }
     t->state = WEFT__PARKED;
+    t->parked_at = weft__park_clock();
     switch_out(l, t);
     return t->wake_value;
 }
@@ -401,7 +402,7 @@ void weft_yield(void)
     switch_out(t->loop, t);
 }
 
-static void wake_interrupt(weft_task *t, int reason)
+void weft__sleep_interrupt(weft_task *t, int reason)
 {
     weft__wake(t, reason);
 }
@@ -416,7 +417,7 @@ int weft_sleep(uint64_t ns)
         return r;
     uint64_t now = weft__now();
     uint64_t when = ns >= UINT64_MAX - now ? UINT64_MAX : now + ns;
-    return (int)weft__park(t, wake_interrupt, NULL, when, 0);
+    return (int)weft__park(t, weft__sleep_interrupt, NULL, when, 0);
 }
 
 uint64_t weft_now(void)
@@ -452,7 +453,7 @@ void weft_detach(weft_task *t)
     }
 }
 
-static void join_interrupt(weft_task *t, int reason)
+void weft__join_interrupt(weft_task *t, int reason)
 {
     weft__waiter_unlink(t->park_obj);
     weft__wake(t, reason);
@@ -471,7 +472,7 @@ intptr_t weft__join(weft_task *t, uint64_t expiry)
         weft__waiter w = {.task = self};
         if (!why) {
             weft__waiter_link(&t->future, &w);
-            intptr_t v = weft__park(self, join_interrupt, &w, expiry, -ETIMEDOUT);
+            intptr_t v = weft__park(self, weft__join_interrupt, &w, expiry, -ETIMEDOUT);
             if (!w.fired)
                 why = (int)v;
         }

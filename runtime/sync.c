@@ -51,7 +51,7 @@ void weft__wq_grant(weft__wq_node *n, intptr_t result)
     }
 }
 
-static void wq_interrupt(weft_task *t, int reason)
+void weft__wq_interrupt(weft_task *t, int reason)
 {
     weft__wq_remove(t->park_obj);
     weft__wake(t, reason);
@@ -63,7 +63,7 @@ intptr_t weft__wq_wait(weft__wq *q, weft__wq_node *n, weft_task *t)
     n->future = NULL;
     n->granted = false;
     weft__wq_push(q, n);
-    intptr_t v = weft__park(t, wq_interrupt, n, UINT64_MAX, 0);
+    intptr_t v = weft__park(t, weft__wq_interrupt, n, UINT64_MAX, 0);
     return n->granted ? n->result : v;
 }
 

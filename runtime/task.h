@@ -35,6 +35,7 @@ struct weft_task {
     intptr_t wake_value;          /* what the waker handed over */
     weft__interrupt_fn interrupt; /* non-NULL while parked interruptibly */
     void *park_obj;               /* for interrupt(): the waiter, the op, ... */
+    uint64_t parked_at;           /* weft__park_clock() when it parked, for weft_tasks_dump */
     int timer_reason;             /* what the park timer means: 0 (sleep ended) or -ETIMEDOUT */
     weft__timer timer;
     uint64_t *deadlines;          /* effective deadline per nesting level; [depth-1] is in force */
@@ -142,6 +143,30 @@ static inline uint64_t weft__now(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
+
+/* What weft__park stamps a task with: the TSC on x86 (a few ns, no system call), converted to time
+ * only when weft_tasks_dump reads it; the monotonic clock elsewhere. */
+static inline uint64_t weft__park_clock(void)
+{
+#if defined(__x86_64__)
+    return __builtin_ia32_rdtsc();
+#else
+    return weft__now();
+#endif
+}
+
+/*
+ * The interrupt functions parked tasks wait with, by what they wait in: weft_tasks_dump (dump.c)
+ * tells the waits apart by them and reads park_obj accordingly.
+ */
+void weft__op_interrupt(weft_task *t, int reason);      /* io.c: an I/O request (park_obj: the op) */
+void weft__await_interrupt(weft_task *t, int reason);   /* future.c: weft_await (a weft__waiter) */
+void weft__sleep_interrupt(weft_task *t, int reason);   /* sched.c: weft_sleep */
+void weft__join_interrupt(weft_task *t, int reason);    /* sched.c: a join (a weft__waiter) */
+void weft__wq_interrupt(weft_task *t, int reason);      /* sync.c: a lock, event, semaphore, channel */
+void weft__any_interrupt(weft_task *t, int reason);     /* wait.c: weft_wait_any, weft_gather */
+void weft__offload_interrupt(weft_task *t, int reason); /* executor.c: weft_offload */
+void weft__group_interrupt(weft_task *t, int reason);   /* group.c: a group's members */
 
 /* A spinning CPU's hint to its sibling hyperthread and the hypervisor. */
 static inline void weft__cpu_relax(void)

@@ -82,7 +82,7 @@ typedef struct any_set {
     size_t n;
 } any_set;
 
-static void any_interrupt(weft_task *t, int reason)
+void weft__any_interrupt(weft_task *t, int reason)
 {
     any_set *set = t->park_obj;
     for (size_t i = 0; i < set->n; i++)
@@ -124,7 +124,7 @@ ssize_t weft_wait_any(weft_future *const *fs, size_t n, uint64_t timeout_ns)
     uint64_t now = weft__now();
     uint64_t expiry = timeout_ns >= UINT64_MAX - now ? UINT64_MAX : now + timeout_ns;
     any_set set = {waiters, n};
-    ssize_t v = weft__park(t, any_interrupt, &set, expiry, -ETIMEDOUT);
+    ssize_t v = weft__park(t, weft__any_interrupt, &set, expiry, -ETIMEDOUT);
     ssize_t first = -1;
     for (size_t i = 0; i < n; i++) {
         if (waiters[i].fired) {

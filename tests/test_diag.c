@@ -242,3 +242,101 @@ Test(diag, weft_version_is_the_headers_version_and_agrees_with_its_parts)
     cr_assert_str_eq(parts, WEFT_VERSION_STRING);
     EQ(WEFT_VERSION_NUMBER, WEFT_VERSION_MAJOR * 10000 + WEFT_VERSION_MINOR * 100 + WEFT_VERSION_PATCH);
 }
+
+/* ---- weft_tasks_dump ---------------------------------------------------------------------------- */
+
+static intptr_t dump_sleeper(void *arg)
+{
+    (void)arg;
+    return weft_sleep(SEC(10));
+}
+
+static intptr_t dump_reader(void *arg)
+{
+    char buf[64];
+    return weft_recv((int)(intptr_t)arg, buf, sizeof buf, 0);
+}
+
+static intptr_t dump_event_waiter(void *arg)
+{
+    return weft_event_wait(arg);
+}
+
+static intptr_t dump_joiner(void *arg)
+{
+    return weft_join(arg);
+}
+
+/* The dump's text, and the line of the task named name in it (NULL if none). */
+static const char *dump_line(const char *text, const char *name, char *line, size_t cap)
+{
+    char quoted[48];
+    snprintf(quoted, sizeof quoted, "'%s'", name);
+    const char *at = strstr(text, quoted);
+    if (!at)
+        return NULL;
+    while (at > text && at[-1] != '\n')
+        at--;
+    size_t n = strcspn(at, "\n");
+    snprintf(line, cap, "%.*s", (int)(n < cap ? n : cap - 1), at);
+    return line;
+}
+
+static intptr_t dump_main(void *arg)
+{
+    (void)arg;
+    int sv[2];
+    EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    weft_event *ev = weft_event_new();
+    cr_assert(ev);
+    weft_task *sleeper = weft_spawn_named("sleeper", dump_sleeper, NULL);
+    weft_task *reader = weft_spawn_named("reader", dump_reader, (void *)(intptr_t)sv[0]);
+    weft_task *waiter = weft_spawn_named("waiter", dump_event_waiter, ev);
+    weft_task *joiner = weft_spawn_named("joiner", dump_joiner, sleeper);
+    cr_assert(sleeper && reader && waiter && joiner);
+    weft_yield(); /* every task runs up to its wait */
+
+    char *text = NULL;
+    size_t size = 0;
+    FILE *mem = open_memstream(&text, &size);
+    cr_assert(mem);
+    int n = weft_tasks_dump(mem);
+    fclose(mem);
+    EQ(n, 5);
+    char line[256], want[64];
+    cr_assert(strstr(text, "5 tasks (1 running, 0 ready, 4 parked"), "dump:\n%s", text);
+    cr_assert(strstr(text, weft_loop_backend(weft_loop_current())), "dump:\n%s", text);
+    cr_assert(dump_line(text, "sleeper", line, sizeof line), "dump:\n%s", text);
+    cr_assert(strstr(line, "parked for ") && strstr(line, "in weft_sleep, wakes in "), "%s", line);
+    cr_assert(dump_line(text, "reader", line, sizeof line));
+    snprintf(want, sizeof want, "in recv on fd %d (64 B)", sv[0]);
+    cr_assert(strstr(line, want), "want \"%s\" in: %s", want, line);
+    cr_assert(dump_line(text, "waiter", line, sizeof line));
+    cr_assert(strstr(line, "in a lock, event, semaphore or channel"), "%s", line);
+    cr_assert(dump_line(text, "joiner", line, sizeof line));
+    cr_assert(strstr(line, "in join of task 'sleeper'"), "%s", line);
+    /* The dumping task itself runs, and its stack has been touched. */
+    cr_assert(strstr(text, "running"), "dump:\n%s", text);
+    cr_assert(!strstr(text, "stack 0 of"), "a running or parked task shows no stack use:\n%s", text);
+    free(text);
+
+    EQ(weft_tasks_dump(NULL), -EINVAL);
+    /* The joiner, cancelled, cancels the sleeper it joins and waits for it (the sleeper is its to
+     * release). */
+    weft_cancel(joiner);
+    weft_cancel(reader);
+    weft_event_set(ev);
+    EQ(weft_join(joiner), -ECANCELED);
+    EQ(weft_join(reader), -ECANCELED);
+    EQ(weft_join(waiter), 0);
+    weft_event_free(ev);
+    close(sv[0]);
+    close(sv[1]);
+    return 0;
+}
+
+Test(diag, tasks_dump_names_each_task_its_state_and_what_it_waits_in)
+{
+    EQ(run(dump_main, NULL), 0);
+    EQ(weft_tasks_dump(stderr), -EPERM);
+}

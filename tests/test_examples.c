@@ -1043,3 +1043,39 @@ Test(http, a_content_length_body_is_skipped_and_the_next_pipelined_request_answe
     http_close(c);
     http_server_stop(&s);
 }
+
+/* Waits up to IO_TIMEOUT_MS for the server's stderr to hold want `count` times. */
+static void await_stderr(struct server *s, const char *want, int count)
+{
+    uint64_t deadline = mono_ns() + MS(IO_TIMEOUT_MS);
+    for (;;) {
+        drain_stderr(s);
+        int seen = 0;
+        for (const char *at = s->err; (at = strstr(at, want)); at += strlen(want))
+            seen++;
+        if (seen >= count)
+            return;
+        int left = ms_until(deadline);
+        cr_assert(left > 0, "\"%s\" %d times on stderr within %d ms; got:\n%s", want, count, IO_TIMEOUT_MS, s->err);
+        struct pollfd pf = {.fd = s->err_fd, .events = POLLIN};
+        poll(&pf, 1, left < 10 ? left : 10);
+    }
+}
+
+Test(echo, sigusr1_prints_each_loops_tasks_and_the_server_keeps_serving)
+{
+    server_threads = 2;
+    struct server s;
+    server_start(&s, WEFT_ECHO_SERVER);
+    int c = client_connect(s.port); /* a connection task parked in recv on one of the loops */
+    const size_t sizes[] = {1, 100};
+    echo_exchange(s.port, sizes, 2);
+    cr_assert(kill(s.pid, SIGUSR1) == 0);
+    await_stderr(&s, "weft: loop ", 2);
+    await_stderr(&s, "'accept'", 2);
+    await_stderr(&s, "in recv on fd ", 1);
+    cr_assert(strstr(s.err, "weft: loop 0 (") && strstr(s.err, "weft: loop 1 ("), "%s", s.err);
+    echo_exchange(s.port, sizes, 2);
+    close(c);
+    server_stop(&s, SIGTERM);
+}

@@ -1,0 +1,155 @@
+/*
+ * weft_tasks_dump: every live task of the calling thread's loop, what it waits in and for how long,
+ * and how much of its stack it has touched; what aiomonitor and tokio-console show their users.
+ *
+ * It costs the loop nothing until called: a park stamps the task with weft__park_clock() (the TSC on
+ * x86), and the wait is read back from what the park already keeps (the interrupt function tells the
+ * kind of wait, park_obj its object). Stack use comes from mincore(2) over the stack, at dump time.
+ */
+#include "internal.h"
+
+#include <inttypes.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static const char *state_name(uint8_t s)
+{
+    switch (s) {
+    case WEFT__CREATED: return "new";
+    case WEFT__READY: return "ready";
+    case WEFT__RUNNING: return "running";
+    case WEFT__PARKED: return "parked";
+    default: return "ended";
+    }
+}
+
+/* ns since the park clock read c, on loop l (whose creation calibrates the TSC against the clock). */
+static uint64_t ns_since(const weft_loop *l, uint64_t c)
+{
+    uint64_t now_c = weft__park_clock();
+#if defined(__x86_64__)
+    uint64_t now_ns = weft__now();
+    uint64_t span_c = now_c - l->born_clock, span_ns = now_ns - l->born_ns;
+    if (span_c == 0 || now_c < c)
+        return 0;
+    return (uint64_t)((double)(now_c - c) * (double)span_ns / (double)span_c);
+#else
+    (void)l;
+    return now_c > c ? now_c - c : 0;
+#endif
+}
+
+/* "1.23 s", "45.6 ms", "789 us" */
+static void fmt_duration(uint64_t ns, char *buf, size_t len)
+{
+    if (ns >= 1000000000u)
+        snprintf(buf, len, "%.2f s", (double)ns / 1e9);
+    else if (ns >= 1000000u)
+        snprintf(buf, len, "%.1f ms", (double)ns / 1e6);
+    else
+        snprintf(buf, len, "%" PRIu64 " us", ns / 1000u);
+}
+
+/* What a parked task waits in, from the interrupt function it parked with. */
+static void describe_wait(const weft_task *t, char *buf, size_t len)
+{
+    weft__interrupt_fn in = t->interrupt;
+    if (in == weft__op_interrupt) {
+        const weft__op *op = t->park_obj;
+        int n = snprintf(buf, len, "%s", weft__opcodes[op->opcode].name);
+        if (op->fd >= 0 && n >= 0 && (size_t)n < len)
+            n += snprintf(buf + n, len - (size_t)n, " on fd %d", op->fd);
+        if (weft__opcodes[op->opcode].buf_way != BUF_NONE && n >= 0 && (size_t)n < len)
+            snprintf(buf + n, len - (size_t)n, " (%" PRIu64 " B)", op->len);
+    } else if (in == weft__await_interrupt) {
+        const weft__waiter *w = t->park_obj;
+        char what[96] = "";
+        if (w->future && w->future->ops && w->future->ops->describe)
+            w->future->ops->describe(w->future, what, sizeof what);
+        snprintf(buf, len, "weft_await of a future%s%s", what[0] ? ": " : "", what);
+    } else if (in == weft__join_interrupt) {
+        const weft__waiter *w = t->park_obj;
+        const weft_task *joined = WEFT__CONTAINER(w->future, weft_task, future);
+        char label[64];
+        snprintf(buf, len, "join of task %s", weft__task_label(joined, label, sizeof label));
+    } else if (in == weft__sleep_interrupt) {
+        snprintf(buf, len, "weft_sleep");
+    } else if (in == weft__wq_interrupt) {
+        snprintf(buf, len, "a lock, event, semaphore or channel");
+    } else if (in == weft__any_interrupt) {
+        snprintf(buf, len, "a wait for several (weft_wait_any, weft_gather)");
+    } else if (in == weft__offload_interrupt) {
+        snprintf(buf, len, "weft_offload (a job on the executor)");
+    } else if (in == weft__group_interrupt) {
+        snprintf(buf, len, "its group's members");
+    } else {
+        snprintf(buf, len, "an uninterruptible wait (a close, or a cancelled call's end)");
+    }
+}
+
+/* Bytes of t's stack touched so far (resident pages, counted from the top down to the lowest one);
+ * a pooled stack keeps the pages an earlier task touched. 0 if mincore fails. */
+static size_t stack_touched(const weft_task *t)
+{
+    const weft__stack *s = t->stack;
+    long page = sysconf(_SC_PAGESIZE);
+    if (!s || page <= 0)
+        return 0;
+    size_t pages = s->size / (size_t)page;
+    unsigned char vec[256];
+    size_t lowest = pages;
+    for (size_t first = 0; first < pages; first += sizeof vec) {
+        size_t n = pages - first < sizeof vec ? pages - first : sizeof vec;
+        if (mincore(s->lo + first * (size_t)page, n * (size_t)page, vec) != 0)
+            return 0;
+        for (size_t i = 0; i < n; i++)
+            if (vec[i] & 1) {
+                lowest = first + i;
+                break;
+            }
+        if (lowest != pages)
+            break;
+    }
+    return (pages - lowest) * (size_t)page;
+}
+
+int weft_tasks_dump(FILE *out)
+{
+    weft_loop *l = weft__tls_loop;
+    if (!l)
+        return -EPERM;
+    if (!out)
+        return -EINVAL;
+    size_t counts[5] = {0};
+    size_t n = 0;
+    for (weft__link *k = l->tasks.head; k; k = k->next) {
+        weft_task *t = WEFT__CONTAINER(k, weft_task, all_link);
+        counts[t->state < 5 ? t->state : 4]++;
+        n++;
+    }
+    fprintf(out,
+            "weft: loop %u (%s): %zu tasks (%zu running, %zu ready, %zu parked, %zu not started, %zu ended), "
+            "%zu I/O requests in flight, %zu offloaded jobs, %zu timers\n",
+            l->index, l->backend->name, n, counts[WEFT__RUNNING], counts[WEFT__READY], counts[WEFT__PARKED],
+            counts[WEFT__CREATED], counts[WEFT__ENDED], l->inflight, l->jobs_inflight, l->timers.len);
+    for (weft__link *k = l->tasks.head; k; k = k->next) {
+        weft_task *t = WEFT__CONTAINER(k, weft_task, all_link);
+        char label[64], what[160] = "", since[24] = "", left[24] = "";
+        weft__task_label(t, label, sizeof label);
+        if (t->state == WEFT__PARKED) {
+            describe_wait(t, what, sizeof what);
+            fmt_duration(ns_since(l, t->parked_at), since, sizeof since);
+            if (weft__timer_armed(&t->timer)) {
+                uint64_t now = weft__now();
+                fmt_duration(t->timer.when > now ? t->timer.when - now : 0, left, sizeof left);
+            }
+        }
+        size_t used = stack_touched(t);
+        fprintf(out, "  %-28s %s%s%s%s%s%s%s, stack %zu of %zu KiB%s\n", label, state_name(t->state),
+                since[0] ? " for " : "", since, what[0] ? " in " : "", what,
+                left[0] ? t->timer_reason ? ", deadline in " : ", wakes in " : "", left, used / 1024,
+                t->stack ? t->stack->size / 1024 : 0, t->cancelled ? ", cancelled" : "");
+    }
+    fflush(out);
+    return (int)n;
+}
