@@ -65,67 +65,47 @@ static intptr_t late_write_main(void *arg)
 
 /* ---- 1. a number closed behind weft's back and reused -------------------------------------------- */
 
-/* weft has registered the socketpair's numbers; a plain close and a new socketpair on the same numbers:
- * a weft_recv that waits on the new socket gets the bytes sent after it started waiting. */
-static intptr_t reused_socket_main(void *arg)
+/* weft has registered a socketpair's (or a pipe's) numbers; a plain close and a new pair on the same
+ * numbers: a weft_recv (weft_read) that waits on the new one gets the byte sent after it began waiting. */
+static ssize_t read_byte(int fd, char *c, bool pipe)
 {
-    (void)arg;
-    int sv[2];
-    make_socketpair(sv);
-    EQ(write(sv[1], "a", 1), 1);
+    return pipe ? weft_read(fd, c, 1, -1) : weft_recv(fd, c, 1, 0);
+}
+
+static intptr_t reused_main(void *arg)
+{
+    bool pipe = arg != NULL;
+    void (*make)(int[2]) = pipe ? make_pipe : make_socketpair;
+    int fds[2];
+    make(fds);
+    EQ(write(fds[1], "a", 1), 1);
     char c = 0;
-    EQ(weft_recv(sv[0], &c, 1, 0), 1);
-    int old0 = sv[0], old1 = sv[1];
-    close(sv[0]);
-    close(sv[1]);
-    make_socketpair(sv);
-    sv[0] = renumber(sv[0], old0);
-    sv[1] = renumber(sv[1], old1);
-    struct late_write w = {sv[1], "b"};
+    EQ(read_byte(fds[0], &c, pipe), 1);
+    int old0 = fds[0], old1 = fds[1];
+    close(fds[0]);
+    close(fds[1]);
+    make(fds);
+    fds[0] = renumber(fds[0], old0);
+    fds[1] = renumber(fds[1], old1);
+    struct late_write w = {fds[1], "b"};
     weft_task *writer = weft_spawn(late_write_main, &w);
     cr_assert(writer != NULL);
-    EQ(weft_recv(sv[0], &c, 1, 0), 1);
+    EQ(read_byte(fds[0], &c, pipe), 1);
     EQ(c, 'b');
     EQ(weft_join(writer), 0);
-    EQ(weft_close(sv[0]), 0);
-    EQ(weft_close(sv[1]), 0);
+    EQ(weft_close(fds[0]), 0);
+    EQ(weft_close(fds[1]), 0);
     return 0;
 }
 
 Test(fds, socket_closed_behind_weft_and_reused_still_wakes)
 {
-    EQ(run_guarded(reused_socket_main, NULL), 0);
-}
-
-/* The same with a pipe, read with weft_read. */
-static intptr_t reused_pipe_main(void *arg)
-{
-    (void)arg;
-    int p[2];
-    make_pipe(p);
-    EQ(write(p[1], "a", 1), 1);
-    char c = 0;
-    EQ(weft_read(p[0], &c, 1, -1), 1);
-    int old0 = p[0], old1 = p[1];
-    close(p[0]);
-    close(p[1]);
-    make_pipe(p);
-    p[0] = renumber(p[0], old0);
-    p[1] = renumber(p[1], old1);
-    struct late_write w = {p[1], "b"};
-    weft_task *writer = weft_spawn(late_write_main, &w);
-    cr_assert(writer != NULL);
-    EQ(weft_read(p[0], &c, 1, -1), 1);
-    EQ(c, 'b');
-    EQ(weft_join(writer), 0);
-    EQ(weft_close(p[0]), 0);
-    EQ(weft_close(p[1]), 0);
-    return 0;
+    EQ(run_guarded(reused_main, NULL), 0);
 }
 
 Test(fds, pipe_closed_behind_weft_and_reused_still_wakes)
 {
-    EQ(run_guarded(reused_pipe_main, NULL), 0);
+    EQ(run_guarded(reused_main, (void *)1), 0);
 }
 
 /* A number weft hands out anew (here to weft_socket) drops the state of its earlier file, closed
