@@ -489,6 +489,20 @@ WEFT_API void weft_sem_free(weft_sem *s);
  * suspending call returns -ECANCELED (or -ETIMEDOUT). A call whose fd is closed by weft_close while it
  * waits returns -EBADF.
  *
+ * The caller's fds keep their file status flags: weft never leaves O_NONBLOCK (or any flag) set or
+ * cleared. io_uring needs none. epoll makes each try non-blocking by the call's own flag: MSG_DONTWAIT
+ * on sockets (read and write on a socket go as recv and send), RWF_NOWAIT on pipes. A terminal (or
+ * another device without RWF_NOWAIT), and accept or connect on a blocking socket, get O_NONBLOCK for
+ * the one system call of each try and their flags back right after it: in that moment another process
+ * sharing the open file description (a shell sharing the terminal) would see O_NONBLOCK set.
+ *
+ * An fd closed with close(2) rather than weft_close (by a library, fclose, another thread): a call
+ * made afterwards on a number reused by a new file works on the new file. On epoll, a call that was
+ * already waiting, or that waits on a reused number weft did not hand out itself, is noticed within 1
+ * to 2 s of waiting (up to 9 s once it has waited long): it then goes on with the number's new file, or
+ * ends with -EBADF if the number is closed. On io_uring such a call holds the file it started on and
+ * ends as that file does (0 at its end of stream when its peer closes). docs/epoll.md has the details.
+ *
  * The _async forms return a future at once (NULL with errno EPERM outside a loop, ENOMEM), so one
  * task can keep many requests in flight; the buffer must stay valid until the future is done. Errors
  * arrive as the future's result. The future belongs to the caller: weft_future_free it once done.
@@ -505,7 +519,7 @@ WEFT_API void weft_sem_free(weft_sem *s);
 /* Flags for weft_tcp_listen and weft_udp_bind. */
 #define WEFT_REUSEPORT 0x1 /* SO_REUSEPORT: several listeners (loops) share the port */
 
-/* socket(2). */
+/* socket(2): the same socket on both backends (blocking unless type has SOCK_NONBLOCK). */
 WEFT_API int weft_socket(int domain, int type, int protocol);
 /* accept4(2): flags are SOCK_NONBLOCK / SOCK_CLOEXEC. addr and len may be NULL. When the process or
  * system is out of fds (EMFILE, ENFILE) it does not return: it waits, backing off from 1 ms to 1 s,
@@ -539,11 +553,13 @@ WEFT_API int weft_close(int fd);
 WEFT_API int weft_openat(int dfd, const char *path, int flags, mode_t mode);
 /* pread(2) at offset, or read(2) at the file position when offset is -1. */
 WEFT_API ssize_t weft_read(int fd, void *buf, size_t len, int64_t offset);
-/* pwrite(2) at offset, or write(2) at the file position when offset is -1. */
+/* pwrite(2) at offset, or write(2) at the file position when offset is -1. A pipe or socket whose
+ * reader is gone gives -EPIPE, never SIGPIPE (the same for weft_writev and the _async forms): the
+ * disposition and the thread's mask are left as they are, and a SIGPIPE pending before stays pending. */
 WEFT_API ssize_t weft_write(int fd, const void *buf, size_t len, int64_t offset);
 /* preadv(2) / readv(2) (offset -1). -EINVAL if iovcnt < 0. */
 WEFT_API ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt, int64_t offset);
-/* pwritev(2) / writev(2) (offset -1). */
+/* pwritev(2) / writev(2) (offset -1). -EPIPE, never SIGPIPE, as weft_write. */
 WEFT_API ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt, int64_t offset);
 /* fsync(2), or fdatasync(2) when datasync. */
 WEFT_API int weft_fsync(int fd, bool datasync);

@@ -9,32 +9,63 @@
  * call. Edge-triggering is safe here because an op only waits after the kernel said EAGAIN, and every
  * edge after that is reported; a queue is retried in order until the kernel says EAGAIN again.
  *
+ * The caller's file status flags are left as they are: a try is non-blocking by the call's own flag,
+ * not by O_NONBLOCK on the open file description (which a pipe shares with other processes, stdin
+ * with the shell). Sockets take MSG_DONTWAIT (read and write on a socket become recv and send), pipes
+ * and the devices that allow it RWF_NOWAIT (preadv2, pwritev2). What has neither (a terminal) and
+ * accept and connect, which have no such flag, get O_NONBLOCK for the one system call and their flags
+ * back right after it (nonblock_begin).
+ *
  * Regular files are always "ready" to epoll, so their calls (and the path-based calls: open, stat,
  * rename...) run as blocking calls on the executor: that is what a readiness loop must do, and the
- * difference the benchmarks show against io_uring.
+ * difference the benchmarks show against io_uring. So do the files epoll refuses to watch (EPERM:
+ * /dev/null and other devices without poll, always ready as well).
  *
  * Cancelling an op waiting for readiness is immediate and consumes nothing: no call has been made yet.
  *
- * fds must be closed with weft_close, which unregisters them; a fd closed behind weft's back and
- * reused for a new file would keep its stale registration.
+ * A registration can go stale behind weft's back: close(2) of a registered fd makes the kernel drop
+ * it from the epoll set without a word, and the number's next file is not registered, so an op
+ * waiting on it would wait for ever. What weft does itself keeps the table right for free: weft_close
+ * unregisters, and every fd weft hands out (socket, accept, open, its pipes) resets its number's
+ * state. For the rest, an fd whose ops have been waiting a while is asked about (verify_waiting): once
+ * a second, an fd that has had ops waiting since before the previous check (then after 2, 4 and 8
+ * checks, and every 8th after that) is re-armed with EPOLL_CTL_MOD. A MOD that succeeds proves the
+ * registration is this file's, and re-arms it (an edge it may have missed is reported again);
+ * ENOENT says the number now names another file: its state is learnt afresh and its ops submitted
+ * again; EBADF says it was closed: its ops end with -EBADF. A wait of less than a second, the common
+ * one, costs nothing; a long one about one epoll_ctl a second at first and one per 8 s later, and a
+ * loop with ops waiting sleeps at most a second at a time. So a stale registration delays an op by
+ * 1 to 2 s (up to 9 s for one waiting for long) rather than hanging it. docs/epoll.md has the cases.
  */
 #include "internal.h"
 
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 enum { FD_UNKNOWN, FD_READINESS, FD_BLOCKING };
 enum { WAIT_NONE, WAIT_QUEUED, WAIT_OFFLOADED };
 enum { Q_READ, Q_WRITE, Q_POLL, Q_COUNT };
+/* How a try at read, write, readv or writev on a readiness fd is made non-blocking. */
+enum { WAY_SOCKET, WAY_NOWAIT, WAY_TOGGLE };
+
+/* The events every fd is registered for. */
+#define FD_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
+/* How often the registrations of fds with ops waiting are checked (verify_waiting). */
+#define VERIFY_NS 1000000000u
 
 typedef struct fd_state {
     uint8_t kind;
+    uint8_t way;     /* WAY_*: a socket, something preadv2 takes RWF_NOWAIT for, or neither */
+    bool fifo;       /* a pipe: the only readiness fd whose write (not send) can raise SIGPIPE */
+    uint32_t since;  /* the check (epoll_backend.checks) before which its ops began waiting */
     bool connecting; /* a connect returned EINPROGRESS and has not finished */
     /*
      * On a byte stream (TCP, Unix stream socket, pipe) a short read means the kernel had no more, and a
@@ -56,6 +87,8 @@ typedef struct epoll_backend {
     fd_state *fds;
     size_t nfds;
     size_t waiting; /* ops in readiness queues */
+    uint32_t checks; /* verify_waiting passes so far */
+    uint64_t next_check_ns;
     bool no_pwait2; /* epoll_pwait2 is missing: epoll_wait with millisecond timeouts */
     struct epoll_event events[256];
 } epoll_backend;
@@ -112,6 +145,54 @@ static void ep_fini(weft_loop *l)
     l->backend_data = NULL;
 }
 
+/* (Re-)registers fd: ADD, or MOD where the kernel has this file registered already (EEXIST: weft
+ * reset the state of a number whose file it had registered), which re-arms its edges. */
+static int fd_register(weft_loop *l, epoll_backend *b, int fd)
+{
+    struct epoll_event ev = {.events = FD_EVENTS, .data.u64 = (uint64_t)fd};
+    l->stats.syscalls++;
+    if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, fd, &ev) == 0)
+        return 0;
+    if (errno != EEXIST)
+        return -errno;
+    l->stats.syscalls++;
+    return epoll_ctl(b->epfd, EPOLL_CTL_MOD, fd, &ev) == 0 ? 0 : -errno;
+}
+
+/* Learns what s's fd is and registers it if it has readiness. 0, or -errno (EBADF...). */
+static int fd_learn(weft_loop *l, epoll_backend *b, int fd, fd_state *s)
+{
+    struct stat st;
+    l->stats.syscalls++;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode) || S_ISDIR(st.st_mode)) {
+        s->kind = FD_BLOCKING;
+        return 0;
+    }
+    s->way = WAY_NOWAIT;
+    if (S_ISFIFO(st.st_mode)) {
+        s->stream = true;
+        s->fifo = true;
+    } else if (S_ISSOCK(st.st_mode)) {
+        int type = 0;
+        socklen_t tlen = sizeof type;
+        l->stats.syscalls++;
+        s->stream = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == 0 && type == SOCK_STREAM;
+        s->way = WAY_SOCKET;
+    }
+    int err = fd_register(l, b, fd);
+    if (err == -EPERM) {
+        /* A file without poll support (/dev/null, /dev/zero...): always ready, like a regular file. */
+        s->kind = FD_BLOCKING;
+        return 0;
+    }
+    if (err)
+        return err;
+    s->kind = FD_READINESS;
+    return 0;
+}
+
 /* The state of fd, learning its kind (and registering it) the first time. NULL: no memory, or fd < 0. */
 static fd_state *fd_get(weft_loop *l, epoll_backend *b, int fd, int *err)
 {
@@ -128,37 +209,11 @@ static fd_state *fd_get(weft_loop *l, epoll_backend *b, int fd, int *err)
     fd_state *s = &b->fds[fd];
     if (s->kind != FD_UNKNOWN)
         return s;
-    struct stat st;
-    l->stats.syscalls++;
-    if (fstat(fd, &st) < 0) {
-        *err = -errno;
+    *err = fd_learn(l, b, fd, s);
+    if (*err) {
+        memset(s, 0, sizeof *s);
         return NULL;
     }
-    if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode) || S_ISDIR(st.st_mode)) {
-        s->kind = FD_BLOCKING;
-        return s;
-    }
-    if (S_ISFIFO(st.st_mode)) {
-        s->stream = true;
-    } else if (S_ISSOCK(st.st_mode)) {
-        int type = 0;
-        socklen_t tlen = sizeof type;
-        l->stats.syscalls++;
-        s->stream = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == 0 && type == SOCK_STREAM;
-    }
-    int flags = fcntl(fd, F_GETFL);
-    l->stats.syscalls += 2;
-    if (flags < 0 || (!(flags & O_NONBLOCK) && fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)) {
-        *err = -errno;
-        return NULL;
-    }
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.u64 = (uint64_t)fd};
-    l->stats.syscalls++;
-    if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 && errno != EEXIST) {
-        *err = -errno;
-        return NULL;
-    }
-    s->kind = FD_READINESS;
     return s;
 }
 
@@ -206,16 +261,146 @@ static short revents_of(uint32_t events)
 }
 
 /*
- * One non-blocking attempt at a readiness op. Returns its result, or -EAGAIN to keep waiting.
- * MSG_DONTWAIT makes socket calls non-blocking even on a socket someone made blocking.
+ * O_NONBLOCK on fd's open file description for one system call, for what has no per-call flag:
+ * *saved gets the flags to put back (nonblock_end), -1 if O_NONBLOCK was set already. 0 or -errno.
  */
+static int nonblock_begin(weft_loop *l, int fd, int *saved)
+{
+    *saved = -1;
+    l->stats.syscalls++;
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0)
+        return -errno;
+    if (flags & O_NONBLOCK)
+        return 0;
+    l->stats.syscalls++;
+    if (fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+        return -errno;
+    *saved = flags;
+    return 0;
+}
+
+/* Puts back the flags nonblock_begin changed, keeping errno (the call's). */
+static void nonblock_end(weft_loop *l, int fd, int saved)
+{
+    if (saved < 0)
+        return;
+    int err = errno;
+    l->stats.syscalls++;
+    fcntl(fd, F_SETFL, saved);
+    errno = err;
+}
+
+/*
+ * A kernel without RWF_NOSIGNAL raises SIGPIPE at the thread writing to a pipe with no reader. It is
+ * blocked around that write and, if the write raised it, taken back (sigtimedwait takes the
+ * thread's own pending signal, the one the kernel raised, before one sent to the process). One that
+ * was pending before the write is the user's and stays: then the write's merges with it.
+ */
+typedef struct sigpipe_hold {
+    sigset_t pipe_only, old;
+    bool held, pending_before;
+} sigpipe_hold;
+
+static void sigpipe_block(weft_loop *l, sigpipe_hold *h)
+{
+    sigemptyset(&h->pipe_only);
+    sigaddset(&h->pipe_only, SIGPIPE);
+    l->stats.syscalls++;
+    pthread_sigmask(SIG_BLOCK, &h->pipe_only, &h->old);
+    h->held = true;
+    h->pending_before = false;
+    if (sigismember(&h->old, SIGPIPE) == 1) {
+        sigset_t pending;
+        l->stats.syscalls++;
+        h->pending_before = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
+    }
+}
+
+static void sigpipe_unblock(weft_loop *l, sigpipe_hold *h, long r)
+{
+    if (!h->held)
+        return;
+    int err = errno;
+    if (r < 0 && err == EPIPE && !h->pending_before) {
+        struct timespec zero = {0, 0};
+        l->stats.syscalls++;
+        sigtimedwait(&h->pipe_only, NULL, &zero);
+    }
+    l->stats.syscalls++;
+    pthread_sigmask(SIG_SETMASK, &h->old, NULL);
+    errno = err;
+}
+
+/* One non-blocking try at read, write, readv or writev on a readiness fd: the result, or -1 and errno. */
+static long transfer(weft_loop *l, weft__op *op, fd_state *s)
+{
+    bool out = op->opcode == WEFT__OP_WRITE || op->opcode == WEFT__OP_WRITEV;
+    bool vec = op->opcode == WEFT__OP_READV || op->opcode == WEFT__OP_WRITEV;
+    struct iovec one = {op->buf, op->len};
+    struct iovec *iov = vec ? op->buf : &one;
+    int iovcnt = vec ? (int)op->len : 1;
+    if (s->way == WAY_SOCKET) {
+        /* read(2) and write(2) on a socket are recv and send without flags: the same call with
+         * MSG_DONTWAIT (and MSG_NOSIGNAL, as weft_send). Sockets have no file position. */
+        if (op->off != -1) {
+            errno = ESPIPE;
+            return -1;
+        }
+        if (!vec)
+            return out ? send(op->fd, op->buf, op->len, MSG_DONTWAIT | MSG_NOSIGNAL)
+                   : op->len ? recv(op->fd, op->buf, op->len, MSG_DONTWAIT) : 0;
+        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)iovcnt};
+        return out ? sendmsg(op->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL) : recvmsg(op->fd, &msg, MSG_DONTWAIT);
+    }
+    int nosignal = out ? weft__rwf_nosignal() : 0;
+    sigpipe_hold hold = {.held = false};
+    if (out && !nosignal && s->fifo)
+        sigpipe_block(l, &hold);
+    long r = -1;
+    if (s->way == WAY_NOWAIT) {
+        r = out ? pwritev2(op->fd, iov, iovcnt, op->off, RWF_NOWAIT | nosignal)
+                : preadv2(op->fd, iov, iovcnt, op->off, RWF_NOWAIT);
+        if (r < 0 && errno == EOPNOTSUPP)
+            s->way = WAY_TOGGLE; /* a terminal, or another device that has no per-call non-blocking I/O */
+    }
+    if (s->way == WAY_TOGGLE) {
+        int saved, err = nonblock_begin(l, op->fd, &saved);
+        if (err) {
+            errno = -err;
+            r = -1;
+        } else {
+            l->stats.syscalls++;
+            r = out ? pwritev2(op->fd, iov, iovcnt, op->off, nosignal) : preadv2(op->fd, iov, iovcnt, op->off, 0);
+            nonblock_end(l, op->fd, saved);
+        }
+    }
+    sigpipe_unblock(l, &hold, r);
+    return r;
+}
+
+/* accept or connect (which have no per-call flag) under nonblock_begin. */
+static long accept_or_connect(weft_loop *l, weft__op *op)
+{
+    int saved, err = nonblock_begin(l, op->fd, &saved);
+    if (err) {
+        errno = -err;
+        return -1;
+    }
+    long r = op->opcode == WEFT__OP_ACCEPT ? accept4(op->fd, op->buf, op->arg.addrlen, (int)op->flags)
+                                           : connect(op->fd, op->buf, (socklen_t)op->len);
+    nonblock_end(l, op->fd, saved);
+    return r;
+}
+
+/* One non-blocking attempt at a readiness op. Returns its result, or -EAGAIN to keep waiting. */
 static int32_t attempt(weft_loop *l, weft__op *op, fd_state *s)
 {
     long r;
     l->stats.syscalls++;
     switch (op->opcode) {
     case WEFT__OP_ACCEPT:
-        r = accept4(op->fd, op->buf, op->arg.addrlen, (int)op->flags);
+        r = accept_or_connect(l, op);
         break;
     case WEFT__OP_CONNECT:
         if (s->connecting) {
@@ -228,7 +413,7 @@ static int32_t attempt(weft_loop *l, weft__op *op, fd_state *s)
                 err = errno;
             if (!err) {
                 l->stats.syscalls++;
-                if (connect(op->fd, op->buf, (socklen_t)op->len) == 0 || errno == EISCONN)
+                if (accept_or_connect(l, op) == 0 || errno == EISCONN)
                     err = 0;
                 else if (errno == EALREADY || errno == EINPROGRESS)
                     return -EAGAIN;
@@ -238,7 +423,7 @@ static int32_t attempt(weft_loop *l, weft__op *op, fd_state *s)
             s->connecting = false;
             return -err;
         }
-        r = connect(op->fd, op->buf, (socklen_t)op->len);
+        r = accept_or_connect(l, op);
         if (r < 0 && (errno == EINPROGRESS || errno == EALREADY)) {
             s->connecting = true;
             return -EAGAIN;
@@ -265,15 +450,12 @@ static int32_t attempt(weft_loop *l, weft__op *op, fd_state *s)
             r = pfd.revents;
         break;
     }
-    default: /* read, write, readv, writev on a pipe, socket or terminal (O_NONBLOCK set at fd_get) */
-        r = weft__op_run_blocking(op);
-        if (r < 0)
-            return (int32_t)r;
-        goto done;
+    default: /* read, write, readv, writev on a pipe, socket or terminal */
+        r = transfer(l, op, s);
+        break;
     }
     if (r < 0)
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
-done:
     if (s->stream && !s->ended && r > 0 && (size_t)r < op->len) {
         uint8_t way = weft__opcodes[op->opcode].buf_way;
         if (way == BUF_IN && !(op->opcode == WEFT__OP_RECV && (op->flags & MSG_PEEK)))
@@ -325,18 +507,114 @@ static void ep_forget_fd(weft_loop *l, int fd)
     memset(s, 0, sizeof *s);
 }
 
+static inline bool has_waiters(const fd_state *s)
+{
+    return s->queue[Q_READ].head || s->queue[Q_WRITE].head || s->queue[Q_POLL].head;
+}
+
+/* An op on an fd: tried at once, queued for readiness, or run on the executor. */
+static int submit_on_fd(weft_loop *l, epoll_backend *b, weft__op *op)
+{
+    int err = 0;
+    fd_state *s = fd_get(l, b, op->fd, &err);
+    if (!s) {
+        finish(l, op, err);
+        return 0;
+    }
+    if (s->kind == FD_BLOCKING) {
+        if (op->opcode == WEFT__OP_POLL) {
+            /* A regular file is always ready for what it was asked. */
+            finish(l, op, (short)op->flags & (POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM));
+            return 0;
+        }
+        op->be.wait_kind = WAIT_OFFLOADED;
+        return weft__op_offload(l, op);
+    }
+    int q = queue_of(op);
+    /* Try at once only if nobody is queued before this op: order is kept per fd and direction. */
+    if (!s->queue[q].head && !known_to_block(s, op)) {
+        int32_t res = attempt(l, op, s);
+        if (res != -EAGAIN) {
+            finish(l, op, res);
+            return 0;
+        }
+    }
+    if (!has_waiters(s))
+        s->since = b->checks;
+    op->be.wait_kind = WAIT_QUEUED;
+    weft__list_push(&s->queue[q], &op->be.link);
+    b->waiting++;
+    return 0;
+}
+
+/* The number names another file now than the one whose state is kept: its ops are submitted again, in
+ * order, to the new file, which is learnt (and registered) afresh. */
+static void fd_relearn(weft_loop *l, epoll_backend *b, int fd)
+{
+    fd_state *s = &b->fds[fd];
+    weft__list queued[Q_COUNT];
+    memcpy(queued, s->queue, sizeof queued);
+    memset(s, 0, sizeof *s);
+    for (int q = 0; q < Q_COUNT; q++) {
+        weft__op *op;
+        while ((op = op_of(queued[q].head))) {
+            weft__list_remove(&queued[q], &op->be.link);
+            op->be.wait_kind = WAIT_NONE;
+            b->waiting--;
+            int err = submit_on_fd(l, b, op);
+            if (err < 0)
+                finish(l, op, err);
+        }
+    }
+}
+
+/* A new file has fd's number (weft__fd_new): what waits on the number waited on the old file, which
+ * is closed, and the kernel dropped its registration with it. */
+static void ep_fd_new(weft_loop *l, int fd)
+{
+    epoll_backend *b = backend_of(l);
+    if ((size_t)fd >= b->nfds)
+        return;
+    fd_state *s = &b->fds[fd];
+    fail_all(l, b, s, -EBADF);
+    memset(s, 0, sizeof *s);
+}
+
+/*
+ * Checks the registrations of fds whose ops have been waiting since before the previous pass (then
+ * after 2, 4 and 8 passes, and every 8th after that), once a second (see the top of the file).
+ */
+static void verify_waiting(weft_loop *l, epoll_backend *b)
+{
+    uint32_t now = ++b->checks;
+    for (size_t fd = 0; fd < b->nfds; fd++) {
+        fd_state *s = &b->fds[fd];
+        if (s->kind != FD_READINESS || !has_waiters(s))
+            continue;
+        uint32_t age = now - s->since;
+        if (age < 2 || (age <= 9 ? ((age - 1) & (age - 2)) != 0 : (age - 1) % 8 != 0))
+            continue;
+        struct epoll_event ev = {.events = FD_EVENTS, .data.u64 = (uint64_t)fd};
+        l->stats.syscalls++;
+        if (epoll_ctl(b->epfd, EPOLL_CTL_MOD, (int)fd, &ev) == 0)
+            continue;
+        if (errno == ENOENT) {
+            fd_relearn(l, b, (int)fd);
+        } else {
+            fail_all(l, b, s, -errno); /* EBADF: closed behind weft's back */
+            memset(&b->fds[fd], 0, sizeof b->fds[fd]);
+        }
+    }
+}
+
 int weft__epoll_submit(weft_loop *l, weft__op *op)
 {
     epoll_backend *b = backend_of(l);
     l->stats.submissions++;
     int32_t res;
-    int err = 0;
     fd_state *s;
     switch (weft__opcodes[op->opcode].epoll_way) {
     case EP_NOW:
-        /* Its own sockets are non-blocking from the start, sparing fd_get's fcntl calls. */
-        if (op->opcode == WEFT__OP_SOCKET)
-            op->arg.socket.type |= SOCK_NONBLOCK;
         l->stats.syscalls += op->opcode != WEFT__OP_NOP;
         finish(l, op, weft__op_run_blocking(op));
         return 0;
@@ -362,33 +640,7 @@ int weft__epoll_submit(weft_loop *l, weft__op *op)
     default:
         break;
     }
-    s = fd_get(l, b, op->fd, &err);
-    if (!s) {
-        finish(l, op, err);
-        return 0;
-    }
-    if (s->kind == FD_BLOCKING) {
-        if (op->opcode == WEFT__OP_POLL) {
-            /* A regular file is always ready for what it was asked. */
-            finish(l, op, (short)op->flags & (POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM));
-            return 0;
-        }
-        op->be.wait_kind = WAIT_OFFLOADED;
-        return weft__op_offload(l, op);
-    }
-    int q = queue_of(op);
-    /* Try at once only if nobody is queued before this op: order is kept per fd and direction. */
-    if (!s->queue[q].head && !known_to_block(s, op)) {
-        res = attempt(l, op, s);
-        if (res != -EAGAIN) {
-            finish(l, op, res);
-            return 0;
-        }
-    }
-    op->be.wait_kind = WAIT_QUEUED;
-    weft__list_push(&s->queue[q], &op->be.link);
-    b->waiting++;
-    return 0;
+    return submit_on_fd(l, b, op);
 }
 
 void weft__epoll_cancel(weft_loop *l, weft__op *op)
@@ -435,6 +687,19 @@ static void queue_retry(weft_loop *l, epoll_backend *b, fd_state *s, int q, uint
 int weft__epoll_poll(weft_loop *l, uint64_t timeout_ns)
 {
     epoll_backend *b = backend_of(l);
+    if (b->waiting) {
+        /* While ops wait, the loop sleeps at most until the next check of their registrations. */
+        uint64_t now = weft__now();
+        if (now >= b->next_check_ns) {
+            uint64_t completed = l->stats.completions;
+            verify_waiting(l, b);
+            b->next_check_ns = now + VERIFY_NS;
+            if (l->stats.completions != completed)
+                timeout_ns = 0; /* ops ended: their tasks are to run, not to wait */
+        }
+        if (b->waiting && timeout_ns > b->next_check_ns - now)
+            timeout_ns = b->next_check_ns - now;
+    }
     struct timespec ts, *tsp = NULL;
     if (timeout_ns != UINT64_MAX) {
         ts.tv_sec = (time_t)(timeout_ns / 1000000000u);
@@ -503,4 +768,5 @@ const weft__backend_ops weft__epoll_ops = {
     .submit = weft__epoll_submit,
     .cancel = weft__epoll_cancel,
     .forget_fd = ep_forget_fd,
+    .fd_new = ep_fd_new,
 };

@@ -98,11 +98,41 @@ static int fd_error_take(weft_loop *l, int fd)
     return err;
 }
 
-/* A call that returns a new fd drops whatever an earlier file of that number left held. */
-static void fd_error_new_fd(weft_loop *l, const weft__op *op, intptr_t res)
+void weft__fd_new(weft_loop *l, int fd)
+{
+    if (!l || fd < 0)
+        return;
+    fd_error_take(l, fd);
+    if (l->backend->fd_new)
+        l->backend->fd_new(l, fd);
+}
+
+/* A call that returns a new fd drops whatever an earlier file of that number left. */
+static void fd_new_of(weft_loop *l, const weft__op *op, intptr_t res)
 {
     if (res >= 0 && (op->opcode == WEFT__OP_SOCKET || op->opcode == WEFT__OP_ACCEPT || op->opcode == WEFT__OP_OPENAT))
-        fd_error_take(l, (int)res);
+        weft__fd_new(l, (int)res);
+}
+
+int weft__rwf_nosignal(void)
+{
+    /* -1 until asked. A failure to make the pipe is not remembered: the next write asks again. */
+    static _Atomic int known = -1;
+    int flag = atomic_load_explicit(&known, memory_order_relaxed);
+    if (flag >= 0)
+        return flag;
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) < 0)
+        return 0;
+    /* Nothing is written, so nothing can be raised: a kernel without the flag refuses it with
+     * EOPNOTSUPP before looking at the pipe. */
+    char byte = 0;
+    struct iovec none = {&byte, 0};
+    flag = pwritev2(fds[1], &none, 1, -1, RWF_NOSIGNAL) == 0 ? RWF_NOSIGNAL : 0;
+    close(fds[0]);
+    close(fds[1]);
+    atomic_store_explicit(&known, flag, memory_order_relaxed);
+    return flag;
 }
 
 /* ---- a task's own request ------------------------------------------------------------------------ */
@@ -136,8 +166,7 @@ static intptr_t io_wait(weft_task *t, weft__op *op, weft__interrupt_fn interrupt
     if (!op->completed && !(WEFT__LIKELY(!t->deadline_depth) && weft__loop_wait_here(l, t, &op->completed) == 0))
         weft__park(t, interrupt, op, UINT64_MAX, 0);
     intptr_t res = op_result(op);
-    if (WEFT__UNLIKELY(l->fd_errors_held))
-        fd_error_new_fd(l, op, res);
+    fd_new_of(l, op, res);
     return res;
 }
 
@@ -173,6 +202,7 @@ static void async_complete(weft__op *op, int32_t res, uint32_t flags)
     l->inflight--;
     weft__list_remove(&l->async_ops, &a->link);
     op->res = res;
+    fd_new_of(l, op, op_result(op));
     if (atomic_load_explicit(&a->future.state, memory_order_relaxed) != WEFT__DONE)
         weft__future_complete(l, &a->future, op_result(op));
     weft__owned_done(&a->future);

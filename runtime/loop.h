@@ -32,6 +32,9 @@ typedef struct weft__backend_ops {
     /* fd is about to be closed with nobody to wait: asks every request on fd to end (complete()
      * runs later, with -ECANCELED) and forgets what the backend kept for it, before returning. */
     void (*forget_fd)(weft_loop *l, int fd);
+    /* fd was just handed out anew (weft__fd_new): what the backend kept for the number is stale.
+     * NULL if the backend keeps nothing by fd number. Makes no system call. */
+    void (*fd_new)(weft_loop *l, int fd);
     /* Wakes loop to, which may be asleep in the kernel, from loop from's thread (both on this
      * backend) without a system call of the sender's own: true if to will wake. NULL, or false: the
      * caller writes to's wake eventfd. */

@@ -329,6 +329,7 @@ static int bind_addr(const struct sockaddr *addr, socklen_t len, void *ctx)
     int fd = socket(addr->sa_family, spec->type | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
+    weft__fd_new(weft__tls_loop, fd);
     int one = 1;
     bool tcp = spec->type == SOCK_STREAM && addr->sa_family != AF_UNIX;
     if ((tcp && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) ||
@@ -392,6 +393,7 @@ static int udp_connect_addr(const struct sockaddr *addr, socklen_t len, void *ct
     int fd = socket(addr->sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
+    weft__fd_new(weft__tls_loop, fd);
     if (connect(fd, addr, len) < 0) {
         int err = -errno;
         close(fd);

@@ -123,6 +123,19 @@ intptr_t weft__io_wait_uninterruptible(weft_task *t, weft__op *op);
 /* Holds back err for fd after weft_send_all or weft_recv_exact made partial progress: the next call on
  * fd returns it. Cleared by weft_close(fd), and when weft hands out fd anew (socket, accept, openat). */
 void weft__fd_error_hold(weft_loop *l, int fd, int err);
+/* fd was just handed out by the kernel to weft (a socket, an accepted connection, an opened file, a
+ * pipe, a signalfd or pidfd of weft's): what was held for an earlier file of that number (an error, the
+ * backend's registration) went with that file. l may be NULL (no loop on the thread). */
+void weft__fd_new(weft_loop *l, int fd);
+/*
+ * RWF_NOSIGNAL if the kernel takes it, else 0 (asked once per process, with an empty write to a pipe):
+ * the per-call flag of pwritev2 and io_uring's WRITE that makes a write to a pipe or socket with no
+ * reader fail with EPIPE without raising SIGPIPE. Newer than the kernel headers weft builds against.
+ */
+#ifndef RWF_NOSIGNAL
+#define RWF_NOSIGNAL 0x00000100
+#endif
+int weft__rwf_nosignal(void);
 /* weft_close from outside a task on l's thread: the backend forgets fd, then it is closed. */
 int weft__io_close_now(weft_loop *l, int fd);
 /* Carries op out with the blocking system call, on the calling thread; returns its result. */

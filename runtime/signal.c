@@ -96,6 +96,8 @@ static int enter(sig_waiter *w)
             free(s);
         return err;
     }
+    if (fd != s->fd)
+        weft__fd_new(weft__tls_loop, fd);
     s->fd = fd;
     sigorset(&s->blocked, &s->blocked, &added);
     weft__list_push(&s->waiters, &w->link);

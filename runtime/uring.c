@@ -120,6 +120,12 @@ static void probe_opcodes(weft__uring *b)
         for (int i = 0; i < WEFT__OP_COUNT; i++)
             b->missing[i] = i != WEFT__OP_NOP && i != WEFT__OP_READV && i != WEFT__OP_WRITEV && i != WEFT__OP_FSYNC &&
                             i != WEFT__OP_POLL;
+    /* Without RWF_NOSIGNAL a write to a pipe whose reader is gone would raise SIGPIPE at this thread
+     * (inline, or in the task work of a write that waited for room). The executor's threads block
+     * every signal, so there the kernel's SIGPIPE stays pending at a thread that never takes it, and
+     * the write returns -EPIPE: the user's disposition and mask are never touched. */
+    if (!weft__rwf_nosignal())
+        b->missing[WEFT__OP_WRITE] = b->missing[WEFT__OP_WRITEV] = true;
     b->has_msg_ring = probe && io_uring_opcode_supported(probe, IORING_OP_MSG_RING);
     /* IORING_ACCEPT_MULTISHOT came in 5.19 with IORING_OP_SOCKET. */
     b->no_multishot_accept = !probe || !io_uring_opcode_supported(probe, IORING_OP_SOCKET) ||
@@ -385,9 +391,13 @@ static inline void prep_READ(struct io_uring_sqe *sqe, const weft__op *op)
     io_uring_prep_read(sqe, op->fd, op->buf, rw_len(op->len), (uint64_t)op->off);
 }
 
+/* Writes carry RWF_NOSIGNAL: a pipe or socket with no reader gives -EPIPE, and no SIGPIPE is raised
+ * at the loop's thread (where the kernel would raise it, issuing the write inline or in task work).
+ * A kernel without the flag has the writes run on the executor instead (probe_opcodes). */
 static inline void prep_WRITE(struct io_uring_sqe *sqe, const weft__op *op)
 {
     io_uring_prep_write(sqe, op->fd, op->buf, rw_len(op->len), (uint64_t)op->off);
+    sqe->rw_flags = RWF_NOSIGNAL;
 }
 
 static inline void prep_READV(struct io_uring_sqe *sqe, const weft__op *op)
@@ -398,6 +408,7 @@ static inline void prep_READV(struct io_uring_sqe *sqe, const weft__op *op)
 static inline void prep_WRITEV(struct io_uring_sqe *sqe, const weft__op *op)
 {
     io_uring_prep_writev(sqe, op->fd, op->buf, (unsigned)op->len, (uint64_t)op->off);
+    sqe->rw_flags = RWF_NOSIGNAL;
 }
 
 static inline void prep_FSYNC(struct io_uring_sqe *sqe, const weft__op *op)
