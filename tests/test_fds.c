@@ -10,6 +10,7 @@
  */
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -148,28 +149,47 @@ Test(fds, number_reused_by_weft_socket_still_wakes)
 
 /* Another thread closes the fd a task waits on, then its peer. On io_uring the request holds the file
  * and sees the peer's end (0); on epoll the file has left the epoll set and the wait ends with -EBADF.
- * Either way it ends: a hang would be -ETIMEDOUT at the deadline. */
+ * Either way it ends: a hang would be -ETIMEDOUT at the deadline. The closing thread starts only once
+ * the waiting task has parked: a second task, which runs only then, raises `parked`. That ordering is
+ * the scenario, and it tells ThreadSanitizer the recv came before the close. */
+struct close_later {
+    int sv[2];
+    atomic_int parked;
+};
+
 static void *close_later(void *arg)
 {
-    int *sv = arg;
-    struct timespec pause = {0, 50 * 1000 * 1000};
+    struct close_later *c = arg;
+    struct timespec pause = {0, 10 * 1000 * 1000};
+    while (!atomic_load_explicit(&c->parked, memory_order_acquire))
+        nanosleep(&pause, NULL);
     nanosleep(&pause, NULL);
-    close(sv[0]);
+    close(c->sv[0]);
     nanosleep(&pause, NULL);
-    close(sv[1]);
+    close(c->sv[1]);
     return NULL;
+}
+
+static intptr_t raise_parked(void *arg)
+{
+    struct close_later *c = arg;
+    atomic_store_explicit(&c->parked, 1, memory_order_release);
+    return 0;
 }
 
 static intptr_t closed_by_thread_main(void *arg)
 {
     (void)arg;
-    int sv[2];
-    make_socketpair(sv);
+    struct close_later c = {.parked = 0};
+    make_socketpair(c.sv);
     pthread_t th;
-    cr_assert(pthread_create(&th, NULL, close_later, sv) == 0);
-    char c;
-    ssize_t r = weft_recv(sv[0], &c, 1, 0);
+    cr_assert(pthread_create(&th, NULL, close_later, &c) == 0);
+    weft_task *raiser = weft_spawn(raise_parked, &c);
+    cr_assert(raiser != NULL);
+    char ch;
+    ssize_t r = weft_recv(c.sv[0], &ch, 1, 0);
     pthread_join(th, NULL);
+    EQ(weft_join(raiser), 0);
     cr_assert(r == 0 || r == -EBADF, "weft_recv on an fd closed by another thread: %zd (%s), want 0 or -EBADF", r,
               res_name(r));
     return 0;
