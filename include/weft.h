@@ -542,7 +542,13 @@ WEFT_API int weft_accept(int fd, struct sockaddr *addr, socklen_t *len, int flag
 WEFT_API int weft_connect(int fd, const struct sockaddr *addr, socklen_t len);
 /* recv(2). 0 at end of stream. */
 WEFT_API ssize_t weft_recv(int fd, void *buf, size_t len, int flags);
-/* send(2), with MSG_NOSIGNAL always added: a closed peer gives -EPIPE, never SIGPIPE. */
+/* send(2), with MSG_NOSIGNAL always added: a closed peer gives -EPIPE, never SIGPIPE. On io_uring, a
+ * send of weft_config.send_zc_min bytes or more goes out zero-copy (IORING_OP_SEND_ZC) and returns
+ * only once the kernel's notification says it no longer reads buf: the buffer is the caller's again
+ * when the call returns, as with a plain send. Cancelled or past its deadline while the kernel still
+ * holds the pages, it waits for them all the same (no cancel can hasten the network) and returns the
+ * bytes sent, the interruption reaching the next call; cancelled before any byte was taken, it
+ * returns -ECANCELED or -ETIMEDOUT. A socket or kernel without zero copy gets a plain send. */
 WEFT_API ssize_t weft_send(int fd, const void *buf, size_t len, int flags);
 /* recvmsg(2). */
 WEFT_API ssize_t weft_recvmsg(int fd, struct msghdr *msg, int flags);
