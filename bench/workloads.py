@@ -106,6 +106,12 @@ def net_metrics(request, client):
     }
 
 
+def echo_metrics():
+    """The echo workloads' figures: a network workload's, and what the load generator used."""
+    return dict(net_metrics("round trip", "loadgen"),
+                loadgen_cpu_util=Metric("load generator CPU use", "CPUs", None, False, "loadgen CPU", percent=True))
+
+
 FILE_CONTENDERS = [
     ("weft-io_uring", "weft io_uring"), ("weft-io_uring-eager", "weft io_uring, submit 1, poll 200 us"),
     ("weft-epoll", "weft epoll (executor)"), ("fio-io_uring", "fio io_uring"), ("fio-libaio", "fio libaio"),
@@ -273,8 +279,7 @@ WORKLOADS = [
         "TCP echo", "TCP echo", "echo",
         [("weft-io_uring", "weft io_uring"), ("weft-epoll", "weft epoll"), ("epoll", "plain epoll (by hand)"),
          ("liburing", "plain liburing (by hand)"), ("asyncio", "Python asyncio"), ("uvloop", "Python uvloop")],
-        dict(net_metrics("round trip", "loadgen"),
-             loadgen_cpu_util=Metric("load generator CPU use", "CPUs", None, False, "loadgen CPU", percent=True)),
+        echo_metrics(),
         compare=[("weft-io_uring", "weft-epoll"), ("liburing", "epoll"), ("weft-io_uring", "liburing"),
                  ("weft-epoll", "epoll"), ("weft-io_uring", "epoll"), ("asyncio", "weft-epoll"),
                  ("uvloop", "weft-epoll")],
@@ -314,8 +319,7 @@ WORKLOADS = [
         "bench/echo/minwait.py, docs/batched-wait.md)", "echo",
         [("weft-io_uring", "weft io_uring, plain wait"), ("weft-io_uring-minwait", "weft io_uring, minimum wait"),
          ("liburing", "plain liburing (by hand)")],
-        dict(net_metrics("round trip", "loadgen"),
-             loadgen_cpu_util=Metric("load generator CPU use", "CPUs", None, False, "loadgen CPU", percent=True)),
+        echo_metrics(),
         compare=[("weft-io_uring-minwait", "weft-io_uring"), ("weft-io_uring-minwait", "liburing")],
         compared=["server_cpu_us_per_req", "p99_us", "syscalls_per_req"],
         headline=[("weft-io_uring-minwait", "weft-io_uring")],

@@ -60,6 +60,19 @@ static intptr_t drain_task(void *arg)
     }
 }
 
+/* The sender is done: EOF to the reader, which must have got exactly len bytes of pattern seed. Then
+ * both ends are closed. */
+static void finish_stream(int sender, int receiver, weft_task *reader, struct drain *d, size_t len, uint32_t seed)
+{
+    EQ(weft_shutdown(sender, SHUT_WR), 0);
+    EQ(weft_join(reader), 0);
+    EQ(d->len, len);
+    expect_pattern(d->buf, len, seed);
+    free(d->buf);
+    EQ(weft_close(sender), 0);
+    EQ(weft_close(receiver), 0);
+}
+
 /* ---- zero copy above the threshold, plain below: the same bytes ---------------------------------- */
 
 /* Send sizes around a 64 KiB threshold, each a random pattern of its own, sent with weft_send_all. */
@@ -150,14 +163,8 @@ static intptr_t reuse_main(void *arg)
         memset(buf + done, 0xEE, (size_t)n); /* the caller's again: reuse it at once */
         done += (size_t)n;
     }
-    EQ(weft_shutdown(client, SHUT_WR), 0);
-    EQ(weft_join(reader), 0);
-    EQ(d.len, TOTAL);
-    expect_pattern(d.buf, TOTAL, 77);
-    free(d.buf);
+    finish_stream(client, server, reader, &d, TOTAL, 77);
     free(buf);
-    EQ(weft_close(client), 0);
-    EQ(weft_close(server), 0);
     return 0;
 }
 
@@ -188,10 +195,7 @@ static intptr_t unix_fallback_main(void *arg)
     for (int i = 1; i < PIECES; i++)
         EQ(weft_send_all(sv[0], buf + (size_t)i * PIECE, PIECE), PIECE);
     weft_stats after = stats_now();
-    EQ(weft_shutdown(sv[0], SHUT_WR), 0);
-    EQ(weft_join(reader), 0);
-    EQ(d.len, PIECE * PIECES);
-    expect_pattern(d.buf, PIECE * PIECES, 5);
+    finish_stream(sv[0], sv[1], reader, &d, PIECE * PIECES, 5);
     EQ(after.send_zc - before.send_zc, 0);
     if (on_uring()) {
         cr_assert(after_first.send_zc_fallbacks - before.send_zc_fallbacks >= 1);
@@ -202,10 +206,7 @@ static intptr_t unix_fallback_main(void *arg)
     } else {
         EQ(after.send_zc_fallbacks - before.send_zc_fallbacks, 0);
     }
-    free(d.buf);
     free(buf);
-    EQ(weft_close(sv[0]), 0);
-    EQ(weft_close(sv[1]), 0);
     return 0;
 }
 
@@ -232,19 +233,13 @@ static intptr_t masked_main(void *arg)
     cr_assert(n > 0);
     EQ(weft_send_all(client, buf + n, LEN - (size_t)n), LEN - (size_t)n);
     weft_stats after = stats_now();
-    EQ(weft_shutdown(client, SHUT_WR), 0);
-    EQ(weft_join(reader), 0);
-    EQ(d.len, LEN);
-    expect_pattern(d.buf, LEN, 9);
+    finish_stream(client, server, reader, &d, LEN, 9);
     EQ(after.send_zc - before.send_zc, 0);
     if (on_uring())
         cr_assert(after.send_zc_fallbacks - before.send_zc_fallbacks >= 1);
     else
         EQ(after.send_zc_fallbacks - before.send_zc_fallbacks, 0);
-    free(d.buf);
     free(buf);
-    EQ(weft_close(client), 0);
-    EQ(weft_close(server), 0);
     return 0;
 }
 
