@@ -43,7 +43,7 @@ import machine  # noqa: E402
 
 # The minimum wait the weft-io_uring-minwait contender runs with (docs/batched-wait.md: the sweep of
 # bench/echo/minwait.py that chose it).
-MINWAIT_US = 50
+MINWAIT_US = 200
 
 CHILDREN = set()  # servers and load generators running now: killed if the run is interrupted
 
