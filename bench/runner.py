@@ -26,6 +26,7 @@ report.md and the PNG charts. Python standard library only.
 import argparse
 import datetime
 import hashlib
+import glob
 import json
 import os
 import shlex
@@ -115,6 +116,14 @@ class Build:
                 dst = os.path.join(self.stage, rel)
                 os.makedirs(os.path.dirname(dst), exist_ok=True)
                 shutil.copy2(src, dst)
+        # A program linked to the shared library finds it through its RPATH, $ORIGIN/../runtime: the
+        # library goes to the same place in the stage (the versioned names are symlinks, kept as such).
+        for src in glob.glob(os.path.join(self.dir, "runtime", "libweft.so*")):
+            if os.path.isdir(src):
+                continue  # meson's object directory, libweft.so.X.p
+            dst = os.path.join(self.stage, "runtime", os.path.basename(src))
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            shutil.copy2(src, dst, follow_symlinks=False)
 
     def program(self, prog):
         """(path, None) or (None, why not)."""
