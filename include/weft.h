@@ -139,7 +139,9 @@ typedef struct weft_config {
                                      it waits up to this long for wait_batch completions before taking
                                      what has come, so a loop at moderate load wakes once per batch
                                      rather than once per message. Rounded up to microseconds; at most
-                                     10 ms; 0 = off (the default, see docs/batched-wait.md). A timer due
+                                     10 ms; 0 = off (the default: waits under ~100 us cost more CPU than
+                                     they save, longer ones add about their length to every round
+                                     trip; docs/batched-wait.md has the numbers). A timer due
                                      sooner is never delayed: the loop then waits plainly. Every
                                      completion can be taken up to this much later. Env
                                      WEFT_MIN_WAIT_US (microseconds). On epoll, and on a kernel without
