@@ -62,7 +62,7 @@ def tables_in(recs):
     order = [w.name for w in W.WORKLOADS]
 
     def place(t):
-        base = "echo" if t.startswith("echo-") else ("compare" if t.startswith("compare-") else t)
+        base = W.table_workload(t)
         return order.index(base) if base in order else len(order)
     return sorted(names, key=lambda t: (place(t), names.index(t)))
 

@@ -542,7 +542,8 @@ class Bench:
     def echo_config(self, wl, plan, conns, size, servers, nconfigs_left, user=None):
         """The closed-loop rounds, the fixed-rate rounds at a rate all sustain, then the profiles."""
         phases = plan.get("phases", ["closed", "rate"])
-        tables = {load: (W.echo_table(conns, size, load) if not user else "compare-echo-%s" % load) for load in phases}
+        tables = {load: (W.echo_table(conns, size, load, wl.name) if not user else "compare-echo-%s" % load)
+                  for load in phases}
         for t in tables.values():
             self.emit({"type": "contenders", "table": t, "contenders": [s[0] for s in servers]})
         warmup = plan.get("warmup", 0.2) * (2 if conns >= 10000 else 1)

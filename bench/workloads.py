@@ -15,7 +15,8 @@ A workload has
                         pairs of `headline`)
     targets             [Target]: ratios to a contender of the same run (or, for sizes, a value)
     plans               {mode: Plan}: a mode without a plan leaves the workload out unless it is named
-                        (then it runs with the default plan)
+                        (then it runs with the default plan); a workload with only a "named" plan runs
+                        only when named, in any mode
 
 A table is what gets one table and one chart: a workload, or for echo one per message size, connection
 count and load (echo-64B-512c-rate); table_spec() gives any table's spec by name.
@@ -78,7 +79,7 @@ class Workload:
         self.headline_metrics = headline_metrics
 
     def plan(self, mode):
-        # "named": the plan of a workload no mode runs unless it is named (bench/run scaling).
+        """The mode's plan, else the default one, else the plan of a workload that runs only when named."""
         return self.plans.get(mode) or self.plans.get("default") or self.plans.get("named")
 
 
@@ -103,6 +104,12 @@ def net_metrics(request, client):
         "p999_us": Metric("latency p99.9 (%s)" % client, "us", "lower", False, "p99.9 us"),
         "server_cpu_util": Metric("server CPU use", "CPUs", None, False, "server CPU", percent=True),
     }
+
+
+def echo_metrics():
+    """The echo workloads' figures: a network workload's, and what the load generator used."""
+    return dict(net_metrics("round trip", "loadgen"),
+                loadgen_cpu_util=Metric("load generator CPU use", "CPUs", None, False, "loadgen CPU", percent=True))
 
 
 FILE_CONTENDERS = [
@@ -301,8 +308,7 @@ WORKLOADS = [
         "TCP echo", "TCP echo", "echo",
         [("weft-io_uring", "weft io_uring"), ("weft-epoll", "weft epoll"), ("epoll", "plain epoll (by hand)"),
          ("liburing", "plain liburing (by hand)"), ("asyncio", "Python asyncio"), ("uvloop", "Python uvloop")],
-        dict(net_metrics("round trip", "loadgen"),
-             loadgen_cpu_util=Metric("load generator CPU use", "CPUs", None, False, "loadgen CPU", percent=True)),
+        echo_metrics(),
         compare=[("weft-io_uring", "weft-epoll"), ("liburing", "epoll"), ("weft-io_uring", "liburing"),
                  ("weft-epoll", "epoll"), ("weft-io_uring", "epoll"), ("asyncio", "weft-epoll"),
                  ("uvloop", "weft-epoll")],
@@ -335,6 +341,21 @@ WORKLOADS = [
         },
         placement="server pinned to CPU 0, the verifying load generator (bench/echo/loadgen) to CPU 1",
         profile=True),
+    Workload(
+        "batched-wait", "TCP echo at a fixed rate: weft on io_uring with and without the batched wait (min_wait_ns)",
+        "TCP echo, batched wait", "TCP echo at a fixed rate, weft's echo_server on io_uring with the plain wait and "
+        "with a minimum wait (--min-wait-us, bench/echo/drive.py's MINWAIT_US; the sweep over waits and rates is "
+        "bench/echo/minwait.py, docs/batched-wait.md)", "echo",
+        [("weft-io_uring", "weft io_uring, plain wait"), ("weft-io_uring-minwait", "weft io_uring, minimum wait"),
+         ("liburing", "plain liburing (by hand)")],
+        echo_metrics(),
+        compare=[("weft-io_uring-minwait", "weft-io_uring"), ("weft-io_uring-minwait", "liburing")],
+        compared=["server_cpu_us_per_req", "p99_us", "syscalls_per_req"],
+        headline=[("weft-io_uring-minwait", "weft-io_uring")],
+        # Only when named (bench/run batched-wait): the plain echo workload already measures the default.
+        plans={"named": Plan(5, 8, 60, configs=[(512, 64)], phases=["closed", "rate"], closed_rounds=3,
+                             warmup=0.2, duration=0.3, rate_duration=0.6, syscall_window=0.25, rate_fraction=0.6)},
+        placement="server pinned to CPU 0, the verifying load generator (bench/echo/loadgen) to CPU 1"),
     Workload(
         "http", "HTTP/1.1 keep-alive, wrk -c 256: weft's http_server (io_uring, epoll) vs nginx with one worker, "
         "with where the CPU goes",
@@ -430,8 +451,16 @@ def in_mode(mode):
 
 # ---- tables ---------------------------------------------------------------------------------------
 
-def echo_table(conns, size, load):
-    return "echo-%dB-%dc-%s" % (size, conns, load)
+def echo_table(conns, size, load, workload="echo"):
+    return "%s-%dB-%dc-%s" % (workload, size, conns, load)
+
+
+def table_workload(name):
+    """The workload a table name belongs to (an echo-kind table's name starts with its workload's)."""
+    for w in WORKLOADS:
+        if w.kind == "echo" and name.startswith(w.name + "-"):
+            return w.name
+    return "compare" if name.startswith("compare-") else name
 
 
 def compare_table(load):
@@ -459,17 +488,18 @@ class Table:
 
 def table_spec(name):
     """The Table for a table name, or None for a name no workload makes."""
-    m = re.match(r"^echo-(\d+)B-(\d+)c-(closed|rate)$", name)
+    m = re.match(r"^(echo|batched-wait)-(\d+)B-(\d+)c-(closed|rate)$", name)
     if m:
-        size, conns, load = int(m.group(1)), int(m.group(2)), m.group(3)
-        wl = BY_NAME["echo"]
+        size, conns, load = int(m.group(2)), int(m.group(3)), m.group(4)
+        wl = BY_NAME[m.group(1)]
         st = "%d KiB" % (size // 1024) if size % 1024 == 0 else "%d B" % size
         plural = "s" if conns != 1 else ""
         how = ("closed loop (each connection one message in flight): the maximum rate" if load == "closed" else
                "a fixed offered rate, the same for all (see the notes): server CPU per message")
         compared = (["req_per_s", "server_cpu_us_per_req", "p99_us"] if load == "closed" else
                     ["server_cpu_us_per_req", "syscalls_per_req", "p99_us"])
-        return Table(name, wl, "echo %s x %s connection%s, %s" % (st, "{:,}".format(conns), plural,
+        return Table(name, wl, "%s %s x %s connection%s, %s" % (wl.title if wl.name != "echo" else "echo", st,
+                                                                   "{:,}".format(conns), plural,
                                                                    "closed loop" if load == "closed" else "fixed rate"),
                      "TCP echo of %s messages over %s connection%s, %s" % (st, "{:,}".format(conns), plural, how),
                      [t for t in wl.targets if t.table == name], compared=compared,

@@ -1,7 +1,7 @@
 /*
  * echo_server — a TCP echo server on weft: one task per connection, written as blocking code.
  *
- *   echo_server [--host 127.0.0.1] [--port 7000] [--backend io_uring|epoll] [--threads N]
+ *   echo_server [--host 127.0.0.1] [--port 7000] [--backend io_uring|epoll] [--threads N] [--min-wait-us U]
  *
  * The same code runs on io_uring (each recv and send is one request to the kernel) or on epoll (each is
  * a non-blocking call, parked on readiness when the kernel says EAGAIN). It prints "ready on <backend>"
@@ -34,12 +34,13 @@ static void print_stats(void)
     fprintf(stderr,
             "{\"backend\":\"%s\",\"syscalls\":%llu,\"submissions\":%llu,\"completions\":%llu,"
             "\"switches\":%llu,\"tasks_spawned\":%llu,\"tasks_peak\":%llu,\"cq_overflows\":%llu,"
-            "\"sq_full\":%llu,\"offloaded_ops\":%llu%s}\n",
+            "\"sq_full\":%llu,\"offloaded_ops\":%llu,\"batched_waits\":%llu%s}\n",
             weft_loop_backend(weft_loop_current()), (unsigned long long)st.syscalls,
             (unsigned long long)st.submissions, (unsigned long long)st.completions,
             (unsigned long long)st.switches, (unsigned long long)st.tasks_spawned,
             (unsigned long long)st.tasks_peak, (unsigned long long)st.cq_overflows,
-            (unsigned long long)st.sq_full, (unsigned long long)st.offloaded_ops, loop);
+            (unsigned long long)st.sq_full, (unsigned long long)st.offloaded_ops,
+            (unsigned long long)st.batched_waits, loop);
 }
 
 int main(int argc, char **argv)

@@ -3,12 +3,13 @@
  * stopping on SIGTERM or SIGINT. An example gives its connection task and its name and calls
  * serve_main from main.
  *
- *   NAME [--host 127.0.0.1] [--port P] [--backend io_uring|epoll] [--threads N]
+ *   NAME [--host 127.0.0.1] [--port P] [--backend io_uring|epoll] [--threads N] [--min-wait-us U]
  *
  * With --threads N (default 1) the server runs N loops (weft_run_cores), each listening on the port
  * with SO_REUSEPORT so the kernel spreads the connections among them. It prints "ready on <backend>"
  * once every loop listens. Signals are read by loop 0: SIGTERM or SIGINT stops it and the others (with
  * weft_post); SIGUSR1 makes every loop print its live tasks on stderr (weft_tasks_dump).
+ * --min-wait-us U sets weft_config.min_wait_ns (io_uring's batched wait; docs/batched-wait.md).
  */
 #ifndef WEFT_EXAMPLE_SERVE_H
 #define WEFT_EXAMPLE_SERVE_H
@@ -136,17 +137,20 @@ static int serve_main(struct serve *s, int argc, char **argv)
         {"port", required_argument, NULL, 'p'},
         {"backend", required_argument, NULL, 'b'},
         {"threads", required_argument, NULL, 't'},
+        {"min-wait-us", required_argument, NULL, 'w'},
         {NULL, 0, NULL, 0},
     };
     int ch;
-    while ((ch = getopt_long(argc, argv, "h:p:b:t:", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "h:p:b:t:w:", longopts, NULL)) != -1) {
         switch (ch) {
         case 'h': s->host = optarg; break;
         case 'p': s->port = (uint16_t)atoi(optarg); break;
         case 'b': cfg.backend = optarg; break;
         case 't': s->threads = (unsigned)atoi(optarg); break;
+        case 'w': cfg.min_wait_ns = strtoull(optarg, NULL, 10) * 1000; break;
         default:
-            fprintf(stderr, "usage: %s [--host H] [--port P] [--backend io_uring|epoll] [--threads N]\n", s->name);
+            fprintf(stderr, "usage: %s [--host H] [--port P] [--backend io_uring|epoll] [--threads N] [--min-wait-us U]\n",
+                    s->name);
             return 2;
         }
     }

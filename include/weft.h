@@ -81,7 +81,7 @@ typedef intptr_t (*weft_fn)(void *arg);
  * Loop configuration. Zero-initialised means all defaults. Environment variables override fields:
  * WEFT_BACKEND, WEFT_RING_ENTRIES, WEFT_STACK_SIZE (bytes, or with a k, m or g suffix: KiB, MiB, GiB),
  * WEFT_EXECUTOR_THREADS, WEFT_EXECUTOR_QUEUE, WEFT_SLOW_MS, WEFT_IDLE_POLL_US (microseconds),
- * WEFT_SUBMIT_BATCH. A variable set to the empty string counts as unset; any other value must be
+ * WEFT_SUBMIT_BATCH, WEFT_SEND_ZC_MIN (a size), WEFT_MIN_WAIT_US (microseconds), WEFT_WAIT_BATCH. A variable set to the empty string counts as unset; any other value must be
  * digits only (a size may end in its suffix): "-5", "abc", "12q" or " 12" are errors, not ignored.
  *
  * Every value is checked when a loop is made: what weft cannot honour makes weft_loop_new fail with
@@ -89,7 +89,8 @@ typedef intptr_t (*weft_fn)(void *arg);
  * Backend names are matched exactly ("EPOLL" is refused, with a hint). The limits: ring_entries
  * at most 16384 (io_uring's 32768 submission and 65536 completion entries, with weft's completion
  * queue four times the submission queue), stack_size at most 1 GiB, executor_threads at most 1024,
- * executor_queue at most 16777216, submit_batch at most ring_entries; a value in microseconds or
+ * executor_queue at most 16777216, submit_batch at most ring_entries, min_wait_ns at most 10 ms,
+ * wait_batch at most 4 × ring_entries and only with min_wait_ns; a value in microseconds or
  * milliseconds must fit 64 bits in nanoseconds. A stack size within bounds that this process still
  * cannot map (an address-space limit) fails with ENOMEM and a line that says so.
  *
@@ -124,6 +125,32 @@ typedef struct weft_config {
                                      still taken in at the loop's turn. A request handed over is the
                                      kernel's: freeing its pending future can no longer withdraw it. */
     /* Fields added after 0.1 go here; each is read only when size covers it. */
+    /* Sends and batched waiting (io_uring; the epoll backend ignores all three). */
+    size_t      send_zc_min;      /* io_uring: a weft_send (or _async, or weft_send_all's pieces) of at least
+                                     this many bytes goes out as IORING_OP_SEND_ZC, which pins the
+                                     caller's pages instead of copying them; 0 = never (the default: on
+                                     loopback the kernel copies anyway and zero copy costs more, see
+                                     docs/send-zc.md). Env WEFT_SEND_ZC_MIN (bytes, or with k, m, g).
+                                     The call returns once the kernel has let go of the buffer (its
+                                     notification), which on TCP can be later than a plain send would
+                                     return: after the peer has taken the data on loopback, after the
+                                     data is acknowledged on a network. A socket or kernel without zero
+                                     copy gets a plain send (weft_stats.send_zc_fallbacks). */
+    uint64_t    min_wait_ns;      /* io_uring on Linux 6.12+ (IORING_FEAT_MIN_TIMEOUT): when the loop sleeps,
+                                     it waits up to this long for wait_batch completions before taking
+                                     what has come, so a loop at moderate load wakes once per batch
+                                     rather than once per message. Rounded up to microseconds; at most
+                                     10 ms; 0 = off (the default: waits under ~100 us cost more CPU than
+                                     they save, longer ones add about their length to every round
+                                     trip; docs/batched-wait.md has the numbers). A timer due
+                                     sooner is never delayed: the loop then waits plainly. Every
+                                     completion can be taken up to this much later. Env
+                                     WEFT_MIN_WAIT_US (microseconds). On epoll, and on a kernel without
+                                     the feature, it is ignored with one line on stderr, and
+                                     weft_stats.batched_waits stays 0. */
+    unsigned    wait_batch;       /* with min_wait_ns: the completions that end the minimum wait early; 0 = 32.
+                                     At most the completion queue (4 × ring_entries); set without
+                                     min_wait_ns it is EINVAL. Env WEFT_WAIT_BATCH. */
 } weft_config;
 
 /* A configuration of all defaults that declares this header's size, for setting any field. */
@@ -532,7 +559,13 @@ WEFT_API int weft_accept(int fd, struct sockaddr *addr, socklen_t *len, int flag
 WEFT_API int weft_connect(int fd, const struct sockaddr *addr, socklen_t len);
 /* recv(2). 0 at end of stream. */
 WEFT_API ssize_t weft_recv(int fd, void *buf, size_t len, int flags);
-/* send(2), with MSG_NOSIGNAL always added: a closed peer gives -EPIPE, never SIGPIPE. */
+/* send(2), with MSG_NOSIGNAL always added: a closed peer gives -EPIPE, never SIGPIPE. On io_uring, a
+ * send of weft_config.send_zc_min bytes or more goes out zero-copy (IORING_OP_SEND_ZC) and returns
+ * only once the kernel's notification says it no longer reads buf: the buffer is the caller's again
+ * when the call returns, as with a plain send. Cancelled or past its deadline while the kernel still
+ * holds the pages, it waits for them all the same (no cancel can hasten the network) and returns the
+ * bytes sent, the interruption reaching the next call; cancelled before any byte was taken, it
+ * returns -ECANCELED or -ETIMEDOUT. A socket or kernel without zero copy gets a plain send. */
 WEFT_API ssize_t weft_send(int fd, const void *buf, size_t len, int flags);
 /* recvmsg(2). */
 WEFT_API ssize_t weft_recvmsg(int fd, struct msghdr *msg, int flags);
@@ -978,6 +1011,15 @@ typedef struct weft_stats {
                                    the 64 most recently freed, which stay resident for reuse) */
     uint64_t ring_wakes;        /* other loops woken from this one with io_uring's MSG_RING rather than
                                    their wake eventfd (weft_post, weft_submit_to, resolutions) */
+    /* Sends and batched waiting (weft_config.send_zc_min, min_wait_ns). */
+    uint64_t send_zc;           /* sends that went out as IORING_OP_SEND_ZC */
+    uint64_t send_zc_fallbacks; /* sends of send_zc_min bytes or more that went out as plain sends: the
+                                   kernel lacks SEND_ZC, or the socket refused it (EOPNOTSUPP: Unix
+                                   sockets, for one; weft then remembers the fd until weft_close) */
+    uint64_t send_zc_notifs;    /* zero-copy notifications awaited: the kernel letting go of a buffer */
+    uint64_t send_zc_copied;    /* of those, the ones where the kernel copied the data after all (it
+                                   does on loopback, and for devices without scatter-gather) */
+    uint64_t batched_waits;     /* sleeps in the kernel with a minimum wait (min_wait_ns) */
 } weft_stats;
 
 /*

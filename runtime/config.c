@@ -34,6 +34,14 @@
 #define WEFT__MAX_EXECUTOR_QUEUE (1ull << 24)
 /* asyncio's slow_callback_duration is 100 ms too. */
 #define WEFT__DEFAULT_SLOW_NS (100 * 1000000ull)
+/*
+ * A minimum wait delays every completion by up to its length: past a few hundred microseconds it
+ * only adds latency (a batch of completions costs the loop microseconds to take), and what waits
+ * milliseconds on purpose is a timer. 10 ms bounds typos (a value meant in microseconds given in
+ * nanoseconds' place, say) without refusing any wait someone measured.
+ */
+#define WEFT__MAX_MIN_WAIT_NS (10 * 1000000ull)
+#define WEFT__DEFAULT_WAIT_BATCH 32
 
 /* A numeric field of weft_config and the environment variable that overrides it. */
 typedef struct setting {
@@ -61,6 +69,11 @@ static const setting settings[] = {
             "a batch is at most the ring's entries, and io_uring takes at most 16384"),
     SETTING(idle_poll_ns, "WEFT_IDLE_POLL_US", 1000, false, UINT64_MAX, NULL),
     SETTING(slow_task_ns, "WEFT_SLOW_MS", 1000000, false, UINT64_MAX, NULL),
+    SETTING(send_zc_min, "WEFT_SEND_ZC_MIN", 1, true, UINT64_MAX, NULL),
+    SETTING(min_wait_ns, "WEFT_MIN_WAIT_US", 1000, false, WEFT__MAX_MIN_WAIT_NS,
+            "a minimum wait is at most 10 ms (10000 us): it delays every completion by up to that much"),
+    SETTING(wait_batch, "WEFT_WAIT_BATCH", 1, false, 4 * WEFT__MAX_RING_ENTRIES,
+            "a batch is at most the completion queue, and io_uring's has at most 65536 entries"),
 };
 
 static uint64_t field_get(const weft_config *c, const setting *s)
@@ -186,6 +199,31 @@ static int stack_check(size_t stack_size)
     return -ENOMEM;
 }
 
+/*
+ * The batched wait's pair: a batch means nothing without a minimum wait (the kernel would wait for
+ * the whole batch, however long it takes), and cannot be larger than the completion queue that holds
+ * it. The minimum wait is rounded up to the kernel's microseconds.
+ */
+static int wait_resolve(weft_config *c)
+{
+    if (c->wait_batch && !c->min_wait_ns) {
+        weft__log("wait_batch is %u without min_wait_ns: a batch is waited for only during a minimum wait "
+                  "(set min_wait_ns / WEFT_MIN_WAIT_US too, or leave wait_batch 0)\n", c->wait_batch);
+        return -EINVAL;
+    }
+    if (!c->min_wait_ns)
+        return 0;
+    if (c->wait_batch > 4 * c->ring_entries) {
+        weft__log("wait_batch is %u, more than the completion queue's %u entries: it could never fill\n",
+                  c->wait_batch, 4 * c->ring_entries);
+        return -EINVAL;
+    }
+    if (!c->wait_batch)
+        c->wait_batch = WEFT__DEFAULT_WAIT_BATCH;
+    c->min_wait_ns = (c->min_wait_ns + 999) / 1000 * 1000;
+    return 0;
+}
+
 /* weft 0.1's weft_config, backend to submit_batch: what a size of 0 stands for (see weft.h). */
 #define CONFIG_SIZE_0_1 (offsetof(weft_config, submit_batch) + sizeof(unsigned))
 
@@ -240,6 +278,9 @@ int weft__config_resolve(weft_config *out, const weft_config *in)
                   out->ring_entries);
         return -EINVAL;
     }
+    r = wait_resolve(out);
+    if (r < 0)
+        return r;
     if (!out->stack_size)
         out->stack_size = WEFT__DEFAULT_STACK_SIZE;
     if (out->stack_size < WEFT__MIN_STACK_SIZE)

@@ -100,7 +100,10 @@ static inline epoll_backend *backend_of(weft_loop *l)
 
 static int ep_init(weft_loop *l, const weft_config *cfg)
 {
-    (void)cfg;
+    /* epoll_wait returns at the first event: there is no minimum wait to give it. send_zc_min is
+     * ignored quietly, as a plain send is what it falls back to everywhere. */
+    if (cfg->min_wait_ns)
+        weft__log("min_wait_ns is ignored on epoll: only io_uring can wait for a batch of completions\n");
     epoll_backend *b = calloc(1, sizeof *b);
     if (!b)
         return -ENOMEM;

@@ -154,6 +154,7 @@ static intptr_t io_wait(weft_task *t, weft__op *op, weft__interrupt_fn interrupt
     op->abandoned = false;
     op->job = NULL;
     op->be.withdrawn = false;
+    op->be.zc = 0;
     op->be.wait_kind = 0;
     l->inflight++;
     int r = fault_inject(op) ? 0 : weft__backend_submit(l, op);
@@ -269,6 +270,7 @@ weft_future *weft__io_async_copy(weft__op *template, size_t buf_bytes, size_t ne
     a->op.abandoned = false;
     a->op.job = NULL;
     a->op.be.withdrawn = false;
+    a->op.be.zc = 0;
     a->op.be.wait_kind = 0;
     weft__list_push(&l->async_ops, &a->link);
     l->inflight++;

@@ -25,7 +25,19 @@
 #include <string.h>
 #include <unistd.h>
 
+/* What liburing 2.3's headers lack. */
+#ifndef IORING_SEND_ZC_REPORT_USAGE
+#define IORING_SEND_ZC_REPORT_USAGE (1U << 3) /* 6.2: the notification says whether the kernel copied */
+#endif
+#ifndef IORING_NOTIF_USAGE_ZC_COPIED
+#define IORING_NOTIF_USAGE_ZC_COPIED (1U << 31)
+#endif
+#ifndef IORING_FEAT_MIN_TIMEOUT
+#define IORING_FEAT_MIN_TIMEOUT (1U << 15) /* 6.12: io_uring_getevents_arg's pad is min_wait_usec */
+#endif
 
+/* How far a zero-copy send is (weft__op.be.zc). */
+enum { ZC_SENT = 1, ZC_NOTIF_DUE, ZC_RETRY };
 
 /* The set-ups to try, best first. A kernel that does not know a flag answers EINVAL. */
 static const unsigned setup_attempts[] = {
@@ -51,6 +63,7 @@ static int uring_init(weft_loop *l, const weft_config *cfg)
         r = io_uring_queue_init_params(cfg->ring_entries, &b->ring, &p);
         if (r == 0) {
             b->setup_flags = p.flags;
+            b->features = p.features;
             if (!(p.features & IORING_FEAT_NODROP) || !(p.features & IORING_FEAT_EXT_ARG)) {
                 /* Before Linux 5.11: completions could be dropped and waits need timeout SQEs. */
                 io_uring_queue_exit(&b->ring);
@@ -67,6 +80,10 @@ static int uring_init(weft_loop *l, const weft_config *cfg)
     }
     b->enter_fd = b->ring.ring_fd;
     b->submit_batch = cfg->submit_batch;
+    b->send_zc_min = cfg->send_zc_min;
+    b->send_zc_flags = IORING_SEND_ZC_REPORT_USAGE;
+    b->min_wait_ns = cfg->min_wait_ns;
+    b->wait_batch = cfg->wait_batch;
     l->backend_data = b;
     return 0;
 }
@@ -96,24 +113,31 @@ static const uint8_t uring_opcode[WEFT__OP_COUNT] = {
 };
 
 
+/* Whether the comma-separated list masked (NULL: none) names name. */
+static bool names(const char *masked, const char *name)
+{
+    if (!masked)
+        return false;
+    size_t n = strlen(name);
+    for (const char *p = strstr(masked, name); p; p = strstr(p + 1, name))
+        if ((p == masked || p[-1] == ',') && (p[n] == '\0' || p[n] == ','))
+            return true;
+    return false;
+}
+
 /*
  * Asks the kernel which opcodes it has. An op whose opcode is missing runs as a blocking call on the
  * executor instead, counted in weft_stats.offloaded_ops. WEFT_URING_NO_OPS (comma-separated names)
- * forces the same for opcodes a kernel has but gets wrong.
+ * forces the same for opcodes a kernel has but gets wrong, and turns off two features as if the
+ * kernel lacked them: "send_zc" (zero-copy sends go out plainly) and "min_timeout" (no minimum wait).
  */
 static void probe_opcodes(weft__uring *b)
 {
     struct io_uring_probe *probe = io_uring_get_probe_ring(&b->ring);
     const char *masked = getenv("WEFT_URING_NO_OPS");
-    for (int i = 0; i < WEFT__OP_COUNT; i++) {
-        b->missing[i] = probe && !io_uring_opcode_supported(probe, uring_opcode[i]);
-        if (masked) {
-            size_t n = strlen(weft__opcodes[i].name);
-            for (const char *p = strstr(masked, weft__opcodes[i].name); p; p = strstr(p + 1, weft__opcodes[i].name))
-                if ((p == masked || p[-1] == ',') && (p[n] == '\0' || p[n] == ','))
-                    b->missing[i] = true;
-        }
-    }
+    for (int i = 0; i < WEFT__OP_COUNT; i++)
+        b->missing[i] = (probe && !io_uring_opcode_supported(probe, uring_opcode[i])) ||
+                        names(masked, weft__opcodes[i].name);
     /* A kernel too old to probe (5.5) has none of the newer opcodes: treat it as missing them all
      * except the few every ring since 5.1 has. */
     if (!probe)
@@ -130,6 +154,17 @@ static void probe_opcodes(weft__uring *b)
     /* IORING_ACCEPT_MULTISHOT came in 5.19 with IORING_OP_SOCKET. */
     b->no_multishot_accept = !probe || !io_uring_opcode_supported(probe, IORING_OP_SOCKET) ||
                              b->missing[WEFT__OP_ACCEPT];
+    /* A zero-copy send takes the plain send's path when the kernel (6.0) or the mask says no: every
+     * such send is counted as a fallback, so send_zc_min stays as asked. */
+    b->has_send_zc = probe && io_uring_opcode_supported(probe, IORING_OP_SEND_ZC) && !names(masked, "send_zc") &&
+                     !b->missing[WEFT__OP_SEND];
+    if (b->min_wait_ns) {
+        if ((b->features & IORING_FEAT_MIN_TIMEOUT) && !names(masked, "min_timeout"))
+            b->min_wait_us = (unsigned)(b->min_wait_ns / 1000);
+        else
+            weft__log("min_wait_ns is ignored: this kernel's io_uring has no minimum wait "
+                      "(IORING_FEAT_MIN_TIMEOUT, Linux 6.12)\n");
+    }
     if (probe)
         io_uring_free_probe(probe);
 }
@@ -185,8 +220,95 @@ static void uring_fini(weft_loop *l)
         return;
     io_uring_queue_exit(&b->ring);
     weft__streams_fini(b);
+    free(b->zc_refused);
     free(b);
     l->backend_data = NULL;
+}
+
+/* ---- zero-copy sends ------------------------------------------------------------------------------ */
+
+static inline void prep_SEND(struct io_uring_sqe *sqe, const weft__op *op);
+
+/*
+ * A SEND_ZC posts two CQEs with the op's user_data: the send's result, flagged IORING_CQE_F_MORE
+ * when a notification follows (the kernel posts one even for a send that failed after the request
+ * was set up), then the notification, flagged IORING_CQE_F_NOTIF, once no skb refers to the caller's
+ * pages any more. The op completes only then, with the send's result: the buffer is the caller's
+ * again the moment the call returns. A final CQE without F_MORE (a withdrawn SQE's NOP) ends it
+ * at once.
+ *
+ * A socket without zero copy (SOCK_SUPPORT_ZC: Unix sockets, for one) answers EOPNOTSUPP, and a
+ * kernel that does not know a flag weft set answers EINVAL; in both cases nothing was sent, and the
+ * send goes again as a plain one after the CQ walk (an SQE may not be taken during it: a full SQ
+ * is flushed by entering the kernel, which would walk the CQ again).
+ */
+static void zc_cqe(weft_loop *l, weft__uring *b, weft__op *op, int32_t res, uint32_t flags)
+{
+    if (flags & IORING_CQE_F_NOTIF) {
+        l->stats.send_zc_notifs++;
+        if ((uint32_t)res & IORING_NOTIF_USAGE_ZC_COPIED)
+            l->stats.send_zc_copied++;
+        res = op->be.zc_res;
+    } else if (flags & IORING_CQE_F_MORE) {
+        op->be.zc = ZC_NOTIF_DUE;
+        op->be.zc_res = res;
+        return;
+    }
+    op->be.zc = 0;
+    if ((res == -EOPNOTSUPP || res == -EINVAL) && !op->reason) {
+        if (res == -EOPNOTSUPP && op->fd >= 0) {
+            unsigned char *refused =
+                weft__fd_table_fit(b->zc_refused, &b->nzc_refused, sizeof *refused, (size_t)op->fd);
+            if (refused) {
+                b->zc_refused = refused;
+                refused[op->fd] = 1;
+            }
+        } else if (b->send_zc_flags) {
+            b->send_zc_flags = 0; /* a kernel before 6.2: no usage reports, zero copy still */
+        }
+        l->stats.send_zc_fallbacks++;
+        op->be.zc = ZC_RETRY;
+        weft__list_push(&b->zc_retry, &op->be.link);
+        return;
+    }
+    if (!op->be.withdrawn)
+        l->stats.send_zc++;
+    op->complete(op, res, 0);
+}
+
+/* The sends zc_cqe put back go out plainly. */
+static void zc_retry(weft_loop *l, weft__uring *b)
+{
+    for (weft__link *link; (link = weft__list_pop(&b->zc_retry));) {
+        weft__op *op = WEFT__CONTAINER(link, weft__op, be.link);
+        op->be.zc = 0;
+        struct io_uring_sqe *sqe = weft__uring_sqe(l, b);
+        if (!sqe) {
+            op->complete(op, -EAGAIN, 0);
+            continue;
+        }
+        prep_SEND(sqe, op);
+        io_uring_sqe_set_data(sqe, op);
+        op->be.sqe_seq = b->ring.sq.sqe_tail - 1;
+    }
+}
+
+/* Whether send op goes out as SEND_ZC: long enough, and neither kernel nor socket has refused. */
+static inline bool zc_wanted(weft_loop *l, const weft__uring *b, const weft__op *op)
+{
+    if (!b->send_zc_min || op->len < b->send_zc_min)
+        return false;
+    if (b->has_send_zc && !((size_t)op->fd < b->nzc_refused && b->zc_refused[op->fd]))
+        return true;
+    l->stats.send_zc_fallbacks++;
+    return false;
+}
+
+/* fd is closing: a socket that gets its number next may well take zero copy. */
+static void zc_forget_fd(weft__uring *b, int fd)
+{
+    if (fd >= 0 && (size_t)fd < b->nzc_refused)
+        b->zc_refused[fd] = 0;
 }
 
 static void reap(weft_loop *l, weft__uring *b)
@@ -197,13 +319,20 @@ static void reap(weft_loop *l, weft__uring *b)
     {
         seen++;
         weft__op *op = io_uring_cqe_get_data(cqe);
-        if (op)
-            op->complete(op, op->be.withdrawn ? -ECANCELED : cqe->res, cqe->flags);
+        if (!op)
+            continue;
+        int32_t res = op->be.withdrawn ? -ECANCELED : cqe->res;
+        if (WEFT__UNLIKELY(op->be.zc))
+            zc_cqe(l, b, op, res, cqe->flags);
+        else
+            op->complete(op, res, cqe->flags);
     }
     io_uring_cq_advance(&b->ring, seen);
     l->stats.completions += seen;
     if (WEFT__UNLIKELY(b->stream_todo.head))
         weft__streams_after_walk(l, b);
+    if (WEFT__UNLIKELY(b->zc_retry.head))
+        zc_retry(l, b);
 }
 
 /* Publishes the SQEs queued since the last flush to the kernel; returns how many it has not taken yet. */
@@ -237,6 +366,20 @@ static int enter(weft_loop *l, weft__uring *b, uint64_t timeout_ns)
         unsigned flags = IORING_ENTER_GETEVENTS | b->enter_flags;
         if (timeout_ns && !io_uring_cq_ready(&b->ring)) {
             wait_nr = 1;
+            if (b->min_wait_us && timeout_ns > b->min_wait_ns) {
+                /*
+                 * The batched wait (6.12): the kernel sleeps until wait_batch completions are in or
+                 * min_wait_usec has passed, then returns with what there is, or, with nothing yet,
+                 * waits on for the first one up to the timeout. A timer due within the minimum wait
+                 * takes the plain wait below instead, so it is never late.
+                 */
+                wait_nr = b->wait_batch;
+                arg.pad = b->min_wait_us; /* min_wait_usec since 6.12; liburing 2.3 calls it pad */
+                flags |= IORING_ENTER_EXT_ARG;
+                if (timeout_ns == UINT64_MAX)
+                    arg.ts = 0;
+                l->stats.batched_waits++;
+            }
             if (timeout_ns != UINT64_MAX) {
                 /* EXT_ARG only when there is a timeout: it costs the kernel a copy from user memory. */
                 ts.tv_sec = (long long)(timeout_ns / 1000000000u);
@@ -462,10 +605,16 @@ int weft__uring_submit(weft_loop *l, weft__op *op)
             return taken < 0 ? taken : 0;
     } else if (WEFT__UNLIKELY(op->opcode == WEFT__OP_CANCEL_FD || op->opcode == WEFT__OP_CLOSE)) {
         weft__stream_close(l, b, op->fd);
+        zc_forget_fd(b, op->fd);
     }
     struct io_uring_sqe *sqe = weft__uring_sqe(l, b);
     if (!sqe)
         return -EAGAIN;
+    if (WEFT__UNLIKELY(op->opcode == WEFT__OP_SEND && b->send_zc_min) && zc_wanted(l, b, op)) {
+        io_uring_prep_send_zc(sqe, op->fd, op->buf, rw_len(op->len), (int)op->flags, b->send_zc_flags);
+        op->be.zc = ZC_SENT;
+        goto prepared;
+    }
     switch ((enum weft__opcode)op->opcode) {
 #define WEFT__X(name, str, uring, ep, buf)                                                              \
     case WEFT__OP_##name:                                                                               \
@@ -479,6 +628,7 @@ int weft__uring_submit(weft_loop *l, weft__op *op)
         io_uring_sqe_set_data(sqe, NULL);
         return -EOPNOTSUPP;
     }
+prepared:
     io_uring_sqe_set_data(sqe, op);
     op->be.sqe_seq = b->ring.sq.sqe_tail - 1;
     /* Hand the batch over now rather than at the turn's end, when asked to: a device that starts on
@@ -498,7 +648,9 @@ void weft__uring_cancel(weft_loop *l, weft__op *op)
         weft__op_offload_cancel(op);
         return;
     }
-    if (op->cancel_sent || op->be.withdrawn)
+    /* A zero-copy send whose result is in waits for its notification, which no cancel can hasten:
+     * the kernel lets go of the pages when the network does. */
+    if (op->cancel_sent || op->be.withdrawn || op->be.zc == ZC_NOTIF_DUE)
         return;
     weft__uring *b = weft__uring_of(l);
     struct io_uring_sq *sq = &b->ring.sq;
@@ -551,6 +703,7 @@ static void uring_forget_fd(weft_loop *l, int fd)
 {
     weft__uring *b = weft__uring_of(l);
     weft__stream_close(l, b, fd);
+    zc_forget_fd(b, fd);
     struct io_uring_sqe *sqe = weft__uring_sqe(l, b);
     if (!sqe)
         return;

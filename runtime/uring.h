@@ -32,6 +32,17 @@ typedef struct weft__uring {
     weft__list all_streams; /* every stream, those of closed fds too until the kernel lets go */
     weft__list stream_todo; /* streams to arm or stop once the CQ walk is over */
     bool no_multishot_accept; /* before 5.19 */
+    /* Sends and waiting (cfg.send_zc_min, min_wait_ns) */
+    size_t send_zc_min;      /* sends this long go out as SEND_ZC (cfg.send_zc_min); 0 = never */
+    bool has_send_zc;        /* IORING_OP_SEND_ZC (6.0), unless WEFT_URING_NO_OPS masks it */
+    unsigned send_zc_flags;  /* IORING_SEND_ZC_REPORT_USAGE, until a kernel refuses it (before 6.2) */
+    unsigned char *zc_refused; /* by fd: 1 once the socket answered SEND_ZC with EOPNOTSUPP */
+    size_t nzc_refused;
+    weft__list zc_retry;     /* zero-copy sends refused during the CQ walk: sent plainly after it */
+    unsigned features;       /* io_uring_params.features */
+    unsigned min_wait_us;    /* cfg.min_wait_ns in the kernel's unit; 0 = off or not on this kernel */
+    uint64_t min_wait_ns;
+    unsigned wait_batch;
 } weft__uring;
 
 static inline weft__uring *weft__uring_of(weft_loop *l)

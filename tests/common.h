@@ -310,6 +310,19 @@ static inline uint16_t port_of(int fd)
     return ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 
+/* A connected TCP pair on 127.0.0.1, made from inside a task: the kernel completes the handshake into
+ * the listener's backlog, so no accept needs to be pending. The listener is closed. */
+static inline void loopback_tcp_pair(int *client, int *server)
+{
+    int lfd = weft_tcp_listen("127.0.0.1", 0, 4, 0);
+    cr_assert(lfd >= 0, "weft_tcp_listen: %s", res_name(lfd));
+    *client = weft_tcp_connect("127.0.0.1", port_of(lfd));
+    cr_assert(*client >= 0, "weft_tcp_connect: %s", res_name(*client));
+    *server = weft_accept(lfd, NULL, NULL, SOCK_CLOEXEC);
+    cr_assert(*server >= 0, "weft_accept: %s", res_name(*server));
+    cr_assert(weft_close(lfd) == 0);
+}
+
 /* ---- the child helper ---------------------------------------------------------------------------- */
 
 #ifdef WEFT_TEST_CHILD

@@ -404,15 +404,17 @@ static void expect_stats_line(const struct server *s, unsigned long long clients
     cr_assert(nl && nl == s->err + s->err_len - 1, "stderr should be exactly one line, the stats; it is:\n%s",
               s->err);
     char backend[16];
-    unsigned long long syscalls, submissions, completions, switches, spawned, peak, overflows, sq_full, offloaded;
+    unsigned long long syscalls, submissions, completions, switches, spawned, peak, overflows, sq_full, offloaded,
+        batched;
     int end = -1;
     int fields = sscanf(s->err,
                         "{\"backend\":\"%15[^\"]\",\"syscalls\":%llu,\"submissions\":%llu,\"completions\":%llu,"
                         "\"switches\":%llu,\"tasks_spawned\":%llu,\"tasks_peak\":%llu,\"cq_overflows\":%llu,"
-                        "\"sq_full\":%llu,\"offloaded_ops\":%llu}%n",
+                        "\"sq_full\":%llu,\"offloaded_ops\":%llu,\"batched_waits\":%llu}%n",
                         backend, &syscalls, &submissions, &completions, &switches, &spawned, &peak, &overflows,
-                        &sq_full, &offloaded, &end);
-    cr_assert(fields == 10 && s->err + end == nl, "not the stats line (%d fields matched): %s", fields, s->err);
+                        &sq_full, &offloaded, &batched, &end);
+    cr_assert(fields == 11 && s->err + end == nl, "not the stats line (%d fields matched): %s", fields, s->err);
+    EQ(batched, 0); /* no --min-wait-us: the plain wait */
     const char *want = backend_under_test();
     if (want)
         cr_assert(strcmp(backend, want) == 0, "stats name backend \"%s\", want \"%s\" (--backend %s)", backend,

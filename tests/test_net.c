@@ -34,18 +34,6 @@ static struct sockaddr_in loopback4(uint16_t port)
     return sin;
 }
 
-/* A connected TCP pair on 127.0.0.1, made from inside a task (no accept needs to be pending: the
- * kernel completes the handshake into the backlog). */
-static void tcp_pair(int *client, int *server)
-{
-    int lfd = listener("127.0.0.1", 4);
-    *client = weft_tcp_connect("127.0.0.1", port_of(lfd));
-    cr_assert(*client >= 0, "weft_tcp_connect: %d (%s)", *client, res_name(*client));
-    *server = weft_accept(lfd, NULL, NULL, SOCK_CLOEXEC);
-    cr_assert(*server >= 0, "weft_accept: %d (%s)", *server, res_name(*server));
-    EQ(weft_close(lfd), 0);
-}
-
 /* No data waiting on fd (a socket or a pipe): poll(2) says it is not readable. */
 static void nothing_pending(int fd)
 {
@@ -417,7 +405,7 @@ static intptr_t msg_main(void *arg)
 {
     (void)arg;
     int c, s;
-    tcp_pair(&c, &s);
+    loopback_tcp_pair(&c, &s);
     char head[] = "head-", tail[] = "tail";
     struct iovec out[2] = {{head, 5}, {tail, 4}};
     struct msghdr smsg = {.msg_iov = out, .msg_iovlen = 2};
@@ -465,7 +453,7 @@ static intptr_t shutdown_main(void *arg)
 {
     (void)arg;
     int c, s;
-    tcp_pair(&c, &s);
+    loopback_tcp_pair(&c, &s);
     EQ(weft_send(c, "abc", 3, 0), 3);
     EQ(weft_shutdown(c, SHUT_WR), 0);
     char buf[8];
@@ -520,7 +508,7 @@ static intptr_t exact_main(void *arg)
 {
     (void)arg;
     int c, s;
-    tcp_pair(&c, &s);
+    loopback_tcp_pair(&c, &s);
     /* 4 MiB is far more than the socket buffers: send_all must loop over partial sends. */
     unsigned char *out = malloc(BIG), *in = malloc(BIG);
     cr_assert(out && in);
@@ -551,7 +539,7 @@ static intptr_t exact_main(void *arg)
     EQ(weft_close(s), 0);
 
     /* An interruption after some bytes arrived: recv_exact returns them; the next call sees it. */
-    tcp_pair(&c, &s);
+    loopback_tcp_pair(&c, &s);
     struct partial p = {.fd = s, .first = INT32_MIN, .second = INT32_MIN};
     weft_task *t = weft_spawn(recv_exact_until_cancelled, &p);
     EQ(weft_send(c, "0123456789", 10, 0), 10);
@@ -614,7 +602,7 @@ static intptr_t held_error_main(void *arg)
     int domain, type;
     free_domain(&domain, &type);
     int c, s;
-    tcp_pair(&c, &s);
+    loopback_tcp_pair(&c, &s);
     s = move_fd(s, domain);
     weft_task *peer = weft_spawn(reset_after_ten, (void *)(intptr_t)c);
     char buf[100];
@@ -629,13 +617,13 @@ static intptr_t held_error_main(void *arg)
     EQ(weft_close(s), 0);
 
     /* weft_close drops a held error: the next file with that number starts clean. */
-    tcp_pair(&c, &s);
+    loopback_tcp_pair(&c, &s);
     s = move_fd(s, domain);
     peer = weft_spawn(reset_after_ten, (void *)(intptr_t)c);
     EQ(weft_recv_exact(s, buf, sizeof buf), 10);
     EQ(weft_join(peer), 0);
     EQ(weft_close(s), 0);
-    tcp_pair(&c, &s);
+    loopback_tcp_pair(&c, &s);
     s = move_fd(s, domain);
     EQ(weft_send(c, "ok", 2, 0), 2);
     EQ(weft_recv(s, buf, sizeof buf, 0), 2);
@@ -670,7 +658,7 @@ static intptr_t async_main(void *arg)
 {
     (void)arg;
     int c, s;
-    tcp_pair(&c, &s);
+    loopback_tcp_pair(&c, &s);
 
     /* A recv and a send in flight at once from this one task. */
     weft_task *peer = weft_spawn(ping_pong_peer, (void *)(intptr_t)s);
@@ -748,7 +736,7 @@ static intptr_t free_pending_at_once_main(void *arg)
 {
     (void)arg;
     int c, s, p[2];
-    tcp_pair(&c, &s);
+    loopback_tcp_pair(&c, &s);
     EQ(pipe2(p, O_CLOEXEC), 0);
     char dropped[16];
     memset(dropped, '#', sizeof dropped);
@@ -852,7 +840,7 @@ static intptr_t cancel_recv_main(void *arg)
 {
     (void)arg;
     int c, s;
-    tcp_pair(&c, &s);
+    loopback_tcp_pair(&c, &s);
     struct blocked b = {.kind = IN_RECV, .fd = s};
     cancel_blocked(&b);
     /* The fd still works, and the bytes sent after the cancel all arrive. */
@@ -1028,7 +1016,7 @@ static intptr_t race_main(void *arg)
 {
     (void)arg;
     int c, s, p[2];
-    tcp_pair(&c, &s);
+    loopback_tcp_pair(&c, &s);
     EQ(pipe2(p, O_CLOEXEC), 0);
     int data = 0, cancelled = 0;
     race_cancel_with_data(s, c, false, 40, &data, &cancelled);
@@ -1060,7 +1048,7 @@ static intptr_t deadline_main(void *arg)
 {
     (void)arg;
     int c, s;
-    tcp_pair(&c, &s);
+    loopback_tcp_pair(&c, &s);
     char buf[16] = {0};
     uint64_t t0 = weft_now(), deadline = t0 + MS(100);
     weft_deadline_push(deadline);
@@ -1115,7 +1103,7 @@ static intptr_t close_while_blocked_main(void *arg)
 {
     (void)arg;
     int c, s;
-    tcp_pair(&c, &s);
+    loopback_tcp_pair(&c, &s);
     struct blocked in_recv = {.kind = IN_RECV, .fd = s, .first = UNSET};
     struct blocked in_poll = {.kind = IN_POLL, .fd = s, .first = UNSET};
     weft_task *t1 = weft_spawn(one_call_task, &in_recv);
@@ -1148,7 +1136,7 @@ static intptr_t close_while_retrying_main(void *arg)
 {
     (void)arg;
     int c, s;
-    tcp_pair(&c, &s);
+    loopback_tcp_pair(&c, &s);
     struct blocked in_recv = {.kind = IN_RECV, .fd = s, .first = UNSET};
     struct blocked in_poll = {.kind = IN_POLL, .fd = s, .first = UNSET};
     weft_task *t1 = weft_spawn(blocked_task, &in_recv);
@@ -1192,7 +1180,7 @@ static intptr_t close_cancelled_main(void *arg)
 {
     (void)arg;
     int c, s;
-    tcp_pair(&c, &s);
+    loopback_tcp_pair(&c, &s);
     struct close_cancelled cc = {.fd = s, .sleep_rc = UNSET, .recv_rc = UNSET, .close_rc = UNSET};
     weft_task *t = weft_spawn(close_in_cleanup, &cc);
     settle();
@@ -1290,7 +1278,7 @@ static intptr_t broken_pipe_main(void *arg)
 
     /* The peer resets the connection (SO_LINGER 0 then close sends RST). */
     int c, s;
-    tcp_pair(&c, &s);
+    loopback_tcp_pair(&c, &s);
     struct linger lg = {.l_onoff = 1, .l_linger = 0};
     EQ(setsockopt(s, SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
     EQ(weft_close(s), 0);
@@ -1308,7 +1296,7 @@ static intptr_t broken_pipe_main(void *arg)
     EQ(weft_close(c), 0);
 
     /* The peer closes normally: the first send goes out and draws a reset, later ones fail. */
-    tcp_pair(&c, &s);
+    loopback_tcp_pair(&c, &s);
     EQ(weft_close(s), 0);
     settle();
     EQ(weft_send(c, buf, sizeof buf, 0), sizeof buf);
@@ -1603,7 +1591,7 @@ static intptr_t poll_main(void *arg)
     cr_assert(r > 0 && (r & POLLOUT), "weft_poll(POLLOUT): %jd (%s)", (intmax_t)r, res_name(r));
 
     int a, b;
-    tcp_pair(&a, &b);
+    loopback_tcp_pair(&a, &b);
     EQ(weft_send(a, "y", 1, 0), 1);
     settle();
     r = weft_poll(b, POLLIN); /* already readable */

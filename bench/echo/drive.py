@@ -6,6 +6,7 @@ repeats; the workload, its contenders and figures are declared in bench/workload
 
     weft-io_uring   examples/echo_server --backend io_uring
     weft-epoll      examples/echo_server --backend epoll
+    weft-io_uring-minwait  the same on io_uring with the batched wait: --min-wait-us MINWAIT_US
     epoll           bench/baselines/echo_epoll     (plain epoll, by hand)
     liburing        bench/baselines/echo_uring     (plain liburing, by hand)
     asyncio         bench/baselines/echo_asyncio.py on /usr/bin/python3
@@ -39,6 +40,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.dirname(HERE))
 import machine  # noqa: E402
+
+# The minimum wait the weft-io_uring-minwait contender runs with (docs/batched-wait.md: the sweep of
+# bench/echo/minwait.py that chose it).
+MINWAIT_US = 200
 
 CHILDREN = set()  # servers and load generators running now: killed if the run is interrupted
 
@@ -162,6 +167,8 @@ def commands(build, python="/usr/bin/python3"):
     cmds = {
         "weft-io_uring": [os.path.join(build, "examples", "echo_server"), "--host", "127.0.0.1", "--backend", "io_uring"],
         "weft-epoll": [os.path.join(build, "examples", "echo_server"), "--host", "127.0.0.1", "--backend", "epoll"],
+        "weft-io_uring-minwait": [os.path.join(build, "examples", "echo_server"), "--host", "127.0.0.1", "--backend",
+                                  "io_uring", "--min-wait-us", str(MINWAIT_US)],
         "epoll": [os.path.join(build, "bench", "baselines", "echo_epoll"), "--host", "127.0.0.1"],
         "liburing": [os.path.join(build, "bench", "baselines", "echo_uring"), "--host", "127.0.0.1"],
         "asyncio": [python, script, "--host", "127.0.0.1"],
