@@ -69,6 +69,9 @@ typedef struct weft_chan weft_chan;
 typedef struct weft_event weft_event;
 typedef struct weft_mutex weft_mutex;
 typedef struct weft_sem weft_sem;
+typedef struct weft_cond weft_cond;
+typedef struct weft_barrier weft_barrier;
+typedef struct weft_as_completed weft_as_completed;
 
 /* The body of a task: receives the spawn argument, returns the task's result (>= 0 value, < 0 -errno). */
 typedef intptr_t (*weft_fn)(void *arg);
@@ -393,6 +396,43 @@ WEFT_API int weft_join_all(weft_task *const *ts, size_t n, intptr_t *results);
 WEFT_API ssize_t weft_wait_any(weft_future *const *fs, size_t n, uint64_t timeout_ns);
 
 /*
+ * asyncio.as_completed(): hands out the futures fs[0..n) in the order they complete. Make the
+ * iterator with weft_as_completed_new, take one future at a time with weft_as_completed_next, free
+ * it with weft_as_completed_free.
+ *
+ * new: does not suspend; callable on the loop's thread in or outside a task. Futures already done
+ * come first, by index. The futures must stay valid until each has been handed out or the iterator
+ * is freed (a task's future: until the task is released); each result is copied as its future
+ * completes, so a future handed out may be freed at once. The iterator counts as awaiting them: a
+ * failure is not reported as unawaited. NULL with errno EPERM (no loop on this thread), EINVAL (fs
+ * NULL with n > 0, an element NULL, a future of another loop), ENOMEM.
+ */
+WEFT_API weft_as_completed *weft_as_completed_new(weft_future *const *fs, size_t n);
+
+/*
+ * Suspends until the next of the futures has completed; returns its index in fs and stores its result
+ * in *result (result may be NULL). Returns -EPIPE once all n have been handed out (at once for n 0).
+ * Cancelled or past a deadline (weft_deadline_push is asyncio's timeout argument here), it returns
+ * -ECANCELED or -ETIMEDOUT and hands nothing out: the future that completes meanwhile comes with the
+ * next call, nothing is skipped. The futures are left running either way. -EPERM outside a task,
+ * -EINVAL for NULL.
+ */
+WEFT_API ssize_t weft_as_completed_next(weft_as_completed *ac, intptr_t *result);
+
+/* Frees the iterator; the futures are left as they are (running or done). NULL is ignored. */
+WEFT_API void weft_as_completed_free(weft_as_completed *ac);
+
+/*
+ * asyncio.shield() for a task: weft_join, except that the caller's cancellation or deadline does not
+ * reach t. Suspends until t has ended, releases t and returns its result. If the caller is cancelled
+ * or its deadline passes first, the call returns -ECANCELED or -ETIMEDOUT at once and t runs on
+ * detached (weft_detach: it is freed when it ends, and an error it ends with is reported, never
+ * lost). t is released in every case but -EINVAL (t NULL, the caller, released, another loop's) and
+ * -EPERM (outside a task). (A future needs no shield: weft_await never cancels what it awaits.)
+ */
+WEFT_API intptr_t weft_shield(weft_task *t);
+
+/*
  * weft_join with a time limit: on timeout t is cancelled and reaped (the caller waits until it has
  * ended), and the call returns -ETIMEDOUT, or t's own result if t ignored the cancellation and returned
  * something other than -ECANCELED. t is released in every case but -EINVAL and -EPERM.
@@ -422,6 +462,15 @@ WEFT_API weft_group *weft_group_new(void);
 WEFT_API weft_task *weft_group_spawn(weft_group *g, weft_fn fn, void *arg);
 
 /*
+ * weft_group_spawn that also keeps the member's result: *result is -EINPROGRESS until the member
+ * ends, then what it returned (-ECANCELED for a member cancelled, also one cancelled before it
+ * started). result must stay valid until weft_group_wait returns, when every member has ended
+ * (asyncio's task.result() after the TaskGroup block). result may be NULL (weft_group_spawn). Errors
+ * as weft_group_spawn's; on error *result is untouched.
+ */
+WEFT_API weft_task *weft_group_spawn_result(weft_group *g, weft_fn fn, void *arg, intptr_t *result);
+
+/*
  * Suspends until every member has ended. The first member to fail (end with an error other than
  * -ECANCELED) cancels the others; the call returns that first error, or 0. If the caller is cancelled
  * or its deadline passes, the members are cancelled and the call still waits for all of them, then
@@ -431,7 +480,7 @@ WEFT_API weft_task *weft_group_spawn(weft_group *g, weft_fn fn, void *arg);
 WEFT_API int weft_group_wait(weft_group *g);
 
 /* ------------------------------------------------------------------------------------------------
- * Coordination (asyncio.Queue, Event, Lock, Semaphore)
+ * Coordination (asyncio.Queue, Event, Lock, Semaphore, Condition, Barrier)
  *
  * For tasks of one loop. Waiters are served first come, first served: a release hands the lock, the
  * permit or the item to the first waiter directly. A task cancelled (or timed out) while waiting is
@@ -463,6 +512,22 @@ WEFT_API weft_future *weft_chan_recv_async(weft_chan *c);
 WEFT_API void weft_chan_close(weft_chan *c);
 /* Items buffered now. */
 WEFT_API size_t weft_chan_len(const weft_chan *c);
+/*
+ * asyncio.Queue's task_done(): marks one item taken from c as dealt with. A channel counts the items
+ * it has accepted (into its buffer, or handed straight to a receiver; not those whose senders still
+ * wait for room) that nobody has marked yet. Does not suspend; callable outside a task on the loop's
+ * thread. 0, or -EINVAL (c NULL, or called more times than items were sent: asyncio's ValueError).
+ */
+WEFT_API int weft_chan_task_done(weft_chan *c);
+/*
+ * asyncio.Queue's join(): suspends until every item accepted by c has been marked with
+ * weft_chan_task_done (returns at once if none is outstanding). Closing c does not end the wait;
+ * freeing it does, with -EPIPE. 0, -ECANCELED, -ETIMEDOUT (the count is left as it was), -EPERM,
+ * -EINVAL.
+ */
+WEFT_API int weft_chan_join(weft_chan *c);
+/* Items accepted and not yet marked done: what weft_chan_join waits to see at 0. */
+WEFT_API size_t weft_chan_unfinished(const weft_chan *c);
 /* Closes and frees c. */
 WEFT_API void weft_chan_free(weft_chan *c);
 
@@ -501,6 +566,44 @@ WEFT_API void weft_sem_release(weft_sem *s);
 /* Free permits now. */
 WEFT_API unsigned weft_sem_value(const weft_sem *s);
 WEFT_API void weft_sem_free(weft_sem *s);
+
+/* A condition variable (asyncio.Condition, pthread_cond_t) for tasks, used with a weft_mutex. NULL
+ * with errno ENOMEM. */
+WEFT_API weft_cond *weft_cond_new(void);
+/*
+ * Releases m, which the calling task must hold, suspends until weft_cond_notify or
+ * weft_cond_notify_all wakes it, then takes m again before it returns. m is held again on every
+ * return but -EPERM and -EINVAL, cancellation included: a task cancelled (or past its deadline)
+ * while waiting leaves the queue, waits for m as long as it takes (that wait cannot be interrupted),
+ * and returns -ECANCELED (-ETIMEDOUT), as asyncio's Condition.wait re-acquires its lock. A task
+ * notified before it was cancelled returns 0 (the notification is not lost; its next suspending call
+ * sees the cancel). A task already cancelled returns -ECANCELED at once, still holding m. As with
+ * every condition variable, check the predicate in a loop. Errors: -EPERM (outside a task, or the
+ * caller does not hold m), -EINVAL (c or m NULL), -EPIPE (c freed while waiting; m is held again).
+ */
+WEFT_API int weft_cond_wait(weft_cond *c, weft_mutex *m);
+/* Wakes the task that has waited longest on c, if any. Holding the mutex is not required. */
+WEFT_API void weft_cond_notify(weft_cond *c);
+/* Wakes every task waiting on c; they take the mutex again one after another, in order of waiting. */
+WEFT_API void weft_cond_notify_all(weft_cond *c);
+/* Frees c; its waiters wake with -EPIPE (after taking their mutex again). NULL is ignored. */
+WEFT_API void weft_cond_free(weft_cond *c);
+
+/* A barrier (asyncio.Barrier) for parties tasks, reusable round after round. NULL with errno EINVAL
+ * (parties 0) or ENOMEM. */
+WEFT_API weft_barrier *weft_barrier_new(unsigned parties);
+/*
+ * Suspends until parties tasks are waiting, then lets them all go and starts the next round. Returns
+ * this task's place in the round, 0 to parties - 1: the waiters in order of arrival, parties - 1 for
+ * the one that arrived last (which does not suspend). A task cancelled (or past its deadline) while
+ * waiting leaves the round, which then waits for one more task, and gets -ECANCELED (-ETIMEDOUT); one
+ * whose round went before the cancel returns its place. -EPERM, -EINVAL, -EPIPE (freed while waiting).
+ */
+WEFT_API int weft_barrier_wait(weft_barrier *b);
+/* Tasks waiting in the current round. */
+WEFT_API unsigned weft_barrier_waiting(const weft_barrier *b);
+/* Frees b; its waiters wake with -EPIPE. NULL is ignored. */
+WEFT_API void weft_barrier_free(weft_barrier *b);
 
 /* ------------------------------------------------------------------------------------------------
  * I/O

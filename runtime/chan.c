@@ -7,6 +7,11 @@
  * sender's item moves in behind. So the buffer is never non-empty while receivers wait, nor has room
  * while senders wait, and items come out in the order their senders were admitted.
  *
+ * Like asyncio.Queue, a channel counts the items it has taken in that nobody has yet marked done
+ * (weft_chan_task_done): weft_chan_join waits until that count is back to zero. An item counts from
+ * the moment the channel accepts it — into the buffer or straight to a receiver — not while its
+ * sender still waits for room.
+ *
  * weft_chan_recv_async puts a future in the receivers' queue, so a channel can be waited on together
  * with other futures (weft_wait_any over channels and timeouts).
  */
@@ -18,6 +23,8 @@ struct weft_chan {
     size_t capacity;
     size_t head, count;
     bool closed;
+    size_t unfinished;  /* items accepted and not yet marked done */
+    weft__wq joiners;   /* tasks in weft_chan_join */
     weft__wq senders;   /* nodes carry the item they offer */
     weft__wq receivers; /* nodes receive the item in result */
     void *items[];
@@ -45,11 +52,13 @@ static int send_now(weft_chan *c, void *item)
         return -EPIPE;
     weft__wq_node *r = weft__wq_pop(&c->receivers);
     if (r) {
+        c->unfinished++;
         r->item = item;
         weft__wq_grant(r, 0);
         return 0;
     }
     if (c->count < c->capacity) {
+        c->unfinished++;
         c->items[(c->head + c->count++) % c->capacity] = item;
         return 0;
     }
@@ -65,6 +74,7 @@ static int recv_now(weft_chan *c, void **item)
         c->count--;
         weft__wq_node *s = weft__wq_pop(&c->senders);
         if (s) {
+            c->unfinished++;
             c->items[(c->head + c->count++) % c->capacity] = s->item;
             weft__wq_grant(s, 0);
         }
@@ -72,6 +82,7 @@ static int recv_now(weft_chan *c, void **item)
     }
     weft__wq_node *s = weft__wq_pop(&c->senders);
     if (s) { /* rendezvous: straight from the sender */
+        c->unfinished++;
         *item = s->item;
         weft__wq_grant(s, 0);
         return 0;
@@ -93,12 +104,8 @@ int weft_chan_try_recv(weft_chan *c, void **item)
 
 int weft_chan_send(weft_chan *c, void *item)
 {
-    weft_task *t = weft__current();
-    if (!t)
-        return -EPERM;
-    if (!c)
-        return -EINVAL;
-    int r = weft__check_suspend(t);
+    weft_task *t;
+    int r = weft__wait_check(c, &t);
     if (r)
         return r;
     r = send_now(c, item);
@@ -176,10 +183,37 @@ size_t weft_chan_len(const weft_chan *c)
     return c ? c->count : 0;
 }
 
+int weft_chan_task_done(weft_chan *c)
+{
+    if (!c || c->unfinished == 0)
+        return -EINVAL;
+    if (--c->unfinished == 0)
+        weft__wq_fail_all(&c->joiners, 0);
+    return 0;
+}
+
+int weft_chan_join(weft_chan *c)
+{
+    weft_task *t;
+    int r = weft__wait_check(c, &t);
+    if (r)
+        return r;
+    if (c->unfinished == 0)
+        return 0;
+    weft__wq_node n;
+    return (int)weft__wq_wait(&c->joiners, &n, t);
+}
+
+size_t weft_chan_unfinished(const weft_chan *c)
+{
+    return c ? c->unfinished : 0;
+}
+
 void weft_chan_free(weft_chan *c)
 {
     if (!c)
         return;
     weft_chan_close(c);
+    weft__wq_fail_all(&c->joiners, -EPIPE);
     free(c);
 }

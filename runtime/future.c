@@ -261,26 +261,49 @@ bool weft_future_done(const weft_future *f)
     return f && atomic_load_explicit(&f->state, memory_order_acquire) == WEFT__DONE;
 }
 
+weft__waiter *weft__future_watch(weft_future *f, void (*cb)(weft_future *, void *), void *arg, int *err)
+{
+    weft_loop *l = weft__tls_loop;
+    if (!l) {
+        *err = -EPERM;
+        return NULL;
+    }
+    if (!future_bind(f, l)) {
+        *err = -EINVAL;
+        return NULL;
+    }
+    weft__waiter *w = calloc(1, sizeof *w);
+    if (!w) {
+        *err = -ENOMEM;
+        return NULL;
+    }
+    w->cb = cb;
+    w->cb_arg = arg;
+    f->observed = true;
+    if (atomic_load_explicit(&f->state, memory_order_acquire) == WEFT__DONE) {
+        w->fired = true;
+        callback_queue(l, f, w);
+    } else {
+        weft__waiter_link(f, w);
+    }
+    return w;
+}
+
+bool weft__future_unwatch(weft__waiter *w)
+{
+    if (w->fired)
+        return false; /* queued: it runs, and frees itself */
+    weft__waiter_unlink(w);
+    free(w);
+    return true;
+}
+
 int weft_future_on_done(weft_future *f, void (*cb)(weft_future *, void *), void *arg)
 {
     if (!f || !cb)
         return -EINVAL;
-    weft_loop *l = weft__tls_loop;
-    if (!l)
-        return -EPERM;
-    if (!future_bind(f, l))
-        return -EINVAL;
-    weft__waiter *w = calloc(1, sizeof *w);
-    if (!w)
-        return -ENOMEM;
-    w->cb = cb;
-    w->cb_arg = arg;
-    f->observed = true;
-    if (atomic_load_explicit(&f->state, memory_order_acquire) == WEFT__DONE)
-        callback_queue(l, f, w);
-    else
-        weft__waiter_link(f, w);
-    return 0;
+    int err;
+    return weft__future_watch(f, cb, arg, &err) ? 0 : err;
 }
 
 /* An error nobody looked at is a bug hiding: say so when the future goes (asyncio's "exception was

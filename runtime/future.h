@@ -65,6 +65,15 @@ void weft__future_init(weft_future *f, const weft__future_ops *ops, weft_loop *l
 /* Resolves f on its loop thread: wakes the task waiters now, queues the callbacks. */
 void weft__future_complete(weft_loop *l, weft_future *f, intptr_t result);
 void weft__waiter_unlink(weft__waiter *w);
+/*
+ * weft_future_on_done that hands back its waiter, so the caller can take the callback back with
+ * weft__future_unwatch before it runs. NULL with *err -EPERM (no loop here), -EINVAL (another loop's
+ * future), -ENOMEM. The waiter is freed after cb has run.
+ */
+weft__waiter *weft__future_watch(weft_future *f, void (*cb)(weft_future *, void *), void *arg, int *err);
+/* Takes back a callback that has not been queued yet (true: it will never run; w is freed); false
+ * once it is queued: it will run, and the caller must stay able to receive it. */
+bool weft__future_unwatch(weft__waiter *w);
 void weft__waiter_link(weft_future *f, weft__waiter *w);
 /*
  * Resolves f from any thread through its loop's remote list, waking the loop if it may be asleep.
@@ -105,6 +114,9 @@ weft__wq_node *weft__wq_pop(weft__wq *q);
 void weft__wq_grant(weft__wq_node *n, intptr_t result);
 /* Grants result to every node of q (close, free). */
 void weft__wq_fail_all(weft__wq *q, intptr_t result);
+/* Entry checks shared by every waiting call: sets *t to the running task; -EPERM outside a task,
+ * -EINVAL for a NULL obj, then weft__check_suspend's answer. */
+int weft__wait_check(const void *obj, weft_task **t);
 /* Parks t in q until granted (returns the granted result) or interrupted (returns the reason). */
 intptr_t weft__wq_wait(weft__wq *q, weft__wq_node *n, weft_task *t);
 

@@ -5,7 +5,9 @@
  * The first member to fail (end with an error other than -ECANCELED) cancels every other member, and
  * weft_group_wait returns only after all members have ended, with that first error. Cancelling the
  * task that waits cancels the members too; the wait still lasts until they have all ended, so no
- * member outlives the group.
+ * member outlives the group. A member spawned with a result slot has its result stored there as it
+ * ends (asyncio's task.result() after the TaskGroup block): the slot only has to live until
+ * weft_group_wait returns, which is after every member has ended.
  */
 #include "internal.h"
 
@@ -35,6 +37,11 @@ static void cancel_members(weft_group *g)
 
 weft_task *weft_group_spawn(weft_group *g, weft_fn fn, void *arg)
 {
+    return weft_group_spawn_result(g, fn, arg, NULL);
+}
+
+weft_task *weft_group_spawn_result(weft_group *g, weft_fn fn, void *arg, intptr_t *result)
+{
     if (!g) {
         errno = EINVAL;
         return NULL;
@@ -43,6 +50,9 @@ weft_task *weft_group_spawn(weft_group *g, weft_fn fn, void *arg)
     if (!t)
         return NULL;
     t->group = g;
+    t->group_result = result;
+    if (result)
+        *result = -EINPROGRESS;
     t->released = true; /* the group frees it when it ends */
     weft__list_push(&g->members, &t->group_link);
     g->live++;
@@ -55,6 +65,8 @@ void weft__group_member_ended(weft_task *t, intptr_t result)
 {
     weft_group *g = t->group;
     t->group = NULL;
+    if (t->group_result)
+        *t->group_result = result;
     weft__list_remove(&g->members, &t->group_link);
     g->live--;
     if (result < 0 && result != -ECANCELED && !g->first_error) {

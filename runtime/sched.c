@@ -135,6 +135,7 @@ weft_task *weft__spawn(weft_loop *l, const char *name, weft_fn fn, void *arg)
     t->deadline_cap = WEFT__DEADLINES_INLINE;
     t->deadline_lost = 0;
     t->group = NULL;
+    t->group_result = NULL;
     weft__future_init(&t->future, &task_future, l);
     if (name) {
         size_t n = strnlen(name, sizeof t->name - 1);
@@ -453,6 +454,11 @@ void weft_detach(weft_task *t)
     }
 }
 
+bool weft__task_joinable(const weft_task *self, const weft_task *t)
+{
+    return t && t != self && t->magic == WEFT__TASK_LIVE && !t->released && t->loop == self->loop;
+}
+
 void weft__join_interrupt(weft_task *t, int reason)
 {
     weft__waiter_unlink(t->park_obj);
@@ -464,7 +470,7 @@ intptr_t weft__join(weft_task *t, uint64_t expiry)
     weft_task *self = weft__current();
     if (!self)
         return -EPERM;
-    if (!t || t == self || t->magic != WEFT__TASK_LIVE || t->released || t->loop != self->loop)
+    if (!weft__task_joinable(self, t))
         return -EINVAL;
     int why = 0;
     if (t->state != WEFT__ENDED) {

@@ -1,6 +1,6 @@
 /*
- * Coordination: events, mutexes and semaphores (asyncio.Event, Lock, Semaphore), on one FIFO wait
- * queue shared with the channels.
+ * Coordination: events, mutexes, semaphores, condition variables and barriers (asyncio.Event, Lock,
+ * Semaphore, Condition, Barrier), on one FIFO wait queue shared with the channels.
  *
  * Wakeups hand over what was waited for — the lock, a permit, an item — to the first waiter at the
  * moment it is released, rather than waking everybody to race for it: FIFO order is kept, no wakeup
@@ -74,8 +74,7 @@ void weft__wq_fail_all(weft__wq *q, intptr_t result)
         weft__wq_grant(n, result);
 }
 
-/* Entry checks shared by every waiting call: a task, an object, not cancelled or past deadline. */
-static int wait_check(const void *obj, weft_task **t)
+int weft__wait_check(const void *obj, weft_task **t)
 {
     *t = weft__current();
     if (!*t)
@@ -122,7 +121,7 @@ bool weft_event_is_set(const weft_event *e)
 int weft_event_wait(weft_event *e)
 {
     weft_task *t;
-    int r = wait_check(e, &t);
+    int r = weft__wait_check(e, &t);
     if (r)
         return r;
     if (e->set)
@@ -157,7 +156,7 @@ weft_mutex *weft_mutex_new(void)
 int weft_mutex_lock(weft_mutex *m)
 {
     weft_task *t;
-    int r = wait_check(m, &t);
+    int r = weft__wait_check(m, &t);
     if (r)
         return r;
     if (m->owner == t)
@@ -227,7 +226,7 @@ weft_sem *weft_sem_new(unsigned n)
 int weft_sem_acquire(weft_sem *s)
 {
     weft_task *t;
-    int r = wait_check(s, &t);
+    int r = weft__wait_check(s, &t);
     if (r)
         return r;
     if (s->permits) {
@@ -270,4 +269,140 @@ void weft_sem_free(weft_sem *s)
         return;
     weft__wq_fail_all(&s->waiters, -EPIPE);
     free(s);
+}
+
+/* ---- condition variables ----------------------------------------------------------------------- */
+
+struct weft_cond {
+    weft__wq waiters;
+};
+
+weft_cond *weft_cond_new(void)
+{
+    weft_cond *c = calloc(1, sizeof *c);
+    if (!c)
+        errno = ENOMEM;
+    return c;
+}
+
+/*
+ * Takes m for t whatever happens meanwhile: cancellation and deadlines do not end this wait, as the
+ * caller of weft_cond_wait must hold the mutex again on every return (asyncio's Condition.wait
+ * re-acquires its lock even when cancelled). Returns 0, or -EPIPE if m was freed meanwhile.
+ */
+static int mutex_lock_uninterruptible(weft_mutex *m, weft_task *t)
+{
+    if (!m->owner) {
+        m->owner = t;
+        return 0;
+    }
+    weft__wq_node n = {.task = t};
+    weft__wq_push(&m->waiters, &n);
+    while (!n.granted)
+        weft__park(t, NULL, NULL, UINT64_MAX, 0);
+    return (int)n.result;
+}
+
+int weft_cond_wait(weft_cond *c, weft_mutex *m)
+{
+    weft_task *t = weft__current();
+    if (!t)
+        return -EPERM;
+    if (!c || !m)
+        return -EINVAL;
+    if (m->owner != t)
+        return -EPERM;
+    int r = weft__check_suspend(t);
+    if (r)
+        return r;
+    /* Unlocking does not suspend, so no notify can come between it and joining the queue. */
+    weft_mutex_unlock(m);
+    weft__wq_node n;
+    intptr_t v = weft__wq_wait(&c->waiters, &n, t);
+    int relocked = mutex_lock_uninterruptible(m, t);
+    return relocked ? relocked : (int)v;
+}
+
+void weft_cond_notify(weft_cond *c)
+{
+    if (!c)
+        return;
+    weft__wq_node *n = weft__wq_pop(&c->waiters);
+    if (n)
+        weft__wq_grant(n, 0);
+}
+
+void weft_cond_notify_all(weft_cond *c)
+{
+    if (c)
+        weft__wq_fail_all(&c->waiters, 0);
+}
+
+void weft_cond_free(weft_cond *c)
+{
+    if (!c)
+        return;
+    weft__wq_fail_all(&c->waiters, -EPIPE);
+    free(c);
+}
+
+/* ---- barriers ---------------------------------------------------------------------------------- */
+
+struct weft_barrier {
+    unsigned parties;
+    unsigned arrived; /* tasks waiting in this round */
+    weft__wq waiters;
+};
+
+weft_barrier *weft_barrier_new(unsigned parties)
+{
+    if (parties == 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    weft_barrier *b = calloc(1, sizeof *b);
+    if (!b) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    b->parties = parties;
+    return b;
+}
+
+int weft_barrier_wait(weft_barrier *b)
+{
+    weft_task *t;
+    int r = weft__wait_check(b, &t);
+    if (r)
+        return r;
+    if (b->arrived + 1 == b->parties) {
+        /* The last to arrive lets the round go: the waiters get 0.. in their order of arrival, this
+         * task parties - 1, and the next round starts empty. Indices are handed out here rather than
+         * on arrival so that one left by a cancelled waiter is never given twice. */
+        unsigned index = 0;
+        weft__wq_node *n;
+        while ((n = weft__wq_pop(&b->waiters)))
+            weft__wq_grant(n, index++);
+        b->arrived = 0;
+        return (int)(b->parties - 1);
+    }
+    b->arrived++;
+    weft__wq_node n;
+    intptr_t v = weft__wq_wait(&b->waiters, &n, t);
+    if (!n.granted)
+        b->arrived--; /* it left before the round went: the round waits for another */
+    return (int)v;
+}
+
+unsigned weft_barrier_waiting(const weft_barrier *b)
+{
+    return b ? b->arrived : 0;
+}
+
+void weft_barrier_free(weft_barrier *b)
+{
+    if (!b)
+        return;
+    weft__wq_fail_all(&b->waiters, -EPIPE);
+    free(b);
 }

@@ -45,6 +45,7 @@ struct weft_task {
     weft_future future;           /* done when the task ends, with its result */
     struct weft_group *group;     /* the group it belongs to, or NULL */
     weft__link group_link;        /* in its group's members */
+    intptr_t *group_result;       /* where its group stores its result when it ends, or NULL */
     char name[32];
 };
 
@@ -61,6 +62,8 @@ static inline weft_task *weft__current(void)
 void weft__wake(weft_task *t, intptr_t value);
 /* Interrupts a parked task (cancellation, deadline): calls its interrupt function once. */
 void weft__interrupt(weft_task *t, int reason);
+/* Whether self may join t: t is live, not released, not self, and of self's loop. */
+bool weft__task_joinable(const weft_task *self, const weft_task *t);
 /* Ends a join or wait_for: shared by both (sched.c). */
 intptr_t weft__join(weft_task *t, uint64_t expiry);
 /* Awaits f from the running task t (future.c). *completed tells a result from an interruption. */

@@ -1,8 +1,9 @@
 /*
- * Waiting on many: gather, wait_any, wait_for and scoped deadlines.
+ * Waiting on many: gather, wait_any, as_completed, wait_for, shield and scoped deadlines.
  */
 #include "internal.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,8 +55,7 @@ int weft_join_all(weft_task *const *ts, size_t n, intptr_t *results)
     size_t ok = 0;
     for (; ok < n; ok++) {
         weft_task *t = ts[ok];
-        if (!t || t == self || t->magic != WEFT__TASK_LIVE || t->released || t->loop != self->loop ||
-            t->in_join_all)
+        if (!weft__task_joinable(self, t) || t->in_join_all)
             break;
         t->in_join_all = true;
     }
@@ -143,6 +143,150 @@ intptr_t weft_wait_for(weft_task *t, uint64_t timeout_ns)
 {
     uint64_t now = weft__now();
     return weft__join(t, timeout_ns >= UINT64_MAX - now ? UINT64_MAX : now + timeout_ns);
+}
+
+intptr_t weft_shield(weft_task *t)
+{
+    weft_task *self = weft__current();
+    if (!self)
+        return -EPERM;
+    if (!weft__task_joinable(self, t))
+        return -EINVAL;
+    if (t->state != WEFT__ENDED) {
+        /* Awaiting a task's future, unlike joining it, leaves the task alone when the awaiting task
+         * is interrupted: that is the shield. */
+        bool completed;
+        intptr_t v = weft__await(self, &t->future, &completed);
+        if (!completed) {
+            /* The caller goes; t runs on, on its own, and a failure of it is reported when it ends. */
+            weft_detach(t);
+            return v;
+        }
+    }
+    return weft__join(t, UINT64_MAX); /* ended: no suspension, just the result and the release */
+}
+
+/* ---- as_completed ------------------------------------------------------------------------------ */
+
+/*
+ * A callback on each future puts its index in a channel as it completes, so next() takes them in
+ * completion order and a waiting next() is woken by the first. The channel holds all n, so a callback
+ * never has to wait; it is closed after the last, and a drained closed channel is what next()'s end
+ * is. The result is copied in the callback, so the futures may be freed once they are delivered.
+ */
+struct weft_as_completed {
+    size_t n;
+    size_t completed;          /* callbacks that have run */
+    size_t queued;             /* callbacks queued to run when free came (set by free) */
+    bool freed;
+    weft_chan *order;          /* indices in completion order */
+    weft__waiter **watches;    /* [i]: the callback on future i until it has run, then NULL */
+    intptr_t *results;
+    struct as_completed_slot {
+        weft_as_completed *ac;
+        size_t index;
+    } *slots;
+};
+
+static void as_completed_destroy(weft_as_completed *ac)
+{
+    weft_chan_free(ac->order);
+    free(ac->watches);
+    free(ac->results);
+    free(ac->slots);
+    free(ac);
+}
+
+static void as_completed_fired(weft_future *f, void *arg)
+{
+    struct as_completed_slot *slot = arg;
+    weft_as_completed *ac = slot->ac;
+    ac->watches[slot->index] = NULL;
+    if (ac->freed) {
+        if (--ac->queued == 0)
+            as_completed_destroy(ac);
+        return;
+    }
+    ac->results[slot->index] = f->result;
+    int r = weft_chan_try_send(ac->order, (void *)(uintptr_t)slot->index);
+    assert(r == 0); /* room for all n */
+    (void)r;
+    if (++ac->completed == ac->n)
+        weft_chan_close(ac->order);
+}
+
+weft_as_completed *weft_as_completed_new(weft_future *const *fs, size_t n)
+{
+    if (!weft__tls_loop) {
+        errno = EPERM;
+        return NULL;
+    }
+    if (!fs && n) {
+        errno = EINVAL;
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!fs[i]) {
+            errno = EINVAL;
+            return NULL;
+        }
+    }
+    weft_as_completed *ac = calloc(1, sizeof *ac);
+    if (!ac) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    ac->n = n;
+    ac->order = weft_chan_new(n);
+    ac->watches = calloc(n ? n : 1, sizeof *ac->watches);
+    ac->results = calloc(n ? n : 1, sizeof *ac->results);
+    ac->slots = calloc(n ? n : 1, sizeof *ac->slots);
+    if (!ac->order || !ac->watches || !ac->results || !ac->slots) {
+        as_completed_destroy(ac);
+        errno = ENOMEM;
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        ac->slots[i] = (struct as_completed_slot){ac, i};
+        int err;
+        ac->watches[i] = weft__future_watch(fs[i], as_completed_fired, &ac->slots[i], &err);
+        if (!ac->watches[i]) {
+            weft_as_completed_free(ac);
+            errno = -err;
+            return NULL;
+        }
+    }
+    if (n == 0)
+        weft_chan_close(ac->order);
+    return ac;
+}
+
+ssize_t weft_as_completed_next(weft_as_completed *ac, intptr_t *result)
+{
+    if (!weft__current())
+        return -EPERM;
+    if (!ac)
+        return -EINVAL;
+    void *item;
+    int r = weft_chan_recv(ac->order, &item);
+    if (r < 0)
+        return r; /* -EPIPE: every index has been delivered */
+    size_t i = (size_t)(uintptr_t)item;
+    if (result)
+        *result = ac->results[i];
+    return (ssize_t)i;
+}
+
+void weft_as_completed_free(weft_as_completed *ac)
+{
+    if (!ac)
+        return;
+    ac->freed = true;
+    for (size_t i = 0; i < ac->n; i++)
+        if (ac->watches[i] && !weft__future_unwatch(ac->watches[i]))
+            ac->queued++;
+    if (ac->queued == 0)
+        as_completed_destroy(ac);
 }
 
 void weft_deadline_push(uint64_t deadline_ns)

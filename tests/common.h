@@ -325,45 +325,96 @@ static inline void loopback_tcp_pair(int *client, int *server)
 
 /* ---- the child helper ---------------------------------------------------------------------------- */
 
-#ifdef WEFT_TEST_CHILD
-/*
- * Runs `weft-test-child scenario` with its stderr captured into err (NUL-terminated, truncated to cap).
- * Returns the wait status. The child is a fresh process (posix_spawn), so it owns no Criterion state.
- */
-static inline int run_child(const char *scenario, char *err, size_t cap)
+/* ---- running a program ------------------------------------------------------------------------ */
+
+#include <poll.h>
+
+/* Appends what fd has now to buf (keeping cap - 1 bytes, NUL-terminated, dropping the rest); false at
+ * end of file. */
+static inline bool program_drain(int fd, char *buf, size_t *used, size_t cap)
 {
-    int pipe_fds[2];
-    cr_assert(pipe2(pipe_fds, O_CLOEXEC) == 0, "pipe2: %s", strerror(errno));
+    char sink[4096];
+    bool keep = *used + 1 < cap;
+    ssize_t got = read(fd, keep ? buf + *used : sink, keep ? cap - 1 - *used : sizeof sink);
+    if (got < 0 && (errno == EINTR || errno == EAGAIN))
+        return true;
+    if (got <= 0)
+        return false;
+    if (keep) {
+        *used += (size_t)got;
+        buf[*used] = '\0';
+    }
+    return true;
+}
+
+/*
+ * Runs argv[0] (a path) with argv, its stdout captured into out and its stderr into err (each
+ * NUL-terminated and truncated to its cap; out NULL: stdout goes to /dev/null), and returns its wait
+ * status. A program still running after timeout_ms is killed and the test fails, with what it wrote.
+ * The program is a fresh process (posix_spawn) with the test's environment.
+ */
+static inline int run_program(char *const argv[], char *out, size_t out_cap, char *err, size_t err_cap,
+                              int timeout_ms)
+{
+    int out_pipe[2] = {-1, -1}, err_pipe[2];
+    cr_assert(pipe2(err_pipe, O_CLOEXEC) == 0 && (!out || pipe2(out_pipe, O_CLOEXEC) == 0), "pipe2: %s",
+              strerror(errno));
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDERR_FILENO);
-    /* Not the test's stdout: a child left behind must not hold the runner's output open. */
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-    char *argv[] = {(char *)WEFT_TEST_CHILD, (char *)scenario, NULL};
+    posix_spawn_file_actions_adddup2(&actions, err_pipe[1], STDERR_FILENO);
+    if (out)
+        posix_spawn_file_actions_adddup2(&actions, out_pipe[1], STDOUT_FILENO);
+    else /* not the test's stdout: a child left behind must not hold the runner's output open */
+        posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
     pid_t pid;
-    int rc = posix_spawn(&pid, WEFT_TEST_CHILD, &actions, NULL, argv, environ);
+    int rc = posix_spawn(&pid, argv[0], &actions, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&actions);
-    close(pipe_fds[1]);
-    cr_assert(rc == 0, "posix_spawn %s: %s", WEFT_TEST_CHILD, strerror(rc));
-    size_t used = 0;
-    for (;;) {
-        char sink[4096];
-        char *dst = used + 1 < cap ? err + used : sink;
-        size_t room = used + 1 < cap ? cap - 1 - used : sizeof sink;
-        ssize_t got = read(pipe_fds[0], dst, room);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0)
-            break;
-        if (dst != sink)
-            used += (size_t)got;
+    close(err_pipe[1]);
+    if (out)
+        close(out_pipe[1]);
+    cr_assert(rc == 0, "posix_spawn %s: %s", argv[0], strerror(rc));
+    size_t out_used = 0, err_used = 0;
+    if (out)
+        out[0] = '\0';
+    err[0] = '\0';
+    bool out_open = out != NULL, err_open = true;
+    uint64_t deadline = mono_ns() + (uint64_t)timeout_ms * 1000000ull;
+    while (out_open || err_open) {
+        uint64_t now = mono_ns();
+        if (now >= deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            cr_assert_fail("%s did not end within %d ms (killed); stdout:\n%s\nstderr:\n%s", argv[0], timeout_ms,
+                           out ? out : "", err);
+        }
+        struct pollfd pfds[2] = {{.fd = err_open ? err_pipe[0] : -1, .events = POLLIN},
+                                 {.fd = out_open ? out_pipe[0] : -1, .events = POLLIN}};
+        int left = (int)((deadline - now) / 1000000) + 1;
+        if (poll(pfds, 2, left) < 0)
+            cr_assert(errno == EINTR, "poll: %s", strerror(errno));
+        if (err_open && pfds[0].revents)
+            err_open = program_drain(err_pipe[0], err, &err_used, err_cap);
+        if (out_open && pfds[1].revents)
+            out_open = program_drain(out_pipe[0], out, &out_used, out_cap);
     }
-    err[used] = '\0';
-    close(pipe_fds[0]);
+    close(err_pipe[0]);
+    if (out)
+        close(out_pipe[0]);
     int status;
     while (waitpid(pid, &status, 0) < 0)
         cr_assert(errno == EINTR, "waitpid: %s", strerror(errno));
     return status;
+}
+
+#ifdef WEFT_TEST_CHILD
+/*
+ * Runs `weft-test-child scenario` with its stderr captured into err (NUL-terminated, truncated to cap).
+ * Returns the wait status.
+ */
+static inline int run_child(const char *scenario, char *err, size_t cap)
+{
+    char *argv[] = {(char *)WEFT_TEST_CHILD, (char *)scenario, NULL};
+    return run_program(argv, NULL, 0, err, cap, 120000);
 }
 
 static inline void describe_status(int status, char *out, size_t cap)

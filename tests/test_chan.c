@@ -1,7 +1,8 @@
 /*
  * Channels (asyncio.Queue): the seeds' producers and consumers over a bounded channel, FIFO order,
  * rendezvous, close, try_send/try_recv, FIFO among blocked senders and among blocked receivers,
- * cancellation and deadlines of blocked sends and receives, and weft_chan_recv_async with wait_any.
+ * cancellation and deadlines of blocked sends and receives, weft_chan_recv_async with wait_any, and
+ * join/task_done (what counts as accepted, interruption, close and free).
  */
 #include <limits.h>
 
@@ -935,4 +936,140 @@ Test(chan, random_cancellations_of_senders_and_receivers_lose_or_duplicate_no_it
 {
     for (intptr_t seed = 1; seed <= 30; seed++)
         EQ(run(prop_main, (void *)seed), 0);
+}
+
+/* ---- join and task_done (asyncio.Queue.join) ---------------------------------------------------------- */
+
+struct joiner {
+    weft_chan *c;
+    int rc;
+    bool returned;
+};
+
+static intptr_t join_task(void *arg)
+{
+    struct joiner *j = arg;
+    j->rc = weft_chan_join(j->c);
+    j->returned = true;
+    return j->rc;
+}
+
+static intptr_t join_main(void *arg)
+{
+    (void)arg;
+    weft_chan *c = weft_chan_new(2);
+    EQ(weft_chan_join(c), 0); /* nothing outstanding: at once */
+    EQ(weft_chan_task_done(c), -EINVAL);
+    EQ(weft_chan_send(c, ITEM(1)), 0);
+    EQ(weft_chan_send(c, ITEM(2)), 0);
+    struct joiner j = {.c = c, .rc = INT_MIN};
+    weft_task *t = weft_spawn(join_task, &j);
+    weft_yield();
+    EQ(weft_chan_unfinished(c), 2);
+    void *item;
+    EQ(weft_chan_recv(c, &item), 0);
+    EQ(weft_chan_recv(c, &item), 0);
+    settle();
+    cr_assert(!j.returned, "join returned while items were taken but not marked done");
+    EQ(weft_chan_task_done(c), 0);
+    settle();
+    cr_assert(!j.returned, "join returned with one item still not done");
+    EQ(weft_chan_task_done(c), 0);
+    EQ(weft_join(t), 0);
+    EQ(weft_chan_task_done(c), -EINVAL); /* more than were sent */
+    EQ(weft_chan_unfinished(c), 0);
+    weft_chan_free(c);
+    return 0;
+}
+
+Test(chan, join_waits_until_every_item_sent_is_marked_done_and_extra_task_done_is_einval)
+{
+    EQ(run(join_main, NULL), 0);
+}
+
+/* What counts is what the channel accepted: an item handed straight to a waiting receiver, or taken
+ * from a rendezvous sender, counts; a sender still waiting for room does not. */
+static intptr_t blocked_sender(void *arg)
+{
+    return weft_chan_send(arg, ITEM(9));
+}
+
+static intptr_t join_counting_main(void *arg)
+{
+    (void)arg;
+    weft_chan *c = weft_chan_new(1);
+    EQ(weft_chan_try_send(c, ITEM(1)), 0);
+    weft_task *s = weft_spawn(blocked_sender, c);
+    weft_yield();
+    EQ(weft_chan_unfinished(c), 1); /* the blocked sender's item is not in yet */
+    void *item;
+    EQ(weft_chan_recv(c, &item), 0); /* its item moves into the buffer now */
+    EQ(weft_chan_unfinished(c), 2);
+    EQ(weft_join(s), 0);
+    EQ(weft_chan_try_recv(c, &item), 0);
+    weft_chan_free(c);
+
+    c = weft_chan_new(0);
+    s = weft_spawn(blocked_sender, c);
+    weft_yield();
+    EQ(weft_chan_unfinished(c), 0);
+    EQ(weft_chan_recv(c, &item), 0);
+    EQ(weft_chan_unfinished(c), 1);
+    EQ(weft_join(s), 0);
+    weft_future *f = weft_chan_recv_async(c);
+    EQ(weft_chan_try_send(c, ITEM(3)), 0); /* straight to the future */
+    EQ(weft_chan_unfinished(c), 2);
+    weft_future_free(f);
+    weft_chan_free(c);
+    return 0;
+}
+
+Test(chan, unfinished_counts_items_the_channel_accepted_not_senders_waiting_for_room)
+{
+    EQ(run(join_counting_main, NULL), 0);
+}
+
+static intptr_t join_interrupt_main(void *arg)
+{
+    (void)arg;
+    weft_chan *c = weft_chan_new(1);
+    EQ(weft_chan_send(c, ITEM(1)), 0);
+    weft_deadline_push(weft_now() + MS(5));
+    EQ(weft_chan_join(c), -ETIMEDOUT);
+    weft_deadline_pop();
+    struct joiner j1 = {.c = c, .rc = INT_MIN}, j2 = {.c = c, .rc = INT_MIN};
+    weft_task *t1 = weft_spawn(join_task, &j1);
+    weft_task *t2 = weft_spawn(join_task, &j2);
+    weft_yield();
+    EQ(weft_cancel(t1), 0);
+    EQ(weft_join(t1), -ECANCELED);
+    EQ(weft_chan_unfinished(c), 1); /* left as it was */
+    weft_chan_close(c);
+    settle();
+    cr_assert(!j2.returned, "closing the channel ended a join");
+    weft_chan_free(c);
+    EQ(weft_join(t2), -EPIPE);
+    EQ(weft_chan_join(NULL), -EINVAL);
+    EQ(weft_chan_task_done(NULL), -EINVAL);
+    return 0;
+}
+
+Test(chan, join_cancelled_or_timed_out_leaves_the_count_close_does_not_end_it_free_gives_epipe)
+{
+    EQ(run(join_interrupt_main, NULL), 0);
+}
+
+static void join_outside_cb(void *arg)
+{
+    (void)arg;
+    weft_chan *c = weft_chan_new(1);
+    EQ(weft_chan_try_send(c, ITEM(1)), 0);
+    EQ(weft_chan_join(c), -EPERM);
+    EQ(weft_chan_task_done(c), 0); /* does not suspend: fine outside a task */
+    weft_chan_free(c);
+}
+
+Test(chan, join_outside_a_task_gives_eperm_and_task_done_works_there)
+{
+    run_in_callback(join_outside_cb, NULL);
 }

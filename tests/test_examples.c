@@ -11,6 +11,11 @@
  * The test process is an ordinary client: plain sockets, no weft. Every wait is bounded (poll with a
  * timeout, SO_RCVTIMEO/SO_SNDTIMEO), so a hung server fails a test instead of hanging the run, and a
  * server whose test fails is killed with it (PR_SET_PDEATHSIG) instead of outliving the run.
+ *
+ * The seeds' programs (concurrent_get, file_copy, offload, pipeline) run to their end with --backend B
+ * (run_program in common.h), and what they print is checked for values: every GET answered, the copy
+ * identical, the inline hash reported as blocking the loop with late ticks where the offloaded one
+ * lets the ticker run, the same checksum whatever the pipeline's concurrency. No timing is asserted.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* strptime, timegm, sigabbrev_np */
@@ -1080,4 +1085,195 @@ Test(echo, sigusr1_prints_each_loops_tasks_and_the_server_keeps_serving)
     echo_exchange(s.port, sizes, 2);
     close(c);
     server_stop(&s, SIGTERM);
+}
+
+/* ---- the seeds' programs: concurrent_get, file_copy, offload, pipeline ----------------------------- */
+
+TestSuite(seeds, .timeout = 120);
+
+#define PROGRAM_TIMEOUT_MS 60000
+
+struct program_run {
+    int status;
+    char out[16384];
+    char err[ERR_CAP];
+};
+
+/* Runs an example with args (NULL-terminated) and --backend for the backend under test; asserts it
+ * exited with want_exit and said which backend it ran. */
+static void program_expect(struct program_run *r, int want_exit, const char *path, const char *const *args)
+{
+    char *argv[32];
+    size_t n = 0;
+    argv[n++] = (char *)path;
+    for (; *args; args++)
+        argv[n++] = (char *)*args;
+    const char *b = backend_under_test();
+    if (b) {
+        argv[n++] = (char *)"--backend";
+        argv[n++] = (char *)b;
+    }
+    argv[n] = NULL;
+    r->status = run_program(argv, r->out, sizeof r->out, r->err, sizeof r->err, PROGRAM_TIMEOUT_MS);
+    char status_s[96];
+    describe_status(r->status, status_s, sizeof status_s);
+    cr_assert(WIFEXITED(r->status) && WEXITSTATUS(r->status) == want_exit,
+              "%s %s, want exit %d; stdout:\n%s\nstderr:\n%s", path, status_s, want_exit, r->out, r->err);
+    if (want_exit == 0 && b) {
+        char want[64];
+        snprintf(want, sizeof want, "backend: %s\n", b);
+        cr_assert(strncmp(r->out, want, strlen(want)) == 0, "%s: stdout starts \"%.40s\", want \"%s\"", path, r->out,
+                  want);
+    }
+}
+
+/* Asserts the output has a line holding text. */
+#define OUT_HAS(r, text) \
+    cr_assert(strstr((r)->out, (text)) != NULL, "stdout lacks \"%s\"; it has:\n%s", (text), (r)->out)
+
+/* The number printed right after the first occurrence of prefix in text. */
+static unsigned long long number_after(const char *text, const char *prefix)
+{
+    const char *at = strstr(text, prefix);
+    cr_assert(at != NULL, "no \"%s\" in:\n%s", prefix, text);
+    return strtoull(at + strlen(prefix), NULL, 0);
+}
+
+Test(seeds, concurrent_get_gets_every_response_from_http_server_both_at_once_and_one_after_another)
+{
+    struct server s;
+    server_start(&s, WEFT_HTTP_SERVER);
+    char port_s[8];
+    snprintf(port_s, sizeof port_s, "%u", s.port);
+    static struct program_run r;
+    program_expect(&r, 0, WEFT_CONCURRENT_GET,
+                   (const char *[]){"-n", "16", "--host", "127.0.0.1", "--port", port_s, NULL});
+    OUT_HAS(&r, "\nconcurrent: 16 GETs, 16 ok (status 200, 13 body bytes), ");
+    OUT_HAS(&r, "\nsequential: 16 GETs, 16 ok (status 200, 13 body bytes), ");
+    server_stop(&s, SIGTERM);
+}
+
+Test(seeds, concurrent_get_without_a_port_starts_http_server_itself_and_stops_it)
+{
+    static struct program_run r;
+    program_expect(&r, 0, WEFT_CONCURRENT_GET, (const char *[]){"-n", "4", "--server", WEFT_HTTP_SERVER, NULL});
+    OUT_HAS(&r, "\nconcurrent: 4 GETs, 4 ok (status 200, 13 body bytes), ");
+    OUT_HAS(&r, "\nsequential: 4 GETs, 4 ok (status 200, 13 body bytes), ");
+    cr_assert(!strstr(r.err, "did not exit cleanly"), "stderr:\n%s", r.err);
+}
+
+Test(seeds, concurrent_get_against_nobody_listening_exits_1_and_says_why)
+{
+    char port_s[8];
+    snprintf(port_s, sizeof port_s, "%u", free_port());
+    static struct program_run r;
+    program_expect(&r, 1, WEFT_CONCURRENT_GET, (const char *[]){"-n", "2", "--port", port_s, NULL});
+    OUT_HAS(&r, "concurrent: 2 GETs, 0 ok");
+    cr_assert(strstr(r.err, "Connection refused") != NULL, "stderr:\n%s", r.err);
+}
+
+/* A file of len pattern bytes in a new directory; the paths of it and of a copy beside it. */
+static void copy_files(char *dir, char *src, char *dst, size_t cap, size_t len)
+{
+    snprintf(dir, cap, "/tmp/weft-file-copy-XXXXXX");
+    cr_assert(mkdtemp(dir) != NULL, "mkdtemp: %s", strerror(errno));
+    cr_assert(snprintf(src, cap, "%s/src", dir) < (int)cap);
+    cr_assert(snprintf(dst, cap, "%s/dst", dir) < (int)cap);
+    unsigned char *data = malloc(len);
+    cr_assert(data != NULL);
+    fill_pattern(data, len, 19);
+    int fd = open(src, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    cr_assert(fd >= 0 && write(fd, data, len) == (ssize_t)len, "writing %s: %s", src, strerror(errno));
+    close(fd);
+    free(data);
+}
+
+static void copy_check_and_remove(const char *dir, const char *src, const char *dst, size_t len)
+{
+    unsigned char *got = malloc(len + 1);
+    int fd = open(dst, O_RDONLY | O_CLOEXEC);
+    cr_assert(fd >= 0, "open %s: %s", dst, strerror(errno));
+    ssize_t n = read(fd, got, len + 1);
+    close(fd);
+    EQ(n, (ssize_t)len);
+    expect_pattern(got, len, 19);
+    free(got);
+    unlink(src);
+    unlink(dst);
+    rmdir(dir);
+}
+
+static void file_copy_case(bool direct)
+{
+    /* Not a multiple of the block or of 4 KiB: the tail block is short, and with O_DIRECT it is
+     * written whole and then cut. */
+    const size_t len = 5 * 1024 * 1024 + 12345;
+    char dir[64], src[96], dst[96];
+    copy_files(dir, src, dst, sizeof dir, len);
+    static struct program_run r;
+    program_expect(&r, 0, WEFT_FILE_COPY,
+                   direct ? (const char *[]){"--depth", "8", "--block-kib", "64", "--direct", src, dst, NULL}
+                          : (const char *[]){"--depth", "8", "--block-kib", "64", src, dst, NULL});
+    char want[128];
+    snprintf(want, sizeof want, "\ncopied %zu bytes in ", len);
+    OUT_HAS(&r, want);
+    OUT_HAS(&r, direct ? ", depth 8, block 64 KiB, O_DIRECT\n" : ", depth 8, block 64 KiB, buffered\n");
+    OUT_HAS(&r, "\nverify: identical\n");
+    copy_check_and_remove(dir, src, dst, len);
+}
+
+Test(seeds, file_copy_makes_an_identical_copy_with_many_requests_in_flight)
+{
+    file_copy_case(false);
+}
+
+Test(seeds, file_copy_direct_makes_an_identical_copy_through_aligned_buffers)
+{
+    file_copy_case(true);
+}
+
+Test(seeds, file_copy_of_a_missing_file_exits_1_and_names_it)
+{
+    static struct program_run r;
+    program_expect(&r, 1, WEFT_FILE_COPY, (const char *[]){"/nonexistent/weft-src", "/tmp/weft-never-written", NULL});
+    cr_assert(strstr(r.err, "/nonexistent/weft-src: No such file or directory") != NULL, "stderr:\n%s", r.err);
+    cr_assert(access("/tmp/weft-never-written", F_OK) != 0, "the destination was created");
+}
+
+Test(seeds, offload_inline_is_reported_as_blocking_the_loop_with_late_ticks_and_offloaded_is_not_blocked)
+{
+    static struct program_run on_loop, offloaded;
+    program_expect(&on_loop, 0, WEFT_OFFLOAD, (const char *[]){"--inline", "--mib", "64", "--slow-ms", "20", NULL});
+    OUT_HAS(&on_loop, "on the loop (--inline)");
+    /* The watchdog named the task while it held the loop. */
+    CAPTURED_HAS(on_loop.err, "task 'hash'");
+    CAPTURED_HAS(on_loop.err, "it is blocking the loop");
+    cr_assert(number_after(on_loop.out, "watchdog reports: ") >= 1, "%s", on_loop.out);
+    /* The ticker could not run while the hash did, and its next tick came late. */
+    EQ(number_after(on_loop.out, " ticks, "), 0);
+    cr_assert(number_after(on_loop.out, " while hashing, ") >= 1, "no late tick:\n%s", on_loop.out);
+
+    program_expect(&offloaded, 0, WEFT_OFFLOAD, (const char *[]){"--mib", "64", "--slow-ms", "20", NULL});
+    OUT_HAS(&offloaded, "on the executor");
+    /* The ticker ran while the hash did, and the job's result is the same. */
+    cr_assert(number_after(offloaded.out, " ticks, ") >= 1, "the ticker stood still:\n%s", offloaded.out);
+    EQ(number_after(offloaded.out, "fnv1a64 "), number_after(on_loop.out, "fnv1a64 "));
+    cr_assert(!strstr(offloaded.err, "task 'hash'"), "the offloaded hash was reported:\n%s", offloaded.err);
+}
+
+Test(seeds, pipeline_passes_every_item_through_every_stage_and_its_checksum_does_not_depend_on_concurrency)
+{
+    static struct program_run wide, narrow;
+    program_expect(&wide, 0, WEFT_PIPELINE, (const char *[]){"--items", "120", "--io-ms", "1", "--cpu-kib", "16", NULL});
+    program_expect(&narrow, 0, WEFT_PIPELINE,
+                   (const char *[]){"--items", "120", "--io-ms", "0", "--cpu-kib", "16", "--io-workers", "1",
+                                    "--cpu-workers", "1", "--queue", "1", NULL});
+    OUT_HAS(&wide, "\nstage source: 120 items, 1 worker, ");
+    OUT_HAS(&wide, "\nstage fetch: 120 items, 8 workers, ");
+    OUT_HAS(&wide, "\nstage hash: 120 items, 2 workers, ");
+    OUT_HAS(&wide, "\nstage sink: 120 items, 1 worker, ");
+    OUT_HAS(&narrow, "\nstage fetch: 120 items, 1 worker, ");
+    OUT_HAS(&narrow, "\nstage hash: 120 items, 1 worker, ");
+    EQ(number_after(wide.out, "checksum: "), number_after(narrow.out, "checksum: "));
+    cr_assert(number_after(wide.out, "checksum: ") != 0, "%s", wide.out);
 }

@@ -1,8 +1,8 @@
 /*
  * Task groups (asyncio.TaskGroup): success, the first failure cancelling the siblings and being the
  * result only once every member has ended, no new member starting after a failure, nested groups,
- * cancellation and deadlines of the waiting task (members cancelled, and still waited for), and the
- * errors of misuse.
+ * cancellation and deadlines of the waiting task (members cancelled, and still waited for), the
+ * errors of misuse, and members' results kept by weft_group_spawn_result.
  */
 #include "common.h"
 
@@ -382,4 +382,47 @@ static intptr_t member_spawns_member_main(void *arg)
 Test(group, group_wait_also_waits_for_members_spawned_by_members)
 {
     EQ(run(member_spawns_member_main, NULL), 0);
+}
+
+/* ---- members' results ------------------------------------------------------------------------------- */
+
+static intptr_t results_main(void *arg)
+{
+    (void)arg;
+    weft_group *g = weft_group_new();
+    struct member ms[3] = {sleeper(1, MS(3), 10), sleeper(2, MS(1), 20), sleeper(3, MS(2), 30)};
+    intptr_t results[3] = {INTPTR_MIN, INTPTR_MIN, INTPTR_MIN};
+    for (int i = 0; i < 3; i++)
+        cr_assert(weft_group_spawn_result(g, member_task, &ms[i], &results[i]) != NULL);
+    EQ(results[0], -EINPROGRESS); /* not ended yet */
+    EQ(weft_group_wait(g), 0);
+    EQ(results[0], 10);
+    EQ(results[1], 20);
+    EQ(results[2], 30);
+
+    /* A failure: its error in its slot, the cancelled siblings' -ECANCELED in theirs, and a member
+     * spawned after the failure, which never starts, -ECANCELED too. */
+    g = weft_group_new();
+    struct member fail = sleeper(4, MS(1), -EIO), slow = long_sleeper(5, 0), late = sleeper(6, 0, 60);
+    intptr_t r_fail = 0, r_slow = 0, r_late = 0;
+    weft_group_spawn_result(g, member_task, &fail, &r_fail);
+    weft_group_spawn_result(g, member_task, &slow, &r_slow);
+    EQ(weft_sleep(MS(10)), 0);
+    weft_group_spawn_result(g, member_task, &late, &r_late);
+    weft_group_spawn(g, member_task, &(struct member){0}); /* no slot: weft_group_spawn */
+    EQ(weft_group_wait(g), -EIO);
+    EQ(r_fail, -EIO);
+    EQ(r_slow, -ECANCELED);
+    EQ(r_late, -ECANCELED);
+    cr_assert(!late.started);
+    intptr_t untouched = 77;
+    errno = 0;
+    cr_assert(weft_group_spawn_result(NULL, member_task, &late, &untouched) == NULL && errno == EINVAL);
+    EQ(untouched, 77);
+    return 0;
+}
+
+Test(group, spawn_result_stores_each_member_result_as_it_ends_including_cancelled_ones)
+{
+    EQ(run(results_main, NULL), 0);
 }

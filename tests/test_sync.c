@@ -3,7 +3,9 @@
  * mutexes (exclusion, FIFO hand-over, -EDEADLK, trylock, unlock by a non-owner reported and ignored)
  * and semaphores (at most n holders, FIFO, try_acquire). For each of the three: a waiter cancelled
  * or timed out leaves the queue without taking what it waited for, one cancelled after being handed
- * it keeps it, and freeing the object wakes its waiters with -EPIPE.
+ * it keeps it, and freeing the object wakes its waiters with -EPIPE. Condition variables (the mutex
+ * held again on every return, cancellation included; no notification lost) and barriers (places,
+ * reusable rounds, a cancelled waiter leaving its round) too.
  */
 #include <limits.h>
 
@@ -748,4 +750,320 @@ Test(sync, random_cancellations_of_mutex_and_sem_waiters_leak_no_lock_or_permit)
 {
     for (intptr_t seed = 1; seed <= 40; seed++)
         EQ(run(prop_sync_main, (void *)seed), 0);
+}
+
+/* ---- condition variables ------------------------------------------------------------------------ */
+
+struct cond_case {
+    weft_cond *cond;
+    weft_mutex *mutex;
+    int id;
+    int rc;          /* what weft_cond_wait returned */
+    int held_after;  /* weft_mutex_trylock right after it: -EDEADLK when the waiter holds the mutex */
+    bool returned;
+};
+
+/* Takes the mutex, records its id, waits on the condition, records whether it holds the mutex
+ * again, records its id negated, and unlocks. */
+static intptr_t cond_waiter(void *arg)
+{
+    struct cond_case *c = arg;
+    EQ(weft_mutex_lock(c->mutex), 0);
+    ev(c->id);
+    c->rc = weft_cond_wait(c->cond, c->mutex);
+    c->held_after = weft_mutex_trylock(c->mutex);
+    c->returned = true;
+    ev(-c->id);
+    weft_mutex_unlock(c->mutex);
+    return 0;
+}
+
+static void cond_cases(struct cond_case *cs, size_t n, weft_cond *cond, weft_mutex *m)
+{
+    for (size_t i = 0; i < n; i++)
+        cs[i] = (struct cond_case){.cond = cond, .mutex = m, .id = (int)i + 1, .rc = INT_MIN,
+                                   .held_after = INT_MIN};
+}
+
+static intptr_t cond_notify_main(void *arg)
+{
+    (void)arg;
+    weft_cond *cond = weft_cond_new();
+    weft_mutex *m = weft_mutex_new();
+    cr_assert(cond && m);
+    struct cond_case cs[3];
+    cond_cases(cs, 3, cond, m);
+    weft_task *ts[3];
+    for (int i = 0; i < 3; i++)
+        ts[i] = weft_spawn(cond_waiter, &cs[i]);
+    weft_yield();
+    EV_EXPECT(1, 2, 3);
+    /* All three wait, and each gave the mutex back as it began to. */
+    EQ(weft_mutex_trylock(m), 0);
+    weft_cond_notify(cond); /* the first waiter only, once main lets go of the mutex */
+    weft_yield();
+    EV_EXPECT(1, 2, 3);
+    weft_mutex_unlock(m);
+    weft_yield();
+    EV_EXPECT(1, 2, 3, -1);
+    weft_cond_notify_all(cond);
+    EQ(weft_join_all(ts, 3, NULL), 0);
+    EV_EXPECT(1, 2, 3, -1, -2, -3);
+    for (int i = 0; i < 3; i++) {
+        EQ(cs[i].rc, 0);
+        EQ(cs[i].held_after, -EDEADLK);
+    }
+    weft_cond_notify(cond); /* nobody waits: nothing is stored for later */
+    cond_cases(cs, 1, cond, m);
+    ts[0] = weft_spawn(cond_waiter, &cs[0]);
+    settle();
+    cr_assert(!cs[0].returned, "a notify with nobody waiting was kept for a later waiter");
+    weft_cond_notify(cond);
+    EQ(weft_join(ts[0]), 0);
+    EQ(cs[0].rc, 0);
+    weft_cond_free(cond);
+    weft_mutex_free(m);
+    return 0;
+}
+
+Test(sync, cond_wait_releases_the_mutex_notify_wakes_one_in_fifo_order_notify_all_the_rest)
+{
+    EQ(run(cond_notify_main, NULL), 0);
+}
+
+/* A waiter cancelled while another task holds the mutex returns only once it has the mutex again. */
+static intptr_t cond_cancel_main(void *arg)
+{
+    (void)arg;
+    weft_cond *cond = weft_cond_new();
+    weft_mutex *m = weft_mutex_new();
+    cr_assert(cond && m);
+    struct cond_case cs[2];
+    cond_cases(cs, 2, cond, m);
+    weft_task *t1 = weft_spawn(cond_waiter, &cs[0]);
+    weft_task *t2 = weft_spawn(cond_waiter, &cs[1]);
+    weft_yield();
+    EQ(weft_mutex_lock(m), 0);
+    EQ(weft_cancel(t1), 0);
+    settle();
+    cr_assert(!cs[0].returned, "the cancelled waiter returned without the mutex");
+    weft_cond_notify(cond); /* goes to the second: the cancelled one left the queue */
+    weft_mutex_unlock(m);
+    EQ(weft_join(t1), 0);
+    EQ(weft_join(t2), 0);
+    EQ(cs[0].rc, -ECANCELED);
+    EQ(cs[0].held_after, -EDEADLK);
+    EQ(cs[1].rc, 0);
+    EQ(cs[1].held_after, -EDEADLK);
+    EV_EXPECT(1, 2, -1, -2);
+    weft_cond_free(cond);
+    weft_mutex_free(m);
+    return 0;
+}
+
+Test(sync, cond_waiter_cancelled_takes_the_mutex_again_before_returning_ecanceled_and_loses_no_notify)
+{
+    EQ(run(cond_cancel_main, NULL), 0);
+}
+
+static intptr_t cond_notified_then_cancelled_main(void *arg)
+{
+    (void)arg;
+    weft_cond *cond = weft_cond_new();
+    weft_mutex *m = weft_mutex_new();
+    struct cond_case cs[1];
+    cond_cases(cs, 1, cond, m);
+    weft_task *t = weft_spawn(cond_waiter, &cs[0]);
+    weft_yield();
+    weft_cond_notify(cond);
+    EQ(weft_cancel(t), 0);
+    EQ(weft_join(t), 0);
+    EQ(cs[0].rc, 0); /* it was notified first: the notification is its */
+    EQ(cs[0].held_after, -EDEADLK);
+    weft_cond_free(cond);
+    weft_mutex_free(m);
+    return 0;
+}
+
+Test(sync, cond_waiter_notified_before_its_cancel_returns_0)
+{
+    EQ(run(cond_notified_then_cancelled_main, NULL), 0);
+}
+
+static intptr_t cond_deadline_main(void *arg)
+{
+    (void)arg;
+    weft_cond *cond = weft_cond_new();
+    weft_mutex *m = weft_mutex_new();
+    EQ(weft_mutex_lock(m), 0);
+    weft_deadline_push(weft_now() + MS(5));
+    EQ(weft_cond_wait(cond, m), -ETIMEDOUT);
+    EQ(weft_mutex_trylock(m), -EDEADLK); /* held again */
+    /* Past the deadline already: it does not wait, and does not let go of the mutex. */
+    EQ(weft_cond_wait(cond, m), -ETIMEDOUT);
+    EQ(weft_mutex_trylock(m), -EDEADLK);
+    weft_deadline_pop();
+    weft_mutex_unlock(m);
+    weft_cond_free(cond);
+    weft_mutex_free(m);
+    return 0;
+}
+
+Test(sync, cond_wait_past_its_deadline_gives_etimedout_holding_the_mutex)
+{
+    EQ(run(cond_deadline_main, NULL), 0);
+}
+
+static intptr_t cond_misuse_main(void *arg)
+{
+    (void)arg;
+    weft_cond *cond = weft_cond_new();
+    weft_mutex *m = weft_mutex_new();
+    EQ(weft_cond_wait(cond, m), -EPERM); /* not holding it */
+    EQ(weft_cond_wait(NULL, m), -EINVAL);
+    EQ(weft_cond_wait(cond, NULL), -EINVAL);
+    struct cond_case cs[2];
+    cond_cases(cs, 2, cond, m);
+    weft_task *t1 = weft_spawn(cond_waiter, &cs[0]);
+    weft_task *t2 = weft_spawn(cond_waiter, &cs[1]);
+    weft_yield();
+    weft_cond_free(cond);
+    EQ(weft_join(t1), 0);
+    EQ(weft_join(t2), 0);
+    EQ(cs[0].rc, -EPIPE);
+    EQ(cs[1].rc, -EPIPE);
+    EQ(cs[0].held_after, -EDEADLK);
+    weft_cond_notify(NULL);
+    weft_cond_notify_all(NULL);
+    weft_mutex_free(m);
+    return 0;
+}
+
+Test(sync, cond_wait_without_the_mutex_gives_eperm_null_einval_and_free_wakes_with_epipe)
+{
+    EQ(run(cond_misuse_main, NULL), 0);
+}
+
+static void cond_outside_cb(void *arg)
+{
+    (void)arg;
+    weft_cond *cond = weft_cond_new();
+    weft_mutex *m = weft_mutex_new();
+    EQ(weft_cond_wait(cond, m), -EPERM);
+    weft_barrier *b = weft_barrier_new(2);
+    EQ(weft_barrier_wait(b), -EPERM);
+    EQ(weft_barrier_waiting(b), 0);
+    weft_barrier_free(b);
+    weft_cond_free(cond);
+    weft_mutex_free(m);
+}
+
+Test(sync, cond_and_barrier_waits_outside_a_task_give_eperm)
+{
+    run_in_callback(cond_outside_cb, NULL);
+}
+
+/* ---- barriers ---------------------------------------------------------------------------------- */
+
+struct barrier_case {
+    weft_barrier *b;
+    int id;
+    int rounds;
+    int places[4];
+};
+
+static intptr_t barrier_party(void *arg)
+{
+    struct barrier_case *c = arg;
+    for (int r = 0; r < c->rounds; r++) {
+        ev(c->id * 10 + r);
+        c->places[r] = weft_barrier_wait(c->b);
+        if (c->places[r] < 0)
+            return c->places[r];
+    }
+    return 0;
+}
+
+static intptr_t barrier_rounds_main(void *arg)
+{
+    (void)arg;
+    weft_barrier *b = weft_barrier_new(3);
+    cr_assert(b);
+    struct barrier_case cs[3];
+    weft_task *ts[3];
+    for (int i = 0; i < 3; i++) {
+        cs[i] = (struct barrier_case){.b = b, .id = i + 1, .rounds = 2};
+        ts[i] = weft_spawn(barrier_party, &cs[i]);
+    }
+    weft_yield();
+    /* Nobody gets to round 1 before all three reached round 0; the last to arrive does not suspend,
+     * so it is the first in round 1. */
+    EV_EXPECT(10, 20, 30, 31);
+    EQ(weft_join_all(ts, 3, NULL), 0);
+    EV_EXPECT(10, 20, 30, 31, 11, 21);
+    /* Places in order of arrival, the last to arrive parties - 1. */
+    for (int i = 0; i < 3; i++)
+        EQ(cs[i].places[0], i);
+    EQ(cs[2].places[1], 0);
+    EQ(cs[0].places[1], 1);
+    EQ(cs[1].places[1], 2);
+    EQ(weft_barrier_waiting(b), 0);
+    weft_barrier_free(b);
+    return 0;
+}
+
+Test(sync, barrier_lets_a_round_go_when_all_parties_wait_gives_places_in_arrival_order_and_is_reusable)
+{
+    EQ(run(barrier_rounds_main, NULL), 0);
+}
+
+static intptr_t barrier_cancel_main(void *arg)
+{
+    (void)arg;
+    weft_barrier *b = weft_barrier_new(2);
+    struct barrier_case cs[3];
+    for (int i = 0; i < 3; i++)
+        cs[i] = (struct barrier_case){.b = b, .id = i + 1, .rounds = 1, .places = {INT_MIN}};
+    weft_task *t1 = weft_spawn(barrier_party, &cs[0]);
+    weft_yield();
+    EQ(weft_barrier_waiting(b), 1);
+    EQ(weft_cancel(t1), 0);
+    EQ(weft_join(t1), -ECANCELED);
+    EQ(weft_barrier_waiting(b), 0); /* it left the round */
+    weft_task *t2 = weft_spawn(barrier_party, &cs[1]);
+    weft_yield();
+    EQ(weft_barrier_waiting(b), 1); /* the round still needs two */
+    weft_task *t3 = weft_spawn(barrier_party, &cs[2]);
+    EQ(weft_join(t2), 0);
+    EQ(weft_join(t3), 0);
+    EQ(cs[1].places[0], 0);
+    EQ(cs[2].places[0], 1);
+    /* One whose round went before its cancel keeps its place. */
+    t1 = weft_spawn(barrier_party, &cs[0]);
+    weft_yield();
+    EQ(weft_barrier_wait(b), 1);
+    EQ(weft_cancel(t1), 0);
+    EQ(weft_join(t1), 0);
+    EQ(cs[0].places[0], 0);
+    /* A deadline. */
+    weft_deadline_push(weft_now() + MS(5));
+    EQ(weft_barrier_wait(b), -ETIMEDOUT);
+    weft_deadline_pop();
+    EQ(weft_barrier_waiting(b), 0);
+    /* Freeing wakes the waiters. */
+    t1 = weft_spawn(barrier_party, &cs[0]);
+    weft_yield();
+    weft_barrier_free(b);
+    EQ(weft_join(t1), -EPIPE);
+    NULL_WITH_ERRNO(weft_barrier_new(0), EINVAL);
+    EQ(weft_barrier_wait(NULL), -EINVAL);
+    weft_barrier *one = weft_barrier_new(1);
+    EQ(weft_barrier_wait(one), 0); /* a party of one never waits */
+    weft_barrier_free(one);
+    return 0;
+}
+
+Test(sync, barrier_waiter_cancelled_or_timed_out_leaves_the_round_and_free_wakes_with_epipe)
+{
+    EQ(run(barrier_cancel_main, NULL), 0);
 }

@@ -1,6 +1,7 @@
 /*
  * Waiting on many: weft_gather (result order, first error by index), weft_wait_any (lowest index,
- * timeout, more than 16 futures), weft_wait_for (timeout cancels and reaps), and scoped deadlines.
+ * timeout, more than 16 futures), weft_wait_for (timeout cancels and reaps), scoped deadlines,
+ * weft_shield (the inner task outlives its cancelled waiter) and weft_as_completed (completion order).
  */
 #include "common.h"
 
@@ -616,4 +617,241 @@ static intptr_t join_deadline_main(void *arg)
 Test(wait, join_under_a_deadline_cancels_the_joined_task_and_returns_etimedout)
 {
     EQ(run(join_deadline_main, NULL), -ETIMEDOUT);
+}
+
+/* ---- shield ---------------------------------------------------------------------------------------- */
+
+struct shield_case {
+    weft_task *inner;
+    intptr_t rc;
+};
+
+static intptr_t shielding_task(void *arg)
+{
+    struct shield_case *c = arg;
+    c->rc = weft_shield(c->inner);
+    return c->rc;
+}
+
+static intptr_t shield_cancel_main(void *arg)
+{
+    (void)arg;
+    struct delayed d = {.delay_ns = MS(20), .result = 7, .tag = 1};
+    struct shield_case c = {.inner = weft_spawn(delayed_result, &d), .rc = INTPTR_MIN};
+    weft_task *outer = weft_spawn(shielding_task, &c);
+    weft_yield();
+    EQ(weft_cancel(outer), 0);
+    EQ(weft_join(outer), -ECANCELED);
+    EQ(c.rc, -ECANCELED);
+    EV_EXPECT(); /* the inner task has not ended yet ... */
+    EQ(weft_sleep(MS(60)), 0);
+    EV_EXPECT(1); /* ... and it was not cancelled: it finished its sleep */
+    return 0;
+}
+
+Test(wait, cancelling_the_shielding_task_leaves_the_inner_task_running_to_its_end)
+{
+    EQ(run(shield_cancel_main, NULL), 0);
+}
+
+static intptr_t shield_result_main(void *arg)
+{
+    (void)arg;
+    struct delayed d = {.delay_ns = MS(1), .result = 42, .tag = 1};
+    EQ(weft_shield(weft_spawn(delayed_result, &d)), 42);
+    /* A task already ended: its result at once, even for a cancelled caller. */
+    struct delayed e = {.delay_ns = 0, .result = -EIO, .tag = 2};
+    weft_task *t = weft_spawn(delayed_result, &e);
+    settle();
+    EQ(weft_cancel(weft_self()), 0);
+    EQ(weft_shield(t), -EIO);
+    EQ(weft_shield(NULL), -EINVAL);
+    EQ(weft_shield(weft_self()), -EINVAL);
+    return 0;
+}
+
+Test(wait, shield_returns_the_inner_result_and_releases_it_and_refuses_null_or_self)
+{
+    EQ(run(shield_result_main, NULL), 0);
+}
+
+static intptr_t shield_deadline_main(void *arg)
+{
+    (void)arg;
+    struct delayed d = {.delay_ns = MS(30), .result = -EIO, .tag = 1};
+    weft_task *inner = weft_spawn(delayed_result, &d);
+    weft_deadline_push(weft_now() + MS(5));
+    EQ(weft_shield(inner), -ETIMEDOUT);
+    weft_deadline_pop();
+    stderr_capture_begin();
+    EQ(weft_sleep(MS(60)), 0);
+    const char *err = stderr_capture_end();
+    EV_EXPECT(1);
+    /* Detached when the shield let go of it: its failure is reported, not lost. */
+    CAPTURED_HAS(err, "Input/output error");
+    return 0;
+}
+
+Test(wait, shield_past_a_deadline_gives_etimedout_and_the_inner_task_failure_is_still_reported)
+{
+    EQ(run(shield_deadline_main, NULL), 0);
+}
+
+static void shield_outside_cb(void *arg)
+{
+    (void)arg;
+    EQ(weft_shield(NULL), -EPERM);
+    weft_future *f = weft_future_new();
+    weft_as_completed *ac = weft_as_completed_new(&f, 1);
+    cr_assert(ac != NULL);
+    EQ(weft_as_completed_next(ac, NULL), -EPERM);
+    weft_as_completed_free(ac);
+    weft_future_free(f);
+}
+
+Test(wait, shield_and_as_completed_next_outside_a_task_give_eperm)
+{
+    run_in_callback(shield_outside_cb, NULL);
+    NULL_WITH_ERRNO(weft_as_completed_new(NULL, 0), EPERM); /* no loop at all */
+}
+
+/* ---- as_completed ---------------------------------------------------------------------------------- */
+
+/* Resolves futures[order[i]] with 100 + order[i], one a loop turn, in the order given. */
+struct resolver {
+    weft_future **fs;
+    const int *order;
+    size_t n;
+};
+
+static intptr_t resolve_in_order(void *arg)
+{
+    struct resolver *r = arg;
+    for (size_t i = 0; i < r->n; i++) {
+        EQ(weft_sleep(MS(1)), 0);
+        EQ(weft_future_resolve(r->fs[r->order[i]], 100 + r->order[i]), 0);
+    }
+    return 0;
+}
+
+static intptr_t as_completed_order_main(void *arg)
+{
+    (void)arg;
+    enum { N = 5 };
+    weft_future *fs[N];
+    for (int i = 0; i < N; i++)
+        fs[i] = weft_future_new();
+    EQ(weft_future_resolve(fs[3], 103), 0); /* done before: comes first */
+    weft_as_completed *ac = weft_as_completed_new(fs, N);
+    cr_assert(ac != NULL);
+    static const int order[] = {4, 0, 2, 1};
+    struct resolver r = {fs, order, 4};
+    weft_task *t = weft_spawn(resolve_in_order, &r);
+    int got[N];
+    for (int i = 0; i < N; i++) {
+        intptr_t result = 0;
+        ssize_t idx = weft_as_completed_next(ac, &result);
+        cr_assert(idx >= 0 && idx < N, "next: %zd", idx);
+        EQ(result, 100 + idx);
+        got[i] = (int)idx;
+        weft_future_free(fs[idx]); /* handed out: may go at once */
+    }
+    EQ(got[0], 3);
+    for (int i = 0; i < 4; i++)
+        EQ(got[i + 1], order[i]);
+    EQ(weft_as_completed_next(ac, NULL), -EPIPE);
+    EQ(weft_as_completed_next(ac, NULL), -EPIPE);
+    weft_as_completed_free(ac);
+    EQ(weft_join(t), 0);
+    return 0;
+}
+
+Test(wait, as_completed_hands_out_futures_in_completion_order_then_epipe)
+{
+    EQ(run(as_completed_order_main, NULL), 0);
+}
+
+static intptr_t as_completed_next_task(void *arg)
+{
+    intptr_t result;
+    ssize_t idx = weft_as_completed_next(arg, &result);
+    return idx < 0 ? idx : idx * 1000 + result;
+}
+
+static intptr_t as_completed_interrupt_main(void *arg)
+{
+    (void)arg;
+    weft_future *fs[2] = {weft_future_new(), weft_future_new()};
+    weft_as_completed *ac = weft_as_completed_new(fs, 2);
+    /* A timeout (the deadline) and a cancel hand nothing out ... */
+    weft_deadline_push(weft_now() + MS(5));
+    EQ(weft_as_completed_next(ac, NULL), -ETIMEDOUT);
+    weft_deadline_pop();
+    weft_task *t = weft_spawn(as_completed_next_task, ac);
+    weft_yield();
+    EQ(weft_cancel(t), 0);
+    EQ(weft_join(t), -ECANCELED);
+    /* ... so the future completing next still comes with the next call. */
+    EQ(weft_future_resolve(fs[1], 5), 0);
+    t = weft_spawn(as_completed_next_task, ac);
+    EQ(weft_join(t), 1005);
+    /* Freed with a callback queued but not run, and with one still pending: neither is a leak or a
+     * use after free (ASan says so). */
+    EQ(weft_future_resolve(fs[0], 6), 0);
+    weft_as_completed_free(ac);
+    settle();
+    weft_future *g[2] = {weft_future_new(), weft_future_new()};
+    ac = weft_as_completed_new(g, 2);
+    weft_as_completed_free(ac);
+    EQ(weft_future_resolve(g[0], 1), 0);
+    settle();
+    for (int i = 0; i < 2; i++) {
+        weft_future_free(fs[i]);
+        weft_future_free(g[i]);
+    }
+    /* Nothing to hand out: -EPIPE at once. */
+    ac = weft_as_completed_new(NULL, 0);
+    cr_assert(ac != NULL);
+    EQ(weft_as_completed_next(ac, NULL), -EPIPE);
+    weft_as_completed_free(ac);
+    weft_future *bad[2] = {weft_future_new(), NULL};
+    NULL_WITH_ERRNO(weft_as_completed_new(bad, 2), EINVAL);
+    weft_future_free(bad[0]);
+    EQ(weft_as_completed_next(NULL, NULL), -EINVAL);
+    return 0;
+}
+
+Test(wait, as_completed_next_cancelled_or_timed_out_skips_nothing_and_free_is_safe_at_any_point)
+{
+    EQ(run(as_completed_interrupt_main, NULL), 0);
+}
+
+static intptr_t as_completed_tasks_main(void *arg)
+{
+    (void)arg;
+    struct delayed d[3] = {{.delay_ns = MS(15), .result = 1, .tag = 1},
+                           {.delay_ns = MS(1), .result = -EIO, .tag = 2},
+                           {.delay_ns = MS(8), .result = 3, .tag = 3}};
+    weft_task *ts[3];
+    weft_future *fs[3];
+    for (int i = 0; i < 3; i++) {
+        ts[i] = weft_spawn(delayed_result, &d[i]);
+        fs[i] = weft_task_future(ts[i]);
+    }
+    weft_as_completed *ac = weft_as_completed_new(fs, 3);
+    intptr_t r;
+    EQ(weft_as_completed_next(ac, &r), 1);
+    EQ(r, -EIO);
+    EQ(weft_as_completed_next(ac, &r), 2);
+    EQ(r, 3);
+    EQ(weft_as_completed_next(ac, &r), 0);
+    EQ(r, 1);
+    weft_as_completed_free(ac);
+    EQ(weft_join_all(ts, 3, NULL), -EIO);
+    return 0;
+}
+
+Test(wait, as_completed_over_tasks_follows_the_order_they_end)
+{
+    EQ(run(as_completed_tasks_main, NULL), 0);
 }
