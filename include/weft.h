@@ -746,7 +746,8 @@ WEFT_API weft_future *weft_mkdirat_async(int dfd, const char *path, mode_t mode)
 /* Conveniences */
 
 /*
- * A listening TCP socket (SO_REUSEADDR, close-on-exec) bound to host and port (0: the kernel picks
+ * A listening TCP socket (SO_REUSEADDR, close-on-exec, non-blocking: accept it with weft_accept; an
+ * accept(2) of its own gets EAGAIN when no connection waits) bound to host and port (0: the kernel picks
  * one; weft_socket_port tells which). host is a numeric IPv4 or IPv6 address ("127.0.0.1", "::1",
  * "[::1]"), NULL, "" or "*" for every IPv4 address, or a name ("localhost"), bound at the first of its
  * addresses that binds. flags: WEFT_REUSEPORT. A numeric address never suspends: usable before a loop
@@ -819,7 +820,8 @@ WEFT_API int weft_udp_bind(const char *host, uint16_t port, int flags);
 WEFT_API int weft_udp_connect(const char *host, uint16_t port);
 
 /*
- * A listening Unix stream socket (close-on-exec) at path (see above). Does not suspend. A file left by
+ * A listening Unix stream socket (close-on-exec, non-blocking as weft_tcp_listen's) at path (see above).
+ * Does not suspend. A file left by
  * an earlier listener is not removed: bind then fails with -EADDRINUSE, so unlink it first, and after
  * closing. Returns the fd, -EINVAL (path NULL, "" or "@"), -ENAMETOOLONG, or the errno of socket, bind
  * or listen (-EADDRINUSE, -ENOENT for a missing directory, -EACCES).

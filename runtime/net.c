@@ -321,12 +321,13 @@ typedef struct bind_spec {
  * A close-on-exec socket bound to addr, listening if it is a stream. Binding and listening never
  * block: plain system calls, usable before any loop runs. A TCP listener gets SO_REUSEADDR, so a
  * restarted server has its port back while old connections linger in TIME_WAIT; a UDP socket does
- * not, as there it would let unrelated sockets share the port.
+ * not, as there it would let unrelated sockets share the port. A listener is non-blocking: weft made
+ * it, for weft_accept, and epoll's accept then needs no O_NONBLOCK set and put back around each call.
  */
 static int bind_addr(const struct sockaddr *addr, socklen_t len, void *ctx)
 {
     const bind_spec *spec = ctx;
-    int fd = socket(addr->sa_family, spec->type | SOCK_CLOEXEC, 0);
+    int fd = socket(addr->sa_family, spec->type | SOCK_CLOEXEC | (spec->type == SOCK_STREAM ? SOCK_NONBLOCK : 0), 0);
     if (fd < 0)
         return -errno;
     weft__fd_new(weft__tls_loop, fd);

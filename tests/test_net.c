@@ -244,6 +244,9 @@ Test(net, tcp_listen_port_0_picks_distinct_ports_and_rejects_bad_input_without_a
     cr_assert(a >= 0 && b >= 0, "weft_tcp_listen: %d, %d", a, b);
     cr_assert(port_of(a) != 0 && port_of(b) != 0 && port_of(a) != port_of(b));
     cr_assert(fcntl(a, F_GETFD) & FD_CLOEXEC, "listener is not close-on-exec");
+    cr_assert(fcntl(a, F_GETFL) & O_NONBLOCK, "listener is not non-blocking");
+    EQ(accept(a, NULL, NULL), -1); /* no connection waits: EAGAIN, not a blocked thread */
+    EQ(errno, EAGAIN);
     /* The port is taken: a second listener without WEFT_REUSEPORT cannot have it. */
     EQ(weft_tcp_listen("127.0.0.1", port_of(a), 4, 0), -EADDRINUSE);
     EQ(weft_tcp_listen("weft-no-such-host..invalid", 0, 4, 0), -ENOENT); /* a name, looked up blocking */

@@ -214,6 +214,7 @@ static intptr_t unix_echo_main(void *arg)
 {
     const char *path = arg;
     int lfd = fd_ok(weft_unix_listen(path, 4), "weft_unix_listen");
+    cr_assert(fcntl(lfd, F_GETFL) & O_NONBLOCK, "unix listener is not non-blocking");
     cr_assert(fcntl(lfd, F_GETFD) & FD_CLOEXEC, "not close-on-exec");
     EQ(weft_socket_port(lfd), -EAFNOSUPPORT);
     struct stat st;
