@@ -236,8 +236,10 @@ static int poll_once(weft_loop *l)
     int r = 0;
     if (timeout || weft__backend_has_work(l))
         r = weft__backend_poll(l, timeout);
-    if (timeout)
+    if (timeout) {
         atomic_store_explicit(&l->sleeping, 0, memory_order_relaxed); /* a stale 1 costs a spare wakeup */
+        weft__watchdog_woke(l);
+    }
     return r;
 }
 

@@ -98,6 +98,7 @@ struct weft_loop {
     _Atomic uint64_t watch_seq;
     const void *_Atomic watch_callback;  /* the user function of the callback running, NULL if none */
     uint64_t watch_events;               /* switches and callbacks published, for watch_seq */
+    _Atomic uint32_t watch_parked;       /* 1: the watchdog sleeps until the loop wakes (watchdog.c) */
     _Atomic uint64_t slow_reports;
     struct weft__watchdog *watchdog;
 };
@@ -166,6 +167,20 @@ void weft__remote_drain(weft_loop *l);
 /* The blocking-the-loop detector of a running loop (watchdog.c). */
 int weft__watchdog_start(weft_loop *l);
 void weft__watchdog_stop(weft_loop *l);
+void weft__watchdog_kick(weft_loop *l);
+
+/*
+ * The loop is back from a sleep in the kernel. The watchdog stops looking while the loop sleeps (a
+ * sleeping loop blocks nothing): the wake is published, then the watchdog is woken if it parked. Both
+ * sides store, then load, sequentially consistent: either the watchdog sees this wake before it parks,
+ * or this sees it parked. One exchange per sleep, beside the system call the sleep was.
+ */
+static inline void weft__watchdog_woke(weft_loop *l)
+{
+    atomic_store_explicit(&l->watch_seq, ++l->watch_events, memory_order_seq_cst);
+    if (WEFT__UNLIKELY(atomic_load_explicit(&l->watch_parked, memory_order_seq_cst)))
+        weft__watchdog_kick(l);
+}
 /* Wakes l, which announced it may sleep, from whatever thread calls (future.c's remote list). */
 void weft__loop_wake(weft_loop *l);
 /* What other threads posted to l that no run will drain (l is being freed, or will never run): each

@@ -8,15 +8,25 @@
  * every slow_task_ns / 4; a sequence number that has not moved while a task was current means that
  * task has held the loop since. The name is read seqlock-style: it is only trusted if the sequence
  * number is unchanged after the copy.
+ *
+ * A loop asleep in the kernel blocks nothing, so the watchdog does not look at it: after IDLE_LOOKS
+ * looks in a row that found the loop itself (no task, no callback) with nothing published, it parks on
+ * a futex until the loop wakes (weft__watchdog_woke) or a second passes, instead of waking 4 times per
+ * slow_task_ns for as long as the loop idles.
  */
 #include "internal.h"
 
 #include <dlfcn.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
+
+enum { IDLE_LOOKS = 4 };
 
 struct weft__watchdog {
     weft_loop *loop;
@@ -24,7 +34,38 @@ struct weft__watchdog {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     bool stop;
+    atomic_bool stopping; /* stop, as the parked watchdog reads it (park) */
 };
+
+static void futex_wake(_Atomic uint32_t *word)
+{
+    syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* Sleeps while the loop has published nothing since seq, for at most a second. */
+static void park(struct weft__watchdog *w, weft_loop *l, uint64_t seq)
+{
+    atomic_store_explicit(&l->watch_parked, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&l->watch_seq, memory_order_seq_cst) == seq &&
+        !atomic_load_explicit(&w->stopping, memory_order_seq_cst)) {
+        struct timespec second = {1, 0};
+        syscall(SYS_futex, &l->watch_parked, FUTEX_WAIT_PRIVATE, 1, &second, NULL, 0);
+    }
+    atomic_store_explicit(&l->watch_parked, 0, memory_order_relaxed);
+}
+
+void weft__watchdog_kick(weft_loop *l)
+{
+    if (atomic_exchange_explicit(&l->watch_parked, 0, memory_order_seq_cst))
+        futex_wake(&l->watch_parked);
+}
+
+/* Whether the loop runs its own code (polling, or asleep in the kernel): no task, no callback. */
+static bool loop_itself(weft_loop *l)
+{
+    return !atomic_load_explicit(&l->watch_task, memory_order_relaxed) &&
+           !atomic_load_explicit(&l->watch_callback, memory_order_relaxed);
+}
 
 static bool sleep_or_stop(struct weft__watchdog *w, uint64_t ns)
 {
@@ -89,6 +130,7 @@ static void *watchdog_main(void *arg)
     uint64_t interval = limit / 4 > 1000000 ? limit / 4 : 1000000;
     uint64_t last_seq = UINT64_MAX, since = weft__now();
     bool reported = false;
+    unsigned idle = 0;
     char label[128] = "";
     for (;;) {
         bool stop = sleep_or_stop(w, interval);
@@ -108,6 +150,14 @@ static void *watchdog_main(void *arg)
             last_seq = seq;
             since = now;
             reported = false;
+            idle = 0;
+            continue;
+        }
+        if (!reported && loop_itself(l)) {
+            if (++idle >= IDLE_LOOKS) {
+                park(w, l, seq);
+                idle = 0;
+            }
             continue;
         }
         if (reported || now - since < limit || !name_running(l, seq, label, sizeof label))
@@ -145,6 +195,8 @@ int weft__watchdog_start(weft_loop *l)
     pthread_sigmask(SIG_SETMASK, &all, &old);
     int err = pthread_create(&w->thread, NULL, watchdog_main, w);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!err)
+        pthread_setname_np(w->thread, "weft-watchdog");
     if (err) {
         pthread_cond_destroy(&w->wake);
         pthread_mutex_destroy(&w->lock);
@@ -164,6 +216,8 @@ void weft__watchdog_stop(weft_loop *l)
     w->stop = true;
     pthread_cond_signal(&w->wake);
     pthread_mutex_unlock(&w->lock);
+    atomic_store_explicit(&w->stopping, true, memory_order_seq_cst);
+    weft__watchdog_kick(l);
     pthread_join(w->thread, NULL);
     pthread_cond_destroy(&w->wake);
     pthread_mutex_destroy(&w->lock);

@@ -9,6 +9,7 @@
  * the order of messages matters.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <signal.h>
@@ -195,6 +196,47 @@ static intptr_t slow_task_main(void *arg)
     return r == 0 ? 0 : 1;
 }
 
+/* ---- after a second of idling the watchdog has parked, and still reports the next blocker ------------ */
+
+/* The voluntary context switches of this process's weft-watchdog thread (each a wakeup), or -1. */
+static long watchdog_wakeups(void)
+{
+    char path[96], line[128];
+    for (int tid = getpid(), end = tid + 4096; tid < end; tid++) { /* its threads: after the main one */
+        snprintf(path, sizeof path, "/proc/self/task/%d/comm", tid);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        bool it = fgets(line, sizeof line, f) && strcmp(line, "weft-watchdog\n") == 0;
+        fclose(f);
+        if (!it)
+            continue;
+        snprintf(path, sizeof path, "/proc/self/task/%d/status", tid);
+        if (!(f = fopen(path, "r")))
+            return -1;
+        long n = -1;
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "voluntary_ctxt_switches: %ld", &n) == 1)
+                break;
+        fclose(f);
+        return n;
+    }
+    return -1;
+}
+
+static intptr_t slow_after_idle_main(void *arg)
+{
+    (void)arg;
+    weft_sleep(MS(50));
+    long before = watchdog_wakeups();
+    weft_sleep(MS(1000));
+    long after = watchdog_wakeups();
+    char line[64];
+    snprintf(line, sizeof line, "idle-wakeups %ld", before < 0 || after < 0 ? -1 : after - before);
+    mark(line);
+    return slow_task_main(NULL);
+}
+
 /* ---- a callback blocking the loop for 250 ms is reported like a task --------------------------------- */
 
 /* Not static: the report names it from the dynamic symbol table (the child is linked -rdynamic). */
@@ -302,6 +344,7 @@ int main(int argc, char **argv)
         {"free_task_future", free_task_future_main, NULL, NULL},
         {"mutex_foreign_unlock", mutex_foreign_unlock_main, NULL, NULL},
         {"slow_task", slow_task_main, NULL, NULL},
+        {"slow_after_idle", slow_after_idle_main, NULL, NULL},
         {"unawaited_error_future", unawaited_error_main, NULL, NULL},
         {"slow_callback", slow_callback_main, NULL, NULL},
         {"unawaited_io", io_unawaited_named_main, NULL, NULL},

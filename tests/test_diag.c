@@ -122,10 +122,9 @@ static long ms_after(const char *line, const char *text)
     return (end != p && strncmp(end, " ms", 3) == 0) ? v : -1;
 }
 
-Test(diag, task_blocking_the_loop_300ms_is_reported_by_name_while_it_runs_and_after)
+/* The child's stderr after slow_task: the 300 ms blocker reported while it ran, then with its total. */
+static void check_blocker_reported(void)
 {
-    unsetenv("WEFT_SLOW_MS");
-    run_scenario("slow_task");
     cr_assert(exited_with(0), "child %s; stderr:\n%s", child.status_s, child.err);
     char running[512], held[512];
     cr_assert(line_with("has run for", running, sizeof running), "no report while it ran; stderr:\n%s", child.err);
@@ -148,6 +147,28 @@ Test(diag, task_blocking_the_loop_300ms_is_reported_by_name_while_it_runs_and_af
               "the total came before the report:\n%s", child.err);
     /* Once each. */
     cr_assert(strstr(strstr(child.err, "has run for") + 1, "has run for") == NULL, "reported twice:\n%s", child.err);
+}
+
+Test(diag, task_blocking_the_loop_300ms_is_reported_by_name_while_it_runs_and_after)
+{
+    unsetenv("WEFT_SLOW_MS");
+    run_scenario("slow_task");
+    check_blocker_reported();
+}
+
+/* A sleeping loop blocks nothing: its watchdog parks rather than looking 40 times a second (4 looks
+ * to see the loop asleep, then one wakeup a second at most), and the loop's next wake wakes it in
+ * time to report a blocker as it runs. */
+Test(diag, watchdog_parks_while_the_loop_sleeps_and_still_reports_the_next_blocker)
+{
+    unsetenv("WEFT_SLOW_MS");
+    run_scenario("slow_after_idle");
+    const char *m = strstr(child.err, "MARK idle-wakeups ");
+    cr_assert(m != NULL, "child %s; stderr:\n%s", child.status_s, child.err);
+    long wakeups = strtol(m + strlen("MARK idle-wakeups "), NULL, 10);
+    cr_assert(wakeups >= 0 && wakeups <= 8, "the watchdog woke %ld times in a second of idling; stderr:\n%s", wakeups,
+              child.err);
+    check_blocker_reported();
 }
 
 Test(diag, task_blocking_300ms_is_not_reported_with_weft_slow_ms_1000)
