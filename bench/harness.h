@@ -39,6 +39,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+
 /* ---- options every program has ----------------------------------------------------------------- */
 
 static struct {
@@ -87,13 +89,6 @@ __attribute__((format(printf, 1, 2))) static inline void fail(const char *fmt, .
 }
 
 static inline bool failed(void) { return g_res->error[0] != 0; }
-
-static inline uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* ---- timing: calibrate, warm up, measure ------------------------------------------------------ */
 

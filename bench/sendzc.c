@@ -7,7 +7,7 @@
  * a weft loop pinned to CPU 0 sends M MiB over TCP on 127.0.0.1 with weft_send_all in pieces of that
  * size, from one buffer it reuses (as a server sending a response from its own buffer does), to a
  * receiver process pinned to CPU 1 that reads into a 1 MiB buffer and checks the byte count. Figures
- * per measurement: throughput, the sender process's CPU time per MiB (getrusage: user + system,
+ * per measurement: throughput, the sender process's CPU time per MiB (CLOCK_PROCESS_CPUTIME_ID: user + system,
  * over the sends only), io_uring_enter calls and SQEs per send, and the zero-copy counters
  * (notifications, and how many of them say the kernel copied after all).
  *
@@ -34,30 +34,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <weft.h>
 
+#include "clock.h"
+
 #define MAX_SIZES 16
 #define MAX_ROUNDS 31
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t cpu_ns(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ((uint64_t)ru.ru_utime.tv_sec + (uint64_t)ru.ru_stime.tv_sec) * 1000000000u +
-           ((uint64_t)ru.ru_utime.tv_usec + (uint64_t)ru.ru_stime.tv_usec) * 1000u;
-}
 
 static void pin(int cpu)
 {
@@ -136,14 +123,14 @@ static intptr_t sender(void *arg)
         buf[i] = (char)(i * 131 + 7);
     weft_stats before, after;
     weft_stats_get(&before);
-    uint64_t t0 = now_ns(), c0 = cpu_ns();
+    uint64_t t0 = now_ns(), c0 = process_cpu_ns();
     uint64_t sends = 0;
     for (uint64_t done = 0; done < m->total; done += m->size, sends++) {
         ssize_t n = weft_send_all(fd, buf, m->size);
         if (n != (ssize_t)m->size)
             die("weft_send_all", n < 0 ? (int)n : EIO);
     }
-    uint64_t t1 = now_ns(), c1 = cpu_ns();
+    uint64_t t1 = now_ns(), c1 = process_cpu_ns();
     weft_stats_get(&after);
     weft_close(fd);
     if (pid > 0) {

@@ -64,27 +64,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../clock.h"
+
 extern char **environ;
 
 #define MAX_MSG (1u << 20)
 #define IO_CHUNK (256u * 1024u)
 #define MAX_EVENTS 1024
-
-/* ---- time ------------------------------------------------------------------------------------- */
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t cpu_self_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* ---- payload ---------------------------------------------------------------------------------- */
 
@@ -893,13 +879,13 @@ int main(int argc, char **argv)
             t_measure = now;
             if (opt.server_pid > 0)
                 cpu_ns0 = proc_cpu_ns(opt.server_pid);
-            self_cpu0 = cpu_self_ns();
+            self_cpu0 = process_cpu_ns();
         }
         if (phase == PH_MEASURE && now >= t_measure + (uint64_t)(opt.duration * 1e9)) {
             t_measure_end = now;
             if (opt.server_pid > 0)
                 cpu_ns1 = proc_cpu_ns(opt.server_pid);
-            self_cpu1 = cpu_self_ns();
+            self_cpu1 = process_cpu_ns();
             if (opt.count_syscalls) {
                 phase = PH_SYSCALLS;
                 if (!perf_start())
