@@ -569,10 +569,11 @@ class Bench:
         def phase(load, rate, minr, maxr, deadline, show=True):
             table = tables[load]
             if load == "rate":
-                self.note(table, "fixed rate %s msg/s (%g x the median closed-loop rate of the slowest contender); "
-                                 "%.2g s measured after %.2g s of warmup per run; syscalls counted by perf over a "
-                                 "separate %.2g s window right after" % ("{:,.0f}".format(rate), plan.get("rate_fraction", 0.6),
-                                                                         plan.get("rate_duration", 0.6), warmup, window))
+                why = ("the workload's own" if "closed" not in phases else
+                       "%g x the median closed-loop rate of the slowest contender" % plan.get("rate_fraction", 0.6))
+                self.note(table, "fixed rate %s msg/s (%s); %.2g s measured after %.2g s of warmup per run; syscalls "
+                                 "counted by perf over a separate %.2g s window right after"
+                          % ("{:,.0f}".format(rate), why, plan.get("rate_duration", 0.6), warmup, window))
             else:
                 self.note(table, "closed loop (each connection keeps one message outstanding): the maximum rate; "
                                  "%.2g s measured after %.2g s of warmup per run (no syscall window: that figure is "

@@ -107,9 +107,12 @@ def net_metrics(request, client):
 
 
 def echo_metrics():
-    """The echo workloads' figures: a network workload's, and what the load generator used."""
+    """The echo workloads' figures: a network workload's, what the load generator used, and the server's
+    memory per connection (its RSS with every connection open, less its RSS before the first)."""
     return dict(net_metrics("round trip", "loadgen"),
-                loadgen_cpu_util=Metric("load generator CPU use", "CPUs", None, False, "loadgen CPU", percent=True))
+                loadgen_cpu_util=Metric("load generator CPU use", "CPUs", None, False, "loadgen CPU", percent=True),
+                server_rss_kib_per_conn=Metric("server RSS per connection", "KiB", "lower", False, "RSS KiB/conn",
+                                               words=("smaller", "larger")))
 
 
 FILE_CONTENDERS = [
@@ -355,6 +358,26 @@ WORKLOADS = [
         # Only when named (bench/run batched-wait): the plain echo workload already measures the default.
         plans={"named": Plan(5, 8, 60, configs=[(512, 64)], phases=["closed", "rate"], closed_rounds=3,
                              warmup=0.2, duration=0.3, rate_duration=0.6, syscall_window=0.25, rate_fraction=0.6)},
+        placement="server pinned to CPU 0, the verifying load generator (bench/echo/loadgen) to CPU 1"),
+    Workload(
+        "idle", "10,000 connections at a low fixed rate: the server's memory per connection (most are idle at "
+        "any moment), weft (io_uring, epoll) vs plain epoll and plain liburing",
+        "TCP echo, 10,000 mostly idle connections", "TCP echo of 64 B over 10,000 connections at 5,000 msg/s in "
+        "all (each connection sends about every 2 s): the server's RSS with every connection open, less its RSS "
+        "before the first, per connection, taken at the end of the measured window; CPU per message beside it",
+        "echo",
+        [("weft-io_uring", "weft io_uring"), ("weft-epoll", "weft epoll"), ("epoll", "plain epoll (by hand)"),
+         ("liburing", "plain liburing (by hand)")],
+        echo_metrics(),
+        compare=[("weft-io_uring", "weft-epoll"), ("weft-io_uring", "epoll"), ("weft-epoll", "epoll"),
+                 ("weft-io_uring", "liburing")],
+        compared=["server_rss_kib_per_conn", "server_cpu_us_per_req"],
+        headline=[("weft-io_uring", "epoll"), ("weft-epoll", "epoll")],
+        # Only when named (bench/run idle), and in --full.
+        plans={"named": Plan(3, 5, 90, configs=[(10000, 64)], phases=["rate"], rate=5000, warmup=0.5,
+                             rate_duration=1.0, syscall_window=0.25),
+               "full": Plan(3, 5, 90, configs=[(10000, 64)], phases=["rate"], rate=5000, warmup=0.5,
+                            rate_duration=1.0, syscall_window=0.25)},
         placement="server pinned to CPU 0, the verifying load generator (bench/echo/loadgen) to CPU 1"),
     Workload(
         "http", "HTTP/1.1 keep-alive, wrk -c 256: weft's http_server (io_uring, epoll) vs nginx with one worker, "

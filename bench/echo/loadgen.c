@@ -276,6 +276,25 @@ static long long proc_cpu_ticks(pid_t pid)
     return -1;
 }
 
+/* pid's resident set in KiB (/proc/PID/statm), or -1. */
+static long long proc_rss_kib(pid_t pid)
+{
+    char path[64], buf[128];
+    snprintf(path, sizeof path, "/proc/%d/statm", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    unsigned long long size, resident;
+    if (sscanf(buf, "%llu %llu", &size, &resident) != 2)
+        return -1;
+    return (long long)(resident * (unsigned long long)sysconf(_SC_PAGESIZE) / 1024);
+}
+
 /*
  * On-CPU time of every thread of pid in nanoseconds, from /proc/PID/task/TID/schedstat (its first
  * field), so a short window at a low rate is not rounded to 10 ms clock ticks; from /proc/PID/stat's
@@ -847,6 +866,9 @@ int main(int argc, char **argv)
     uint64_t start = now_ns();
     uint64_t t_connected = 0, t_measure = 0, t_measure_end = 0, t_sys_end = 0, t_drain = 0, t_end = 0;
     long long cpu_ns0 = -1, cpu_ns1 = -1;
+    /* The server's memory before the first connection and with every connection open, at the end of
+     * the measured window: what its connections hold (most of them idle at any moment at a fixed rate). */
+    long long rss0 = opt.server_pid > 0 ? proc_rss_kib(opt.server_pid) : -1, rss1 = -1;
     uint64_t self_cpu0 = 0, self_cpu1 = 0;
     uint64_t sys_deadline = 0;
 
@@ -883,8 +905,10 @@ int main(int argc, char **argv)
         }
         if (phase == PH_MEASURE && now >= t_measure + (uint64_t)(opt.duration * 1e9)) {
             t_measure_end = now;
-            if (opt.server_pid > 0)
+            if (opt.server_pid > 0) {
                 cpu_ns1 = proc_cpu_ns(opt.server_pid);
+                rss1 = proc_rss_kib(opt.server_pid);
+            }
             self_cpu1 = process_cpu_ns();
             if (opt.count_syscalls) {
                 phase = PH_SYSCALLS;
@@ -1007,6 +1031,8 @@ int main(int argc, char **argv)
     json_num(o, "server_cpu_us_per_req", cpu_us, 4);
     json_num(o, "server_cpu_util", cpu_util, 4);
     json_num(o, "syscalls_per_req", sys_per_req, 4);
+    json_num(o, "server_rss_kib", rss1 >= 0 ? (double)rss1 : NAN, 0);
+    json_num(o, "server_rss_kib_per_conn", rss0 >= 0 && rss1 >= 0 ? (double)(rss1 - rss0) / opt.conns : NAN, 3);
     if (opt.perf_record) {
         fprintf(o, ",\"perf_record\":");
         json_str(o, opt.perf_record);
