@@ -536,11 +536,16 @@ Test(fs, submit_batch_hands_reads_to_the_kernel_as_soon_as_that_many_are_queued)
 {
     unsetenv("WEFT_SUBMIT_BATCH");
     static const struct {
-        unsigned batch;
+        unsigned batch, ring;
         uint64_t enters; /* io_uring_enter calls while 8 reads are made */
-    } cases[] = {{0, 0}, {1, 8}, {3, 2}, {8, 1}, {9, 0}};
+    } cases[] = {
+        {0, 0, 8},   /* the default: a read at an offset is a storage request, handed over at once */
+        {1, 0, 8}, {3, 0, 2}, {8, 0, 1},
+        {9, 0, 0},   /* a batch that never fills: everything at the loop's wait */
+        {64, 64, 0}, /* a batch of the ring's size: the same, named */
+    };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        weft_config cfg = {.submit_batch = cases[i].batch};
+        weft_config cfg = {.submit_batch = cases[i].batch, .ring_entries = cases[i].ring};
         EQ(run_in_scratch_with(batch_main, &cfg), 0);
         if (on_io_uring())
             cr_assert(batch_syscalls == cases[i].enters, "submit_batch %u: %" PRIu64 " enters, want %" PRIu64,
@@ -556,11 +561,51 @@ Test(fs, weft_submit_batch_overrides_the_configuration)
     weft_config cfg = {.submit_batch = 0};
     EQ(run_in_scratch_with(batch_main, &cfg), 0);
     EQ(batch_syscalls, on_io_uring() ? BATCH_READS : 0);
-    setenv("WEFT_SUBMIT_BATCH", "0", 1);
+    setenv("WEFT_SUBMIT_BATCH", "9", 1);
     cfg.submit_batch = 1;
     EQ(run_in_scratch_with(batch_main, &cfg), 0);
     EQ(batch_syscalls, 0);
     unsetenv("WEFT_SUBMIT_BATCH");
+}
+
+/* The default hands over storage requests only: reads at the file position (a pipe's) wait for the
+ * loop's turn with everything else, in one enter. */
+static intptr_t pipe_batch_main(void *arg)
+{
+    (void)arg;
+    int p[2];
+    cr_assert(pipe(p) == 0);
+    weft_future *fs[BATCH_READS];
+    char back[BATCH_READS];
+    weft_stats st0, st1;
+    EQ(weft_stats_get(&st0), 0);
+    for (int i = 0; i < BATCH_READS; i++)
+        cr_assert((fs[i] = weft_read_async(p[0], &back[i], 1, -1)) != NULL);
+    EQ(weft_stats_get(&st1), 0);
+    batch_syscalls = st1.syscalls - st0.syscalls;
+    char data[BATCH_READS];
+    memset(data, 'p', sizeof data);
+    EQ(weft_write(p[1], data, sizeof data, -1), (ssize_t)sizeof data);
+    for (int i = 0; i < BATCH_READS; i++) {
+        EQ(weft_await(fs[i]), 1);
+        weft_future_free(fs[i]);
+    }
+    cr_assert(memcmp(back, data, sizeof back) == 0);
+    EQ(weft_close(p[0]), 0);
+    EQ(weft_close(p[1]), 0);
+    return 0;
+}
+
+Test(fs, the_default_hands_over_storage_requests_at_once_and_pipe_reads_at_the_wait)
+{
+    unsetenv("WEFT_SUBMIT_BATCH");
+    weft_config cfg = WEFT_CONFIG_INIT;
+    EQ(run_in_scratch_with(pipe_batch_main, &cfg), 0);
+    if (on_io_uring())
+        EQ(batch_syscalls, 0);
+    else /* epoll tries a read as it is made (then waits for the pipe's edge): at most a call each */
+        cr_assert(batch_syscalls <= BATCH_READS + 1, "%" PRIu64 " system calls for %d pipe reads", batch_syscalls,
+                  BATCH_READS);
 }
 
 /* ---- a lone task and results that come from another thread ------------------------------------------ */
