@@ -215,8 +215,12 @@ def summarize(name, recs):
                                            "verdict": busy_verdict(stats.verdict(iv, info["better"], info["words"]), iv, kept,
                                                                words=info["words"]),
                                            "dropped_disturbed": dropped, "kept_disturbed": kept})
+    # A mode may leave out a contender, or a figure (files at QD 1 and 128 are --full's): the targets on
+    # it are not this run's. A figure every contender failed to give still gets its "n/a".
+    measured = {s.get("metric") for s in samples}
     for t in table.targets:
-        if t.contender in contenders and (t.ref is None or t.ref in contenders):  # a mode may leave one out
+        if t.contender in contenders and (t.ref is None or t.ref in contenders) and (
+                not measured or t.metric in measured):
             out["targets"].append(target_outcome(t, samples, out["metrics"]))
     reruns = [r for r in mine if r.get("type") == "rerun"]
     kept = {(r["contender"], r["round"]) for r in samples if r.get("disturbed")}

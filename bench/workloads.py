@@ -224,8 +224,8 @@ WORKLOADS = [
         compare=FILE_COMPARE, compared=["iops_qd1", "iops_qd32", "iops_qd128"],
         headline=[("weft-io_uring", "fio-io_uring"), ("weft-io_uring", "fio-libaio")],
         headline_metrics=["iops_qd32"],
-        targets=[Target("weft-io_uring", "iops_qd32", ">=", 1.0, "weft (io_uring) >= 1.0x fio libaio at QD 32",
-                        "fio-libaio"),
+        targets=[Target("weft-io_uring", "iops_qd%d" % qd, ">=", 1.0, "weft (io_uring) >= 1.0x fio libaio at QD %d" % qd,
+                        "fio-libaio") for qd in (1, 32, 128)] + [
                  Target("weft-io_uring-eager", "iops_qd32", ">=", 1.0,
                         "weft (io_uring, submit_batch 1, idle poll 200 us) >= 1.0x fio libaio at QD 32", "fio-libaio")],
         plans={"quick": Plan(3, 3, 8, qds=[32], seconds=0.25, size_mib=256,
