@@ -531,6 +531,7 @@ static intptr_t sqe_count_main(void *arg)
 
 Test(send, consecutive_sends_on_one_connection_in_one_turn_cost_one_sqe_each)
 {
+    unsetenv("WEFT_SUBMIT_BATCH"); /* the sends must wait for the turn's one enter */
     weft_config cfg = WEFT_CONFIG_INIT;
     cfg.send_zc_min = 4096;
     EQ(run_with(&cfg, sqe_count_main, (void *)(uintptr_t)512), 0);
