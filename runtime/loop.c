@@ -168,18 +168,23 @@ static inline bool runnable_now(const weft_loop *l)
  * kernel costs a wake-up (an idle CPU's exit from halt) when the completion comes, which for a disk
  * read or an offloaded job arriving a few microseconds later is most of its latency. On io_uring
  * with DEFER_TASKRUN the kernel flags pending completions in the SQ ring, so the poll costs no
- * system call until there is something to reap. 1 if something became ready, 0 if not, or an error.
+ * system call until there is something to reap. 1 if something became ready or a completion was taken
+ * in, 0 if not, or an error. A completion that wakes nobody (an _async request whose future was freed)
+ * still ends the idle poll: the caller's wait may have been for it (the teardown waits for every
+ * request to let go), and sleeping in the kernel after taking it would wait for one that never comes.
  */
 static int idle_poll(weft_loop *l, uint64_t budget)
 {
     uint64_t end = weft__now() + budget;
+    uint64_t completions = l->stats.completions;
     do {
         if (weft__backend_has_work(l)) {
             int r = weft__backend_poll(l, 0);
             if (r < 0)
                 return r;
         }
-        if (runnable_now(l) || atomic_load_explicit(&l->remote_head, memory_order_relaxed)) {
+        if (runnable_now(l) || atomic_load_explicit(&l->remote_head, memory_order_relaxed) ||
+            l->stats.completions != completions) {
             l->stats.idle_polls++;
             return 1;
         }
