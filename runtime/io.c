@@ -447,6 +447,6 @@ int weft_nop(void)
     weft_task *t = weft__current();
     if (!t)
         return -EPERM;
-    weft__op op = {.opcode = WEFT__OP_NOP};
+    weft__op op = {.opcode = WEFT__OP_NOP, .fd = -1};
     return (int)weft__io_wait(t, &op);
 }

@@ -550,3 +550,8 @@ static const weft__future_ops task_future = {
     .free = task_future_free,
     .release = task_future_release,
 };
+
+const weft_task *weft__future_task(const weft_future *f)
+{
+    return f->ops == &task_future ? WEFT__CONTAINER(f, weft_task, future) : NULL;
+}
