@@ -83,13 +83,18 @@ weft_loop *weft_loop_new(const weft_config *cfg)
         goto fail;
     }
     weft__stack_pool_init(&l->stacks, l->cfg.stack_size);
-    r = backend_choose(l);
+    r = weft__trace_new(l);
     if (r < 0)
         goto fail_fd;
+    r = backend_choose(l);
+    if (r < 0)
+        goto fail_trace;
     pthread_mutex_init(&l->inbox_lock, NULL);
     l->born_clock = weft__park_clock();
     l->born_ns = weft__now();
     return l;
+fail_trace:
+    weft__trace_free(l);
 fail_fd:
     close(l->wake_fd);
 fail:
@@ -137,6 +142,7 @@ void weft_loop_free(weft_loop *l)
     close(l->wake_fd);
     weft__stack_pool_fini(&l->stacks);
     weft__timer_heap_fini(&l->timers);
+    weft__trace_free(l);
     free(l->fd_errors);
     pthread_mutex_destroy(&l->inbox_lock);
     while (l->free_tasks) {
@@ -373,6 +379,8 @@ int weft_loop_run(weft_loop *l, weft_fn main, void *arg, intptr_t *result)
         goto remove_handler;
     weft__ctx_init_thread(&l->ctx);
     weft__ctx_capture_fpu();
+    if (l->trace)
+        weft__trace_started(l);
     weft__tls_loop = l;
     l->running = true;
     l->closing = false;
@@ -400,6 +408,8 @@ unbind:
     l->running = false;
     weft__tls_loop = NULL;
     weft__watchdog_stop(l);
+    if (l->trace)
+        weft__trace_write(l); /* after the watchdog, whose last report it takes; a failure is said */
 remove_handler:
     weft__overflow_handler_remove();
 stop_backend:

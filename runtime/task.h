@@ -107,6 +107,8 @@ static inline weft_task *weft__task_of(weft__runnable *r)
 /* Records a switch to next (NULL: the loop's own context) for the stats and the watchdog. */
 static inline void weft__note_switch(weft_loop *l, weft_task *next)
 {
+    if (WEFT__UNLIKELY(l->trace != NULL))
+        weft__trace_switch(l, next);
     l->current = next;
     l->stats.switches++;
     atomic_store_explicit(&l->watch_task, next, memory_order_relaxed);
