@@ -27,16 +27,9 @@ static const char *state_name(uint8_t s)
 static uint64_t ns_since(const weft_loop *l, uint64_t c)
 {
     uint64_t now_c = weft__park_clock();
-#if defined(__x86_64__)
-    uint64_t now_ns = weft__now();
-    uint64_t span_c = now_c - l->born_clock, span_ns = now_ns - l->born_ns;
-    if (span_c == 0 || now_c < c)
+    if (now_c < c)
         return 0;
-    return (uint64_t)((double)(now_c - c) * (double)span_ns / (double)span_c);
-#else
-    (void)l;
-    return now_c > c ? now_c - c : 0;
-#endif
+    return (uint64_t)((double)(now_c - c) * weft__park_clock_rate(l->born_clock, l->born_ns, now_c, weft__now()));
 }
 
 /* "1.23 s", "45.6 ms", "789 us" */

@@ -160,6 +160,18 @@ static inline uint64_t weft__park_clock(void)
 #endif
 }
 
+/* Nanoseconds per tick of weft__park_clock(), from two readings of it and of weft__now() taken
+ * together: the TSC's rate on x86, 1 elsewhere (the clock is weft__now() itself). */
+static inline double weft__park_clock_rate(uint64_t c0, uint64_t ns0, uint64_t c1, uint64_t ns1)
+{
+#if defined(__x86_64__)
+    return c1 > c0 && ns1 > ns0 ? (double)(ns1 - ns0) / (double)(c1 - c0) : 1.0;
+#else
+    (void)c0, (void)ns0, (void)c1, (void)ns1;
+    return 1.0;
+#endif
+}
+
 /*
  * The interrupt functions parked tasks wait with, by what they wait in: weft_tasks_dump (dump.c)
  * tells the waits apart by them and reads park_obj accordingly.

@@ -15,6 +15,11 @@
  * The watchdog reports a stall while the loop is still stuck in it, so it cannot wait for the loop:
  * its reports go to a small ring of their own under a mutex, which the writer reads.
  *
+ * Times are weft__park_clock() readings (the TSC on x86: a few nanoseconds where clock_gettime takes
+ * tens, which was most of the cost of recording a switch), turned into CLOCK_MONOTONIC nanoseconds
+ * when the file is written, at the rate measured between the trace's start and then; worker threads
+ * read the same clock, which the kernel keeps in step across CPUs when it uses it as its clocksource.
+ *
  * Off, tracing costs each hook one test of l->trace (NULL): no call, no store.
  */
 #include "internal.h"
@@ -66,7 +71,11 @@ int weft__trace_new(weft_loop *l)
         weft__log("no memory for a trace of %zu events\n", cap);
         return -ENOMEM;
     }
+    /* Touched now, so that recording never takes a page fault: one would cost the loop a microsecond
+     * or more in the middle of what the trace is timing. */
+    memset(tr->ring, 0, cap * sizeof *tr->ring);
     tr->cap = cap;
+    tr->origin_clock = weft__park_clock();
     tr->origin = weft__now();
     pthread_mutex_init(&tr->stall_lock, NULL);
     l->trace = tr;
@@ -135,7 +144,7 @@ void weft__trace_switch(weft_loop *l, weft_task *next)
     weft_task *cur = tr->running;
     if (cur == next)
         return;
-    uint64_t now = weft__now();
+    uint64_t now = weft__park_clock();
     if (cur) {
         weft__trace_ev *ev = record(tr, WEFT__TR_STOP, now, cur->id);
         switch (cur->state) {
@@ -169,20 +178,20 @@ void weft__trace_switch(weft_loop *l, weft_task *next)
 
 void weft__trace_spawn(weft_loop *l, const weft_task *t)
 {
-    weft__trace_ev *ev = record(l->trace, WEFT__TR_SPAWN, weft__now(), t->id);
+    weft__trace_ev *ev = record(l->trace, WEFT__TR_SPAWN, weft__park_clock(), t->id);
     ev->u.w[0] = l->current ? l->current->id : 0;
 }
 
 void weft__trace_wake(weft_loop *l, const weft_task *t)
 {
-    record(l->trace, WEFT__TR_WAKE, weft__now(), t->id);
+    record(l->trace, WEFT__TR_WAKE, weft__park_clock(), t->id);
 }
 
 /* A task's name goes with its end: a task the trace shows either ends within it or is still alive
  * when the file is written, and then the writer reads the name from the task itself. */
 void weft__trace_end(weft_loop *l, const weft_task *t, intptr_t result)
 {
-    uint64_t now = weft__now();
+    uint64_t now = weft__park_clock();
     weft__trace_ev *ev = record(l->trace, WEFT__TR_END, now, t->id);
     ev->u.w[0] = (uint64_t)result;
     if (t->name[0]) {
@@ -196,7 +205,7 @@ int weft__trace_submit(weft_loop *l, weft__op *op)
 {
     weft__trace *tr = l->trace;
     weft_task *by = op->task ? op->task : l->current;
-    weft__trace_ev *ev = record(tr, WEFT__TR_IO_BEGIN, weft__now(), by ? by->id : 0);
+    weft__trace_ev *ev = record(tr, WEFT__TR_IO_BEGIN, weft__park_clock(), by ? by->id : 0);
     ev->opcode = op->opcode;
     ev->fd = op->fd;
     ev->why = op->task != NULL;
@@ -214,17 +223,17 @@ int weft__trace_submit(weft_loop *l, weft__op *op)
 
 void weft__trace_io_end(weft_loop *l, const weft__op *op, int32_t res)
 {
-    weft__trace_ev *ev = record(l->trace, WEFT__TR_IO_END, weft__now(), 0);
+    weft__trace_ev *ev = record(l->trace, WEFT__TR_IO_END, weft__park_clock(), 0);
     ev->u.w[0] = (uint64_t)(uintptr_t)op;
     ev->u.w[1] = (uint64_t)(int64_t)res;
 }
 
 int weft__trace_poll(weft_loop *l, uint64_t timeout_ns)
 {
-    uint64_t begin = weft__now();
+    uint64_t begin = weft__park_clock();
     uint64_t submitted = l->stats.submissions, reaped = l->stats.completions, syscalls = l->stats.syscalls;
     int r = weft__backend_poll_now(l, timeout_ns);
-    weft__trace_ev *ev = record(l->trace, WEFT__TR_POLL, weft__now(), 0);
+    weft__trace_ev *ev = record(l->trace, WEFT__TR_POLL, weft__park_clock(), 0);
     ev->u.w[0] = begin;
     ev->u.w[1] = timeout_ns;
     ev->u.w[2] = (l->stats.submissions - submitted) << 32 | ((l->stats.completions - reaped) & 0xffffffffu);
@@ -238,16 +247,16 @@ void weft__trace_callback(weft_loop *l, weft__runnable *r)
     weft__trace *tr = l->trace;
     weft__trace_switch(l, NULL);
     const void *fn = r->user_fn; /* r may be freed by its call */
-    uint64_t begin = weft__now();
+    uint64_t begin = weft__park_clock();
     r->call(r);
-    weft__trace_ev *ev = record(tr, WEFT__TR_CALLBACK, weft__now(), 0);
+    weft__trace_ev *ev = record(tr, WEFT__TR_CALLBACK, weft__park_clock(), 0);
     ev->u.w[0] = begin;
     ev->u.w[1] = (uint64_t)(uintptr_t)fn;
 }
 
 void weft__trace_timer(weft_loop *l, const weft_task *t, int why, const void *fn)
 {
-    weft__trace_ev *ev = record(l->trace, WEFT__TR_TIMER, weft__now(), t ? t->id : 0);
+    weft__trace_ev *ev = record(l->trace, WEFT__TR_TIMER, weft__park_clock(), t ? t->id : 0);
     ev->why = (uint8_t)why;
     ev->u.w[1] = (uint64_t)(uintptr_t)fn;
 }
@@ -256,18 +265,18 @@ void weft__trace_job_queued(weft_loop *l, weft__job_trace *jt)
 {
     jt->on = true;
     jt->task = l->current ? l->current->id : 0;
-    jt->queued = weft__now();
+    jt->queued = weft__park_clock();
 }
 
 void weft__trace_job_started(weft__job_trace *jt)
 {
     jt->worker = thread_id();
-    jt->started = weft__now();
+    jt->started = weft__park_clock();
 }
 
 void weft__trace_job_ended(weft__job_trace *jt, intptr_t result)
 {
-    jt->ended = weft__now();
+    jt->ended = weft__park_clock();
     jt->result = result;
 }
 
@@ -287,7 +296,7 @@ void weft__trace_job_landed(weft_loop *l, const weft__job_trace *jt, int kind, c
 void weft__trace_stall(weft_loop *l, uint64_t task, const void *fn, uint64_t since, uint64_t limit)
 {
     weft__trace *tr = l->trace;
-    uint64_t now = weft__now();
+    uint64_t now = weft__park_clock(), now_ns = weft__now();
     pthread_mutex_lock(&tr->stall_lock);
     weft__trace_ev *ev = &tr->stalls[tr->stall_next];
     tr->stall_next = (tr->stall_next + 1) % WEFT__TRACE_STALLS;
@@ -297,7 +306,7 @@ void weft__trace_stall(weft_loop *l, uint64_t task, const void *fn, uint64_t sin
     ev->task = task;
     ev->kind = WEFT__TR_STALL;
     ev->fd = -1;
-    ev->u.w[0] = since;
+    ev->u.w[0] = now_ns > since ? now_ns - since : 0;
     ev->u.w[1] = (uint64_t)(uintptr_t)fn;
     ev->u.w[2] = limit;
     pthread_mutex_unlock(&tr->stall_lock);

@@ -34,8 +34,8 @@ enum weft__trace_kind {
     WEFT__TR_JOB,      /* ts: a job's start on a worker; task: who queued it; why: weft__trace_job_kind;
                           fd: the worker's thread id; w[0] queued, w[1] ended, w[2] result, w[3] the op it
                           carries out (a request on the executor), else 0 */
-    WEFT__TR_STALL,    /* the watchdog saw task (0: a callback) hold the loop: w[0] since when (its
-                          estimate), w[1] the callback's function, w[2] the limit */
+    WEFT__TR_STALL,    /* the watchdog saw task (0: a callback) hold the loop: w[0] for how long, in ns
+                          (its estimate), w[1] the callback's function, w[2] the limit */
 };
 
 /* Why a task stopped running (WEFT__TR_STOP's why). */
@@ -45,7 +45,7 @@ enum weft__trace_stop { WEFT__STOP_PARKED, WEFT__STOP_IN_PLACE, WEFT__STOP_YIELD
 enum weft__trace_job_kind { WEFT__JOB_OFFLOAD, WEFT__JOB_ASYNC, WEFT__JOB_IO };
 
 typedef struct weft__trace_ev {
-    uint64_t ts;     /* weft__now() */
+    uint64_t ts;     /* weft__park_clock(), as every time in the ring */
     uint64_t task;
     uint8_t kind;    /* weft__trace_kind */
     uint8_t why;
@@ -74,7 +74,7 @@ typedef struct weft__trace {
     weft__trace_ev *ring;
     size_t cap, next, len; /* slots, the next to write, how many hold events */
     uint64_t recorded;     /* events recorded since the loop was made; recorded - len were dropped */
-    uint64_t origin;       /* weft__now() when the loop was made */
+    uint64_t origin, origin_clock; /* weft__now() and weft__park_clock() when the loop was made */
     pid_t loop_tid;        /* the thread running the loop (its latest run) */
     weft_task *running;    /* the task whose run the trace has open, NULL for none */
     /* The request a task may wait for in place, without parking: the last one a task made itself. */

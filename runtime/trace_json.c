@@ -121,12 +121,22 @@ typedef struct writer {
     pid_t workers[64];
     size_t nworkers;
     pid_t pid;
+    uint64_t clock0, ns0; /* a reading of weft__park_clock() and weft__now() taken together */
+    double rate;          /* ns per tick of the clock */
 } writer;
 
+/* The ring's clock reading c in CLOCK_MONOTONIC nanoseconds. */
+static uint64_t to_ns(const writer *w, uint64_t c)
+{
+    return c >= w->clock0 ? w->ns0 + (uint64_t)((double)(c - w->clock0) * w->rate)
+                          : w->ns0 - (uint64_t)((double)(w->clock0 - c) * w->rate);
+}
+
+/* An event of the file at clock reading ts. */
 static out *emit(writer *w, uint8_t form, uint64_t ts, uint64_t task, const weft__trace_ev *ev)
 {
     out *o = &w->outs[w->nouts];
-    *o = (out){.ts = ts, .seq = w->nouts, .form = form, .task = task, .ev = ev};
+    *o = (out){.ts = to_ns(w, ts), .seq = w->nouts, .form = form, .task = task, .ev = ev};
     w->nouts++;
     return o;
 }
@@ -140,7 +150,7 @@ static row *row_of(writer *w, uint64_t task)
 static out *emit_span(writer *w, uint8_t form, uint64_t since, uint64_t ts, uint64_t task, const weft__trace_ev *ev)
 {
     out *o = emit(w, form, since, task, ev);
-    o->dur = ts > since ? ts - since : 0;
+    o->dur = ts > since ? to_ns(w, ts) - o->ts : 0;
     return o;
 }
 
@@ -220,8 +230,7 @@ static void pair(writer *w, const weft__trace_ev *ev, uint64_t start, uint64_t *
         emit(w, O_TIMER, ev->ts, ev->task, ev);
         break;
     case WEFT__TR_JOB: {
-        out *o = emit(w, O_JOB, ev->ts, ev->task, ev);
-        o->dur = ev->u.w[1] > ev->ts ? ev->u.w[1] - ev->ts : 0;
+        out *o = emit_span(w, O_JOB, ev->ts, ev->u.w[1], ev->task, ev);
         /* A request the executor carries out is still open: it completes after its job lands. */
         slot = ev->u.w[3] ? table_find(&w->ios, ev->u.w[3]) : SIZE_MAX;
         o->end = slot != SIZE_MAX ? w->opens[slot].begin : NULL;
@@ -440,7 +449,7 @@ static void put_event(writer *w, const out *o)
         put_us(f, "dur", o->dur);
         fputs(",\"args\":{\"task\":", f);
         put_str(f, ev->task ? task_label(w, ev->task, label, sizeof label) : "none");
-        put_us(f, "queued_us", ev->ts > ev->u.w[0] ? ev->ts - ev->u.w[0] : 0);
+        put_us(f, "queued_us", ev->ts > ev->u.w[0] ? to_ns(w, ev->ts) - to_ns(w, ev->u.w[0]) : 0);
         fputc(',', f);
         put_result(f, "result", (int64_t)ev->u.w[2]);
         fputs("}}", f);
@@ -453,11 +462,11 @@ static void put_event(writer *w, const out *o)
         put_head(w, o, "i", "stall", "stall");
         fputs(",\"s\":\"t\",\"args\":{\"who\":", f);
         put_str(f, text);
-        fprintf(f, ",\"running_ms\":%" PRIu64 ",\"limit_ms\":%" PRIu64 ",\"message\":",
-                (ev->ts > ev->u.w[0] ? ev->ts - ev->u.w[0] : 0) / 1000000, ev->u.w[2] / 1000000);
+        fprintf(f, ",\"running_ms\":%" PRIu64 ",\"limit_ms\":%" PRIu64 ",\"message\":", ev->u.w[0] / 1000000,
+                ev->u.w[2] / 1000000);
         char message[256];
         snprintf(message, sizeof message, "%s has run for %" PRIu64 " ms without suspending: it is blocking the loop",
-                 text, (ev->ts > ev->u.w[0] ? ev->ts - ev->u.w[0] : 0) / 1000000);
+                 text, ev->u.w[0] / 1000000);
         put_str(f, message);
         fputs("}}", f);
         return;
@@ -505,8 +514,8 @@ static void put_file(writer *w, uint64_t start, uint64_t now)
     fprintf(f, "{\"displayTimeUnit\":\"ns\",\"otherData\":{\"weft_version\":\"%s\",\"backend\":\"%s\",\"loop\":%u",
             weft_version(), l->backend->name, l->index);
     fputs(",\"clock\":\"CLOCK_MONOTONIC, ts in microseconds\"", f);
-    put_us(f, "start_us", start);
-    put_us(f, "written_us", now);
+    put_us(f, "start_us", to_ns(w, start));
+    put_us(f, "written_us", to_ns(w, now));
     fprintf(f, ",\"ring_events\":%zu,\"events_recorded\":%" PRIu64 ",\"events_kept\":%zu,\"events_dropped\":%" PRIu64
                ",\"io_completions_without_submission\":%" PRIu64 ",\"stall_reports\":%" PRIu64 "}",
             tr->cap, tr->recorded, tr->len, tr->recorded - tr->len, w->ends_unmatched, tr->stalls_seen);
@@ -555,7 +564,7 @@ static FILE *open_file(weft_loop *l, int *err)
 int weft__trace_write(weft_loop *l)
 {
     weft__trace *tr = l->trace;
-    uint64_t now = weft__now();
+    uint64_t now = weft__park_clock(), now_ns = weft__now();
     weft__trace_ev stalls[WEFT__TRACE_STALLS];
     pthread_mutex_lock(&tr->stall_lock);
     size_t nstalls = tr->stalls_seen < WEFT__TRACE_STALLS ? (size_t)tr->stalls_seen : WEFT__TRACE_STALLS;
@@ -563,7 +572,8 @@ int weft__trace_write(weft_loop *l)
         stalls[i] = tr->stalls[(tr->stall_next + WEFT__TRACE_STALLS - nstalls + i) % WEFT__TRACE_STALLS];
     pthread_mutex_unlock(&tr->stall_lock);
 
-    writer w = {.l = l, .pid = getpid()};
+    writer w = {.l = l, .pid = getpid(), .clock0 = tr->origin_clock, .ns0 = tr->origin,
+                .rate = weft__park_clock_rate(tr->origin_clock, tr->origin, now, now_ns)};
     size_t live = 0;
     for (weft__link *k = l->tasks.head; k; k = k->next)
         live++;
@@ -575,7 +585,7 @@ int weft__trace_write(weft_loop *l)
     int err = ENOMEM;
     if (ok) {
         size_t first = tr->len < tr->cap ? 0 : tr->next;
-        uint64_t start = tr->len ? tr->ring[first].ts : tr->origin;
+        uint64_t start = tr->len ? tr->ring[first].ts : tr->origin_clock;
         if (tr->recorded > tr->len)
             emit(&w, O_DROPPED, start, 0, NULL);
         uint64_t run_task = 0, run_since = start;
