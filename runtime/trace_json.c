@@ -132,9 +132,14 @@ static uint64_t to_ns(const writer *w, uint64_t c)
                           : w->ns0 - (uint64_t)((double)(w->clock0 - c) * w->rate);
 }
 
-/* An event of the file at clock reading ts. */
+static row *row_of(writer *w, uint64_t task);
+
+/* An event of the file at clock reading ts, on task's row (which is named in the file, whatever else
+ * of the task the ring still holds). */
 static out *emit(writer *w, uint8_t form, uint64_t ts, uint64_t task, const weft__trace_ev *ev)
 {
+    if (task)
+        row_of(w, task);
     out *o = &w->outs[w->nouts];
     *o = (out){.ts = to_ns(w, ts), .seq = w->nouts, .form = form, .task = task, .ev = ev};
     w->nouts++;
@@ -591,7 +596,12 @@ int weft__trace_write(weft_loop *l)
         uint64_t run_task = 0, run_since = start;
         for (size_t i = 0; i < tr->len; i++)
             pair(&w, &tr->ring[(first + i) % tr->cap], start, &run_task, &run_since);
-        /* What is still going ends where the file is written. */
+        /* What is still going ends where the file is written: the run of the task flushing, even if
+         * its start fell out of the ring. */
+        if (!run_task && tr->running) {
+            run_task = tr->running->id;
+            run_since = start;
+        }
         if (run_task)
             emit_span(&w, O_RUN, run_since, now, run_task, NULL)->open = true;
         for (size_t i = 0; i <= w.tasks.mask; i++)
@@ -601,11 +611,8 @@ int weft__trace_write(weft_loop *l)
         for (size_t i = 0; i <= w.ios.mask; i++)
             if (w.ios.keys[i] && w.opens[i].begin)
                 io_ended(&w, w.opens[i].begin, NULL, now);
-        for (size_t i = 0; i < nstalls; i++) {
+        for (size_t i = 0; i < nstalls; i++)
             emit(&w, O_STALL, stalls[i].ts, stalls[i].task, &stalls[i]);
-            if (stalls[i].task)
-                row_of(&w, stalls[i].task);
-        }
         /* Names: an ended task's came with its end; a live task's is read from it. */
         for (weft__link *k = l->tasks.head; k; k = k->next) {
             weft_task *t = WEFT__CONTAINER(k, weft_task, all_link);

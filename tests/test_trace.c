@@ -513,6 +513,33 @@ Test(trace, keeps_the_newest_events_of_a_full_ring_and_says_how_many_it_dropped)
     tev_get('X', "'yielder'", "ready", NULL);
 }
 
+static intptr_t burst_main(void *arg)
+{
+    (void)arg;
+    EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair_fds), 0);
+    weft_future *fs[20];
+    char buf[20];
+    for (int i = 0; i < 20; i++)
+        cr_assert((fs[i] = weft_recv_async(pair_fds[0], &buf[i], 1, 0)) != NULL);
+    /* 20 requests made without a switch: the ring of 16 has only their submissions now. */
+    cr_assert(weft_trace_flush() > 0);
+    trace_load(trace_file);
+    tev_get('X', "'main'", "run", "is still running");
+    EQ(tev_count('b', "'main'", "recv", "\"call\": \"_async\""), 16);
+    EQ(tev_count('e', "'main'", "recv", "\"open\": true"), 16);
+    for (int i = 0; i < 20; i++)
+        weft_future_free(fs[i]);
+    close(pair_fds[0]);
+    close(pair_fds[1]);
+    return 0;
+}
+
+Test(trace, a_flush_with_the_ring_full_of_one_runs_requests_still_shows_that_run_and_them_in_flight)
+{
+    weft_config cfg = traced_config(16, UINT64_MAX);
+    traced_run_cfg(&cfg, burst_main, NULL);
+}
+
 /* ---- flushing on demand ---------------------------------------------------------------------------- */
 
 static intptr_t flush_main(void *arg)
