@@ -16,19 +16,14 @@ TestSuite(trace, .timeout = 60);
 
 static char trace_file[64];
 
-static void trace_file_remove(void)
-{
-    unlink(trace_file);
-}
-
-/* A fresh, empty file for the trace, removed when the test's process exits. */
+/* A fresh, empty file for the trace. trace_load removes it once read (a later write of the trace
+ * makes it again). */
 static const char *trace_file_new(void)
 {
     snprintf(trace_file, sizeof trace_file, "/tmp/weft-trace-test-XXXXXX");
     int fd = mkstemp(trace_file);
     cr_assert(fd >= 0, "mkstemp: %s", strerror(errno));
     close(fd);
-    atexit(trace_file_remove);
     return trace_file;
 }
 
@@ -71,12 +66,13 @@ static size_t ntevs;
 static char other_data[2048];
 static char check_out[4 << 20];
 
-/* Checks the file with trace_check.py and loads its events into tevs. */
+/* Checks the file with trace_check.py, loads its events into tevs and removes the file. */
 static void trace_load(const char *path)
 {
     char err[4096];
     char *argv[] = {(char *)WEFT_PYTHON, (char *)WEFT_TRACE_CHECK, (char *)path, NULL};
     int status = run_program(argv, check_out, sizeof check_out, err, sizeof err, 30000);
+    unlink(path);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s is not a valid trace: %s", path, err);
     cr_assert(strlen(check_out) < sizeof check_out - 1, "trace_check's output was cut");
     ntevs = 0;
@@ -538,6 +534,7 @@ Test(trace, a_flush_with_the_ring_full_of_one_runs_requests_still_shows_that_run
 {
     weft_config cfg = traced_config(16, UINT64_MAX);
     traced_run_cfg(&cfg, burst_main, NULL);
+    unlink(trace_file); /* written again as the loop ended */
 }
 
 /* ---- flushing on demand ---------------------------------------------------------------------------- */
@@ -601,6 +598,7 @@ Test(trace, a_path_that_cannot_be_written_fails_loop_new_with_opens_errno_and_sa
 Test(trace, trace_events_out_of_range_or_not_a_number_is_einval_and_says_why)
 {
     weft_config cfg = traced_config((size_t)1 << 25, 0);
+    unlink(cfg.trace_path); /* the configuration is refused before the file would be made */
     stderr_capture_begin();
     NULL_WITH_ERRNO(weft_loop_new(&cfg), EINVAL);
     CAPTURED_HAS(stderr_capture_end(), "weft_config.trace_events is 33554432");
@@ -650,5 +648,4 @@ Test(trace, each_loop_of_run_cores_writes_its_own_file)
     trace_load(second);
     cr_assert(strstr(other_data, "\"loop\": 1,"), "%s", other_data);
     tev_get('X', "'main'", "weft_sleep", NULL);
-    unlink(second);
 }
