@@ -499,7 +499,8 @@ static inline void bench_mode_lengths(bool rounds_set, bool target_set, double q
 static inline void bench_clear_env(void)
 {
     static const char *const vars[] = {"WEFT_BACKEND", "WEFT_EXECUTOR_THREADS", "WEFT_EXECUTOR_QUEUE",
-                                       "WEFT_SLOW_MS", "WEFT_STACK_SIZE", "WEFT_RING_ENTRIES"};
+                                       "WEFT_SLOW_MS", "WEFT_STACK_SIZE", "WEFT_RING_ENTRIES",
+                                       "WEFT_TRACE", "WEFT_TRACE_EVENTS"};
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
         if (getenv(vars[i])) {
             fprintf(stderr, "bench: ignoring %s=%s (the benchmark sets it)\n", vars[i], getenv(vars[i]));

@@ -13,6 +13,11 @@
  *   watchdog  the yield loop of bench/fiber.c (two tasks weft_yield-ing to each other, ns per yield) on a
  *             loop with the slow-task watchdog on (the default, slow_task_ns = 0: 100 ms) and off
  *             (slow_task_ns = UINT64_MAX: no watchdog thread), side by side.
+ *   trace-yield  the same yield loop with the timeline trace off (the default) and on (trace_path set, a
+ *             ring of 65536 events, the file in /tmp written when the loop ends, outside the timing):
+ *             what recording costs per yield, a switch recorded as the end of one run and the start
+ *             of the next. What the trace costs when off is the yield workload itself, against a build
+ *             without it (bench/run --baseline).
  *
  * chan and mutex run with the watchdog off: a measuring task holds the loop for a whole measurement
  * (the uncontended mutex loop never suspends), which the watchdog would rightly report. What the
@@ -21,7 +26,7 @@
  * Every measurement runs in a child process of its own, interleaved by round (bench/harness.h); the
  * process is pinned to CPU 0. Output: JSON lines for bench/report.py; progress on stderr.
  *
- * Usage: sync [--rounds N] [--target-ms MS] [--quick|--full] [chan|mutex|watchdog ...]
+ * Usage: sync [--rounds N] [--target-ms MS] [--quick|--full] [chan|mutex|watchdog|trace-yield ...]
  */
 #include "harness.h"
 
@@ -33,12 +38,13 @@
 
 /* ---- running a measurement inside a weft loop ------------------------------------------------- */
 
-static void in_loop(uint64_t slow_task_ns, weft_fn main_fn, void *arg)
+/* trace_path NULL: no trace. */
+static void in_loop_traced(uint64_t slow_task_ns, const char *trace_path, weft_fn main_fn, void *arg)
 {
-    weft_config cfg;
-    memset(&cfg, 0, sizeof cfg);
+    weft_config cfg = WEFT_CONFIG_INIT;
     cfg.backend = "io_uring";
     cfg.slow_task_ns = slow_task_ns;
+    cfg.trace_path = trace_path;
     weft_loop *l = weft_loop_new(&cfg);
     if (!l) {
         /* The workloads here do no I/O: where io_uring is refused, measure on epoll rather than not. */
@@ -60,6 +66,11 @@ static void in_loop(uint64_t slow_task_ns, weft_fn main_fn, void *arg)
         fail("weft_loop_run: %s", strerror(-rc));
     else if (res < 0)
         fail("benchmark task returned %s", strerror((int)-res));
+}
+
+static void in_loop(uint64_t slow_task_ns, weft_fn main_fn, void *arg)
+{
+    in_loop_traced(slow_task_ns, NULL, main_fn, arg);
 }
 
 /* Spawns fn(arg) count times and joins them all; a failing task fails the measurement. */
@@ -246,6 +257,19 @@ static intptr_t yield_main(void *arg)
 static void m_watchdog_on(void) { in_loop(0, yield_main, NULL); }
 static void m_watchdog_off(void) { in_loop(UINT64_MAX, yield_main, NULL); }
 
+/* ---- trace ------------------------------------------------------------------------------------- */
+
+/* Both with the default watchdog, as a program runs; only the trace differs. */
+static void m_trace_off(void) { in_loop(0, yield_main, NULL); }
+
+static void m_trace_on(void)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/weft-bench-trace-%d.json", (int)getpid());
+    in_loop_traced(0, path, yield_main, NULL);
+    unlink(path);
+}
+
 /* ---- the contenders --------------------------------------------------------------------------- */
 
 static const contender contenders[] = {
@@ -256,15 +280,17 @@ static const contender contenders[] = {
     {"mutex", "yield-only", m_mutex_yield_only, NULL, NULL},
     {"watchdog", "watchdog-on", m_watchdog_on, NULL, NULL},
     {"watchdog", "watchdog-off", m_watchdog_off, NULL, NULL},
+    {"trace-yield", "trace-off", m_trace_off, NULL, NULL},
+    {"trace-yield", "trace-on", m_trace_on, NULL, NULL},
 };
 #define NCONTENDERS (sizeof contenders / sizeof contenders[0])
 
-static const char *const workloads[] = {"chan", "mutex", "watchdog"};
+static const char *const workloads[] = {"chan", "mutex", "watchdog", "trace-yield"};
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 
 static void usage(FILE *to)
 {
-    fprintf(to, "usage: sync [--rounds N] [--target-ms MS] [--quick|--full] [chan|mutex|watchdog ...]\n");
+    fprintf(to, "usage: sync [--rounds N] [--target-ms MS] [--quick|--full] [chan|mutex|watchdog|trace-yield ...]\n");
 }
 
 int main(int argc, char **argv)

@@ -306,6 +306,15 @@ WORKLOADS = [
         {"ns_per_yield": ns("ns per yield")}, compare=[("watchdog-on", "watchdog-off")],
         plans=micro_plans(), program=("sync", ["watchdog"])),
     Workload(
+        "trace-yield", "weft_yield between two tasks with the timeline trace off and on (its cost when recording)",
+        "cost of the timeline trace: yield", "weft_yield between two tasks on a loop without a trace and on one "
+        "recording a trace (trace_path set, a ring of 65536 events, the file written after the timing); each "
+        "yield records the end of one task's run and the start of the next's. The trace's cost when off is the "
+        "yield workload against a build without it (bench/run --baseline REV yield echo)", "program",
+        [("trace-off", "trace off (the default)"), ("trace-on", "trace on (WEFT_TRACE)")],
+        {"ns_per_yield": ns("ns per yield")}, compare=[("trace-on", "trace-off")],
+        plans={"named": micro_plans()["default"], "full": micro_plans()["full"]}, program=("sync", ["trace-yield"])),
+    Workload(
         "echo", "TCP echo at a fixed rate (server CPU per message) and closed loop (max rate), with where the "
         "CPU goes: weft (io_uring, epoll) vs plain epoll, plain liburing, asyncio, uvloop",
         "TCP echo", "TCP echo", "echo",
@@ -356,6 +365,20 @@ WORKLOADS = [
         compared=["server_cpu_us_per_req", "p99_us", "syscalls_per_req"],
         headline=[("weft-io_uring-minwait", "weft-io_uring")],
         # Only when named (bench/run batched-wait): the plain echo workload already measures the default.
+        plans={"named": Plan(5, 8, 60, configs=[(512, 64)], phases=["closed", "rate"], closed_rounds=3,
+                             warmup=0.2, duration=0.3, rate_duration=0.6, syscall_window=0.25, rate_fraction=0.6)},
+        placement="server pinned to CPU 0, the verifying load generator (bench/echo/loadgen) to CPU 1"),
+    Workload(
+        "trace-echo", "TCP echo at a fixed rate: weft's echo_server with the timeline trace off and on, both backends",
+        "cost of the timeline trace: TCP echo", "TCP echo of 64 B over 512 connections, examples/echo_server without "
+        "and with --trace FILE (a ring of 65536 events, written when the server stops, after the measurement): "
+        "server CPU per message while recording every request, park, wake and poll", "echo",
+        [("weft-io_uring", "weft io_uring, trace off"), ("weft-io_uring-trace", "weft io_uring, trace on"),
+         ("weft-epoll", "weft epoll, trace off"), ("weft-epoll-trace", "weft epoll, trace on")],
+        echo_metrics(),
+        compare=[("weft-io_uring-trace", "weft-io_uring"), ("weft-epoll-trace", "weft-epoll")],
+        compared=["server_cpu_us_per_req", "req_per_s", "p99_us", "syscalls_per_req"],
+        headline=[("weft-io_uring-trace", "weft-io_uring"), ("weft-epoll-trace", "weft-epoll")],
         plans={"named": Plan(5, 8, 60, configs=[(512, 64)], phases=["closed", "rate"], closed_rounds=3,
                              warmup=0.2, duration=0.3, rate_duration=0.6, syscall_window=0.25, rate_fraction=0.6)},
         placement="server pinned to CPU 0, the verifying load generator (bench/echo/loadgen) to CPU 1"),
@@ -439,7 +462,8 @@ BY_NAME = {w.name: w for w in WORKLOADS}
 
 # Names that stand for one or more workloads.
 ALIASES = {"spawn+join": ["spawn"], "1m": ["tasks"], "1M": ["tasks"], "sync": ["chan", "mutex", "watchdog"],
-           "exec": ["executor"], "io": ["nop", "deadline", "files", "files-buffered"], "fibers": ["switch", "yield", "spawn"]}
+           "exec": ["executor"], "io": ["nop", "deadline", "files", "files-buffered"], "fibers": ["switch", "yield", "spawn"],
+           "trace": ["trace-yield", "trace-echo"]}
 
 # What each mode may take in all (seconds, from the build's end to the report's): runner.py shares it out
 # among the workloads by their budgets, so a busy machine (reruns, slower runs) costs rounds, not time.
@@ -511,7 +535,7 @@ class Table:
 
 def table_spec(name):
     """The Table for a table name, or None for a name no workload makes."""
-    m = re.match(r"^(echo|batched-wait)-(\d+)B-(\d+)c-(closed|rate)$", name)
+    m = re.match(r"^(echo|batched-wait|trace-echo)-(\d+)B-(\d+)c-(closed|rate)$", name)
     if m:
         size, conns, load = int(m.group(2)), int(m.group(3)), m.group(4)
         wl = BY_NAME[m.group(1)]

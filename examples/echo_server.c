@@ -2,6 +2,7 @@
  * echo_server — a TCP echo server on weft: one task per connection, written as blocking code.
  *
  *   echo_server [--host 127.0.0.1] [--port 7000] [--backend io_uring|epoll] [--threads N] [--min-wait-us U]
+ *               [--trace FILE]
  *
  * The same code runs on io_uring (each recv and send is one request to the kernel) or on epoll (each is
  * a non-blocking call, parked on readiness when the kernel says EAGAIN). It prints "ready on <backend>"

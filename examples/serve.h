@@ -4,11 +4,14 @@
  * serve_main from main.
  *
  *   NAME [--host 127.0.0.1] [--port P] [--backend io_uring|epoll] [--threads N] [--min-wait-us U]
+ *        [--trace FILE]
  *
  * With --threads N (default 1) the server runs N loops (weft_run_cores), each listening on the port
  * with SO_REUSEPORT so the kernel spreads the connections among them. It prints "ready on <backend>"
  * once every loop listens. Signals are read by loop 0: SIGTERM or SIGINT stops it and the others (with
- * weft_post); SIGUSR1 makes every loop print its live tasks on stderr (weft_tasks_dump).
+ * weft_post); SIGUSR1 makes every loop print its live tasks on stderr (weft_tasks_dump), and SIGUSR2
+ * write its trace now (weft_trace_flush) when it runs with --trace FILE (weft_config.trace_path, as
+ * WEFT_TRACE: a timeline of the loop, written when it stops; docs/trace.md).
  * --min-wait-us U sets weft_config.min_wait_ns (io_uring's batched wait; docs/batched-wait.md).
  */
 #ifndef WEFT_EXAMPLE_SERVE_H
@@ -84,6 +87,17 @@ static intptr_t serve_dump_here(void *arg)
     return 0;
 }
 
+/* Posted to every loop on SIGUSR2: a loop without a trace says so. */
+static intptr_t serve_flush_here(void *arg)
+{
+    (void)arg;
+    int r = weft_trace_flush();
+    if (r < 0)
+        fprintf(stderr, "%s: loop %u: trace: %s\n", serve_the->name, weft_loop_id(),
+                r == -ENOENT ? "not tracing (start with --trace FILE)" : weft_strerror(r));
+    return 0;
+}
+
 /* Every loop's main. */
 static intptr_t serve_loop(void *arg)
 {
@@ -108,9 +122,10 @@ static intptr_t serve_loop(void *arg)
         fflush(stdout);
         /* Serve until SIGTERM or SIGINT: reading the signalfd parks this task like any other I/O. */
         struct signalfd_siginfo si;
-        while (weft_read(s->sigfd, &si, sizeof si, -1) == (ssize_t)sizeof si && si.ssi_signo == SIGUSR1)
+        while (weft_read(s->sigfd, &si, sizeof si, -1) == (ssize_t)sizeof si &&
+               (si.ssi_signo == SIGUSR1 || si.ssi_signo == SIGUSR2))
             for (unsigned i = 0; i < s->threads; i++)
-                weft_post(i, serve_dump_here, NULL);
+                weft_post(i, si.ssi_signo == SIGUSR1 ? serve_dump_here : serve_flush_here, NULL);
         for (unsigned i = 1; i < s->threads; i++)
             weft_post(i, serve_stop_here, NULL);
     } else {
@@ -138,18 +153,21 @@ static int serve_main(struct serve *s, int argc, char **argv)
         {"backend", required_argument, NULL, 'b'},
         {"threads", required_argument, NULL, 't'},
         {"min-wait-us", required_argument, NULL, 'w'},
+        {"trace", required_argument, NULL, 'T'},
         {NULL, 0, NULL, 0},
     };
     int ch;
-    while ((ch = getopt_long(argc, argv, "h:p:b:t:w:", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "h:p:b:t:w:T:", longopts, NULL)) != -1) {
         switch (ch) {
         case 'h': s->host = optarg; break;
         case 'p': s->port = (uint16_t)atoi(optarg); break;
         case 'b': cfg.backend = optarg; break;
         case 't': s->threads = (unsigned)atoi(optarg); break;
         case 'w': cfg.min_wait_ns = strtoull(optarg, NULL, 10) * 1000; break;
+        case 'T': cfg.trace_path = optarg; break;
         default:
-            fprintf(stderr, "usage: %s [--host H] [--port P] [--backend io_uring|epoll] [--threads N] [--min-wait-us U]\n",
+            fprintf(stderr, "usage: %s [--host H] [--port P] [--backend io_uring|epoll] [--threads N] [--min-wait-us U] "
+                            "[--trace FILE]\n",
                     s->name);
             return 2;
         }
@@ -158,13 +176,14 @@ static int serve_main(struct serve *s, int argc, char **argv)
         fprintf(stderr, "%s: --threads takes 1 to %d\n", s->name, SERVE_MAX_LOOPS);
         return 2;
     }
-    /* SIGTERM, SIGINT and SIGUSR1 become readable on a signalfd. Blocking them first, before weft starts any
+    /* SIGTERM, SIGINT, SIGUSR1 and SIGUSR2 become readable on a signalfd. Blocking them first, before weft starts any
      * thread, means every thread inherits the mask and no handler ever runs. */
     sigset_t mask;
     sigemptyset(&mask);
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGINT);
     sigaddset(&mask, SIGUSR1);
+    sigaddset(&mask, SIGUSR2);
     sigprocmask(SIG_BLOCK, &mask, NULL);
     s->sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
     if (s->sigfd < 0) {

@@ -84,8 +84,10 @@ typedef intptr_t (*weft_fn)(void *arg);
  * Loop configuration. Zero-initialised means all defaults. Environment variables override fields:
  * WEFT_BACKEND, WEFT_RING_ENTRIES, WEFT_STACK_SIZE (bytes, or with a k, m or g suffix: KiB, MiB, GiB),
  * WEFT_EXECUTOR_THREADS, WEFT_EXECUTOR_QUEUE, WEFT_SLOW_MS, WEFT_IDLE_POLL_US (microseconds),
- * WEFT_SUBMIT_BATCH, WEFT_SEND_ZC_MIN (a size), WEFT_MIN_WAIT_US (microseconds), WEFT_WAIT_BATCH. A variable set to the empty string counts as unset; any other value must be
- * digits only (a size may end in its suffix): "-5", "abc", "12q" or " 12" are errors, not ignored.
+ * WEFT_SUBMIT_BATCH, WEFT_SEND_ZC_MIN (a size), WEFT_MIN_WAIT_US (microseconds), WEFT_WAIT_BATCH,
+ * WEFT_TRACE (a path), WEFT_TRACE_EVENTS. A variable set to the empty string counts as unset; any
+ * other number must be digits only (a size may end in its suffix): "-5", "abc", "12q" or " 12" are
+ * errors, not ignored.
  *
  * Every value is checked when a loop is made: what weft cannot honour makes weft_loop_new fail with
  * EINVAL (weft_run returns -EINVAL) and one line on stderr naming the field or variable and why.
@@ -93,8 +95,8 @@ typedef intptr_t (*weft_fn)(void *arg);
  * at most 16384 (io_uring's 32768 submission and 65536 completion entries, with weft's completion
  * queue four times the submission queue), stack_size at most 1 GiB, executor_threads at most 1024,
  * executor_queue at most 16777216, submit_batch at most ring_entries, min_wait_ns at most 10 ms,
- * wait_batch at most 4 × ring_entries and only with min_wait_ns; a value in microseconds or
- * milliseconds must fit 64 bits in nanoseconds. A stack size within bounds that this process still
+ * wait_batch at most 4 × ring_entries and only with min_wait_ns, trace_events at most 16777216; a
+ * value in microseconds or milliseconds must fit 64 bits in nanoseconds. A stack size within bounds that this process still
  * cannot map (an address-space limit) fails with ENOMEM and a line that says so.
  *
  * Growing without breaking programs: later versions add fields at the end, and size says how much of
@@ -156,6 +158,16 @@ typedef struct weft_config {
     unsigned    wait_batch;       /* with min_wait_ns: the completions that end the minimum wait early; 0 = 32.
                                      At most the completion queue (4 × ring_entries); set without
                                      min_wait_ns it is EINVAL. Env WEFT_WAIT_BATCH. */
+    /* The timeline trace (see "Diagnostics": weft_trace_flush). */
+    const char *trace_path;       /* record what the loop does and write it to this file as a Chrome Trace
+                                     Event (Perfetto) JSON file when each run of the loop ends; NULL =
+                                     no trace (the default: then it costs nothing). Env WEFT_TRACE. The
+                                     file is made when the loop is (weft_loop_new fails with open's errno,
+                                     said on stderr, if it cannot be) and written over whole each time.
+                                     Loop N > 0 of a weft_run_cores writes PATH.N. */
+    size_t      trace_events;     /* the events the trace keeps: the newest, the older ones dropped and
+                                     counted in the file; 0 = 65536 (56 bytes each); at most 16777216.
+                                     Env WEFT_TRACE_EVENTS. Unused without trace_path. */
 } weft_config;
 
 /* A configuration of all defaults that declares this header's size, for setting any field. */
@@ -166,7 +178,8 @@ typedef struct weft_config {
  * task still alive and runs the loop until they have all ended, reports tasks nobody joined, and frees
  * the loop. Returns 0 and stores main's result in *result (result may be NULL), or a negative errno when
  * the loop could not start (-ENOMEM, -EINVAL for a WEFT_* variable weft cannot honour, -EBUSY if a
- * loop already runs on this thread, or the error the ring setup returned). Blocks the calling thread;
+ * loop already runs on this thread, the error the ring setup returned, or for WEFT_TRACE the error of
+ * making its file: -ENOENT, -EACCES, -EISDIR...). Blocks the calling thread;
  * not itself a suspending call.
  */
 WEFT_API int weft_run(weft_fn main, void *arg, intptr_t *result);
@@ -174,9 +187,10 @@ WEFT_API int weft_run(weft_fn main, void *arg, intptr_t *result);
 /*
  * Creates a loop. cfg may be NULL for defaults. Returns NULL with errno set: ENOMEM (also for task
  * stacks that cannot be mapped), EINVAL for a configuration weft cannot honour (see above: each says
- * why on stderr), E2BIG (cfg sets fields this library does not have, see size above), or the error
+ * why on stderr), E2BIG (cfg sets fields this library does not have, see size above), the error
  * io_uring set-up failed with when "io_uring" was asked for by name (EPERM when refused by seccomp or
- * kernel.io_uring_disabled, ENOMEM when locked memory is short, ENOSYS on a kernel without it).
+ * kernel.io_uring_disabled, ENOMEM when locked memory is short, ENOSYS on a kernel without it), or
+ * open(2)'s error for a trace_path that cannot be made (ENOENT, EACCES, EISDIR..., said on stderr).
  *
  * With no backend named, a refused io_uring makes the loop use epoll, and one line on stderr says why
  * and what to change ("io_uring refused (EPERM): seccomp ...; using epoll"); weft_loop_fallback_reason
@@ -1072,6 +1086,7 @@ WEFT_API intptr_t weft_submit_to(unsigned loop, weft_fn fn, void *arg);
  *   - a future freed with an error result that nobody awaited;
  *   - a task that overflows its stack, by name, before the process dies of SIGSEGV;
  *   - io_uring refused, and why, when the loop falls back to epoll.
+ * With weft_config.trace_path set it also writes a timeline of the loop (weft_trace_flush, below).
  * ------------------------------------------------------------------------------------------------ */
 
 /* A static description of err (negative or positive errno); "Success" for 0. Never NULL. */
@@ -1089,6 +1104,28 @@ WEFT_API const char *weft_strerror(int err);
  * Costs the loop nothing until called (a park records a timestamp from the CPU's counter).
  */
 WEFT_API int weft_tasks_dump(FILE *out);
+
+/*
+ * The timeline trace. With weft_config.trace_path (or WEFT_TRACE) set, the loop records what it does
+ * and writes it, when each run of the loop ends, as a Chrome Trace Event JSON file that Perfetto
+ * (ui.perfetto.dev) and chrome://tracing open, and bench/trace_png.py draws: a row per task, named
+ * ("task 'name' (#id)"), with its runs, and between them what it waited in (the I/O call with its fd
+ * and size, a future, a join, a sleep, a channel, a lock...) and how long it then waited to run; each
+ * I/O request from submission to completion with its opcode, fd, size and result; a row for the loop
+ * with each poll of the kernel (what it submitted and reaped, whether it could sleep), callbacks and
+ * timers; a row per executor thread with this loop's jobs; and the watchdog's reports of a task
+ * blocking the loop as "stall" events naming it. Memory is bounded: the trace keeps the newest
+ * trace_events events and says in the file how many older ones it dropped. Off (the default), it
+ * costs each place it records one test of a pointer. docs/trace.md has the details.
+ *
+ * weft_trace_flush writes the file now, with what the trace holds so far (a long-running server's
+ * trace is otherwise written only when its loop ends), and recording goes on. Call it on the loop's
+ * thread, in a task or a callback; it does not suspend, and blocks the loop while it writes (tens
+ * of milliseconds for a full trace of 65536 events). Returns the number of events written, -EPERM
+ * outside a loop's thread, -ENOENT if the loop does not trace, or the errno of writing the file
+ * (-ENOSPC...), also said on stderr; the trace is kept either way.
+ */
+WEFT_API int weft_trace_flush(void);
 
 /* Counters of one loop since it was created. */
 typedef struct weft_stats {

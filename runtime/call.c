@@ -102,6 +102,8 @@ static void timer_run(weft__runnable *r)
 static void timer_fire(weft__timer *t)
 {
     weft_timer *h = WEFT__CONTAINER(t, weft_timer, timer);
+    if (WEFT__UNLIKELY(h->loop->trace != NULL))
+        weft__trace_timer(h->loop, NULL, 2, (const void *)h->fn);
     h->queued = true;
     weft__run_push(h->loop, &h->run);
 }

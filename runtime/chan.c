@@ -113,7 +113,7 @@ int weft_chan_send(weft_chan *c, void *item)
         return r;
     weft__wq_node n;
     n.item = item;
-    return (int)weft__wq_wait(&c->senders, &n, t);
+    return (int)weft__wq_wait(&c->senders, &n, t, "weft_chan_send");
 }
 
 int weft_chan_recv(weft_chan *c, void **item)
@@ -130,7 +130,7 @@ int weft_chan_recv(weft_chan *c, void **item)
     if (r != -EAGAIN)
         return r;
     weft__wq_node n;
-    intptr_t v = weft__wq_wait(&c->receivers, &n, t);
+    intptr_t v = weft__wq_wait(&c->receivers, &n, t, "weft_chan_recv");
     if (v == 0)
         *item = n.item;
     return (int)v;
@@ -201,7 +201,7 @@ int weft_chan_join(weft_chan *c)
     if (c->unfinished == 0)
         return 0;
     weft__wq_node n;
-    return (int)weft__wq_wait(&c->joiners, &n, t);
+    return (int)weft__wq_wait(&c->joiners, &n, t, "weft_chan_join");
 }
 
 size_t weft_chan_unfinished(const weft_chan *c)

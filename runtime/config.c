@@ -42,6 +42,8 @@
  */
 #define WEFT__MAX_MIN_WAIT_NS (10 * 1000000ull)
 #define WEFT__DEFAULT_WAIT_BATCH 32
+/* 16 Mi events of 56 bytes: 896 MiB, beyond which a trace is better taken in pieces (weft_trace_flush). */
+#define WEFT__MAX_TRACE_EVENTS (1ull << 24)
 
 /* A numeric field of weft_config and the environment variable that overrides it. */
 typedef struct setting {
@@ -74,6 +76,8 @@ static const setting settings[] = {
             "a minimum wait is at most 10 ms (10000 us): it delays every completion by up to that much"),
     SETTING(wait_batch, "WEFT_WAIT_BATCH", 1, false, 4 * WEFT__MAX_RING_ENTRIES,
             "a batch is at most the completion queue, and io_uring's has at most 65536 entries"),
+    SETTING(trace_events, "WEFT_TRACE_EVENTS", 1, false, WEFT__MAX_TRACE_EVENTS,
+            "a trace keeps at most 16777216 events (896 MiB)"),
 };
 
 static uint64_t field_get(const weft_config *c, const setting *s)
@@ -259,12 +263,23 @@ static int config_copy(weft_config *out, const weft_config *in)
     return 0;
 }
 
+/* The trace's file: WEFT_TRACE, else the field; NULL (no trace) when neither names one. */
+static void trace_resolve(weft_config *c)
+{
+    const char *env = getenv("WEFT_TRACE");
+    if (env && *env)
+        c->trace_path = env;
+    else if (c->trace_path && !*c->trace_path)
+        c->trace_path = NULL;
+}
+
 int weft__config_resolve(weft_config *out, const weft_config *in)
 {
     int r = config_copy(out, in);
     if (r < 0)
         return r;
     out->size = sizeof *out;
+    trace_resolve(out);
     r = backend_resolve(out);
     for (size_t i = 0; r == 0 && i < sizeof settings / sizeof settings[0]; i++)
         r = setting_resolve(out, &settings[i]);

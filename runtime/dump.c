@@ -27,16 +27,9 @@ static const char *state_name(uint8_t s)
 static uint64_t ns_since(const weft_loop *l, uint64_t c)
 {
     uint64_t now_c = weft__park_clock();
-#if defined(__x86_64__)
-    uint64_t now_ns = weft__now();
-    uint64_t span_c = now_c - l->born_clock, span_ns = now_ns - l->born_ns;
-    if (span_c == 0 || now_c < c)
+    if (now_c < c)
         return 0;
-    return (uint64_t)((double)(now_c - c) * (double)span_ns / (double)span_c);
-#else
-    (void)l;
-    return now_c > c ? now_c - c : 0;
-#endif
+    return (uint64_t)((double)(now_c - c) * weft__park_clock_rate(l->born_clock, l->born_ns, now_c, weft__now()));
 }
 
 /* "1.23 s", "45.6 ms", "789 us" */
@@ -50,40 +43,103 @@ static void fmt_duration(uint64_t ns, char *buf, size_t len)
         snprintf(buf, len, "%" PRIu64 " us", ns / 1000u);
 }
 
-/* What a parked task waits in, from the interrupt function it parked with. */
-static void describe_wait(const weft_task *t, char *buf, size_t len)
+void weft__park_info_io(const struct weft__op *op, weft__park_info *p)
+{
+    memset(p, 0, sizeof *p);
+    p->kind = WEFT__PARK_IO;
+    p->opcode = op->opcode;
+    p->fd = op->fd;
+    p->len = weft__opcodes[op->opcode].buf_way != BUF_NONE ? op->len : 0;
+}
+
+void weft__park_info_of(const weft_task *t, weft__park_info *p)
 {
     weft__interrupt_fn in = t->interrupt;
     if (in == weft__op_interrupt) {
-        const weft__op *op = t->park_obj;
-        int n = snprintf(buf, len, "%s", weft__opcodes[op->opcode].name);
-        if (op->fd >= 0 && n >= 0 && (size_t)n < len)
-            n += snprintf(buf + n, len - (size_t)n, " on fd %d", op->fd);
-        if (weft__opcodes[op->opcode].buf_way != BUF_NONE && n >= 0 && (size_t)n < len)
-            snprintf(buf + n, len - (size_t)n, " (%" PRIu64 " B)", op->len);
-    } else if (in == weft__await_interrupt) {
+        weft__park_info_io(t->park_obj, p);
+        return;
+    }
+    memset(p, 0, sizeof *p);
+    p->fd = -1;
+    if (in == weft__await_interrupt) {
         const weft__waiter *w = t->park_obj;
-        char what[96] = "";
-        if (w->future && w->future->ops && w->future->ops->describe)
-            w->future->ops->describe(w->future, what, sizeof what);
-        snprintf(buf, len, "weft_await of a future%s%s", what[0] ? ": " : "", what);
+        p->kind = WEFT__PARK_AWAIT;
+        p->obj = w->future;
+        p->task = w->future ? weft__future_task(w->future) : NULL;
     } else if (in == weft__join_interrupt) {
         const weft__waiter *w = t->park_obj;
-        const weft_task *joined = WEFT__CONTAINER(w->future, weft_task, future);
-        char label[64];
-        snprintf(buf, len, "join of task %s", weft__task_label(joined, label, sizeof label));
+        p->kind = WEFT__PARK_JOIN;
+        p->task = WEFT__CONTAINER(w->future, weft_task, future);
     } else if (in == weft__sleep_interrupt) {
-        snprintf(buf, len, "weft_sleep");
+        p->kind = WEFT__PARK_SLEEP;
     } else if (in == weft__wq_interrupt) {
-        snprintf(buf, len, "a lock, event, semaphore or channel");
+        p->kind = WEFT__PARK_QUEUE;
+        p->call = ((const weft__wq_node *)t->park_obj)->call;
     } else if (in == weft__any_interrupt) {
-        snprintf(buf, len, "a wait for several (weft_wait_any, weft_gather)");
+        p->kind = WEFT__PARK_ANY;
     } else if (in == weft__offload_interrupt) {
-        snprintf(buf, len, "weft_offload (a job on the executor)");
+        p->kind = WEFT__PARK_OFFLOAD;
     } else if (in == weft__group_interrupt) {
-        snprintf(buf, len, "its group's members");
+        p->kind = WEFT__PARK_GROUP;
     } else {
+        p->kind = WEFT__PARK_OTHER;
+    }
+}
+
+void weft__park_describe(const weft__park_info *p, const char *task_label, char *buf, size_t len)
+{
+    int n;
+    switch (p->kind) {
+    case WEFT__PARK_IO:
+        n = snprintf(buf, len, "%s", weft__opcodes[p->opcode].name);
+        if (p->fd >= 0 && n >= 0 && (size_t)n < len)
+            n += snprintf(buf + n, len - (size_t)n, " on fd %d", p->fd);
+        if (weft__opcodes[p->opcode].buf_way != BUF_NONE && n >= 0 && (size_t)n < len)
+            snprintf(buf + n, len - (size_t)n, " (%" PRIu64 " B)", p->len);
+        break;
+    case WEFT__PARK_AWAIT:
+        snprintf(buf, len, "weft_await of a future%s%s%s", task_label ? ": task " : "", task_label ? task_label : "",
+                 task_label ? "'s" : "");
+        break;
+    case WEFT__PARK_JOIN:
+        snprintf(buf, len, "join of task %s", task_label ? task_label : "?");
+        break;
+    case WEFT__PARK_SLEEP:
+        snprintf(buf, len, "weft_sleep");
+        break;
+    case WEFT__PARK_QUEUE:
+        snprintf(buf, len, "%s", p->call ? p->call : "a lock, event, semaphore or channel");
+        break;
+    case WEFT__PARK_ANY:
+        snprintf(buf, len, "a wait for several (weft_wait_any, weft_gather)");
+        break;
+    case WEFT__PARK_OFFLOAD:
+        snprintf(buf, len, "weft_offload (a job on the executor)");
+        break;
+    case WEFT__PARK_GROUP:
+        snprintf(buf, len, "its group's members");
+        break;
+    default:
         snprintf(buf, len, "an uninterruptible wait (a close, or a cancelled call's end)");
+        break;
+    }
+}
+
+/* What a parked task waits in: the park's description, and an owned future's own (an _async request,
+ * an offloaded job), which only the live future can give. */
+static void describe_wait(const weft_task *t, char *buf, size_t len)
+{
+    weft__park_info p;
+    weft__park_info_of(t, &p);
+    char label[64];
+    weft__park_describe(&p, p.task ? weft__task_label(p.task, label, sizeof label) : NULL, buf, len);
+    const weft_future *f = p.obj;
+    if (p.kind == WEFT__PARK_AWAIT && f && !p.task && f->ops && f->ops->describe) {
+        char what[96] = "";
+        f->ops->describe(f, what, sizeof what);
+        size_t n = strlen(buf);
+        if (what[0] && n < len)
+            snprintf(buf + n, len - n, ": %s", what);
     }
 }
 

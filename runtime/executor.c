@@ -38,6 +38,7 @@ typedef struct weft__job {
     void (*landed)(void *arg, intptr_t result); /* callback job: runs on the loop instead of a future */
     weft__maker maker;                          /* async jobs: who asked */
     void *landed_arg;
+    weft__job_trace trace;                      /* its times, when its loop traces (trace.c) */
 } weft__job;
 
 /* A task waiting for room in a full queue. */
@@ -101,7 +102,11 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&ex->lock);
         if (w)
             weft__future_post(&w->ready, 0);
+        if (WEFT__UNLIKELY(j->trace.on))
+            weft__trace_job_started(&j->trace);
         intptr_t result = j->fn(j->arg);
+        if (WEFT__UNLIKELY(j->trace.on))
+            weft__trace_job_ended(&j->trace, result);
         pthread_mutex_lock(&ex->lock);
         j->state = JOB_FINISHED;
         pthread_mutex_unlock(&ex->lock);
@@ -294,6 +299,8 @@ static void job_init(weft__job *j, weft_executor *ex, weft_fn fn, void *arg, wef
     j->arg = arg;
     j->ex = ex;
     j->is_async = is_async;
+    if (WEFT__UNLIKELY(l->trace != NULL))
+        weft__trace_job_queued(l, &j->trace);
 }
 
 /* Removes a queued job; false if a worker already has it. On the loop thread. */
@@ -372,6 +379,9 @@ static void job_landed(weft_loop *l, weft__job *j)
 static bool job_result_landed(weft_loop *l, weft_future *f)
 {
     weft__job *j = WEFT__CONTAINER(f, weft__job, future);
+    if (WEFT__UNLIKELY(j->trace.on))
+        weft__trace_job_landed(l, &j->trace, j->landed ? WEFT__JOB_IO : j->is_async ? WEFT__JOB_ASYNC : WEFT__JOB_OFFLOAD,
+                               j->landed ? j->landed_arg : NULL);
     job_landed(l, j);
     if (!j->landed)
         return true;

@@ -103,6 +103,8 @@ typedef struct weft__wq_node {
     void *item;               /* what a channel sender offers, or a receiver is given */
     intptr_t result;
     bool granted;
+    const char *call;         /* the call a parked task waits in ("weft_chan_recv"): what the dump and
+                                 the trace say it waits for */
 } weft__wq_node;
 
 typedef weft__list weft__wq;
@@ -117,7 +119,8 @@ void weft__wq_fail_all(weft__wq *q, intptr_t result);
 /* Entry checks shared by every waiting call: sets *t to the running task; -EPERM outside a task,
  * -EINVAL for a NULL obj, then weft__check_suspend's answer. */
 int weft__wait_check(const void *obj, weft_task **t);
-/* Parks t in q until granted (returns the granted result) or interrupted (returns the reason). */
-intptr_t weft__wq_wait(weft__wq *q, weft__wq_node *n, weft_task *t);
+/* Parks t in q until granted (returns the granted result) or interrupted (returns the reason); call
+ * names the waiting call for diagnostics. */
+intptr_t weft__wq_wait(weft__wq *q, weft__wq_node *n, weft_task *t, const char *call);
 
 #endif /* WEFT_FUTURE_H */

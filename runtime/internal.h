@@ -54,6 +54,7 @@
 #include "task.h"
 #include "op.h"
 #include "exec.h"
+#include "trace.h"
 #include "fault.h"
 
 /* The calling thread's signal mask without the signals weft blocked for weft_signal_wait (signal.c):

@@ -34,6 +34,8 @@ typedef struct async_op {
 static void op_complete_wake(weft__op *op, int32_t res, uint32_t flags)
 {
     (void)flags;
+    if (WEFT__UNLIKELY(op->task->loop->trace != NULL))
+        weft__trace_io_end(op->task->loop, op, res);
     op->res = res;
     op->completed = true;
     op->task->loop->inflight--;
@@ -200,6 +202,8 @@ static void async_complete(weft__op *op, int32_t res, uint32_t flags)
     (void)flags;
     async_op *a = WEFT__CONTAINER(op, async_op, op);
     weft_loop *l = atomic_load_explicit(&a->future.loop, memory_order_relaxed);
+    if (WEFT__UNLIKELY(l->trace != NULL))
+        weft__trace_io_end(l, op, res);
     l->inflight--;
     weft__list_remove(&l->async_ops, &a->link);
     op->res = res;
@@ -447,6 +451,6 @@ int weft_nop(void)
     weft_task *t = weft__current();
     if (!t)
         return -EPERM;
-    weft__op op = {.opcode = WEFT__OP_NOP};
+    weft__op op = {.opcode = WEFT__OP_NOP, .fd = -1};
     return (int)weft__io_wait(t, &op);
 }

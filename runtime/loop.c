@@ -83,13 +83,18 @@ weft_loop *weft_loop_new(const weft_config *cfg)
         goto fail;
     }
     weft__stack_pool_init(&l->stacks, l->cfg.stack_size);
-    r = backend_choose(l);
+    r = weft__trace_new(l);
     if (r < 0)
         goto fail_fd;
+    r = backend_choose(l);
+    if (r < 0)
+        goto fail_trace;
     pthread_mutex_init(&l->inbox_lock, NULL);
     l->born_clock = weft__park_clock();
     l->born_ns = weft__now();
     return l;
+fail_trace:
+    weft__trace_free(l);
 fail_fd:
     close(l->wake_fd);
 fail:
@@ -137,6 +142,7 @@ void weft_loop_free(weft_loop *l)
     close(l->wake_fd);
     weft__stack_pool_fini(&l->stacks);
     weft__timer_heap_fini(&l->timers);
+    weft__trace_free(l);
     free(l->fd_errors);
     pthread_mutex_destroy(&l->inbox_lock);
     while (l->free_tasks) {
@@ -168,18 +174,23 @@ static inline bool runnable_now(const weft_loop *l)
  * kernel costs a wake-up (an idle CPU's exit from halt) when the completion comes, which for a disk
  * read or an offloaded job arriving a few microseconds later is most of its latency. On io_uring
  * with DEFER_TASKRUN the kernel flags pending completions in the SQ ring, so the poll costs no
- * system call until there is something to reap. 1 if something became ready, 0 if not, or an error.
+ * system call until there is something to reap. 1 if something became ready or a completion was taken
+ * in, 0 if not, or an error. A completion that wakes nobody (an _async request whose future was freed)
+ * still ends the idle poll: the caller's wait may have been for it (the teardown waits for every
+ * request to let go), and sleeping in the kernel after taking it would wait for one that never comes.
  */
 static int idle_poll(weft_loop *l, uint64_t budget)
 {
     uint64_t end = weft__now() + budget;
+    uint64_t completions = l->stats.completions;
     do {
         if (weft__backend_has_work(l)) {
             int r = weft__backend_poll(l, 0);
             if (r < 0)
                 return r;
         }
-        if (runnable_now(l) || atomic_load_explicit(&l->remote_head, memory_order_relaxed)) {
+        if (runnable_now(l) || atomic_load_explicit(&l->remote_head, memory_order_relaxed) ||
+            l->stats.completions != completions) {
             l->stats.idle_polls++;
             return 1;
         }
@@ -368,6 +379,8 @@ int weft_loop_run(weft_loop *l, weft_fn main, void *arg, intptr_t *result)
         goto remove_handler;
     weft__ctx_init_thread(&l->ctx);
     weft__ctx_capture_fpu();
+    if (l->trace)
+        weft__trace_started(l);
     weft__tls_loop = l;
     l->running = true;
     l->closing = false;
@@ -395,6 +408,8 @@ unbind:
     l->running = false;
     weft__tls_loop = NULL;
     weft__watchdog_stop(l);
+    if (l->trace)
+        weft__trace_write(l); /* after the watchdog, whose last report it takes; a failure is said */
 remove_handler:
     weft__overflow_handler_remove();
 stop_backend:

@@ -3,6 +3,7 @@
 #define WEFT_LOOP_H
 
 struct weft__op;
+struct weft__trace;
 
 /*
  * What every backend provides (uring.c, epoll.c). The core never asks which backend it runs on: it
@@ -56,6 +57,7 @@ void weft__epoll_cancel(weft_loop *l, struct weft__op *op);
 
 struct weft_loop {
     weft_task *current;                   /* running task, NULL in the loop's own context */
+    struct weft__trace *trace;            /* the timeline trace (trace.c), NULL when not tracing */
     weft__runnable *run_head, *run_tail;  /* ready tasks and due callbacks, in order */
     unsigned budget;                      /* task runs left before the loop polls I/O again */
     weft_task *zombie;                    /* ended task whose stack is released after the switch */
@@ -122,14 +124,34 @@ static inline void weft__run_push(weft_loop *l, weft__runnable *r)
  * through the table: a direct call is predicted even with the branch predictors cold after a system
  * call, where an indirect one through the table costs measurably on a NOP's round trip.
  */
-static inline int weft__backend_submit(weft_loop *l, struct weft__op *op)
+static inline int weft__backend_submit_now(weft_loop *l, struct weft__op *op)
 {
     return WEFT__LIKELY(l->is_uring) ? weft__uring_submit(l, op) : weft__epoll_submit(l, op);
 }
 
-static inline int weft__backend_poll(weft_loop *l, uint64_t timeout_ns)
+static inline int weft__backend_poll_now(weft_loop *l, uint64_t timeout_ns)
 {
     return WEFT__LIKELY(l->is_uring) ? weft__uring_poll(l, timeout_ns) : weft__epoll_poll(l, timeout_ns);
+}
+
+/* The trace's hooks on the hot paths (trace.c): each costs an untraced loop one test of l->trace. */
+int weft__trace_submit(weft_loop *l, struct weft__op *op);
+int weft__trace_poll(weft_loop *l, uint64_t timeout_ns);
+void weft__trace_switch(weft_loop *l, weft_task *next);
+
+/* Starts a request, or polls, as the _now calls do, recorded first when the loop traces. */
+static inline int weft__backend_submit(weft_loop *l, struct weft__op *op)
+{
+    if (WEFT__UNLIKELY(l->trace != NULL))
+        return weft__trace_submit(l, op);
+    return weft__backend_submit_now(l, op);
+}
+
+static inline int weft__backend_poll(weft_loop *l, uint64_t timeout_ns)
+{
+    if (WEFT__UNLIKELY(l->trace != NULL))
+        return weft__trace_poll(l, timeout_ns);
+    return weft__backend_poll_now(l, timeout_ns);
 }
 
 static inline bool weft__backend_has_work(weft_loop *l)

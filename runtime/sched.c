@@ -53,6 +53,8 @@ static inline weft__runnable *run_pop(weft_loop *l)
 static void task_timer_fire(weft__timer *timer)
 {
     weft_task *t = WEFT__CONTAINER(timer, weft_task, timer);
+    if (WEFT__UNLIKELY(t->loop->trace != NULL))
+        weft__trace_timer(t->loop, t, t->timer_reason ? 1 : 0, NULL);
     weft__interrupt(t, t->timer_reason);
 }
 
@@ -146,6 +148,8 @@ weft_task *weft__spawn(weft_loop *l, const char *name, weft_fn fn, void *arg)
     }
     weft__list_push(&l->tasks, &t->all_link);
     ready_push(l, t);
+    if (WEFT__UNLIKELY(l->trace != NULL))
+        weft__trace_spawn(l, t);
     l->stats.tasks_spawned++;
     if (++l->stats.tasks_live > l->stats.tasks_peak)
         l->stats.tasks_peak = l->stats.tasks_live;
@@ -197,6 +201,8 @@ static void task_ended(weft_loop *l, weft_task *t, intptr_t result)
     t->state = WEFT__ENDED;
     t->interrupt = NULL;
     l->stats.tasks_live--;
+    if (WEFT__UNLIKELY(l->trace != NULL))
+        weft__trace_end(l, t, result);
     weft__future_complete(l, &t->future, result);
     if (t->group)
         weft__group_member_ended(t, result);
@@ -274,7 +280,10 @@ static void callback_run(weft_loop *l, weft__runnable *r)
     atomic_store_explicit(&l->watch_task, NULL, memory_order_relaxed);
     atomic_store_explicit(&l->watch_callback, r->user_fn, memory_order_relaxed);
     atomic_store_explicit(&l->watch_seq, ++l->watch_events, memory_order_release);
-    r->call(r);
+    if (WEFT__UNLIKELY(l->trace != NULL))
+        weft__trace_callback(l, r);
+    else
+        r->call(r);
     atomic_store_explicit(&l->watch_callback, NULL, memory_order_relaxed);
     atomic_store_explicit(&l->watch_seq, ++l->watch_events, memory_order_release);
     l->current = cur;
@@ -335,6 +344,8 @@ static void switch_out(weft_loop *l, weft_task *cur)
 void weft__wake(weft_task *t, intptr_t value)
 {
     weft_loop *l = t->loop;
+    if (WEFT__UNLIKELY(l->trace != NULL))
+        weft__trace_wake(l, t);
     t->wake_value = value;
     t->interrupt = NULL;
     if (weft__timer_armed(&t->timer))
@@ -550,3 +561,8 @@ static const weft__future_ops task_future = {
     .free = task_future_free,
     .release = task_future_release,
 };
+
+const weft_task *weft__future_task(const weft_future *f)
+{
+    return f->ops == &task_future ? WEFT__CONTAINER(f, weft_task, future) : NULL;
+}

@@ -57,9 +57,10 @@ void weft__wq_interrupt(weft_task *t, int reason)
     weft__wake(t, reason);
 }
 
-intptr_t weft__wq_wait(weft__wq *q, weft__wq_node *n, weft_task *t)
+intptr_t weft__wq_wait(weft__wq *q, weft__wq_node *n, weft_task *t, const char *call)
 {
     n->task = t;
+    n->call = call;
     n->future = NULL;
     n->granted = false;
     weft__wq_push(q, n);
@@ -127,7 +128,7 @@ int weft_event_wait(weft_event *e)
     if (e->set)
         return 0;
     weft__wq_node n;
-    return (int)weft__wq_wait(&e->waiters, &n, t);
+    return (int)weft__wq_wait(&e->waiters, &n, t, "weft_event_wait");
 }
 
 void weft_event_free(weft_event *e)
@@ -167,7 +168,7 @@ int weft_mutex_lock(weft_mutex *m)
     }
     weft__wq_node n;
     /* On success unlock has already made this task the owner. */
-    return (int)weft__wq_wait(&m->waiters, &n, t);
+    return (int)weft__wq_wait(&m->waiters, &n, t, "weft_mutex_lock");
 }
 
 int weft_mutex_trylock(weft_mutex *m)
@@ -234,7 +235,7 @@ int weft_sem_acquire(weft_sem *s)
         return 0;
     }
     weft__wq_node n;
-    return (int)weft__wq_wait(&s->waiters, &n, t);
+    return (int)weft__wq_wait(&s->waiters, &n, t, "weft_sem_acquire");
 }
 
 int weft_sem_try_acquire(weft_sem *s)
@@ -318,7 +319,7 @@ int weft_cond_wait(weft_cond *c, weft_mutex *m)
     /* Unlocking does not suspend, so no notify can come between it and joining the queue. */
     weft_mutex_unlock(m);
     weft__wq_node n;
-    intptr_t v = weft__wq_wait(&c->waiters, &n, t);
+    intptr_t v = weft__wq_wait(&c->waiters, &n, t, "weft_cond_wait");
     int relocked = mutex_lock_uninterruptible(m, t);
     return relocked ? relocked : (int)v;
 }
@@ -388,7 +389,7 @@ int weft_barrier_wait(weft_barrier *b)
     }
     b->arrived++;
     weft__wq_node n;
-    intptr_t v = weft__wq_wait(&b->waiters, &n, t);
+    intptr_t v = weft__wq_wait(&b->waiters, &n, t, "weft_barrier_wait");
     if (!n.granted)
         b->arrived--; /* it left before the round went: the round waits for another */
     return (int)v;

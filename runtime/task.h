@@ -107,6 +107,8 @@ static inline weft_task *weft__task_of(weft__runnable *r)
 /* Records a switch to next (NULL: the loop's own context) for the stats and the watchdog. */
 static inline void weft__note_switch(weft_loop *l, weft_task *next)
 {
+    if (WEFT__UNLIKELY(l->trace != NULL))
+        weft__trace_switch(l, next);
     l->current = next;
     l->stats.switches++;
     atomic_store_explicit(&l->watch_task, next, memory_order_relaxed);
@@ -158,6 +160,18 @@ static inline uint64_t weft__park_clock(void)
 #endif
 }
 
+/* Nanoseconds per tick of weft__park_clock(), from two readings of it and of weft__now() taken
+ * together: the TSC's rate on x86, 1 elsewhere (the clock is weft__now() itself). */
+static inline double weft__park_clock_rate(uint64_t c0, uint64_t ns0, uint64_t c1, uint64_t ns1)
+{
+#if defined(__x86_64__)
+    return c1 > c0 && ns1 > ns0 ? (double)(ns1 - ns0) / (double)(c1 - c0) : 1.0;
+#else
+    (void)c0, (void)ns0, (void)c1, (void)ns1;
+    return 1.0;
+#endif
+}
+
 /*
  * The interrupt functions parked tasks wait with, by what they wait in: weft_tasks_dump (dump.c)
  * tells the waits apart by them and reads park_obj accordingly.
@@ -170,6 +184,35 @@ void weft__wq_interrupt(weft_task *t, int reason);      /* sync.c: a lock, event
 void weft__any_interrupt(weft_task *t, int reason);     /* wait.c: weft_wait_any, weft_gather */
 void weft__offload_interrupt(weft_task *t, int reason); /* executor.c: weft_offload */
 void weft__group_interrupt(weft_task *t, int reason);   /* group.c: a group's members */
+
+/*
+ * What a parked task waits in, read back from what its park keeps (dump.c): weft_tasks_dump and the
+ * trace say it the same way.
+ */
+enum weft__park_kind {
+    WEFT__PARK_IO, WEFT__PARK_AWAIT, WEFT__PARK_JOIN, WEFT__PARK_SLEEP, WEFT__PARK_QUEUE, WEFT__PARK_ANY,
+    WEFT__PARK_OFFLOAD, WEFT__PARK_GROUP, WEFT__PARK_OTHER
+};
+
+typedef struct weft__park_info {
+    uint8_t kind;          /* weft__park_kind */
+    uint8_t opcode;        /* IO: the request's opcode */
+    int fd;                /* IO: its fd; -1 for none */
+    uint64_t len;          /* IO: its bytes, for a one-buffer transfer; else 0 */
+    const weft_task *task; /* JOIN: the task joined; AWAIT: the task whose future it is; else NULL */
+    const void *obj;       /* AWAIT: the future */
+    const char *call;      /* QUEUE: the call waiting ("weft_chan_recv"), a static string */
+} weft__park_info;
+
+/* What the parked task t waits in. */
+void weft__park_info_of(const weft_task *t, weft__park_info *p);
+/* The same for a task waiting for its own request op (parked, or waiting in place). */
+void weft__park_info_io(const struct weft__op *op, weft__park_info *p);
+/* Says p in words ("recv on fd 5 (64 B)", "join of task 'x' (#3)"); task_label names p->task, NULL if
+ * none. */
+void weft__park_describe(const weft__park_info *p, const char *task_label, char *buf, size_t len);
+/* The task whose future f is, NULL if f is not a task's (sched.c). */
+const weft_task *weft__future_task(const weft_future *f);
 
 /* A spinning CPU's hint to its sibling hyperthread and the hypervisor. */
 static inline void weft__cpu_relax(void)

@@ -84,13 +84,14 @@ static bool sleep_or_stop(struct weft__watchdog *w, uint64_t ns)
 
 /*
  * Names what the loop runs, for the report: a task by its label, a callback by its function's symbol
- * where the dynamic symbol table has it, else its address. false if the loop moved on while we looked
+ * where the dynamic symbol table has it, else its address; and gives the task's id (0 for a callback)
+ * and the callback's function, which the trace records. false if the loop moved on while we looked
  * (the copy may be torn).
  */
 /* A seqlock reader: the plain copies may be torn while the loop reuses the task, and are used only if
  * the sequence number did not move meanwhile; ThreadSanitizer is told so. */
 __attribute__((no_sanitize("thread"))) static bool name_running(weft_loop *l, uint64_t seq, char *label,
-                                                                size_t len)
+                                                                size_t len, uint64_t *task_id, const void **callback)
 {
     weft_task *t = atomic_load_explicit(&l->watch_task, memory_order_relaxed);
     const void *fn = atomic_load_explicit(&l->watch_callback, memory_order_relaxed);
@@ -105,6 +106,8 @@ __attribute__((no_sanitize("thread"))) static bool name_running(weft_loop *l, ui
     if (atomic_load_explicit(&l->watch_seq, memory_order_acquire) != seq)
         return false;
     name[sizeof name - 1] = '\0';
+    *task_id = t ? id : 0;
+    *callback = t ? NULL : fn;
     int at;
     if (t && name[0])
         at = snprintf(label, len, "task '%s' (#%llu)", name, id);
@@ -160,8 +163,12 @@ static void *watchdog_main(void *arg)
             }
             continue;
         }
-        if (reported || now - since < limit || !name_running(l, seq, label, sizeof label))
+        uint64_t task_id;
+        const void *callback;
+        if (reported || now - since < limit || !name_running(l, seq, label, sizeof label, &task_id, &callback))
             continue;
+        if (l->trace)
+            weft__trace_stall(l, task_id, callback, since, limit);
         weft__log("%s has run for %llu ms without suspending: it is blocking the loop (limit %llu ms; "
                   "offload blocking work with weft_offload)\n",
                   label, (unsigned long long)((now - since) / 1000000), (unsigned long long)(limit / 1000000));

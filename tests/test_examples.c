@@ -1087,6 +1087,55 @@ Test(echo, sigusr1_prints_each_loops_tasks_and_the_server_keeps_serving)
     server_stop(&s, SIGTERM);
 }
 
+/* Waits until the trace at path has been written whole (it ends with "]}"). */
+static void await_trace(const char *path)
+{
+    int deadline = IO_TIMEOUT_MS;
+    for (;;) {
+        char tail[4] = "";
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        off_t size = fd >= 0 ? lseek(fd, 0, SEEK_END) : -1;
+        if (size >= 3 && pread(fd, tail, 3, size - 3) == 3 && !strcmp(tail, "]}\n")) {
+            close(fd);
+            return;
+        }
+        if (fd >= 0)
+            close(fd);
+        cr_assert(deadline > 0, "%s was not written within %d ms", path, IO_TIMEOUT_MS);
+        usleep(10000);
+        deadline -= 10;
+    }
+}
+
+Test(echo, sigusr2_writes_the_trace_now_and_says_when_there_is_none)
+{
+    struct server s;
+    server_start(&s, WEFT_ECHO_SERVER);
+    cr_assert(kill(s.pid, SIGUSR2) == 0);
+    await_stderr(&s, "trace: not tracing (start with --trace FILE)", 1);
+    server_stop(&s, SIGTERM);
+
+    char path[] = "/tmp/weft-echo-trace-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    close(fd);
+    setenv("WEFT_TRACE", path, 1); /* the server takes it as --trace */
+    server_start(&s, WEFT_ECHO_SERVER);
+    unsetenv("WEFT_TRACE");
+    const size_t sizes[] = {100};
+    echo_exchange(s.port, sizes, 1);
+    cr_assert(kill(s.pid, SIGUSR2) == 0);
+    await_trace(path);
+    char out[1 << 16], err[2048];
+    char *argv[] = {(char *)WEFT_PYTHON, (char *)WEFT_TRACE_CHECK, path, NULL};
+    int status = run_program(argv, out, sizeof out, err, sizeof err, 30000);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the trace is not valid: %s", err);
+    cr_assert(strstr(out, "task 'accept' (#") && strstr(out, "\taccept\t"), "%.4000s", out);
+    cr_assert(strstr(out, "\tsend\t{\"res\": 100}"), "no 100-byte send completed in:\n%.4000s", out);
+    server_stop(&s, SIGTERM);
+    unlink(path);
+}
+
 /* ---- the seeds' programs: concurrent_get, file_copy, offload, pipeline ----------------------------- */
 
 TestSuite(seeds, .timeout = 120);

@@ -624,6 +624,42 @@ Test(loop, idle_poll_gives_up_after_its_budget_and_sleeps)
     cr_assert(c.st.idle_poll_misses >= 1, "idle_poll_misses %" PRIu64, c.st.idle_poll_misses);
 }
 
+/* Requests nobody waits for any more: _async recvs whose futures are freed, on sockets closed with
+ * close(2). The loop's end waits for the kernel to let go of them. */
+static intptr_t abandoned_main(void *arg)
+{
+    (void)arg;
+    int sv[2];
+    EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    char buf[4];
+    weft_future *fs[4];
+    for (int i = 0; i < 4; i++)
+        cr_assert((fs[i] = weft_recv_async(sv[0], &buf[i], 1, 0)) != NULL);
+    EQ(weft_sleep(MS(1)), 0); /* the recvs reach the kernel */
+    for (int i = 0; i < 4; i++)
+        weft_future_free(fs[i]);
+    close(sv[0]);
+    close(sv[1]);
+    return 0;
+}
+
+Test(loop, an_idle_poll_that_takes_in_the_last_completions_lets_the_loop_end_instead_of_sleeping)
+{
+    unsetenv("WEFT_IDLE_POLL_US");
+    /* The cancels' completions come during the idle poll and wake nobody: once they are in, the loop
+     * has nothing left to wait for, and a sleep in the kernel would never end (the suite's timeout
+     * would fail the test). */
+    weft_config cfg = {.idle_poll_ns = MS(50)};
+    weft_loop *l = weft_loop_new(&cfg);
+    cr_assert(l != NULL, "weft_loop_new: %s", strerror(errno));
+    intptr_t result = -1;
+    uint64_t start = mono_ns();
+    EQ(weft_loop_run(l, abandoned_main, NULL, &result), 0);
+    EQ(result, 0);
+    cr_assert(mono_ns() - start < SEC(5), "the loop took %" PRIu64 " ms to end", (mono_ns() - start) / 1000000);
+    weft_loop_free(l);
+}
+
 Test(loop, weft_idle_poll_us_sets_the_budget_and_zero_turns_it_off)
 {
     setenv("WEFT_IDLE_POLL_US", "20000000", 1);

@@ -7,6 +7,8 @@ repeats; the workload, its contenders and figures are declared in bench/workload
     weft-io_uring   examples/echo_server --backend io_uring
     weft-epoll      examples/echo_server --backend epoll
     weft-io_uring-minwait  the same on io_uring with the batched wait: --min-wait-us MINWAIT_US
+    weft-io_uring-trace, weft-epoll-trace  the same with the timeline trace on: --trace FILE (in the
+                    temporary directory, written when the server stops, after the measurement)
     epoll           bench/baselines/echo_epoll     (plain epoll, by hand)
     liburing        bench/baselines/echo_uring     (plain liburing, by hand)
     asyncio         bench/baselines/echo_asyncio.py on /usr/bin/python3
@@ -169,6 +171,10 @@ def commands(build, python="/usr/bin/python3"):
         "weft-epoll": [os.path.join(build, "examples", "echo_server"), "--host", "127.0.0.1", "--backend", "epoll"],
         "weft-io_uring-minwait": [os.path.join(build, "examples", "echo_server"), "--host", "127.0.0.1", "--backend",
                                   "io_uring", "--min-wait-us", str(MINWAIT_US)],
+        "weft-io_uring-trace": [os.path.join(build, "examples", "echo_server"), "--host", "127.0.0.1", "--backend",
+                                "io_uring", "--trace", os.path.join(tempfile.gettempdir(), "weft-echo-io_uring.json")],
+        "weft-epoll-trace": [os.path.join(build, "examples", "echo_server"), "--host", "127.0.0.1", "--backend", "epoll",
+                             "--trace", os.path.join(tempfile.gettempdir(), "weft-echo-epoll.json")],
         "epoll": [os.path.join(build, "bench", "baselines", "echo_epoll"), "--host", "127.0.0.1"],
         "liburing": [os.path.join(build, "bench", "baselines", "echo_uring"), "--host", "127.0.0.1"],
         "asyncio": [python, script, "--host", "127.0.0.1"],
