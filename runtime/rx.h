@@ -138,13 +138,15 @@ static inline bool weft__rx_reads(const struct weft__op *op)
 
 static inline bool weft__rx_take(weft_loop *l, struct weft__op *op)
 {
+    if (!weft__rx_reads(op)) /* the opcode first: sends and NOPs look at no table */
+        return false;
     weft__fd_slot *slot = weft__fd_slot_of(l, op->fd);
     if (WEFT__LIKELY(!slot || !slot->rx))
         return false;
     weft__rx *rx = slot->rx;
     if ((rx->tail == rx->head && !rx->ended && !rx->error && !rx->lending) || op->lend_min || op->into_kept)
         return false; /* a borrow looks at what is kept itself */
-    return weft__rx_reads(op) && weft__rx_take_slow(l, rx, op);
+    return weft__rx_take_slow(l, rx, op);
 }
 
 #endif /* WEFT_RX_H */
