@@ -588,7 +588,7 @@ static intptr_t slow_main(void *arg)
     slow.w = (struct writer){.fd = slow.theirs, .len = 8 * 1024 * 1024, .max_piece = 65536, .seed = 7};
     writer_start(&slow.th, &slow.w);
     /* The slow connection's stream fills up to its bound and pauses before the others start. */
-    for (int i = 0; i < 2000 && streams() && stats_now().recv_kept_now < 64 * 1024; i++)
+    for (int i = 0; i < 2000 && streams() && stats_now().recv_pauses == 0; i++)
         settle();
 
     struct many *m = calloc(1, sizeof *m);
@@ -617,7 +617,8 @@ static intptr_t slow_main(void *arg)
         if (!(mask && strstr(mask, "recv_limit")))
             cr_assert(st.recv_kept_now <= 64 * 1024 + 16 * 1024, "%" PRIu64 " bytes kept for a reader "
                       "that keeps 64 KiB", st.recv_kept_now);
-        cr_assert(st.recv_kept_now >= 64 * 1024, "%" PRIu64 " bytes kept: the stream stopped early",
+        /* It pauses once its connection keeps half the bound, and is stopped at the bound itself. */
+        cr_assert(st.recv_kept_now >= 32 * 1024, "%" PRIu64 " bytes kept: the stream stopped early",
                   st.recv_kept_now);
     }
     read_all(slow.ours, slow.w.len, slow.w.seed, 50000, WAY_RECV);
