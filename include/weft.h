@@ -168,6 +168,26 @@ typedef struct weft_config {
     size_t      trace_events;     /* the events the trace keeps: the newest, the older ones dropped and
                                      counted in the file; 0 = 65536 (56 bytes each); at most 16777216.
                                      Env WEFT_TRACE_EVENTS. Unused without trace_path. */
+    /*
+     * Receive streams (io_uring; weft_recv). The first weft_recv on a stream socket weft handed out
+     * arms one multishot receive that the kernel answers with a completion per arrival, into buffers
+     * of a ring the loop shares among all its connections; the bytes are copied into the waiting
+     * reader's buffer, or kept for the next read when nobody waits. See weft_recv.
+     */
+    size_t      recv_buffer_size; /* bytes per ring buffer; 0 = 16 KiB. At least 256, at most 1 MiB. Where the
+                                     kernel consumes buffers incrementally (6.12), many small arrivals
+                                     share one. Env WEFT_RECV_BUFFER_SIZE (bytes, or with k, m). */
+    unsigned    recv_buffers;     /* ring buffers made at first; 0 = 64. Env WEFT_RECV_BUFFERS. */
+    unsigned    recv_buffers_max; /* the ring grows (doubling) up to this many when the kernel finds it empty;
+                                     0 = 4096. At most 32768, at least recv_buffers. Address space for
+                                     all of them is reserved up front; memory is used as they fill. Env
+                                     WEFT_RECV_BUFFERS_MAX. */
+    size_t      recv_keep_max;    /* flow control: a connection keeps at most about this many received bytes
+                                     nobody has read before its stream pauses, leaving the rest in the
+                                     kernel's socket buffer (and TCP's window to the sender); the stream
+                                     resumes once the reader has taken half. Also the most a
+                                     weft_recv_borrow may wait for. 0 = 256 KiB; at most 1 GiB. Env
+                                     WEFT_RECV_KEEP_MAX (bytes, or with k, m, g). */
 } weft_config;
 
 /* A configuration of all defaults that declares this header's size, for setting any field. */
@@ -676,8 +696,59 @@ WEFT_API int weft_socket(int domain, int type, int protocol);
 WEFT_API int weft_accept(int fd, struct sockaddr *addr, socklen_t *len, int flags);
 /* connect(2). -ECONNREFUSED, -ETIMEDOUT, -ENETUNREACH... */
 WEFT_API int weft_connect(int fd, const struct sockaddr *addr, socklen_t len);
-/* recv(2). 0 at end of stream. */
+/*
+ * recv(2). 0 at end of stream.
+ *
+ * On io_uring, the first weft_recv on a stream socket weft handed out (weft_accept, weft_socket,
+ * weft_tcp_connect, weft_unix_connect) arms a receive stream: one multishot receive that the kernel
+ * answers whenever bytes arrive, into buffers the loop shares among its connections
+ * (weft_config.recv_*), so reading a connection costs no request per call. The bytes go straight into
+ * the waiting call's buffer, or are kept for the next call when none waits; every later read of the fd
+ * through weft (weft_recv, weft_read, weft_readv, weft_recvmsg, weft_poll, weft_recv_borrow and the
+ * _async forms) is served from what is kept first, in order, without a system call. What the caller
+ * sees is recv(2)'s: short reads, 0 at EOF after the bytes before it, an error (-ECONNRESET, ...)
+ * once, MSG_DONTWAIT (-EAGAIN when nothing is kept), MSG_PEEK and MSG_WAITALL; calls with other flags
+ * (MSG_OOB, MSG_ERRQUEUE, MSG_TRUNC) go to the kernel as they are. A cancelled or timed-out call loses
+ * nothing: the bytes wait for the next. A stream pauses while its reader leaves recv_keep_max bytes
+ * unread (weft_stats.recv_pauses), leaving the rest to TCP's flow control.
+ *
+ * A stream holds the socket open while it is armed, and reads ahead: close such an fd with weft_close
+ * (which stops it), not close(2); read it only through weft (a read(2) of its own would miss what is
+ * kept); and read a Unix socket that passes descriptors (SCM_RIGHTS) with weft_recvmsg only, which
+ * never starts a stream (a stream's reads carry no control data). Sockets weft did not hand out (made
+ * with socket(2), or accepted on another loop) and the epoll backend read with one request per call.
+ * WEFT_URING_NO_OPS=recv_multishot turns streams off.
+ */
 WEFT_API ssize_t weft_recv(int fd, void *buf, size_t len, int flags);
+/*
+ * Zero-copy reads: lends the bytes received on fd where they lie, instead of copying them into a buffer
+ * of the caller's (a parser reads a request in place, as Redis and nginx do). Suspends until at least
+ * min bytes (0 counts as 1) that no call has read are there, or the stream ends; then sets *data to all
+ * of them, contiguous, and returns how many: at least min, or fewer at the end of the stream. Returns 0
+ * at EOF with nothing left, a negative errno for a receive error (once, as weft_recv), -EMSGSIZE if min
+ * is above weft_config.recv_keep_max, -EBUSY if a view of fd is already lent, -EINVAL if data is NULL,
+ * -EBADF, -EPERM outside a task, -ECANCELED, -ETIMEDOUT (then nothing is lost: the bytes wait for the
+ * next read).
+ *
+ * The view is the caller's until weft_recv_release(fd, *data, consumed) gives it back and says how many
+ * of its first bytes were consumed; the others are returned again, first, by the next read, followed by
+ * what came meanwhile. A parser that finds a request cut short releases what it consumed and borrows
+ * again with min one more than it has left, which waits for more and returns the bytes joined. The view
+ * stays valid across suspensions (send the reply, then release); meanwhile other reads of fd return
+ * -EBUSY, as they would overtake it. weft_close(fd) ends the view: its memory may be reused at once.
+ *
+ * On io_uring with a receive stream (see weft_recv), when one arrival holds min bytes and nothing kept
+ * comes before it, the view is the ring buffer the kernel filled: no copy at all (counted in
+ * weft_stats.recv_lends), and that buffer stays out of the ring until the view comes back. Otherwise
+ * (bytes kept from before, min spanning arrivals, epoll, a socket without a stream) it is the
+ * connection's own buffer, filled by as few reads as min needs.
+ */
+WEFT_API ssize_t weft_recv_borrow(int fd, const void **data, size_t min);
+/* Gives back the view weft_recv_borrow lent, of which the first consumed bytes are read. 0; -EINVAL if
+ * fd has no view lent, data is not the view's start, or consumed is more than the view holds (so a
+ * second release of one view is -EINVAL); -ENOMEM (the view stays lent: release it again); -EPERM
+ * outside a loop. Does not suspend. */
+WEFT_API int weft_recv_release(int fd, const void *data, size_t consumed);
 /* send(2), with MSG_NOSIGNAL always added: a closed peer gives -EPIPE, never SIGPIPE. On io_uring, a
  * send of weft_config.send_zc_min bytes or more goes out zero-copy (IORING_OP_SEND_ZC) and returns
  * only once the kernel's notification says it no longer reads buf: the buffer is the caller's again
@@ -1164,6 +1235,22 @@ typedef struct weft_stats {
     uint64_t send_zc_copied;    /* of those, the ones where the kernel copied the data after all (it
                                    does on loopback, and for devices without scatter-gather) */
     uint64_t batched_waits;     /* sleeps in the kernel with a minimum wait (min_wait_ns) */
+    /* Receive streams (io_uring; weft_config.recv_*). */
+    uint64_t recv_arms;         /* multishot receives armed: one per connection, and again after a
+                                   pause, an empty ring, or the kernel ending one */
+    uint64_t recv_kept_bytes;   /* bytes that arrived before a read asked for them, and were kept */
+    uint64_t recv_kept_now;     /* bytes kept for readers now, over all connections */
+    uint64_t recv_lends;        /* weft_recv_borrow views lent straight from the ring buffer the
+                                   kernel filled: no copy at all */
+    uint64_t recv_bufs_out;     /* ring buffers filled by the kernel and not yet back in the ring now
+                                   (between a completion and weft taking its bytes, or lent as a view) */
+    uint64_t recv_bufs_peak;    /* the most ring buffers out at once */
+    uint64_t recv_bufs;         /* ring buffers made (recv_buffers, then grown) */
+    uint64_t recv_enobufs;      /* streams the kernel ended because the ring was empty (each is armed
+                                   again once buffers are back) */
+    uint64_t recv_pauses;       /* streams paused because their reader left recv_keep_max bytes unread */
+    uint64_t recv_restarts;     /* streams restarted because the kernel did not wake them for bytes their
+                                   socket had (looked at once a second for reads waiting over a second) */
 } weft_stats;
 
 /*

@@ -44,6 +44,22 @@
 #define WEFT__DEFAULT_WAIT_BATCH 32
 /* 16 Mi events of 56 bytes: 896 MiB, beyond which a trace is better taken in pieces (weft_trace_flush). */
 #define WEFT__MAX_TRACE_EVENTS (1ull << 24)
+/*
+ * Receive streams. 16 KiB buffers take a whole TCP segment train per completion where the kernel
+ * fills one buffer per arrival, and hold hundreds of small messages where it consumes them
+ * incrementally. The ring starts at 64 (1 MiB, touched only as filled) and doubles on demand: a
+ * buffer is back in the ring as soon as its bytes are copied out, so the ring needs about what
+ * arrives between two loop turns, not a buffer per connection. io_uring's buffer rings hold at most
+ * 32768 entries.
+ */
+#define WEFT__DEFAULT_RECV_BUFFER_SIZE (16 * 1024)
+#define WEFT__MIN_RECV_BUFFER_SIZE 256
+#define WEFT__MAX_RECV_BUFFER_SIZE (1024 * 1024)
+#define WEFT__DEFAULT_RECV_BUFFERS 64
+#define WEFT__DEFAULT_RECV_BUFFERS_MAX 4096
+#define WEFT__MAX_RECV_BUFFERS 32768
+#define WEFT__DEFAULT_RECV_KEEP_MAX (256 * 1024)
+#define WEFT__MAX_RECV_KEEP_MAX (1ull << 30)
 
 /* A numeric field of weft_config and the environment variable that overrides it. */
 typedef struct setting {
@@ -78,6 +94,14 @@ static const setting settings[] = {
             "a batch is at most the completion queue, and io_uring's has at most 65536 entries"),
     SETTING(trace_events, "WEFT_TRACE_EVENTS", 1, false, WEFT__MAX_TRACE_EVENTS,
             "a trace keeps at most 16777216 events (896 MiB)"),
+    SETTING(recv_buffer_size, "WEFT_RECV_BUFFER_SIZE", 1, true, WEFT__MAX_RECV_BUFFER_SIZE,
+            "a ring buffer is at most 1 MiB"),
+    SETTING(recv_buffers, "WEFT_RECV_BUFFERS", 1, false, WEFT__MAX_RECV_BUFFERS,
+            "io_uring's buffer rings hold at most 32768 buffers"),
+    SETTING(recv_buffers_max, "WEFT_RECV_BUFFERS_MAX", 1, false, WEFT__MAX_RECV_BUFFERS,
+            "io_uring's buffer rings hold at most 32768 buffers"),
+    SETTING(recv_keep_max, "WEFT_RECV_KEEP_MAX", 1, true, WEFT__MAX_RECV_KEEP_MAX,
+            "a connection keeping more than 1 GiB for its reader bounds nothing"),
 };
 
 static uint64_t field_get(const weft_config *c, const setting *s)
@@ -228,6 +252,32 @@ static int wait_resolve(weft_config *c)
     return 0;
 }
 
+/* The receive streams' buffers: defaults for zeros, a buffer large enough to be worth a completion,
+ * and a ring that can hold what it starts with. */
+static int recv_resolve(weft_config *c)
+{
+    if (!c->recv_buffer_size)
+        c->recv_buffer_size = WEFT__DEFAULT_RECV_BUFFER_SIZE;
+    if (c->recv_buffer_size < WEFT__MIN_RECV_BUFFER_SIZE) {
+        weft__log("recv_buffer_size is %zu: a ring buffer holds at least %d bytes\n", c->recv_buffer_size,
+                  WEFT__MIN_RECV_BUFFER_SIZE);
+        return -EINVAL;
+    }
+    if (!c->recv_buffers)
+        c->recv_buffers = WEFT__DEFAULT_RECV_BUFFERS;
+    if (!c->recv_buffers_max)
+        c->recv_buffers_max = c->recv_buffers > WEFT__DEFAULT_RECV_BUFFERS_MAX ? c->recv_buffers
+                                                                               : WEFT__DEFAULT_RECV_BUFFERS_MAX;
+    if (c->recv_buffers_max < c->recv_buffers) {
+        weft__log("recv_buffers_max is %u, fewer than recv_buffers (%u): the ring could not hold its first "
+                  "buffers\n", c->recv_buffers_max, c->recv_buffers);
+        return -EINVAL;
+    }
+    if (!c->recv_keep_max)
+        c->recv_keep_max = WEFT__DEFAULT_RECV_KEEP_MAX;
+    return 0;
+}
+
 /* weft 0.1's weft_config, backend to submit_batch: what a size of 0 stands for (see weft.h). */
 #define CONFIG_SIZE_0_1 (offsetof(weft_config, submit_batch) + sizeof(unsigned))
 
@@ -294,6 +344,8 @@ int weft__config_resolve(weft_config *out, const weft_config *in)
         return -EINVAL;
     }
     r = wait_resolve(out);
+    if (r == 0)
+        r = recv_resolve(out);
     if (r < 0)
         return r;
     if (!out->stack_size)

@@ -58,14 +58,12 @@ enum { WAY_SOCKET, WAY_NOWAIT, WAY_TOGGLE };
 
 /* The events every fd is registered for. */
 #define FD_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
-/* How often the registrations of fds with ops waiting are checked (verify_waiting). */
-#define VERIFY_NS 1000000000u
 
 typedef struct fd_state {
     uint8_t kind;
     uint8_t way;     /* WAY_*: a socket, something preadv2 takes RWF_NOWAIT for, or neither */
     bool fifo;       /* a pipe: the only readiness fd whose write (not send) can raise SIGPIPE */
-    uint32_t since;  /* the check (epoll_backend.checks) before which its ops began waiting */
+    uint32_t since;  /* the pass (epoll_backend.looks) in which its ops began waiting */
     bool connecting; /* a connect returned EINPROGRESS and has not finished */
     /*
      * On a byte stream (TCP, Unix stream socket, pipe) a short read means the kernel had no more, and a
@@ -87,8 +85,7 @@ typedef struct epoll_backend {
     fd_state *fds;
     size_t nfds;
     size_t waiting; /* ops in readiness queues */
-    uint32_t checks; /* verify_waiting passes so far */
-    uint64_t next_check_ns;
+    weft__looks looks; /* verify_waiting's passes (loop.h) */
     bool no_pwait2; /* epoll_pwait2 is missing: epoll_wait with millisecond timeouts */
     struct epoll_event events[256];
 } epoll_backend;
@@ -433,7 +430,15 @@ static int32_t attempt(weft_loop *l, weft__op *op, fd_state *s)
         }
         break;
     case WEFT__OP_RECV:
-        r = recv(op->fd, op->buf, op->len, (int)op->flags | MSG_DONTWAIT);
+        /* After what a MSG_WAITALL has already (from an earlier try, or kept bytes: op->served). */
+        r = recv(op->fd, (char *)op->buf + op->served, op->len - op->served, (int)op->flags | MSG_DONTWAIT);
+        if (r > 0 && (op->flags & MSG_WAITALL) && !(op->flags & MSG_PEEK)) {
+            /* MSG_DONTWAIT outweighs MSG_WAITALL in the kernel: the waiting for the rest is weft's. */
+            op->served += (size_t)r;
+            if (op->served < op->len)
+                return -EAGAIN;
+            r = 0;
+        }
         break;
     case WEFT__OP_SEND:
         r = send(op->fd, op->buf, op->len, (int)op->flags | MSG_DONTWAIT);
@@ -534,16 +539,23 @@ static int submit_on_fd(weft_loop *l, epoll_backend *b, weft__op *op)
         return weft__op_offload(l, op);
     }
     int q = queue_of(op);
-    /* Try at once only if nobody is queued before this op: order is kept per fd and direction. */
-    if (!s->queue[q].head && !known_to_block(s, op)) {
+    /* Try at once only if nobody is queued before this op: order is kept per fd and direction. A
+     * call that asked not to wait (MSG_DONTWAIT) is tried even where the last one found nothing, and
+     * never waits: -EAGAIN, as the system call gives. */
+    bool dontwait = (op->opcode == WEFT__OP_RECV || op->opcode == WEFT__OP_RECVMSG || op->opcode == WEFT__OP_SEND ||
+                     op->opcode == WEFT__OP_SENDMSG) && (op->flags & MSG_DONTWAIT);
+    if (!s->queue[q].head && (dontwait || !known_to_block(s, op))) {
         int32_t res = attempt(l, op, s);
-        if (res != -EAGAIN) {
+        if (res != -EAGAIN || dontwait) {
             finish(l, op, res);
             return 0;
         }
+    } else if (dontwait) {
+        finish(l, op, -EAGAIN);
+        return 0;
     }
     if (!has_waiters(s))
-        s->since = b->checks;
+        s->since = b->looks.passes;
     op->be.wait_kind = WAIT_QUEUED;
     weft__list_push(&s->queue[q], &op->be.link);
     b->waiting++;
@@ -589,13 +601,9 @@ static void ep_fd_new(weft_loop *l, int fd)
  */
 static void verify_waiting(weft_loop *l, epoll_backend *b)
 {
-    uint32_t now = ++b->checks;
     for (size_t fd = 0; fd < b->nfds; fd++) {
         fd_state *s = &b->fds[fd];
-        if (s->kind != FD_READINESS || !has_waiters(s))
-            continue;
-        uint32_t age = now - s->since;
-        if (age < 2 || (age <= 9 ? ((age - 1) & (age - 2)) != 0 : (age - 1) % 8 != 0))
+        if (s->kind != FD_READINESS || !has_waiters(s) || !weft__look_due(b->looks.passes, s->since))
             continue;
         struct epoll_event ev = {.events = FD_EVENTS, .data.u64 = (uint64_t)fd};
         l->stats.syscalls++;
@@ -690,18 +698,12 @@ static void queue_retry(weft_loop *l, epoll_backend *b, fd_state *s, int q, uint
 int weft__epoll_poll(weft_loop *l, uint64_t timeout_ns)
 {
     epoll_backend *b = backend_of(l);
-    if (b->waiting) {
+    if (b->waiting && weft__looks_tick(&b->looks, &timeout_ns)) {
         /* While ops wait, the loop sleeps at most until the next check of their registrations. */
-        uint64_t now = weft__now();
-        if (now >= b->next_check_ns) {
-            uint64_t completed = l->stats.completions;
-            verify_waiting(l, b);
-            b->next_check_ns = now + VERIFY_NS;
-            if (l->stats.completions != completed)
-                timeout_ns = 0; /* ops ended: their tasks are to run, not to wait */
-        }
-        if (b->waiting && timeout_ns > b->next_check_ns - now)
-            timeout_ns = b->next_check_ns - now;
+        uint64_t completed = l->stats.completions;
+        verify_waiting(l, b);
+        if (l->stats.completions != completed)
+            timeout_ns = 0; /* ops ended: their tasks are to run, not to wait */
     }
     struct timespec ts, *tsp = NULL;
     if (timeout_ns != UINT64_MAX) {

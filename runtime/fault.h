@@ -9,6 +9,8 @@ enum weft__fault_site {
     WEFT__FAULT_SQ_FULL,     /* the SQ looks full: the submission path must flush and retry */
     WEFT__FAULT_TASK_ALLOC,  /* allocating a task fails */
     WEFT__FAULT_STACK_ALLOC, /* allocating a task's stack fails */
+    WEFT__FAULT_RECV_ASLEEP, /* a receive stream is armed as a request the kernel never completes on its
+                                own (a POLLPRI poll): what a missed wakeup of its multishot looks like */
     WEFT__FAULT_SITES
 };
 

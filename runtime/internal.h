@@ -53,6 +53,7 @@
 #include "loop.h"
 #include "task.h"
 #include "op.h"
+#include "rx.h"
 #include "exec.h"
 #include "trace.h"
 #include "fault.h"

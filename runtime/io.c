@@ -53,6 +53,8 @@ void weft__op_interrupt(weft_task *t, int reason)
 /* The result an op's caller sees once the kernel is done with it. */
 static intptr_t op_result(const weft__op *op)
 {
+    if (WEFT__UNLIKELY(op->served)) /* bytes handed over from kept ones (rx.c) are never lost */
+        return op->res > 0 ? (intptr_t)op->served + op->res : (intptr_t)op->served;
     if (op->res == -ECANCELED) {
         if (op->reason)
             return op->reason;
@@ -74,46 +76,43 @@ static bool fault_inject(weft__op *op)
     return true;
 }
 
-/* ---- errors held back for an fd (weft_send_all, weft_recv_exact) -------------------------------- */
+/* ---- files weft hands out ---------------------------------------------------------------------- */
 
-void weft__fd_error_hold(weft_loop *l, int fd, int err)
-{
-    if (fd < 0 || err >= 0 || err == -ECANCELED || err == -ETIMEDOUT)
-        return; /* the sticky cancel and a passed deadline repeat by themselves */
-    int *errs = weft__fd_table_fit(l->fd_errors, &l->nfd_errors, sizeof *errs, (size_t)fd);
-    if (!errs)
-        return; /* no memory: the error is lost, the bytes transferred were still reported */
-    l->fd_errors = errs;
-    if (!errs[fd])
-        l->fd_errors_held++;
-    errs[fd] = err;
-}
-
-/* Takes the error held for fd, 0 if none. */
-static int fd_error_take(weft_loop *l, int fd)
-{
-    if (fd < 0 || (size_t)fd >= l->nfd_errors || !l->fd_errors[fd])
-        return 0;
-    int err = l->fd_errors[fd];
-    l->fd_errors[fd] = 0;
-    l->fd_errors_held--;
-    return err;
-}
-
-void weft__fd_new(weft_loop *l, int fd)
+void weft__fd_new(weft_loop *l, int fd, uint8_t kind)
 {
     if (!l || fd < 0)
         return;
-    fd_error_take(l, fd);
+    weft__fd_made(l, fd, kind);
     if (l->backend->fd_new)
         l->backend->fd_new(l, fd);
 }
 
-/* A call that returns a new fd drops whatever an earlier file of that number left. */
+/*
+ * A call that returns a new fd drops whatever an earlier file of that number left, and says what the
+ * new file is: a socket of the type asked for, a connection of its listener's kind (a listener weft
+ * made knows its type; another may be of any), or a file.
+ */
 static void fd_new_of(weft_loop *l, const weft__op *op, intptr_t res)
 {
-    if (res >= 0 && (op->opcode == WEFT__OP_SOCKET || op->opcode == WEFT__OP_ACCEPT || op->opcode == WEFT__OP_OPENAT))
-        weft__fd_new(l, (int)res);
+    if (res < 0)
+        return;
+    uint8_t kind;
+    switch (op->opcode) {
+    case WEFT__OP_SOCKET:
+        kind = (op->arg.socket.type & 0xf) == SOCK_STREAM ? WEFT__FD_STREAM : WEFT__FD_OTHER;
+        break;
+    case WEFT__OP_ACCEPT: {
+        const weft__fd_slot *listener = weft__fd_slot_of(l, op->fd);
+        kind = listener && listener->kind == WEFT__FD_STREAM ? WEFT__FD_STREAM : WEFT__FD_SOCKET;
+        break;
+    }
+    case WEFT__OP_OPENAT:
+        kind = WEFT__FD_OTHER;
+        break;
+    default:
+        return;
+    }
+    weft__fd_new(l, (int)res, kind);
 }
 
 int weft__rwf_nosignal(void)
@@ -137,6 +136,35 @@ int weft__rwf_nosignal(void)
     return flag;
 }
 
+/* ---- starting a request ----------------------------------------------------------------------------- */
+
+/*
+ * Starts op, whose complete() and task are set: a read of a connection with bytes kept is served from
+ * them on the spot (rx.c), anything else goes to the backend. Counted in flight until complete() runs;
+ * a negative errno (and complete() never runs) if the backend could not start it.
+ */
+static int op_start(weft_loop *l, weft__op *op)
+{
+    op->reason = 0;
+    op->cancel_sent = false;
+    op->completed = false;
+    op->abandoned = false;
+    op->job = NULL;
+    op->served = 0;
+    op->be.withdrawn = false;
+    op->be.zc = 0;
+    op->be.wait_kind = 0;
+    l->inflight++;
+    if (WEFT__UNLIKELY(l->trace != NULL))
+        weft__trace_io_begin(l, op);
+    if (fault_inject(op) || weft__rx_take(l, op))
+        return 0;
+    int r = weft__backend_submit(l, op);
+    if (WEFT__UNLIKELY(r < 0 && l->trace != NULL))
+        weft__trace_io_end(l, op, r); /* refused: complete() will never run */
+    return r;
+}
+
 /* ---- a task's own request ------------------------------------------------------------------------ */
 
 static intptr_t io_wait(weft_task *t, weft__op *op, weft__interrupt_fn interrupt)
@@ -144,22 +172,13 @@ static intptr_t io_wait(weft_task *t, weft__op *op, weft__interrupt_fn interrupt
     weft_loop *l = t->loop;
     if (WEFT__UNLIKELY(l->fd_errors_held)) {
         /* Every call naming the fd takes its held error; close just drops it. */
-        int held = fd_error_take(l, op->fd);
+        int held = weft__fd_error_take(l, op->fd);
         if (held && op->opcode != WEFT__OP_CLOSE && op->opcode != WEFT__OP_CANCEL_FD)
             return held;
     }
     op->complete = op_complete_wake;
     op->task = t;
-    op->reason = 0;
-    op->cancel_sent = false;
-    op->completed = false;
-    op->abandoned = false;
-    op->job = NULL;
-    op->be.withdrawn = false;
-    op->be.zc = 0;
-    op->be.wait_kind = 0;
-    l->inflight++;
-    int r = fault_inject(op) ? 0 : weft__backend_submit(l, op);
+    int r = op_start(l, op);
     if (r < 0) {
         l->inflight--;
         return r;
@@ -189,8 +208,8 @@ intptr_t weft__io_wait_uninterruptible(weft_task *t, weft__op *op)
 int weft__io_close_now(weft_loop *l, int fd)
 {
     if (l) {
+        weft__rx_drop(l, fd);
         l->backend->forget_fd(l, fd);
-        fd_error_take(l, fd);
     }
     return close(fd) < 0 ? -errno : 0;
 }
@@ -268,17 +287,8 @@ weft_future *weft__io_async_copy(weft__op *template, size_t buf_bytes, size_t ne
     }
     a->op.complete = async_complete;
     a->op.task = NULL;
-    a->op.reason = 0;
-    a->op.cancel_sent = false;
-    a->op.completed = false;
-    a->op.abandoned = false;
-    a->op.job = NULL;
-    a->op.be.withdrawn = false;
-    a->op.be.zc = 0;
-    a->op.be.wait_kind = 0;
     weft__list_push(&l->async_ops, &a->link);
-    l->inflight++;
-    int r = fault_inject(&a->op) ? 0 : weft__backend_submit(l, &a->op);
+    int r = op_start(l, &a->op);
     if (r < 0) {
         /* The error travels through the future, like every other result of the operation. */
         async_complete(&a->op, r, 0);

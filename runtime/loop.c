@@ -139,11 +139,11 @@ void weft_loop_free(weft_loop *l)
     weft__remote_discard(l);
     weft__exec_default_release(l);
     l->backend->fini(l);
+    weft__rx_fini(l);
     close(l->wake_fd);
     weft__stack_pool_fini(&l->stacks);
     weft__timer_heap_fini(&l->timers);
     weft__trace_free(l);
-    free(l->fd_errors);
     pthread_mutex_destroy(&l->inbox_lock);
     while (l->free_tasks) {
         weft_task *t = l->free_tasks;

@@ -4,6 +4,7 @@
 
 struct weft__op;
 struct weft__trace;
+struct weft__rx;
 
 /*
  * What every backend provides (uring.c, epoll.c). The core never asks which backend it runs on: it
@@ -40,6 +41,16 @@ typedef struct weft__backend_ops {
      * backend) without a system call of the sender's own: true if to will wake. NULL, or false: the
      * caller writes to's wake eventfd. */
     bool (*wake_from)(weft_loop *from, weft_loop *to);
+    /* Receive streams (rx.h), NULL on a backend without them. Whether fd's reads are served by a
+     * stream, made now if need be (weft_recv_borrow asks). */
+    bool (*rx_stream)(weft_loop *l, int fd);
+    /* A reader took kept bytes from a stream paused for flow control: it may take in more. */
+    void (*rx_resume)(weft_loop *l, struct weft__rx *rx);
+    /* rx is dropped (its fd closed or handed out anew): true if the backend still holds it, and
+     * frees it (weft__rx_free) once the kernel lets go. */
+    bool (*rx_stop)(weft_loop *l, struct weft__rx *rx);
+    /* A view of ring buffer bid that weft_recv_borrow lent came back. */
+    void (*rx_unlend)(weft_loop *l, int32_t bid);
 } weft__backend_ops;
 
 extern const weft__backend_ops weft__uring_ops;
@@ -85,8 +96,10 @@ struct weft_loop {
     void *backend_data;
     size_t inflight;                      /* operations submitted and not yet completed */
     const bool *wait_flag;                /* what a task waiting in place waits for (weft__loop_wait_here) */
-    int *fd_errors;                       /* by fd: an error held back for the next call (io.c) */
-    size_t nfd_errors, fd_errors_held;
+    struct weft__fd_slot *fd_slots;       /* by fd: what the loop keeps per number (rx.c) */
+    size_t nfd_slots, fd_errors_held;     /* ... and how many of them hold an error back */
+    weft__list rx_all;                    /* every receive side (rx.c), orphans included */
+    size_t rx_waiting;                    /* reads parked on a receive side, waiting for bytes */
     unsigned index;                       /* its number among the loops of a weft_run_cores, else 0 */
     struct weft__cores *cores;            /* those loops (cores.c), NULL under weft_run */
     pthread_mutex_t inbox_lock;           /* orders weft_post against the inbox closing */
@@ -124,7 +137,7 @@ static inline void weft__run_push(weft_loop *l, weft__runnable *r)
  * through the table: a direct call is predicted even with the branch predictors cold after a system
  * call, where an indirect one through the table costs measurably on a NOP's round trip.
  */
-static inline int weft__backend_submit_now(weft_loop *l, struct weft__op *op)
+static inline int weft__backend_submit(weft_loop *l, struct weft__op *op)
 {
     return WEFT__LIKELY(l->is_uring) ? weft__uring_submit(l, op) : weft__epoll_submit(l, op);
 }
@@ -135,18 +148,12 @@ static inline int weft__backend_poll_now(weft_loop *l, uint64_t timeout_ns)
 }
 
 /* The trace's hooks on the hot paths (trace.c): each costs an untraced loop one test of l->trace. */
-int weft__trace_submit(weft_loop *l, struct weft__op *op);
+void weft__trace_io_begin(weft_loop *l, const struct weft__op *op);
+void weft__trace_io_end(weft_loop *l, const struct weft__op *op, int32_t res);
 int weft__trace_poll(weft_loop *l, uint64_t timeout_ns);
 void weft__trace_switch(weft_loop *l, weft_task *next);
 
-/* Starts a request, or polls, as the _now calls do, recorded first when the loop traces. */
-static inline int weft__backend_submit(weft_loop *l, struct weft__op *op)
-{
-    if (WEFT__UNLIKELY(l->trace != NULL))
-        return weft__trace_submit(l, op);
-    return weft__backend_submit_now(l, op);
-}
-
+/* Polls, as weft__backend_poll_now does, recorded when the loop traces. */
 static inline int weft__backend_poll(weft_loop *l, uint64_t timeout_ns)
 {
     if (WEFT__UNLIKELY(l->trace != NULL))
@@ -203,6 +210,45 @@ static inline void weft__watchdog_woke(weft_loop *l)
     if (WEFT__UNLIKELY(atomic_load_explicit(&l->watch_parked, memory_order_seq_cst)))
         weft__watchdog_kick(l);
 }
+/*
+ * Looks at long waits. Each backend checks what a wait may have missed without telling it: epoll a
+ * registration that a close behind weft's back dropped, io_uring a receive stream the kernel did not
+ * wake. Once a second while something waits (the loop sleeps no longer than that then), waits that began
+ * before the previous pass are looked at: after 1 to 2 s, then after 2, 4 and 8 passes, then every 8th.
+ * An idle loop with thousands of waits makes a few hundred checks a second at most, and a wait shorter
+ * than a second none.
+ */
+typedef struct weft__looks {
+    uint32_t passes;  /* passes so far: a wait records the pass it began in */
+    uint64_t next_ns; /* weft__now() of the next pass */
+} weft__looks;
+
+#define WEFT__LOOK_NS 1000000000u
+
+/* Whether a wait that began in pass since is due for a look in pass now. */
+static inline bool weft__look_due(uint32_t now, uint32_t since)
+{
+    uint32_t age = now - since;
+    if (age < 2)
+        return false;
+    return age <= 9 ? ((age - 1) & (age - 2)) == 0 : (age - 1) % 8 == 0;
+}
+
+/* With something waiting: whether a pass is due now (it is then counted), and *timeout_ns capped at the
+ * next pass. */
+static inline bool weft__looks_tick(weft__looks *k, uint64_t *timeout_ns)
+{
+    uint64_t now = weft__now();
+    bool due = now >= k->next_ns;
+    if (due) {
+        k->passes++;
+        k->next_ns = now + WEFT__LOOK_NS;
+    }
+    if (*timeout_ns > k->next_ns - now)
+        *timeout_ns = k->next_ns - now;
+    return due;
+}
+
 /* Wakes l, which announced it may sleep, from whatever thread calls (future.c's remote list). */
 void weft__loop_wake(weft_loop *l);
 /* What other threads posted to l that no run will drain (l is being freed, or will never run): each

@@ -110,6 +110,9 @@ int weft_close(int fd)
     weft__op cancel = {.opcode = WEFT__OP_CANCEL_FD, .fd = fd};
     weft__op close_op = {.opcode = WEFT__OP_CLOSE, .fd = fd};
     weft__io_wait_uninterruptible(t, &cancel);
+    /* Then what weft kept for it: reads waiting on its receive stream end (-EBADF), the stream stops.
+     * Right before the close: a woken task's next call on fd is then made after the close, and fails. */
+    weft__rx_drop(t->loop, fd);
     return (int)weft__io_wait_uninterruptible(t, &close_op);
 }
 
@@ -330,7 +333,6 @@ static int bind_addr(const struct sockaddr *addr, socklen_t len, void *ctx)
     int fd = socket(addr->sa_family, spec->type | SOCK_CLOEXEC | (spec->type == SOCK_STREAM ? SOCK_NONBLOCK : 0), 0);
     if (fd < 0)
         return -errno;
-    weft__fd_new(weft__tls_loop, fd);
     int one = 1;
     bool tcp = spec->type == SOCK_STREAM && addr->sa_family != AF_UNIX;
     if ((tcp && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) ||
@@ -341,6 +343,7 @@ static int bind_addr(const struct sockaddr *addr, socklen_t len, void *ctx)
         close(fd);
         return err;
     }
+    weft__fd_new(weft__tls_loop, fd, spec->type == SOCK_STREAM ? WEFT__FD_STREAM : WEFT__FD_OTHER);
     return fd;
 }
 
@@ -394,12 +397,12 @@ static int udp_connect_addr(const struct sockaddr *addr, socklen_t len, void *ct
     int fd = socket(addr->sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
-    weft__fd_new(weft__tls_loop, fd);
     if (connect(fd, addr, len) < 0) {
         int err = -errno;
         close(fd);
         return err;
     }
+    weft__fd_new(weft__tls_loop, fd, WEFT__FD_OTHER);
     return fd;
 }
 

@@ -79,6 +79,8 @@ typedef struct weft__op {
     void *buf;        /* buffer, iovec array, msghdr, sockaddr or path */
     uint64_t len;     /* bytes, iovecs, or the sockaddr's length */
     int64_t off;      /* file offset; -1: the file position */
+    uint32_t lend_min; /* a receive that lends its bytes (weft_recv_borrow): at least this many; else 0 */
+    bool into_kept;   /* rx.c's own read into a connection's kept bytes: not served from them */
     union {           /* the arguments only some calls have */
         struct {
             int domain, type, protocol;
@@ -99,6 +101,10 @@ typedef struct weft__op {
     void (*complete)(struct weft__op *op, int32_t res, uint32_t flags);
     weft_task *task;    /* the task waiting for it, NULL for an _async op */
     int32_t res;
+    size_t served;      /* bytes already in the caller's buffers (given from kept ones by rx.c, or
+                           received by an earlier try of a MSG_WAITALL): a recv goes on after them. They
+                           are added to the result, and stand in for it if the request fails or is
+                           cancelled. */
     int reason;         /* why it was cancelled: -ECANCELED, -ETIMEDOUT; 0 if not */
     bool cancel_sent;   /* a cancel is on its way: it must not be sent twice */
     bool completed;     /* complete() has run (a backend may complete an op inside submit) */
@@ -123,12 +129,15 @@ intptr_t weft__io_wait(weft_task *t, weft__op *op);
 /* The same, ignoring cancellation and deadlines: for operations that must happen (close). */
 intptr_t weft__io_wait_uninterruptible(weft_task *t, weft__op *op);
 /* Holds back err for fd after weft_send_all or weft_recv_exact made partial progress: the next call on
- * fd returns it. Cleared by weft_close(fd), and when weft hands out fd anew (socket, accept, openat). */
+ * fd returns it. Cleared by weft_close(fd), and when weft hands out fd anew (rx.c). */
 void weft__fd_error_hold(weft_loop *l, int fd, int err);
+/* Takes the error held for fd, 0 if none (rx.c). */
+int weft__fd_error_take(weft_loop *l, int fd);
 /* fd was just handed out by the kernel to weft (a socket, an accepted connection, an opened file, a
- * pipe, a signalfd or pidfd of weft's): what was held for an earlier file of that number (an error, the
- * backend's registration) went with that file. l may be NULL (no loop on the thread). */
-void weft__fd_new(weft_loop *l, int fd);
+ * pipe, a signalfd or pidfd of weft's), a file of kind (weft__fd_kind): what was held for an earlier file
+ * of that number (an error, kept bytes, the backend's registration) went with that file. l may be NULL
+ * (no loop on the thread). */
+void weft__fd_new(weft_loop *l, int fd, uint8_t kind);
 /*
  * RWF_NOSIGNAL if the kernel takes it, else 0 (asked once per process, with an empty write to a pipe):
  * the per-call flag of pwritev2 and io_uring's WRITE that makes a write to a pipe or socket with no

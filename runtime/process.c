@@ -43,8 +43,8 @@ static int pipe_above_stdio(int fds[2])
 {
     if (pipe2(fds, O_CLOEXEC) < 0)
         return -errno;
-    weft__fd_new(weft__tls_loop, fds[0]);
-    weft__fd_new(weft__tls_loop, fds[1]);
+    weft__fd_new(weft__tls_loop, fds[0], WEFT__FD_OTHER);
+    weft__fd_new(weft__tls_loop, fds[1], WEFT__FD_OTHER);
     for (int i = 0; i < 2; i++) {
         if (fds[i] > STDERR_FILENO)
             continue;
@@ -57,7 +57,7 @@ static int pipe_above_stdio(int fds[2])
         }
         close(fds[i]);
         fds[i] = moved;
-        weft__fd_new(weft__tls_loop, moved);
+        weft__fd_new(weft__tls_loop, moved, WEFT__FD_OTHER);
     }
     return 0;
 }
@@ -132,7 +132,7 @@ int weft_process_spawn(weft_process *p, const char *path, char *const argv[], ch
     int pidfd = -1;
     if (!err) {
         pidfd = pidfd_open(pid, 0);
-        weft__fd_new(weft__tls_loop, pidfd);
+        weft__fd_new(weft__tls_loop, pidfd, WEFT__FD_OTHER);
         if (pidfd < 0) {
             /* Out of fds just now: a child nobody could wait for must not run on, nor stay a zombie. */
             err = -errno;

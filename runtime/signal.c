@@ -97,7 +97,7 @@ static int enter(sig_waiter *w)
         return err;
     }
     if (fd != s->fd)
-        weft__fd_new(weft__tls_loop, fd);
+        weft__fd_new(weft__tls_loop, fd, WEFT__FD_OTHER);
     s->fd = fd;
     sigorset(&s->blocked, &s->blocked, &added);
     weft__list_push(&s->waiters, &w->link);

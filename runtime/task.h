@@ -142,13 +142,6 @@ static inline void weft__maker_set(weft__maker *m, const weft_task *t)
 /* " by task 'name' (#id)", " by task #id", or "" when made outside a task. */
 const char *weft__maker_label(const weft__maker *m, char *buf, size_t len);
 
-static inline uint64_t weft__now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* What weft__park stamps a task with: the TSC on x86 (a few ns, no system call), converted to time
  * only when weft_tasks_dump reads it; the monotonic clock elsewhere. */
 static inline uint64_t weft__park_clock(void)

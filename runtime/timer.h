@@ -2,6 +2,14 @@
 #ifndef WEFT_TIMER_H
 #define WEFT_TIMER_H
 
+/* CLOCK_MONOTONIC in nanoseconds (weft_now): what deadlines and timers are in. */
+static inline uint64_t weft__now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /* ---- timer.c: a 4-ary min-heap of deadlines ---------------------------------------------------- */
 
 typedef struct weft__timer {

@@ -201,7 +201,7 @@ void weft__trace_end(weft_loop *l, const weft_task *t, intptr_t result)
     }
 }
 
-int weft__trace_submit(weft_loop *l, weft__op *op)
+void weft__trace_io_begin(weft_loop *l, const weft__op *op)
 {
     weft__trace *tr = l->trace;
     weft_task *by = op->task ? op->task : l->current;
@@ -215,10 +215,6 @@ int weft__trace_submit(weft_loop *l, weft__op *op)
         tr->own_task = op->task;
         weft__park_info_io(op, &tr->own_op);
     }
-    int r = weft__backend_submit_now(l, op);
-    if (r < 0)
-        weft__trace_io_end(l, op, r); /* refused: complete() will never run */
-    return r;
 }
 
 void weft__trace_io_end(weft_loop *l, const weft__op *op, int32_t res)

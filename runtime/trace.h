@@ -95,12 +95,11 @@ void weft__trace_started(weft_loop *l);
 /* Writes the file from the ring (trace_json.c): the events written, or -errno said on stderr. */
 int weft__trace_write(weft_loop *l);
 
-/* The hooks, each called only when l->trace is set (weft__trace_switch, weft__trace_submit and
- * weft__trace_poll are declared in loop.h, where the hot paths call them). */
+/* The hooks, each called only when l->trace is set (weft__trace_switch, weft__trace_io_begin,
+ * weft__trace_io_end and weft__trace_poll are declared in loop.h, where the hot paths call them). */
 void weft__trace_spawn(weft_loop *l, const weft_task *t);
 void weft__trace_wake(weft_loop *l, const weft_task *t);
 void weft__trace_end(weft_loop *l, const weft_task *t, intptr_t result);
-void weft__trace_io_end(weft_loop *l, const struct weft__op *op, int32_t res);
 /* Runs the callback r, recorded. */
 void weft__trace_callback(weft_loop *l, weft__runnable *r);
 void weft__trace_timer(weft_loop *l, const weft_task *t, int why, const void *fn);

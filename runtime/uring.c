@@ -32,6 +32,9 @@
 #ifndef IORING_NOTIF_USAGE_ZC_COPIED
 #define IORING_NOTIF_USAGE_ZC_COPIED (1U << 31)
 #endif
+#ifndef IORING_FEAT_RECVSEND_BUNDLE
+#define IORING_FEAT_RECVSEND_BUNDLE (1U << 14) /* 6.10 */
+#endif
 #ifndef IORING_FEAT_MIN_TIMEOUT
 #define IORING_FEAT_MIN_TIMEOUT (1U << 15) /* 6.12: io_uring_getevents_arg's pad is min_wait_usec */
 #endif
@@ -128,8 +131,10 @@ static bool names(const char *masked, const char *name)
 /*
  * Asks the kernel which opcodes it has. An op whose opcode is missing runs as a blocking call on the
  * executor instead, counted in weft_stats.offloaded_ops. WEFT_URING_NO_OPS (comma-separated names)
- * forces the same for opcodes a kernel has but gets wrong, and turns off two features as if the
- * kernel lacked them: "send_zc" (zero-copy sends go out plainly) and "min_timeout" (no minimum wait).
+ * forces the same for opcodes a kernel has but gets wrong, and turns off features as if the kernel
+ * lacked them: "send_zc" (zero-copy sends go out plainly), "min_timeout" (no minimum wait),
+ * "recv_multishot" (no receive streams), "recv_bundle", "pbuf_inc" and "recv_limit" (streams without
+ * bundles, without incremental buffer consumption, or without the kernel's byte limit).
  */
 static void probe_opcodes(weft__uring *b)
 {
@@ -158,6 +163,13 @@ static void probe_opcodes(weft__uring *b)
      * such send is counted as a fallback, so send_zc_min stays as asked. */
     b->has_send_zc = probe && io_uring_opcode_supported(probe, IORING_OP_SEND_ZC) && !names(masked, "send_zc") &&
                      !b->missing[WEFT__OP_SEND];
+    /* Receive streams need multishot receive into a buffer ring (6.0, when SEND_ZC came too);
+     * bundles, incremental consumption and the byte limit are used where the kernel has them. */
+    b->recv_streams = probe && io_uring_opcode_supported(probe, IORING_OP_SEND_ZC) && !b->missing[WEFT__OP_RECV] &&
+                      !names(masked, "recv_multishot");
+    b->recv_bundle = (b->features & IORING_FEAT_RECVSEND_BUNDLE) && !names(masked, "recv_bundle");
+    b->no_pbuf_inc = names(masked, "pbuf_inc");
+    b->recv_limit = !names(masked, "recv_limit");
     if (b->min_wait_ns) {
         if ((b->features & IORING_FEAT_MIN_TIMEOUT) && !names(masked, "min_timeout"))
             b->min_wait_us = (unsigned)(b->min_wait_ns / 1000);
@@ -220,6 +232,7 @@ static void uring_fini(weft_loop *l)
         return;
     io_uring_queue_exit(&b->ring);
     weft__streams_fini(b);
+    weft__bufring_fini(&b->bufring);
     free(b->zc_refused);
     free(b);
     l->backend_data = NULL;
@@ -315,6 +328,7 @@ static void reap(weft_loop *l, weft__uring *b)
 {
     struct io_uring_cqe *cqe;
     unsigned head, seen = 0;
+    b->walking = true;
     io_uring_for_each_cqe(&b->ring, head, cqe)
     {
         seen++;
@@ -328,7 +342,10 @@ static void reap(weft_loop *l, weft__uring *b)
             op->complete(op, res, cqe->flags);
     }
     io_uring_cq_advance(&b->ring, seen);
+    b->walking = false;
     l->stats.completions += seen;
+    if (WEFT__UNLIKELY(b->rx_todo.head || b->rx_starved.head))
+        weft__recvstream_after_walk(l, b);
     if (WEFT__UNLIKELY(b->stream_todo.head))
         weft__streams_after_walk(l, b);
     if (WEFT__UNLIKELY(b->zc_retry.head))
@@ -439,6 +456,8 @@ static void submit_now(weft_loop *l, weft__uring *b)
 int weft__uring_poll(weft_loop *l, uint64_t timeout_ns)
 {
     weft__uring *b = weft__uring_of(l);
+    if (WEFT__UNLIKELY(l->rx_waiting) && weft__looks_tick(&b->looks, &timeout_ns))
+        weft__recvstream_look(l, b);
     int r = enter(l, b, timeout_ns);
     if (b->wake_rearm)
         wake_arm(b, l);
@@ -512,7 +531,8 @@ static inline void prep_CONNECT(struct io_uring_sqe *sqe, const weft__op *op)
 
 static inline void prep_RECV(struct io_uring_sqe *sqe, const weft__op *op)
 {
-    io_uring_prep_recv(sqe, op->fd, op->buf, rw_len(op->len), (int)op->flags);
+    /* After the bytes a MSG_WAITALL already has from kept ones (rx.c). */
+    io_uring_prep_recv(sqe, op->fd, (char *)op->buf + op->served, rw_len(op->len - op->served), (int)op->flags);
 }
 
 static inline void prep_SEND(struct io_uring_sqe *sqe, const weft__op *op)
@@ -622,6 +642,8 @@ int weft__uring_submit(weft_loop *l, weft__op *op)
     } else if (WEFT__UNLIKELY(op->opcode == WEFT__OP_CANCEL_FD || op->opcode == WEFT__OP_CLOSE)) {
         weft__stream_close(l, b, op->fd);
         zc_forget_fd(b, op->fd);
+    } else if (b->recv_streams && weft__rx_reads(op) && weft__recvstream_submit(l, b, op)) {
+        return 0; /* a connection's read, served by its receive stream */
     }
     struct io_uring_sqe *sqe = weft__uring_sqe(l, b);
     if (!sqe)
@@ -661,6 +683,10 @@ void weft__uring_cancel(weft_loop *l, weft__op *op)
 {
     if (op->be.wait_kind == WEFT__WAIT_STREAM) { /* parked on a multishot accept */
         weft__stream_cancel(op);
+        return;
+    }
+    if (op->be.wait_kind == WEFT__WAIT_RX) { /* waiting for a receive stream's bytes */
+        weft__rx_unpark(op, -ECANCELED);
         return;
     }
     if (op->job) { /* on the executor */
@@ -744,4 +770,8 @@ const weft__backend_ops weft__uring_ops = {
     .cancel = weft__uring_cancel,
     .forget_fd = uring_forget_fd,
     .wake_from = uring_wake_from,
+    .rx_stream = weft__recvstream_for,
+    .rx_resume = weft__recvstream_resume,
+    .rx_stop = weft__recvstream_stop,
+    .rx_unlend = weft__recvstream_unlend,
 };

@@ -12,6 +12,39 @@
 
 typedef struct weft__multishot weft__multishot;
 
+/* The loop's provided-buffer ring (bufring.c). */
+typedef struct weft__bufring {
+    struct io_uring_buf_ring *ring; /* shared with the kernel; NULL until the first stream */
+    size_t ring_bytes;
+    char *base;               /* buffer bid is at base + bid * size */
+    size_t size, reserved;    /* bytes per buffer; address space reserved at base */
+    unsigned entries, mask;   /* places in the ring (a power of two, at least max) */
+    unsigned count, max;      /* buffers made, and the most there may be */
+    unsigned in_ring;         /* buffers the kernel may pick from now */
+    uint16_t tail;            /* where the next buffer goes */
+    bool inc;                 /* IOU_PBUF_RING_INC: buffers are consumed a bit at a time */
+    bool registered;
+    uint16_t *pos;            /* by buffer: the ring position it was last put at */
+    uint16_t *slot_bid;       /* by ring place: the buffer put there last */
+    uint32_t *filled;         /* by buffer, with inc: bytes the kernel has written since it was put back */
+    uint16_t *lends;          /* by buffer: borrowed views pointing into it */
+    uint8_t *state;           /* by buffer: in the ring, or out */
+} weft__bufring;
+
+/* A completion's bytes, buffer by buffer (weft__bufring_walk_*). */
+typedef struct weft__bufwalk {
+    uint16_t pos;
+    size_t off, left;
+    bool buf_more, done;
+} weft__bufwalk;
+
+typedef struct weft__bufseg {
+    char *p;
+    size_t len;
+    unsigned bid;
+    bool finished; /* the kernel is done with the buffer: it goes back once its bytes are taken */
+} weft__bufseg;
+
 typedef struct weft__uring {
     struct io_uring ring;
     unsigned setup_flags;
@@ -44,6 +77,16 @@ typedef struct weft__uring {
     unsigned min_wait_us;    /* cfg.min_wait_ns in the kernel's unit; 0 = off or not on this kernel */
     uint64_t min_wait_ns;
     unsigned wait_batch;
+    /* Receive streams (recvstream.c, bufring.c) */
+    bool walking;            /* the CQ walk is under way: no SQE may be taken (a full SQ would reap) */
+    bool recv_streams;       /* multishot receive on a provided-buffer ring, on this kernel (6.0) */
+    bool recv_bundle;        /* IORING_RECVSEND_BUNDLE (6.10) */
+    bool recv_limit;         /* a multishot receive's byte limit (6.17), until a kernel refuses it */
+    bool no_pbuf_inc;        /* WEFT_URING_NO_OPS masks incremental consumption */
+    weft__bufring bufring;
+    weft__list rx_todo;      /* streams to arm or stop once the CQ walk is over */
+    weft__list rx_starved;   /* streams the kernel ended on an empty ring, to arm once buffers are back */
+    weft__looks looks;       /* looks at streams whose reads wait long (recvstream.c) */
 } weft__uring;
 
 static inline weft__uring *weft__uring_of(weft_loop *l)
@@ -70,5 +113,40 @@ void weft__stream_close(weft_loop *l, weft__uring *b, int fd);
 void weft__streams_after_walk(weft_loop *l, weft__uring *b);
 /* Frees every stream (the ring is gone). */
 void weft__streams_fini(weft__uring *b);
+
+/* ---- bufring.c ---- */
+
+/* Registers the loop's buffer ring and makes its first buffers. 0, or a negative errno. */
+int weft__bufring_init(weft_loop *l, weft__uring *b);
+/* Unmaps the ring and its buffers (the io_uring is gone, or registering failed). */
+void weft__bufring_fini(weft__bufring *br);
+/* Doubles the buffers, up to the most allowed; false if there are that many already. */
+bool weft__bufring_grow(weft_loop *l, weft__bufring *br);
+/* The bytes of a completion that names buffer bid (buf_more: IORING_CQE_F_BUF_MORE), buffer by
+ * buffer: each next gives one piece, until false. */
+void weft__bufring_walk_start(weft__bufring *br, weft__bufwalk *w, unsigned bid, size_t bytes, bool buf_more);
+bool weft__bufring_walk_next(weft_loop *l, weft__bufring *br, weft__bufwalk *w, weft__bufseg *seg);
+/* bid's bytes are taken: back in the ring if the kernel is done with it and no view points into it. */
+void weft__bufring_put(weft_loop *l, weft__bufring *br, unsigned bid);
+/* A borrowed view points into bid, and comes back. */
+void weft__bufring_lend(weft__bufring *br, unsigned bid);
+void weft__bufring_unlend(weft_loop *l, weft__bufring *br, unsigned bid);
+
+/* ---- recvstream.c ---- */
+
+/* A read of a connection that nothing kept could serve: 1 if its stream took op (complete() runs when
+ * bytes come, maybe at once), 0 if op takes the one-shot path. */
+int weft__recvstream_submit(weft_loop *l, weft__uring *b, weft__op *op);
+/* Arms or stops the streams that asked to during the CQ walk just ended, and those waiting for buffers
+ * if the ring has some again. */
+void weft__recvstream_after_walk(weft_loop *l, weft__uring *b);
+/* Restarts the streams whose reads have waited since before the previous look while their socket has
+ * something to read: the kernel did not wake them. */
+void weft__recvstream_look(weft_loop *l, weft__uring *b);
+/* The backend interface's receive-stream entries (loop.h). */
+bool weft__recvstream_for(weft_loop *l, int fd);
+void weft__recvstream_resume(weft_loop *l, weft__rx *rx);
+bool weft__recvstream_stop(weft_loop *l, weft__rx *rx);
+void weft__recvstream_unlend(weft_loop *l, int32_t bid);
 
 #endif /* WEFT_URING_H */

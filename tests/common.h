@@ -168,6 +168,32 @@ static inline intptr_t run_limited(weft_fn main_fn, void *arg, uint64_t limit_ns
     return run(limited_main, &b);
 }
 
+/* Runs fn(arg) as main of a loop made from cfg, under a 20 s deadline; returns main's result. */
+static inline intptr_t run_config(weft_config *cfg, weft_fn fn, void *arg)
+{
+    weft_loop *l = weft_loop_new(cfg);
+    cr_assert(l != NULL, "weft_loop_new: %s", strerror(errno));
+    struct limited_run b = {fn, arg, SEC(20)};
+    intptr_t result = INTPTR_MIN;
+    EQ(weft_loop_run(l, limited_main, &b, &result), 0);
+    weft_loop_free(l);
+    return result;
+}
+
+/* Whether this run is on io_uring (WEFT_BACKEND). */
+static inline bool on_uring(void)
+{
+    return strcmp(backend_env(), "io_uring") == 0;
+}
+
+/* The running loop's counters. */
+static inline weft_stats stats_now(void)
+{
+    weft_stats st;
+    EQ(weft_stats_get(&st), 0);
+    return st;
+}
+
 /*
  * Lets the loop turn: sleeps 2 ms, so it hands queued requests to the kernel and reaps what
  * completes, runs due callbacks and timers, and sees executor threads' results. To let the other

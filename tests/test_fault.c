@@ -931,3 +931,42 @@ Test(fault, a_reset_after_some_bytes_cuts_recv_exact_short_and_the_next_call_see
 {
     EQ(run_scenario(reset_after_some_bytes_main, NULL, NULL, NULL), 0);
 }
+
+/* ---- a receive stream the kernel does not wake ---------------------------------------------------- */
+
+/*
+ * The kernel can leave an armed multishot receive asleep with bytes in its socket (recvstream.c). Here
+ * the stream is armed as a request that never completes by itself: the read waiting on it must still
+ * get its bytes, within the look's 1 to 2 s, with the stream restarted once. On epoll nothing is armed.
+ */
+static intptr_t asleep_main(void *arg)
+{
+    (void)arg;
+    int ours, theirs;
+    loopback_tcp_pair(&theirs, &ours);
+    weft__fault_site(WEFT__FAULT_RECV_ASLEEP, 1, 0, 1);
+    char buf[8];
+    EQ(weft_recv(ours, buf, sizeof buf, MSG_DONTWAIT), -EAGAIN); /* arms it (asleep) */
+    EQ(send(theirs, "wake", 4, 0), 4);
+    uint64_t t0 = weft_now();
+    EQ(weft_recv(ours, buf, sizeof buf, 0), 4);
+    cr_assert(memcmp(buf, "wake", 4) == 0);
+    weft_stats st;
+    EQ(weft_stats_get(&st), 0);
+    if (on_io_uring()) {
+        EQ(st.recv_restarts, 1);
+        cr_assert(weft_now() - t0 < SEC(3), "the stream was restarted after %" PRIu64 " ms",
+                  (weft_now() - t0) / 1000000);
+    } else {
+        EQ(st.recv_restarts, 0);
+    }
+    EQ(weft_close(ours), 0);
+    EQ(weft_close(theirs), 0);
+    return 0;
+}
+
+Test(fault, a_receive_stream_the_kernel_leaves_asleep_is_restarted)
+{
+    EQ(run_checked(guarded_main, &(struct guarded){asleep_main, NULL}, NULL, NULL), 0);
+}
+

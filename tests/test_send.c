@@ -13,30 +13,6 @@
 
 TestSuite(send, .timeout = 60);
 
-static bool on_uring(void)
-{
-    return strcmp(backend_env(), "io_uring") == 0;
-}
-
-/* Runs fn(arg) as main of a loop made from cfg, under a 20 s deadline; returns main's result. */
-static intptr_t run_with(weft_config *cfg, weft_fn fn, void *arg)
-{
-    weft_loop *l = weft_loop_new(cfg);
-    cr_assert(l != NULL, "weft_loop_new: %s", strerror(errno));
-    struct limited_run b = {fn, arg, SEC(20)};
-    intptr_t result = INTPTR_MIN;
-    EQ(weft_loop_run(l, limited_main, &b, &result), 0);
-    weft_loop_free(l);
-    return result;
-}
-
-static weft_stats stats_now(void)
-{
-    weft_stats st;
-    EQ(weft_stats_get(&st), 0);
-    return st;
-}
-
 /* Reads from fd until EOF into a buffer it grows; the bytes and their count come back to the joiner. */
 struct drain {
     int fd;
@@ -126,15 +102,15 @@ Test(send, sends_above_and_below_the_zero_copy_threshold_deliver_the_same_bytes)
 {
     weft_config cfg = WEFT_CONFIG_INIT;
     cfg.send_zc_min = THRESHOLD;
-    EQ(run_with(&cfg, mixed_main, (void *)(uintptr_t)THRESHOLD), 0);
+    EQ(run_config(&cfg, mixed_main, (void *)(uintptr_t)THRESHOLD), 0);
 }
 
 Test(send, the_threshold_from_the_environment_applies_and_is_off_by_default)
 {
     weft_config cfg = WEFT_CONFIG_INIT;
-    EQ(run_with(&cfg, mixed_main, (void *)(uintptr_t)0), 0);
+    EQ(run_config(&cfg, mixed_main, (void *)(uintptr_t)0), 0);
     cr_assert(setenv("WEFT_SEND_ZC_MIN", "64k", 1) == 0);
-    EQ(run_with(&cfg, mixed_main, (void *)(uintptr_t)THRESHOLD), 0);
+    EQ(run_config(&cfg, mixed_main, (void *)(uintptr_t)THRESHOLD), 0);
     unsetenv("WEFT_SEND_ZC_MIN");
 }
 
@@ -172,7 +148,7 @@ Test(send, a_buffer_overwritten_right_after_weft_send_returns_reaches_the_peer_a
 {
     weft_config cfg = WEFT_CONFIG_INIT;
     cfg.send_zc_min = 1;
-    EQ(run_with(&cfg, reuse_main, NULL), 0);
+    EQ(run_config(&cfg, reuse_main, NULL), 0);
 }
 
 /* ---- fallback to plain sends ----------------------------------------------------------------------- */
@@ -214,7 +190,7 @@ Test(send, a_socket_without_zero_copy_falls_back_to_plain_sends_and_counts_them)
 {
     weft_config cfg = WEFT_CONFIG_INIT;
     cfg.send_zc_min = 4096;
-    EQ(run_with(&cfg, unix_fallback_main, NULL), 0);
+    EQ(run_config(&cfg, unix_fallback_main, NULL), 0);
 }
 
 /* The kernel "lacks" SEND_ZC (WEFT_URING_NO_OPS=send_zc): every large send is a counted fallback. */
@@ -248,7 +224,7 @@ Test(send, a_kernel_without_send_zc_gets_plain_sends_counted_as_fallbacks)
     cr_assert(setenv("WEFT_URING_NO_OPS", "send_zc", 1) == 0);
     weft_config cfg = WEFT_CONFIG_INIT;
     cfg.send_zc_min = 1;
-    EQ(run_with(&cfg, masked_main, NULL), 0);
+    EQ(run_config(&cfg, masked_main, NULL), 0);
     unsetenv("WEFT_URING_NO_OPS");
 }
 
@@ -389,7 +365,7 @@ Test(send, cancel_during_a_zero_copy_send_returns_after_the_kernel_lets_go_and_l
     weft_config cfg = WEFT_CONFIG_INIT;
     cfg.send_zc_min = 1;
     struct interrupt_case c = {.room = true};
-    EQ(run_with(&cfg, interrupt_main, &c), 0);
+    EQ(run_config(&cfg, interrupt_main, &c), 0);
 }
 
 Test(send, cancel_of_a_zero_copy_send_waiting_for_room_returns_ecanceled_and_sends_nothing_more)
@@ -397,7 +373,7 @@ Test(send, cancel_of_a_zero_copy_send_waiting_for_room_returns_ecanceled_and_sen
     weft_config cfg = WEFT_CONFIG_INIT;
     cfg.send_zc_min = 1;
     struct interrupt_case c = {.room = false};
-    EQ(run_with(&cfg, interrupt_main, &c), 0);
+    EQ(run_config(&cfg, interrupt_main, &c), 0);
 }
 
 Test(send, a_deadline_passing_during_a_zero_copy_send_gives_etimedout_or_the_bytes_sent)
@@ -405,7 +381,7 @@ Test(send, a_deadline_passing_during_a_zero_copy_send_gives_etimedout_or_the_byt
     weft_config cfg = WEFT_CONFIG_INIT;
     cfg.send_zc_min = 1;
     struct interrupt_case c = {.room = true, .by_deadline = true};
-    EQ(run_with(&cfg, interrupt_main, &c), 0);
+    EQ(run_config(&cfg, interrupt_main, &c), 0);
 }
 
 /* The peer reads a little, then resets: the sender gets an error, and the loop serves on. */
@@ -453,7 +429,7 @@ Test(send, a_peer_reset_during_a_zero_copy_send_returns_an_error_and_the_loop_se
 {
     weft_config cfg = WEFT_CONFIG_INIT;
     cfg.send_zc_min = 1;
-    EQ(run_with(&cfg, reset_main, NULL), 0);
+    EQ(run_config(&cfg, reset_main, NULL), 0);
 }
 
 /* ---- what consecutive sends cost -------------------------------------------------------------------- */
@@ -534,8 +510,8 @@ Test(send, consecutive_sends_on_one_connection_in_one_turn_cost_one_sqe_each)
     unsetenv("WEFT_SUBMIT_BATCH"); /* the sends must wait for the turn's one enter */
     weft_config cfg = WEFT_CONFIG_INIT;
     cfg.send_zc_min = 4096;
-    EQ(run_with(&cfg, sqe_count_main, (void *)(uintptr_t)512), 0);
-    EQ(run_with(&cfg, sqe_count_main, (void *)(uintptr_t)8192), 0);
+    EQ(run_config(&cfg, sqe_count_main, (void *)(uintptr_t)512), 0);
+    EQ(run_config(&cfg, sqe_count_main, (void *)(uintptr_t)8192), 0);
 }
 
 /* ---- the batched wait ---------------------------------------------------------------------------------- */
@@ -738,6 +714,6 @@ Test(send, timers_and_remote_wakes_keep_their_order_under_a_minimum_wait)
     cfg.min_wait_ns = 1000000; /* 1 ms, longer than the first sleep */
     cfg.wait_batch = 64;
     stderr_capture_begin(); /* epoll's note */
-    EQ(run_with(&cfg, timers_main, NULL), 0);
+    EQ(run_config(&cfg, timers_main, NULL), 0);
     stderr_capture_end();
 }
