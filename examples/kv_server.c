@@ -326,15 +326,21 @@ static ssize_t in_fill(conn *c, size_t need)
     }
     if (have >= kv_conf.query_buffer_limit)
         return -ENOBUFS;
-    size_t wanted = need > have ? need : have + IN_SIZE;
-    size_t doubled = c->cap * 2 > have + IN_SIZE ? c->cap * 2 : have + IN_SIZE;
-    size_t size = wanted < doubled ? wanted : doubled;
+    size_t size = c->cap;
+    if (need > c->cap || c->cap - have < IN_SIZE / 2) {
+        /* Room for a good read at least; for a command known to be larger than the buffer (a long bulk:
+         * need is its whole length), double towards it but not past it. */
+        size = need < c->cap * 2 ? need : c->cap * 2;
+        if (size < have + IN_SIZE)
+            size = have + IN_SIZE;
+    } else if (c->cap > 4 * IN_SIZE && have < IN_SIZE / 2 && need <= IN_SIZE) {
+        size = IN_SIZE; /* a large command is done: give the memory back */
+    }
     if (size < IN_SIZE)
         size = IN_SIZE;
     if (size > kv_conf.query_buffer_limit)
         size = kv_conf.query_buffer_limit;
-    bool shrink = c->cap > 4 * IN_SIZE && size == IN_SIZE;
-    if (size > c->cap || shrink) {
+    if (size != c->cap) {
         char *in = realloc(c->in, size);
         if (!in)
             return -ENOMEM;
@@ -414,6 +420,7 @@ static void serve_connection(conn *c)
         return;
     }
     c->client.id = atomic_fetch_add(&kv_info.next_client_id, 1);
+    unsigned fills = 0;
     for (;;) {
         int r = resp_parse(&c->parser, c->in + c->start, c->end - c->start);
         if (r == RESP_COMMAND) {
@@ -437,6 +444,11 @@ static void serve_connection(conn *c)
         /* Every command received is answered: send the answers, then wait for more. */
         if (c->out.len && flush(c) < 0)
             return;
+        /* On epoll a receive that finds bytes waiting does not suspend, so a client that never stops
+         * sending would keep the loop from everyone else: every 16 receives, let the others run (and
+         * the loop poll), as Redis reads one buffer per client per turn of its loop. */
+        if (++fills % 16 == 0)
+            weft_yield();
         if (in_fill(c, c->parser.need) <= 0)
             return;
     }
