@@ -40,6 +40,8 @@ kv_server_info kv_info;
 #define IN_SIZE (16 * 1024)
 /* Replies are sent when the received bytes hold no more commands, or once this much has gathered. */
 #define OUT_FLUSH (64 * 1024)
+/* A connection that keeps finding commands waiting lets the other tasks run after this much work. */
+#define YIELD_NS (1000ull * 1000)
 /* The active expiry sweep: every 100 ms (Redis's hz 10), at most this long at a time. */
 #define SWEEP_PERIOD_NS (100ull * 1000 * 1000)
 #define SWEEP_BUDGET_NS (1000ull * 1000)
@@ -420,7 +422,7 @@ static void serve_connection(conn *c)
         return;
     }
     c->client.id = atomic_fetch_add(&kv_info.next_client_id, 1);
-    unsigned fills = 0;
+    uint64_t ran_since = weft_now();
     for (;;) {
         int r = resp_parse(&c->parser, c->in + c->start, c->end - c->start);
         if (r == RESP_COMMAND) {
@@ -445,10 +447,13 @@ static void serve_connection(conn *c)
         if (c->out.len && flush(c) < 0)
             return;
         /* On epoll a receive that finds bytes waiting does not suspend, so a client that never stops
-         * sending would keep the loop from everyone else: every 16 receives, let the others run (and
-         * the loop poll), as Redis reads one buffer per client per turn of its loop. */
-        if (++fills % 16 == 0)
+         * sending would keep the loop from everyone else: after a millisecond of work, let the others run
+         * (and the loop poll), as Redis reads one buffer per client per turn of its loop. */
+        uint64_t now = weft_now();
+        if (now - ran_since > YIELD_NS) {
             weft_yield();
+            ran_since = weft_now();
+        }
         if (in_fill(c, c->parser.need) <= 0)
             return;
     }
