@@ -38,7 +38,8 @@ struct serve {
     /* Optional. options: long options of the example's own (ended by a zero entry, each with a value and
      * a val of 256 or more), handed to option(val, value), which returns 0 or says what is wrong on
      * stderr and returns -1; usage: their line for the usage message. prepare: after the options, before
-     * any loop starts (0, or -errno to exit 1). started: on each loop before it listens (0 or -errno). */
+     * any loop starts (0, or -errno to exit 1). started: on each loop once it listens, before it accepts
+     * (0 or -errno); stopped is called only on a loop whose started succeeded. */
     const struct option *options;
     int (*option)(int val, const char *value);
     const char *usage;
@@ -102,15 +103,16 @@ static intptr_t serve_loop(void *arg)
     s->stop[id] = weft_event_new();
     if (!s->stop[id])
         return -ENOMEM;
-    int r = s->started ? s->started() : 0;
-    if (r < 0) {
-        fprintf(stderr, "%s: %s\n", s->name, weft_strerror(r));
-        return r;
-    }
     int lfd = weft_tcp_listen(s->host, s->port, 0, s->threads > 1 ? WEFT_REUSEPORT : 0);
     if (lfd < 0) {
         fprintf(stderr, "%s: listen on %s:%u: %s\n", s->name, s->host, s->port, weft_strerror(lfd));
         return lfd;
+    }
+    int r = s->started ? s->started() : 0;
+    if (r < 0) {
+        fprintf(stderr, "%s: %s\n", s->name, weft_strerror(r));
+        weft_close(lfd);
+        return r;
     }
     weft_task *acceptor = weft_spawn_named("accept", serve_accept_loop, (void *)(intptr_t)lfd);
     if (!acceptor)
