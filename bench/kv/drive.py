@@ -14,7 +14,7 @@ A run checks the answers (SET of a random 16-byte value, GET of it, MGET, DEL: t
 then runs redis-benchmark pinned to CPU 1, `-t set,get -P P -c C -d 16 -r 100000 --csv`, three times:
 a warmup, which also tells how many requests make --seconds a test at this machine's rate; the measured
 run (SET's and GET's requests/s and latency from redis-benchmark, the server's CPU time from
-/proc/PID/task/*/stat read right before redis-benchmark starts and right after it exits); and, when
+/proc/PID/task/*/schedstat read right before redis-benchmark starts and right after it exits); and, when
 asked, a separate run under perf counting the server's system calls. Then the answers are checked
 again and the server stopped (SIGTERM; redis-server too). Requests per server-CPU-second is the
 figure the targets are on; requests/s says which side saturated first (redis-benchmark's CPU use is
