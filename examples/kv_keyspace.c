@@ -22,22 +22,34 @@ static void expire_error(kv_call *c)
 
 /* ---- strings -------------------------------------------------------------------------------------- */
 
-static void cmd_get(kv_call *c, kv_store *s)
+/* getGenericCommand: replies with key's value, or nil; returns the entry (NULL when absent). */
+static kv_entry *get_generic(kv_call *c, kv_store *s)
 {
     kv_entry *e = kv_lookup_read(s, KEY(c, 1), c->now_ms);
     if (!e) {
         resp_out_nil(c->out);
-        return;
+        return NULL;
     }
     size_t len;
     const char *v = kv_entry_value(e, &len);
     resp_out_bulk(c->out, v, len);
+    return e;
+}
+
+static void cmd_get(kv_call *c, kv_store *s)
+{
+    get_generic(c, s);
 }
 
 enum {
     SET_NX = 1 << 0, SET_XX = 1 << 1, SET_EX = 1 << 2, SET_PX = 1 << 3, SET_KEEPTTL = 1 << 4,
     SET_GET = 1 << 5, SET_EXAT = 1 << 6, SET_PXAT = 1 << 7,
 };
+
+static const struct {
+    const char *word;
+    int flag;
+} timed_options[] = {{"ex", SET_EX}, {"px", SET_PX}, {"exat", SET_EXAT}, {"pxat", SET_PXAT}};
 
 /* SET key value [NX|XX] [GET] [EX s|PX ms|EXAT s|PXAT ms|KEEPTTL]: parseExtendedStringArgumentsOrReply
  * and setGenericCommand, check for check. */
@@ -57,21 +69,19 @@ static void cmd_set(kv_call *c, kv_store *s)
             flags |= SET_GET;
         } else if (kv_option_is(opt, "keepttl") && !(flags & timed)) {
             flags |= SET_KEEPTTL;
-        } else if (has_next && !(flags & (SET_KEEPTTL | (timed & ~SET_EX))) && kv_option_is(opt, "ex")) {
-            flags |= SET_EX;
-            expire_arg = ++j;
-        } else if (has_next && !(flags & (SET_KEEPTTL | (timed & ~SET_PX))) && kv_option_is(opt, "px")) {
-            flags |= SET_PX;
-            expire_arg = ++j;
-        } else if (has_next && !(flags & (SET_KEEPTTL | (timed & ~SET_EXAT))) && kv_option_is(opt, "exat")) {
-            flags |= SET_EXAT;
-            expire_arg = ++j;
-        } else if (has_next && !(flags & (SET_KEEPTTL | (timed & ~SET_PXAT))) && kv_option_is(opt, "pxat")) {
-            flags |= SET_PXAT;
-            expire_arg = ++j;
         } else {
-            resp_out_error(c->out, kv_err_syntax);
-            return;
+            /* EX, PX, EXAT, PXAT: each with a value, none with KEEPTTL or another of them (a repeat of
+             * the same one is taken, and its last value counts). */
+            int flag = 0;
+            for (size_t k = 0; k < sizeof timed_options / sizeof timed_options[0]; k++)
+                if (kv_option_is(opt, timed_options[k].word))
+                    flag = timed_options[k].flag;
+            if (!flag || !has_next || (flags & (SET_KEEPTTL | (timed & ~flag)))) {
+                resp_out_error(c->out, kv_err_syntax);
+                return;
+            }
+            flags |= flag;
+            expire_arg = ++j;
         }
     }
 
@@ -97,7 +107,7 @@ static void cmd_set(kv_call *c, kv_store *s)
 
     size_t reply_start = c->out->len;
     if (flags & SET_GET)
-        cmd_get(c, s);
+        get_generic(c, s);
     bool found = kv_lookup(s, KEY(c, 1), c->now_ms) != NULL;
     if (((flags & SET_NX) && found) || ((flags & SET_XX) && !found)) {
         if (!(flags & SET_GET))
@@ -115,15 +125,9 @@ static void cmd_set(kv_call *c, kv_store *s)
 
 static void cmd_getdel(kv_call *c, kv_store *s)
 {
-    kv_entry *e = kv_lookup_read(s, KEY(c, 1), c->now_ms);
-    if (!e) {
-        resp_out_nil(c->out);
-        return;
-    }
-    size_t len;
-    const char *v = kv_entry_value(e, &len);
-    resp_out_bulk(c->out, v, len);
-    kv_delete_entry(s, e);
+    kv_entry *e = get_generic(c, s);
+    if (e)
+        kv_delete_entry(s, e);
 }
 
 /* incrDecrCommand: the value as a long long (absent: 0) plus by, stored as its decimal, TTL kept. */

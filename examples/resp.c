@@ -180,51 +180,40 @@ static int split_inline(resp_parser *p, const char *line, size_t n)
             i++;
         if (!AT(i))
             return RESP_COMMAND;
-        bool in_double = false, in_single = false, done = false;
+        unsigned char quote = 0; /* '"' or '\'' inside quotes */
+        bool done = false;
         size_t start = used;
         while (!done) {
             unsigned char c = AT(i);
-            if (in_double) {
-                if (c == '\\' && AT(i + 1) == 'x' && is_hex(AT(i + 2)) && is_hex(AT(i + 3))) {
-                    out[used++] = (char)(hex_value(AT(i + 2)) * 16 + hex_value(AT(i + 3)));
-                    i += 3;
-                } else if (c == '\\' && AT(i + 1)) {
-                    i++;
-                    switch (AT(i)) {
-                    case 'n': out[used++] = '\n'; break;
-                    case 'r': out[used++] = '\r'; break;
-                    case 't': out[used++] = '\t'; break;
-                    case 'b': out[used++] = '\b'; break;
-                    case 'a': out[used++] = '\a'; break;
-                    default: out[used++] = (char)AT(i); break;
-                    }
-                } else if (c == '"') {
-                    if (AT(i + 1) && !is_space(AT(i + 1)))
-                        return RESP_ERROR;
-                    done = true;
-                } else if (!c) {
-                    return RESP_ERROR;
-                } else {
-                    out[used++] = (char)c;
+            if (quote == '"' && c == '\\' && AT(i + 1) == 'x' && is_hex(AT(i + 2)) && is_hex(AT(i + 3))) {
+                out[used++] = (char)(hex_value(AT(i + 2)) * 16 + hex_value(AT(i + 3)));
+                i += 3;
+            } else if (quote == '"' && c == '\\' && AT(i + 1)) {
+                i++;
+                switch (AT(i)) {
+                case 'n': out[used++] = '\n'; break;
+                case 'r': out[used++] = '\r'; break;
+                case 't': out[used++] = '\t'; break;
+                case 'b': out[used++] = '\b'; break;
+                case 'a': out[used++] = '\a'; break;
+                default: out[used++] = (char)AT(i); break;
                 }
-            } else if (in_single) {
-                if (c == '\\' && AT(i + 1) == '\'') {
-                    i++;
-                    out[used++] = '\'';
-                } else if (c == '\'') {
-                    if (AT(i + 1) && !is_space(AT(i + 1)))
-                        return RESP_ERROR;
-                    done = true;
-                } else if (!c) {
+            } else if (quote == '\'' && c == '\\' && AT(i + 1) == '\'') {
+                i++;
+                out[used++] = '\'';
+            } else if (quote && c == quote) {
+                /* A closing quote must be followed by a blank or the end. */
+                if (AT(i + 1) && !is_space(AT(i + 1)))
                     return RESP_ERROR;
-                } else {
-                    out[used++] = (char)c;
-                }
+                done = true;
+            } else if (quote) {
+                if (!c)
+                    return RESP_ERROR; /* unterminated quotes */
+                out[used++] = (char)c;
             } else {
                 switch (c) {
                 case ' ': case '\n': case '\r': case '\t': case '\0': done = true; break;
-                case '"': in_double = true; break;
-                case '\'': in_single = true; break;
+                case '"': case '\'': quote = c; break;
                 default: out[used++] = (char)c; break;
                 }
             }

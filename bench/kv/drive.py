@@ -45,16 +45,11 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.dirname(HERE))
 import machine  # noqa: E402
 
-
-def load(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-echo = load("echo_drive", os.path.join(ROOT, "bench", "echo", "drive.py"))
-http = load("http_drive", os.path.join(ROOT, "bench", "http", "drive.py"))
+# The HTTP driver's perf window and its two-CPU server; it loads the echo driver's Server and helpers.
+_spec = importlib.util.spec_from_file_location("http_drive", os.path.join(ROOT, "bench", "http", "drive.py"))
+http = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(http)
+echo = http.echo
 
 KEYSPACE = 100000
 VALUE_SIZE = 16
@@ -226,18 +221,31 @@ def bench(port, clients, pipeline, requests, tool="redis-benchmark"):
     return rows, None
 
 
-def measure(argv, server_cls, clients, pipeline, seconds=1.0, syscalls=False, env=None, state=None,
-            ready="stdout", ready_timeout=10, tool=None):
-    """One run; returns its record (figures, other_cpu_util, ok/status/reason)."""
+def start(argv, server_cls, env, state, ready, ready_timeout):
+    """A fresh server on a free port, its answers checked: (server, port, machine.Usage started, why not
+    or None)."""
     state = state if state is not None else {"port": 20000 + (os.getpid() + 3500) % 5000}
-    tool = tool or find("redis-benchmark") or "redis-benchmark"
-    rec = {"type": "kv", "clients": clients, "pipeline": pipeline}
     port = echo.free_port(state)
     usage = machine.Usage().start()
     srv = server_cls(argv, port, env=env, ready=ready)
     reason = srv.wait_ready(ready_timeout)
     reason = reason and "server " + reason
-    reason = reason or check_answer(port)
+    return srv, port, usage, reason or check_answer(port)
+
+
+def stop(srv, usage, rec, reason):
+    """Stops the server and settles the run's record: what other processes used meanwhile, ok or why not."""
+    stopped = srv.stop()
+    rec["other_cpu_util"] = round(usage.stop(), 3)
+    return echo.settle(rec, reason, srv, stopped)
+
+
+def measure(argv, server_cls, clients, pipeline, seconds=1.0, syscalls=False, env=None, state=None,
+            ready="stdout", ready_timeout=10, tool=None):
+    """One run; returns its record (figures, other_cpu_util, ok/status/reason)."""
+    tool = tool or find("redis-benchmark") or "redis-benchmark"
+    rec = {"type": "kv", "clients": clients, "pipeline": pipeline}
+    srv, port, usage, reason = start(argv, server_cls, env, state, ready, ready_timeout)
     if not reason:
         rec["uses_io_uring"] = machine.uses_io_uring(srv.pids()[0])
         # The warmup fills the keyspace (the measured GETs find their keys) and gives the rate.
@@ -279,9 +287,7 @@ def measure(argv, server_cls, clients, pipeline, seconds=1.0, syscalls=False, en
     if not reason:
         reason = check_keys(port, True) or check_answer(port)
         reason = reason and "after the load: " + reason
-    stopped = srv.stop()
-    rec["other_cpu_util"] = round(usage.stop(), 3)
-    return echo.settle(rec, reason, srv, stopped)
+    return stop(srv, usage, rec, reason)
 
 
 # ---- memory per key -----------------------------------------------------------------------------------
@@ -316,14 +322,8 @@ def load_keys(port, count, batch=10000):
 
 def measure_memory(argv, server_cls, keys=1000000, env=None, state=None, ready="stdout", ready_timeout=10):
     """A fresh server's RSS before and after keys keys: the bytes each key costs."""
-    state = state if state is not None else {"port": 20000 + (os.getpid() + 3500) % 5000}
     rec = {"type": "kv-memory", "keys": keys}
-    port = echo.free_port(state)
-    usage = machine.Usage().start()
-    srv = server_cls(argv, port, env=env, ready=ready)
-    reason = srv.wait_ready(ready_timeout)
-    reason = reason and "server " + reason
-    reason = reason or check_answer(port)
+    srv, port, usage, reason = start(argv, server_cls, env, state, ready, ready_timeout)
     if not reason:
         before = rss_bytes(srv.pids())
         t0 = time.monotonic()
@@ -334,9 +334,7 @@ def measure_memory(argv, server_cls, keys=1000000, env=None, state=None, ready="
             rec.update(rss_before=before, rss_after=after, rss_bytes_per_key=round((after - before) / keys, 2))
         elif not reason:
             reason = "could not read the server's RSS"
-    stopped = srv.stop()
-    rec["other_cpu_util"] = round(usage.stop(), 3)
-    return echo.settle(rec, reason, srv, stopped)
+    return stop(srv, usage, rec, reason)
 
 
 def main():

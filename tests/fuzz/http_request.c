@@ -11,18 +11,12 @@
  */
 #include "http_request.h"
 
+#include "check.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define CHECK(cond)                                                                                     \
-    do {                                                                                                \
-        if (!(cond)) {                                                                                  \
-            fprintf(stderr, "http_request fuzz: %s:%d: %s\n", __FILE__, __LINE__, #cond);               \
-            abort();                                                                                    \
-        }                                                                                               \
-    } while (0)
 
 /* http_parse_request on an exact copy of p[0..n). */
 static long parse_copy(const char *p, size_t n, http_request *rq)

@@ -13,6 +13,8 @@
  */
 #include "resp.h"
 
+#include "check.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,14 +22,6 @@
 
 /* Small limits, so that short inputs reach the length and count checks. */
 static const resp_limits limits = {.max_bulk = 1000, .max_multibulk = 100};
-
-#define CHECK(cond)                                                                                     \
-    do {                                                                                                \
-        if (!(cond)) {                                                                                  \
-            fprintf(stderr, "resp fuzz: %s:%d: %s\n", __FILE__, __LINE__, #cond);                       \
-            abort();                                                                                    \
-        }                                                                                               \
-    } while (0)
 
 /* What one parse of a stream saw: each command's arguments, encoded as length-prefixed bytes, and how
  * it ended. */
