@@ -25,6 +25,7 @@
 
 #include <limits.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 kv_config kv_conf = {
@@ -421,6 +422,7 @@ static void serve_connection(conn *c)
         weft_send_all(c->fd, too_many, sizeof too_many - 1);
         return;
     }
+    c->home->stats.connections_received++; /* as Redis counts them: the refused ones apart */
     c->client.id = atomic_fetch_add(&kv_info.next_client_id, 1);
     uint64_t ran_since = weft_now();
     for (;;) {
@@ -465,7 +467,6 @@ static intptr_t kv_client_task(void *arg)
 {
     conn c = {.fd = (int)(intptr_t)arg, .home = &shards[weft_loop_id()]};
     resp_parser_init(&c.parser, &kv_conf.limits);
-    c.home->stats.connections_received++;
     serve_connection(&c);
     atomic_fetch_sub(&kv_info.clients, 1);
     resp_parser_free(&c.parser);
@@ -529,23 +530,23 @@ static void kv_stopped(void)
 
 enum { OPT_MAXCLIENTS = 256, OPT_MAX_BULK, OPT_QUERY_BUFFER };
 
-/* A number, with an optional k, m or g (KiB, MiB, GiB), from min to max. */
-static int parse_size(const char *opt, const char *text, unsigned long long min, unsigned long long max,
-                      unsigned long long *out)
+/* A number from min to max; a size may end in k, m or g (KiB, MiB, GiB). */
+static int parse_number(const char *opt, const char *text, bool size, unsigned long long min, unsigned long long max,
+                        unsigned long long *out)
 {
     char *end;
     errno = 0;
     unsigned long long v = strtoull(text, &end, 10);
     unsigned shift = 0;
-    if (*end == 'k' || *end == 'K')
+    if (size && (*end == 'k' || *end == 'K'))
         shift = 10, end++;
-    else if (*end == 'm' || *end == 'M')
+    else if (size && (*end == 'm' || *end == 'M'))
         shift = 20, end++;
-    else if (*end == 'g' || *end == 'G')
+    else if (size && (*end == 'g' || *end == 'G'))
         shift = 30, end++;
     if (errno || end == text || *end || text[0] == '-' || v > (max >> shift) || (v << shift) < min) {
-        fprintf(stderr, "kv_server: %s takes a number from %llu to %llu (k, m or g for KiB, MiB, GiB), not \"%s\"\n",
-                opt, min, max, text);
+        fprintf(stderr, "kv_server: %s takes a number from %llu to %llu%s, not \"%s\"\n", opt, min, max,
+                size ? " (or with k, m or g: KiB, MiB, GiB)" : "", text);
         return -1;
     }
     *out = v << shift;
@@ -557,18 +558,18 @@ static int kv_option(int val, const char *value)
     unsigned long long v;
     switch (val) {
     case OPT_MAXCLIENTS:
-        if (parse_size("--maxclients", value, 1, 1000000, &v) < 0)
+        if (parse_number("--maxclients", value, false, 1, 1000000, &v) < 0)
             return -1;
         kv_conf.maxclients = (unsigned long)v;
         return 0;
     case OPT_MAX_BULK:
         /* A value's length is kept in 32 bits (kv_store.c): at most 4 GiB - 1, where Redis allows more. */
-        if (parse_size("--proto-max-bulk-len", value, 1024 * 1024, UINT32_MAX, &v) < 0)
+        if (parse_number("--proto-max-bulk-len", value, true, 1024 * 1024, UINT32_MAX, &v) < 0)
             return -1;
         kv_conf.limits.max_bulk = v;
         return 0;
     case OPT_QUERY_BUFFER:
-        if (parse_size("--client-query-buffer-limit", value, 1024 * 1024, 1ull << 40, &v) < 0)
+        if (parse_number("--client-query-buffer-limit", value, true, 1024 * 1024, 1ull << 40, &v) < 0)
             return -1;
         kv_conf.query_buffer_limit = v;
         return 0;
@@ -610,6 +611,23 @@ static int kv_prepare(void)
     kv_info.weft_version = weft_version();
     kv_info.loops = nshards;
     atomic_init(&kv_info.next_client_id, 1);
+    /* As Redis does: room for maxclients connections and a few more fds, raising the soft limit as far
+     * as the hard one allows, and fewer clients (said once) where it does not. */
+    struct rlimit files;
+    rlim_t want = (rlim_t)kv_conf.maxclients + 32;
+    if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < want) {
+        files.rlim_cur = files.rlim_max < want ? files.rlim_max : want;
+        if (setrlimit(RLIMIT_NOFILE, &files) != 0 || getrlimit(RLIMIT_NOFILE, &files) != 0) {
+            perror("kv_server: setrlimit");
+            return -errno;
+        }
+        if (files.rlim_cur < want) {
+            unsigned long fit = files.rlim_cur > 64 ? (unsigned long)files.rlim_cur - 32 : 32;
+            fprintf(stderr, "kv_server: %lu clients need %llu open files and the limit is %llu: maxclients is %lu\n",
+                    kv_conf.maxclients, (unsigned long long)want, (unsigned long long)files.rlim_cur, fit);
+            kv_conf.maxclients = fit;
+        }
+    }
     shards = aligned_alloc(64, nshards * sizeof *shards);
     if (!shards)
         goto nomem;
