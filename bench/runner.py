@@ -52,11 +52,14 @@ import importlib.util  # noqa: E402
 _spec = importlib.util.spec_from_file_location("http_drive", os.path.join(HERE, "http", "drive.py"))
 http = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(http)
+_spec = importlib.util.spec_from_file_location("kv_drive", os.path.join(HERE, "kv", "drive.py"))
+kv = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(kv)
 
 BASELINE_DEFAULT = ["yield", "spawn", "nop", "echo"]
 BINARIES = ["bench/fiber", "bench/fiber-baselines", "bench/io", "bench/exec", "bench/exec-baselines", "bench/sync", "bench/fixed",
             "bench/echo/loadgen", "bench/baselines/echo_epoll", "bench/baselines/echo_uring", "examples/echo_server",
-            "examples/http_server"]
+            "examples/http_server", "examples/kv_server"]
 TWINS = {"fiber": "fiber-baselines", "exec": "exec-baselines"}  # run the baselines when weft did not build
 TIMEOUTS = {"fiber": 120, "io": 120, "exec": 300, "sync": 120, "fixed": 120}
 
@@ -714,6 +717,90 @@ class Bench:
                 self.profile_run(table, name, lambda data, name=name, argv=argv, why=why, cls=cls:
                                  (run_one(name, argv, why, cls, 1, perf=data), prog))
         self.show(table)
+
+    # -- the Redis protocol --
+
+    def wl_kv(self, wl, plan):
+        """Each configuration (clients, pipeline) is a table: its rounds run every server once, in an order
+        that turns; then, in --full, the memory table."""
+        servers = []
+        for b in self.builds:
+            cmds = kv.commands(b.stage)
+            for c in plan.get("contenders", [c for c, _ in wl.contenders]):
+                if b.tag and not c.startswith("weft-"):
+                    continue  # redis-server is the same program for both builds
+                if self.a.baseline_active and not c.startswith("weft-"):
+                    continue
+                argv, cls, why = cmds[c]
+                servers.append((c + b.tag, argv, why, cls))
+        tool = shutil.which("redis-benchmark")
+        configs = plan.get("configs", [(50, 1)])
+        tables = [W.kv_table(c, p) for c, p in configs]
+        memory = plan.get("memory") and not self.a.baseline_active
+        for t in tables + (["kv-memory"] if memory else []):
+            spec = W.table_spec(t)
+            self.emit({"type": "contenders", "table": t,
+                       "contenders": [s[0] for s in servers if W.base_contender(s[0]) in spec.labels]})
+        if not tool:
+            for t in tables:
+                for s in servers:
+                    self.emit({"type": "failure", "table": t, "contender": s[0], "round": 0,
+                               "reason": "redis-benchmark not installed (apt-get install redis-tools)"})
+                self.show(t)
+            return
+        seconds, sys_rounds = plan.get("seconds", 1.0), plan.get("syscall_rounds", 1)
+        for t in tables:
+            self.note(t, "redis-benchmark pinned to CPU 1, a fresh server per run; each run: a warmup (which sets "
+                         "how many requests make the measured run about %.2g s), the measured run, and in the first "
+                         "%d rounds a separate run under perf counting the server's system calls" % (seconds, sys_rounds))
+
+        def run_one(name, argv, why, cls, clients, pipeline, rnd):
+            if why:
+                return {"ok": False, "reason": why, "other_cpu_util": None}
+            return kv.measure(argv, cls, clients, pipeline, seconds, syscalls=rnd <= sys_rounds, state=self.state,
+                              ready="port" if cls is kv.Redis else "stdout", tool=tool)
+
+        t0 = time.monotonic()
+        share = (self.wl_deadline - t0) * (0.8 if memory else 1.0)
+        for i, (clients, pipeline) in enumerate(configs):
+            table = tables[i]
+            end = t0 + share * (i + 1) / len(configs)
+
+            def one_round(r, table=table, clients=clients, pipeline=pipeline):
+                prog = []
+                k = (r - 1) % len(servers)
+                for name, argv, why, cls in servers[k:] + servers[:k]:
+                    def fn(name=name, argv=argv, why=why, cls=cls):
+                        rec = run_one(name, argv, why, cls, clients, pipeline, r)
+                        return self.net_samples(table, name, r, rec, wl.metrics), rec.get("other_cpu_util")
+                    recs, _ = self.unit(table, r, "%s %s round %d" % (table, name, r), fn)
+                    per_cpu = next((x["value"] for x in recs if x.get("metric") == "req_per_cpu_s"), None)
+                    rps = next((x["value"] for x in recs if x.get("metric") == "req_per_s"), None)
+                    prog.append("%s %s/s %s/CPU-s" % (name, short(rps), short(per_cpu)) if rps else "%s FAILED" % name)
+                log("  %-14s round %d: %s" % (table, r, "  ".join(prog)))
+            self.rounds(plan, [table], one_round, deadline=end, what=table)
+            self.show(table)
+        if memory:
+            spec = W.table_spec("kv-memory")
+            mem_servers = [s for s in servers if W.base_contender(s[0]) in spec.labels]
+            self.note("kv-memory", "a fresh server, then a million pipelined SETs of 16-byte keys (key:%012d) to "
+                                   "16-byte values, every reply checked; RSS from /proc/PID/statm before and after")
+
+            def memory_round(r):
+                prog = []
+                for name, argv, why, cls in mem_servers:
+                    def fn(name=name, argv=argv, why=why, cls=cls):
+                        rec = ({"ok": False, "reason": why, "other_cpu_util": None} if why else
+                               kv.measure_memory(argv, cls, state=self.state,
+                                                 ready="port" if cls is kv.Redis else "stdout"))
+                        return self.net_samples("kv-memory", name, r, rec, spec.metrics), rec.get("other_cpu_util")
+                    recs, _ = self.unit("kv-memory", r, "kv-memory %s round %d" % (name, r), fn)
+                    v = next((x["value"] for x in recs if x.get("metric") == "rss_bytes_per_key"), None)
+                    prog.append("%s %s B/key" % (name, short(v)) if v else "%s FAILED" % name)
+                log("  %-14s round %d: %s" % ("kv-memory", r, "  ".join(prog)))
+            n = plan.get("memory_rounds", 3)
+            self.rounds(plan, ["kv-memory"], memory_round, n, n, what="kv-memory")
+            self.show("kv-memory")
 
     # -- the user's server --
 

@@ -7,7 +7,7 @@ A workload has
     title, what         for the report
     kind                how runner.py runs it: "program" (a C program under bench/ that prints sample
                         lines, one invocation per round), "files" (weft vs fio, one process per
-                        contender), "echo", "http" (servers under load, one fresh server per run)
+                        contender), "echo", "http", "kv" (servers under load, one fresh server per run)
     contenders          [(name, label)] in table order; each is shown even when it produced nothing
     metrics             {name: Metric}
     compare             [(contender, reference)]: each pair's ratio gets an interval and a verdict, on
@@ -19,7 +19,8 @@ A workload has
                         only when named, in any mode
 
 A table is what gets one table and one chart: a workload, or for echo one per message size, connection
-count and load (echo-64B-512c-rate); table_spec() gives any table's spec by name.
+count and load (echo-64B-512c-rate), for kv one per pipeline depth and client count (kv-P16-50c) and
+its memory table (kv-memory); table_spec() gives any table's spec by name.
 """
 import re
 
@@ -426,6 +427,52 @@ WORKLOADS = [
                             profile=["weft-io_uring", "weft-epoll", "nginx"])},
         placement="server pinned to CPU 0, wrk (1 thread, 256 connections) to CPU 1", profile=True),
     Workload(
+        "kv", "Redis protocol, redis-benchmark -t set,get at -P 1 and -P 16: weft-kv (io_uring, epoll) vs "
+        "redis-server, requests per server-CPU-second",
+        "Redis protocol: SET and GET", "redis-benchmark -t set,get -d 16 -r 100000 (closed loop) against "
+        "examples/kv_server (weft-kv, io_uring and epoll) and redis-server 7.0 with persistence off; in --full also "
+        "weft-kv with 2 loops and the servers' memory per key", "kv",
+        [("weft-io_uring", "weft-kv io_uring"), ("weft-epoll", "weft-kv epoll"), ("redis", "redis-server 7.0"),
+         ("weft-io_uring-2", "weft-kv io_uring, 2 loops")],
+        {"req_per_cpu_s": Metric("requests per server-CPU-second", "req/CPU-s", "higher", True, "req/CPU-s"),
+         "server_cpu_us_per_req": Metric("server CPU time per request", "us", "lower", True, "CPU us/req"),
+         "req_per_s": Metric("requests per second, SET and GET (redis-benchmark)", "req/s", "higher", True, "req/s"),
+         "set_req_per_s": Metric("SET requests per second", "req/s", "higher", False, "SET req/s"),
+         "get_req_per_s": Metric("GET requests per second", "req/s", "higher", False, "GET req/s"),
+         "syscalls_per_req": Metric("server system calls per request", "calls", "lower", True, "syscalls/req",
+                                    words=("fewer", "more")),
+         "p50_us": Metric("latency p50, the larger of SET's and GET's (redis-benchmark)", "us", "lower", False, "p50 us"),
+         "p99_us": Metric("latency p99, the larger of SET's and GET's (redis-benchmark)", "us", "lower", True, "p99 us"),
+         "server_cpu_util": Metric("server CPU use", "CPUs", None, False, "server CPU", percent=True),
+         "bench_cpu_util": Metric("redis-benchmark CPU use", "CPUs", None, False, "bench CPU", percent=True),
+         "rss_bytes_per_key": Metric("server RSS per key (a million 16-byte keys, 16-byte values)", "B", "lower",
+                                     True, "RSS B/key", words=("smaller", "larger"))},
+        compare=[("weft-io_uring", "redis"), ("weft-epoll", "redis"), ("weft-io_uring", "weft-epoll"),
+                 ("weft-io_uring-2", "weft-io_uring")],
+        compared=["req_per_cpu_s", "req_per_s", "p99_us", "syscalls_per_req"],
+        headline=[("weft-io_uring", "redis"), ("weft-epoll", "redis")],
+        headline_metrics=["req_per_cpu_s"],
+        # The issue's goals, on requests per server-CPU-second, one loop, 50 clients.
+        targets=[Target("weft-io_uring", "req_per_cpu_s", ">=", 1.5,
+                        "weft-kv (io_uring) >= 1.5x redis-server's requests per CPU-second at -P 1", "redis",
+                        table="kv-P1-50c"),
+                 Target("weft-io_uring", "req_per_cpu_s", ">=", 1.0,
+                        "weft-kv (io_uring) >= 1.0x redis-server's requests per CPU-second at -P 16", "redis",
+                        table="kv-P16-50c"),
+                 Target("weft-epoll", "req_per_cpu_s", ">=", 1.0,
+                        "weft-kv (epoll) >= 1.0x redis-server's requests per CPU-second at -P 1", "redis",
+                        table="kv-P1-50c")],
+        notes=["redis-benchmark runs SET then GET in one invocation, each for about half the measured time; the "
+               "server's CPU time covers both (and the clients' connections), so per-request figures are over SET "
+               "and GET together. It does not check the values it reads: each run checks a SET/GET/MGET/DEL of "
+               "random bytes before and after the load and samples the benchmark's keys after it."],
+        plans={"default": Plan(3, 6, 36, configs=[(50, 1), (50, 16)], seconds=0.6, syscall_rounds=1,
+                               contenders=["weft-io_uring", "weft-epoll", "redis"]),
+               "full": Plan(5, 8, 200, configs=[(c, p) for c in (50, 1000) for p in (1, 16)], seconds=1.0,
+                            syscall_rounds=2, memory=True, memory_rounds=3,
+                            contenders=["weft-io_uring", "weft-epoll", "redis", "weft-io_uring-2"])},
+        placement="one-loop servers pinned to CPU 0, the 2-loop weft-kv to CPUs 0 and 1, redis-benchmark to CPU 1"),
+    Workload(
         "scaling", "HTTP keep-alive with 1 and 2 server loops (weft --threads 2) against nginx with 1 and 2 workers",
         "scaling over cores: HTTP/1.1 keep-alive", "the HTTP workload's GET / with wrk -t 1 -c 256, served by one loop "
         "or worker on CPU 0, or by two on CPUs 0 and 1 (weft's examples/http_server --threads 2: a loop per CPU, "
@@ -467,15 +514,16 @@ ALIASES = {"spawn+join": ["spawn"], "1m": ["tasks"], "1M": ["tasks"], "sync": ["
 
 # What each mode may take in all (seconds, from the build's end to the report's): runner.py shares it out
 # among the workloads by their budgets, so a busy machine (reruns, slower runs) costs rounds, not time.
-LIMITS = {"quick": 45, "default": 212, "full": 1140}
+LIMITS = {"quick": 45, "default": 248, "full": 1340}
 
 MODES = {
     "quick": "under a minute: the microbenchmarks' shortest plans, 200,000 tasks, files at QD 32 on 256 MiB, echo "
              "64 B x 512 (weft both backends, plain epoll, plain liburing) closed loop and fixed rate with the CPU "
-             "breakdown of weft's two backends; no HTTP (wrk runs whole seconds)",
-    "default": "under 4 minutes: every workload but files-buffered, echo 64 B x 512 with all six contenders, "
-               "HTTP against nginx, the CPU breakdowns",
-    "full": "every workload at its longest plan, echo at 1/64/512/10,000 connections x 64 B/4 KiB (about 20 min)",
+             "breakdown of weft's two backends; no HTTP (wrk runs whole seconds), no kv",
+    "default": "about 4 minutes: every workload but files-buffered, echo 64 B x 512 with all six contenders, "
+               "HTTP against nginx, weft-kv against redis-server at -P 1 and -P 16 (50 clients), the CPU breakdowns",
+    "full": "every workload at its longest plan, echo at 1/64/512/10,000 connections x 64 B/4 KiB, kv at 50 and "
+            "1,000 clients x -P 1/16 with 2 loops and memory per key (about 22 min)",
 }
 
 
@@ -503,11 +551,15 @@ def echo_table(conns, size, load, workload="echo"):
 
 
 def table_workload(name):
-    """The workload a table name belongs to (an echo-kind table's name starts with its workload's)."""
+    """The workload a table name belongs to (an echo- or kv-kind table's name starts with its workload's)."""
     for w in WORKLOADS:
-        if w.kind == "echo" and name.startswith(w.name + "-"):
+        if w.kind in ("echo", "kv") and name.startswith(w.name + "-"):
             return w.name
     return "compare" if name.startswith("compare-") else name
+
+
+def kv_table(clients, pipeline):
+    return "kv-P%d-%dc" % (pipeline, clients)
 
 
 def compare_table(load):
@@ -551,6 +603,22 @@ def table_spec(name):
                      "TCP echo of %s messages over %s connection%s, %s" % (st, "{:,}".format(conns), plural, how),
                      [t for t in wl.targets if t.table == name], compared=compared,
                      headline_metrics=["req_per_s"] if load == "closed" else ["server_cpu_us_per_req"])
+    m = re.match(r"^kv-P(\d+)-(\d+)c$", name)
+    if m:
+        pipeline, clients = int(m.group(1)), int(m.group(2))
+        wl = BY_NAME["kv"]
+        return Table(name, wl, "Redis protocol, -P %d, %s clients" % (pipeline, "{:,}".format(clients)),
+                     "redis-benchmark -t set,get -P %d -c %d -d 16 -r 100000" % (pipeline, clients),
+                     [t for t in wl.targets if t.table == name],
+                     metrics={k: v for k, v in wl.metrics.items() if k != "rss_bytes_per_key"})
+    if name == "kv-memory":
+        wl = BY_NAME["kv"]
+        return Table(name, wl, "Redis protocol: memory per key", "the server's RSS after SETs of a million "
+                     "16-byte keys to 16-byte values, less its RSS before, per key (a fresh server each run)", [],
+                     contenders=[c for c in wl.contenders if c[0] in ("weft-io_uring", "redis")],
+                     compared=["rss_bytes_per_key"], compare=[("weft-io_uring", "redis")],
+                     metrics={"rss_bytes_per_key": wl.metrics["rss_bytes_per_key"]},
+                     headline_metrics=["rss_bytes_per_key"])
     m = re.match(r"^compare-(echo|http)(?:-(closed|rate))?$", name)
     if m:
         load, mode = m.group(1), m.group(2)

@@ -24,24 +24,10 @@ static intptr_t serve_client(void *arg)
     return 0; /* a client that resets is not the server's failure */
 }
 
-/* As each loop stops: its counters, one JSON line on stderr ("loop" only with --threads above 1). */
+/* As each loop stops: its counters, one JSON line on stderr. */
 static void print_stats(void)
 {
-    weft_stats st;
-    weft_stats_get(&st);
-    char loop[32] = "";
-    if (weft_loop_count() > 1)
-        snprintf(loop, sizeof loop, ",\"loop\":%u", weft_loop_id());
-    fprintf(stderr,
-            "{\"backend\":\"%s\",\"syscalls\":%llu,\"submissions\":%llu,\"completions\":%llu,"
-            "\"switches\":%llu,\"tasks_spawned\":%llu,\"tasks_peak\":%llu,\"cq_overflows\":%llu,"
-            "\"sq_full\":%llu,\"offloaded_ops\":%llu,\"batched_waits\":%llu%s}\n",
-            weft_loop_backend(weft_loop_current()), (unsigned long long)st.syscalls,
-            (unsigned long long)st.submissions, (unsigned long long)st.completions,
-            (unsigned long long)st.switches, (unsigned long long)st.tasks_spawned,
-            (unsigned long long)st.tasks_peak, (unsigned long long)st.cq_overflows,
-            (unsigned long long)st.sq_full, (unsigned long long)st.offloaded_ops,
-            (unsigned long long)st.batched_waits, loop);
+    serve_print_stats("");
 }
 
 int main(int argc, char **argv)

@@ -4,17 +4,17 @@
  *   http_server [--host 127.0.0.1] [--port 8080] [--backend io_uring|epoll] [--threads N]
  *               [--min-wait-us U] [--trace FILE]
  *
- * One task per connection. The request parser is real: a request line (method, target, HTTP/1.0 or
- * HTTP/1.1), up to 100 header lines in an 8 KiB head, Content-Length bodies skipped, pipelined requests
- * answered in one send, "Connection: close" (and HTTP/1.0 without keep-alive) honoured. Malformed input
- * gets 400 and the connection is closed (after a lingering read, so the response is not lost to a
- * reset); a head larger than the buffer gets 431; Transfer-Encoding gets 501. It never reads past its buffer. Prints "ready on <backend>" once it listens; SIGTERM/SIGINT stop it;
- * --threads N runs N loops sharing the port (examples/serve.h).
+ * One task per connection. The request parser is real (http_request.h, fuzzed by tests/fuzz): a request
+ * line (method, target, HTTP/1.0 or HTTP/1.1), up to 100 header lines in an 8 KiB head, Content-Length
+ * bodies skipped, pipelined requests answered in one send, "Connection: close" (and HTTP/1.0 without
+ * keep-alive) honoured. Malformed input gets 400 and the connection is closed (after a lingering read,
+ * so the response is not lost to a reset); a head larger than the buffer gets 431; Transfer-Encoding
+ * gets 501. It never reads past its buffer. Prints "ready on <backend>" once it listens; SIGTERM/SIGINT
+ * stop it; --threads N runs N loops sharing the port (examples/serve.h).
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* memmem */
-#endif
 #include "serve.h"
+
+#include "http_request.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -28,136 +28,7 @@
 #include <sys/signalfd.h>
 #include <time.h>
 
-#define HEAD_MAX 8192    /* request line and headers */
-#define HEADERS_MAX 100
 #define OUT_MAX 16384    /* responses to pipelined requests, sent together */
-
-/* ---- parsing ---------------------------------------------------------------------------------- */
-
-typedef struct request {
-    bool head_only;           /* HEAD: no body in the response */
-    bool close;               /* close after the response */
-    unsigned long long body;  /* Content-Length: bytes to skip after the head */
-} request;
-
-enum { BAD_REQUEST = -400, TOO_LARGE = -431, NOT_IMPLEMENTED = -501 };
-
-static bool is_tchar(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c && strchr("!#$%&'*+-.^_`|~", c));
-}
-
-/* Whether the comma-separated list v[0..n) holds token (case-insensitive). */
-static bool list_has(const char *v, size_t n, const char *token)
-{
-    size_t tl = strlen(token);
-    for (size_t i = 0; i < n;) {
-        while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-            i++;
-        size_t start = i;
-        while (i < n && v[i] != ',')
-            i++;
-        size_t end = i;
-        while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
-            end--;
-        if (end - start == tl && strncasecmp(v + start, token, tl) == 0)
-            return true;
-    }
-    return false;
-}
-
-/*
- * Parses the request head at p[0..n). Returns its length once complete (fills *rq), 0 if more bytes
- * are needed, or BAD_REQUEST, TOO_LARGE, NOT_IMPLEMENTED.
- */
-static long parse_request(const char *p, size_t n, request *rq)
-{
-    size_t skip = 0; /* empty lines before a request are ignored (RFC 9112 2.2) */
-    while (skip + 2 <= n && p[skip] == '\r' && p[skip + 1] == '\n')
-        skip += 2;
-    const char *end = memmem(p + skip, n - skip, "\r\n\r\n", 4);
-    if (!end)
-        return n >= HEAD_MAX ? TOO_LARGE : 0; /* n < HEAD_MAX: the buffer has room for more */
-    const char *s = p + skip, *head_end = end + 2; /* head_end: after the last header line's CRLF */
-    if (head_end + 2 - s > HEAD_MAX)
-        return TOO_LARGE;
-
-    /* Request line: method SP target SP HTTP/1.x CRLF */
-    const char *m = s;
-    while (s < head_end && is_tchar((unsigned char)*s))
-        s++;
-    size_t mlen = (size_t)(s - m);
-    if (mlen == 0 || *s++ != ' ')
-        return BAD_REQUEST;
-    const char *target = s;
-    while (s < head_end && (unsigned char)*s > ' ' && (unsigned char)*s < 0x7f)
-        s++;
-    if (s == target || *s++ != ' ')
-        return BAD_REQUEST;
-    if (head_end - s < 10 || memcmp(s, "HTTP/1.", 7) != 0 || (s[7] != '0' && s[7] != '1') || s[8] != '\r' ||
-        s[9] != '\n')
-        return BAD_REQUEST;
-    bool http11 = s[7] == '1';
-    s += 10;
-
-    rq->head_only = mlen == 4 && memcmp(m, "HEAD", 4) == 0;
-    rq->body = 0;
-    bool keep_alive = http11, have_length = false, have_host = false;
-    int headers = 0;
-    while (s < head_end) {
-        /* field-name ":" OWS field-value OWS CRLF */
-        if (++headers > HEADERS_MAX)
-            return TOO_LARGE;
-        const char *name = s;
-        while (s < head_end && is_tchar((unsigned char)*s))
-            s++;
-        size_t nlen = (size_t)(s - name);
-        if (nlen == 0 || *s++ != ':')
-            return BAD_REQUEST; /* also rejects obsolete line folding and whitespace before ':' */
-        while (*s == ' ' || *s == '\t')
-            s++;
-        const char *v = s;
-        while ((unsigned char)*s >= ' ' ? *s != 0x7f : *s == '\t')
-            s++;
-        if (s[0] != '\r' || s[1] != '\n')
-            return BAD_REQUEST; /* a control character, or a bare CR or LF, in the value */
-        size_t vlen = (size_t)(s - v);
-        while (vlen && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
-            vlen--;
-        s += 2;
-
-        if (nlen == 14 && strncasecmp(name, "Content-Length", 14) == 0) {
-            unsigned long long len = 0;
-            if (vlen == 0)
-                return BAD_REQUEST;
-            for (size_t i = 0; i < vlen; i++) {
-                if (v[i] < '0' || v[i] > '9' || len > (1ull << 60))
-                    return BAD_REQUEST;
-                len = len * 10 + (unsigned)(v[i] - '0');
-            }
-            if (have_length && len != rq->body)
-                return BAD_REQUEST; /* conflicting lengths: request smuggling */
-            have_length = true;
-            rq->body = len;
-        } else if (nlen == 17 && strncasecmp(name, "Transfer-Encoding", 17) == 0) {
-            return NOT_IMPLEMENTED;
-        } else if (nlen == 10 && strncasecmp(name, "Connection", 10) == 0) {
-            if (list_has(v, vlen, "close"))
-                keep_alive = false;
-            else if (list_has(v, vlen, "keep-alive"))
-                keep_alive = true;
-        } else if (nlen == 4 && strncasecmp(name, "Host", 4) == 0) {
-            if (have_host)
-                return BAD_REQUEST;
-            have_host = true;
-        }
-    }
-    if (http11 && !have_host)
-        return BAD_REQUEST; /* RFC 9112 3.2 */
-    rq->close = !keep_alive;
-    return head_end + 2 - p;
-}
 
 /* ---- responses -------------------------------------------------------------------------------- */
 
@@ -195,7 +66,7 @@ static const char *http_date(void)
     return date;
 }
 
-static size_t response(char *out, size_t cap, const request *rq)
+static size_t response(char *out, size_t cap, const http_request *rq)
 {
     http_date();
     int which = (rq->close ? 1 : 0) | (rq->head_only ? 2 : 0);
@@ -208,8 +79,8 @@ static size_t response(char *out, size_t cap, const request *rq)
 
 static void send_error(int fd, long status)
 {
-    const char *reason = status == NOT_IMPLEMENTED ? "501 Not Implemented"
-                         : status == TOO_LARGE     ? "431 Request Header Fields Too Large"
+    const char *reason = status == HTTP_NOT_IMPLEMENTED ? "501 Not Implemented"
+                         : status == HTTP_TOO_LARGE     ? "431 Request Header Fields Too Large"
                                                    : "400 Bad Request";
     char out[256];
     int n = snprintf(out, sizeof out,
@@ -242,7 +113,7 @@ static void linger_close(int fd, char *scratch, size_t size)
 static intptr_t serve_client(void *arg)
 {
     int fd = (int)(intptr_t)arg;
-    char in[HEAD_MAX], out[OUT_MAX];
+    char in[HTTP_HEAD_MAX], out[OUT_MAX];
     size_t len = 0, outlen = 0;
     unsigned long long skip = 0; /* body bytes of the last request still to discard */
     for (;;) {
@@ -261,8 +132,8 @@ static intptr_t serve_client(void *arg)
             skip -= drop;
             if (skip)
                 break;
-            request rq;
-            r = parse_request(in + off, len - off, &rq);
+            http_request rq;
+            r = http_parse_request(in + off, len - off, &rq);
             if (r <= 0)
                 break;
             off += (size_t)r;

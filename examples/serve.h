@@ -1,10 +1,11 @@
 /*
- * What the example servers share: their options, the accept loop, running on one loop per thread, and
- * stopping on SIGTERM or SIGINT. An example gives its connection task and its name and calls
- * serve_main from main.
+ * What the example servers share: their options, the accept loop, running on one loop per thread,
+ * stopping on SIGTERM or SIGINT, and the line of counters they print as they stop. An example gives its
+ * connection task and its name (and optionally options of its own and hooks) and calls serve_main from
+ * main.
  *
  *   NAME [--host 127.0.0.1] [--port P] [--backend io_uring|epoll] [--threads N] [--min-wait-us U]
- *        [--trace FILE]
+ *        [--trace FILE] [its own]
  *
  * With --threads N (default 1) the server runs N loops (weft_run_cores), each listening on the port
  * with SO_REUSEPORT so the kernel spreads the connections among them. It prints "ready on <backend>"
@@ -37,6 +38,16 @@ struct serve {
     weft_fn client;          /* serves one connection; its argument is the fd, which it closes */
     void (*stopped)(void);   /* on each loop as it stops, or NULL (echo_server prints its counters) */
     uint16_t default_port;
+    /* Optional. options: long options of the example's own (ended by a zero entry, each with a value and
+     * a val of 256 or more), handed to option(val, value), which returns 0 or says what is wrong on
+     * stderr and returns -1; usage: their line for the usage message. prepare: after the options, before
+     * any loop starts (0, or -errno to exit 1). started: on each loop once it listens, before it accepts
+     * (0 or -errno); stopped is called only on a loop whose started succeeded. */
+    const struct option *options;
+    int (*option)(int val, const char *value);
+    const char *usage;
+    int (*prepare)(void);
+    int (*started)(void);
     /* Filled by serve_main. */
     const char *host;
     uint16_t port;
@@ -111,6 +122,12 @@ static intptr_t serve_loop(void *arg)
         fprintf(stderr, "%s: listen on %s:%u: %s\n", s->name, s->host, s->port, weft_strerror(lfd));
         return lfd;
     }
+    int r = s->started ? s->started() : 0;
+    if (r < 0) {
+        fprintf(stderr, "%s: %s\n", s->name, weft_strerror(r));
+        weft_close(lfd);
+        return r;
+    }
     weft_task *acceptor = weft_spawn_named("accept", serve_accept_loop, (void *)(intptr_t)lfd);
     if (!acceptor)
         return -errno;
@@ -140,6 +157,29 @@ static intptr_t serve_loop(void *arg)
     return 0; /* the connection tasks still running are cancelled as the loop ends */
 }
 
+/*
+ * As each loop stops: its counters, one JSON line on stderr ("loop" only with --threads above 1), with
+ * extra (the example's own fields, each starting with a comma, or "") before the closing brace.
+ */
+static inline void serve_print_stats(const char *extra)
+{
+    weft_stats st;
+    weft_stats_get(&st);
+    char loop[32] = "";
+    if (weft_loop_count() > 1)
+        snprintf(loop, sizeof loop, ",\"loop\":%u", weft_loop_id());
+    fprintf(stderr,
+            "{\"backend\":\"%s\",\"syscalls\":%llu,\"submissions\":%llu,\"completions\":%llu,"
+            "\"switches\":%llu,\"tasks_spawned\":%llu,\"tasks_peak\":%llu,\"cq_overflows\":%llu,"
+            "\"sq_full\":%llu,\"offloaded_ops\":%llu,\"batched_waits\":%llu%s%s}\n",
+            weft_loop_backend(weft_loop_current()), (unsigned long long)st.syscalls,
+            (unsigned long long)st.submissions, (unsigned long long)st.completions,
+            (unsigned long long)st.switches, (unsigned long long)st.tasks_spawned,
+            (unsigned long long)st.tasks_peak, (unsigned long long)st.cq_overflows,
+            (unsigned long long)st.sq_full, (unsigned long long)st.offloaded_ops,
+            (unsigned long long)st.batched_waits, extra, loop);
+}
+
 static int serve_main(struct serve *s, int argc, char **argv)
 {
     serve_the = s;
@@ -147,15 +187,17 @@ static int serve_main(struct serve *s, int argc, char **argv)
     s->port = s->default_port;
     s->threads = 1;
     weft_config cfg = WEFT_CONFIG_INIT;
-    static const struct option longopts[] = {
+    struct option longopts[32] = {
         {"host", required_argument, NULL, 'h'},
         {"port", required_argument, NULL, 'p'},
         {"backend", required_argument, NULL, 'b'},
         {"threads", required_argument, NULL, 't'},
         {"min-wait-us", required_argument, NULL, 'w'},
         {"trace", required_argument, NULL, 'T'},
-        {NULL, 0, NULL, 0},
     };
+    size_t n = 6;
+    for (const struct option *o = s->options; o && o->name && n + 1 < sizeof longopts / sizeof longopts[0]; o++)
+        longopts[n++] = *o;
     int ch;
     while ((ch = getopt_long(argc, argv, "h:p:b:t:w:T:", longopts, NULL)) != -1) {
         switch (ch) {
@@ -166,9 +208,14 @@ static int serve_main(struct serve *s, int argc, char **argv)
         case 'w': cfg.min_wait_ns = strtoull(optarg, NULL, 10) * 1000; break;
         case 'T': cfg.trace_path = optarg; break;
         default:
+            if (ch >= 256 && s->option) {
+                if (s->option(ch, optarg) < 0)
+                    return 2;
+                break;
+            }
             fprintf(stderr, "usage: %s [--host H] [--port P] [--backend io_uring|epoll] [--threads N] [--min-wait-us U] "
-                            "[--trace FILE]\n",
-                    s->name);
+                            "[--trace FILE]%s%s\n",
+                    s->name, s->usage ? " " : "", s->usage ? s->usage : "");
             return 2;
         }
     }
@@ -190,6 +237,8 @@ static int serve_main(struct serve *s, int argc, char **argv)
         perror("signalfd");
         return 1;
     }
+    if (s->prepare && s->prepare() < 0)
+        return 1;
     int r = weft_run_cores(s->threads, serve_loop, s, &cfg);
     if (r < 0) {
         fprintf(stderr, "%s: %s\n", s->name, weft_strerror(r));

@@ -374,17 +374,19 @@ static inline bool program_drain(int fd, char *buf, size_t *used, size_t cap)
 }
 
 /*
- * Runs argv[0] (a path) with argv, its stdout captured into out and its stderr into err (each
- * NUL-terminated and truncated to its cap; out NULL: stdout goes to /dev/null), and returns its wait
- * status. A program still running after timeout_ms is killed and the test fails, with what it wrote.
- * The program is a fresh process (posix_spawn) with the test's environment.
+ * Runs argv[0] (a path) with argv, in[0..in_len) on its stdin (in NULL: /dev/null), its stdout captured
+ * into out and its stderr into err (each NUL-terminated and truncated to its cap; out NULL: stdout goes
+ * to /dev/null), and returns its wait status. A program still running after timeout_ms is killed and
+ * the test fails, with what it wrote. The program is a fresh process (posix_spawn) with the test's
+ * environment.
  */
-static inline int run_program(char *const argv[], char *out, size_t out_cap, char *err, size_t err_cap,
-                              int timeout_ms)
+static inline int run_program_input(char *const argv[], const void *in, size_t in_len, char *out, size_t out_cap,
+                                    char *err, size_t err_cap, int timeout_ms)
 {
-    int out_pipe[2] = {-1, -1}, err_pipe[2];
-    cr_assert(pipe2(err_pipe, O_CLOEXEC) == 0 && (!out || pipe2(out_pipe, O_CLOEXEC) == 0), "pipe2: %s",
-              strerror(errno));
+    int out_pipe[2] = {-1, -1}, err_pipe[2], in_pipe[2] = {-1, -1};
+    cr_assert(pipe2(err_pipe, O_CLOEXEC) == 0 && (!out || pipe2(out_pipe, O_CLOEXEC) == 0) &&
+                  (!in || pipe2(in_pipe, O_CLOEXEC) == 0),
+              "pipe2: %s", strerror(errno));
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, err_pipe[1], STDERR_FILENO);
@@ -392,18 +394,34 @@ static inline int run_program(char *const argv[], char *out, size_t out_cap, cha
         posix_spawn_file_actions_adddup2(&actions, out_pipe[1], STDOUT_FILENO);
     else /* not the test's stdout: a child left behind must not hold the runner's output open */
         posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+    if (in)
+        posix_spawn_file_actions_adddup2(&actions, in_pipe[0], STDIN_FILENO);
+    else
+        posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
     pid_t pid;
     int rc = posix_spawn(&pid, argv[0], &actions, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&actions);
     close(err_pipe[1]);
     if (out)
         close(out_pipe[1]);
+    /* A program that exits without reading all of its input must not kill the test with SIGPIPE (set after
+     * the spawn, so the program itself starts with the default). */
+    struct sigaction ignore = {.sa_handler = SIG_IGN}, sigpipe;
+    if (in) {
+        close(in_pipe[0]);
+        fcntl(in_pipe[1], F_SETFL, O_NONBLOCK);
+        sigaction(SIGPIPE, &ignore, &sigpipe);
+    }
     cr_assert(rc == 0, "posix_spawn %s: %s", argv[0], strerror(rc));
-    size_t out_used = 0, err_used = 0;
+    size_t out_used = 0, err_used = 0, in_sent = 0;
     if (out)
         out[0] = '\0';
     err[0] = '\0';
-    bool out_open = out != NULL, err_open = true;
+    bool out_open = out != NULL, err_open = true, in_open = in != NULL;
+    if (in_open && in_len == 0) {
+        close(in_pipe[1]);
+        in_open = false;
+    }
     uint64_t deadline = mono_ns() + (uint64_t)timeout_ms * 1000000ull;
     while (out_open || err_open) {
         uint64_t now = mono_ns();
@@ -413,16 +431,30 @@ static inline int run_program(char *const argv[], char *out, size_t out_cap, cha
             cr_assert_fail("%s did not end within %d ms (killed); stdout:\n%s\nstderr:\n%s", argv[0], timeout_ms,
                            out ? out : "", err);
         }
-        struct pollfd pfds[2] = {{.fd = err_open ? err_pipe[0] : -1, .events = POLLIN},
-                                 {.fd = out_open ? out_pipe[0] : -1, .events = POLLIN}};
+        struct pollfd pfds[3] = {{.fd = err_open ? err_pipe[0] : -1, .events = POLLIN},
+                                 {.fd = out_open ? out_pipe[0] : -1, .events = POLLIN},
+                                 {.fd = in_open ? in_pipe[1] : -1, .events = POLLOUT}};
         int left = (int)((deadline - now) / 1000000) + 1;
-        if (poll(pfds, 2, left) < 0)
+        if (poll(pfds, 3, left) < 0)
             cr_assert(errno == EINTR, "poll: %s", strerror(errno));
         if (err_open && pfds[0].revents)
             err_open = program_drain(err_pipe[0], err, &err_used, err_cap);
         if (out_open && pfds[1].revents)
             out_open = program_drain(out_pipe[0], out, &out_used, out_cap);
+        if (in_open && pfds[2].revents) {
+            ssize_t n = write(in_pipe[1], (const char *)in + in_sent, in_len - in_sent);
+            if (n > 0)
+                in_sent += (size_t)n;
+            if ((n < 0 && errno != EAGAIN && errno != EINTR) || in_sent == in_len) {
+                close(in_pipe[1]); /* all given, or the program stopped reading: its end of file */
+                in_open = false;
+            }
+        }
     }
+    if (in_open)
+        close(in_pipe[1]);
+    if (in)
+        sigaction(SIGPIPE, &sigpipe, NULL);
     close(err_pipe[0]);
     if (out)
         close(out_pipe[0]);
@@ -430,6 +462,13 @@ static inline int run_program(char *const argv[], char *out, size_t out_cap, cha
     while (waitpid(pid, &status, 0) < 0)
         cr_assert(errno == EINTR, "waitpid: %s", strerror(errno));
     return status;
+}
+
+/* run_program_input with nothing on stdin. */
+static inline int run_program(char *const argv[], char *out, size_t out_cap, char *err, size_t err_cap,
+                              int timeout_ms)
+{
+    return run_program_input(argv, NULL, 0, out, out_cap, err, err_cap, timeout_ms);
 }
 
 #ifdef WEFT_TEST_CHILD
