@@ -303,30 +303,42 @@ static int route_all(kv_call *c)
 typedef struct conn {
     int fd;
     kv_shard *home;       /* the shard of the loop the connection is on */
-    char *in;             /* received bytes; [in + start, in + end) are not parsed yet */
-    size_t start, end, cap;
+    const char *view;     /* the received bytes weft_recv_borrow lent, or NULL when they are in `in` */
+    char *in;             /* the connection's own buffer, for a command longer than a view may be */
+    size_t start, end, cap; /* [base + start, base + end) are not parsed yet (base: view, else in) */
     resp_parser parser;
     resp_out out;
     kv_client client;
 } conn;
 
+/* Where the received bytes are: the borrowed view, or the connection's own buffer. */
+static inline const char *in_base(const conn *c)
+{
+    return c->view ? c->view : c->in;
+}
+
+/* A view lent by weft_recv_borrow holds at most weft_config.recv_keep_max bytes (256 KiB by default): a
+ * command longer than that is gathered in the connection's own buffer. */
+#define VIEW_MAX (256 * 1024)
+
 /*
  * Makes more received bytes available after those not yet parsed, keeping them contiguous from the
  * start of the command being parsed (the parser works on them in place). This is the one function that
- * knows where input comes from: today weft_recv into the connection's own buffer. need: the bytes the
- * command under way needs in all, when the parser knows it (a bulk's length). The buffer grows towards
- * it by doubling, so a client that announces 512 MiB and sends 10 bytes costs little, and shrinks back
- * once a large command is done. Returns the bytes received, 0 at end of stream, or -errno (-ENOBUFS
- * past client-query-buffer-limit: Redis closes such a client without a reply).
+ * knows where input comes from. need: the bytes the command under way needs in all, when the parser
+ * knows it (a bulk's length). Returns the bytes received, 0 at end of stream, or -errno (-ENOBUFS past
+ * client-query-buffer-limit: Redis closes such a client without a reply).
+ *
+ * Commands that fit a view are read where weft received them (weft_recv_borrow): the parsed ones are
+ * given back, and the next view starts at the first byte not parsed, with at least one byte more. On
+ * io_uring that is the ring buffer the kernel filled, with no copy at all, for a pipeline that arrives
+ * in one piece. A longer command goes to the connection's own buffer, which grows by doubling towards
+ * need (a client that announces 512 MiB and sends 10 bytes costs little) and shrinks back once a large
+ * command is done.
  */
-static ssize_t in_fill(conn *c, size_t need)
+/* Room in the connection's own buffer for have bytes kept and a good read more (towards need). 0,
+ * -ENOMEM, or -ENOBUFS past client-query-buffer-limit. */
+static int in_room(conn *c, size_t have, size_t need)
 {
-    size_t have = c->end - c->start;
-    if (c->start) {
-        memmove(c->in, c->in + c->start, have);
-        c->start = 0;
-        c->end = have;
-    }
     if (have >= kv_conf.query_buffer_limit)
         return -ENOBUFS;
     size_t size = c->cap;
@@ -350,6 +362,50 @@ static ssize_t in_fill(conn *c, size_t need)
         c->in = in;
         c->cap = size;
     }
+    return 0;
+}
+
+static ssize_t in_fill(conn *c, size_t need)
+{
+    size_t have = c->end - c->start;
+    bool fits = have < VIEW_MAX && need <= VIEW_MAX;
+    if (c->view) {
+        /* The parsed commands go back; the one under way stays in the view (the next one starts with
+         * it), or moves to the connection's own buffer when it outgrows a view. */
+        size_t consumed = c->start;
+        if (!fits) {
+            int r = in_room(c, have, need);
+            if (r < 0)
+                return r;
+            memcpy(c->in, c->view + c->start, have);
+            consumed = c->end;
+        }
+        if (weft_recv_release(c->fd, c->view, consumed) < 0)
+            return -ENOMEM;
+        c->view = NULL;
+        c->start = 0;
+        c->end = fits ? 0 : have;
+    }
+    if (fits && !c->end) {
+        size_t want = need > have + 1 ? need : have + 1;
+        const void *view;
+        ssize_t n = weft_recv_borrow(c->fd, &view, want);
+        if (n <= 0)
+            return n;
+        if ((size_t)n <= have)
+            return 0; /* the end of the stream, with a command cut short */
+        c->view = view;
+        c->end = (size_t)n;
+        return n - (ssize_t)have;
+    }
+    if (c->start) {
+        memmove(c->in, c->in + c->start, have);
+        c->start = 0;
+        c->end = have;
+    }
+    int r = in_room(c, have, need);
+    if (r < 0)
+        return r;
     ssize_t n = weft_recv(c->fd, c->in + c->end, c->cap - c->end, 0);
     if (n > 0)
         c->end += (size_t)n;
@@ -360,7 +416,7 @@ static ssize_t in_fill(conn *c, size_t need)
 static void in_consume(conn *c, size_t n)
 {
     c->start += n;
-    if (c->start == c->end)
+    if (c->start == c->end && !c->view)
         c->start = c->end = 0;
 }
 
@@ -426,7 +482,7 @@ static void serve_connection(conn *c)
     c->client.id = atomic_fetch_add(&kv_info.next_client_id, 1);
     uint64_t ran_since = weft_now();
     for (;;) {
-        int r = resp_parse(&c->parser, c->in + c->start, c->end - c->start);
+        int r = resp_parse(&c->parser, in_base(c) + c->start, c->end - c->start);
         if (r == RESP_COMMAND) {
             bool go_on = c->parser.argc == 0 || run_command(c);
             in_consume(c, c->parser.pos);

@@ -171,13 +171,15 @@ static inline void serve_print_stats(const char *extra)
     fprintf(stderr,
             "{\"backend\":\"%s\",\"syscalls\":%llu,\"submissions\":%llu,\"completions\":%llu,"
             "\"switches\":%llu,\"tasks_spawned\":%llu,\"tasks_peak\":%llu,\"cq_overflows\":%llu,"
-            "\"sq_full\":%llu,\"offloaded_ops\":%llu,\"batched_waits\":%llu%s%s}\n",
+            "\"sq_full\":%llu,\"offloaded_ops\":%llu,\"batched_waits\":%llu,\"recv_arms\":%llu,"
+            "\"recv_lends\":%llu%s%s}\n",
             weft_loop_backend(weft_loop_current()), (unsigned long long)st.syscalls,
             (unsigned long long)st.submissions, (unsigned long long)st.completions,
             (unsigned long long)st.switches, (unsigned long long)st.tasks_spawned,
             (unsigned long long)st.tasks_peak, (unsigned long long)st.cq_overflows,
             (unsigned long long)st.sq_full, (unsigned long long)st.offloaded_ops,
-            (unsigned long long)st.batched_waits, extra, loop);
+            (unsigned long long)st.batched_waits, (unsigned long long)st.recv_arms,
+            (unsigned long long)st.recv_lends, extra, loop);
 }
 
 static int serve_main(struct serve *s, int argc, char **argv)

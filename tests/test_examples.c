@@ -124,16 +124,22 @@ static void expect_stats_line(const struct server *s, unsigned long long clients
               s->err);
     char backend[16];
     unsigned long long syscalls, submissions, completions, switches, spawned, peak, overflows, sq_full, offloaded,
-        batched;
+        batched, arms, lends;
     int end = -1;
     int fields = sscanf(s->err,
                         "{\"backend\":\"%15[^\"]\",\"syscalls\":%llu,\"submissions\":%llu,\"completions\":%llu,"
                         "\"switches\":%llu,\"tasks_spawned\":%llu,\"tasks_peak\":%llu,\"cq_overflows\":%llu,"
-                        "\"sq_full\":%llu,\"offloaded_ops\":%llu,\"batched_waits\":%llu}%n",
+                        "\"sq_full\":%llu,\"offloaded_ops\":%llu,\"batched_waits\":%llu,\"recv_arms\":%llu,"
+                        "\"recv_lends\":%llu}%n",
                         backend, &syscalls, &submissions, &completions, &switches, &spawned, &peak, &overflows,
-                        &sq_full, &offloaded, &batched, &end);
-    cr_assert(fields == 11 && s->err + end == nl, "not the stats line (%d fields matched): %s", fields, s->err);
+                        &sq_full, &offloaded, &batched, &arms, &lends, &end);
+    cr_assert(fields == 13 && s->err + end == nl, "not the stats line (%d fields matched): %s", fields, s->err);
     EQ(batched, 0); /* no --min-wait-us: the plain wait */
+    /* Each connection read on io_uring arms its receive stream (the clients are weft's accepted sockets). */
+    if (strcmp(backend, "io_uring") == 0)
+        cr_assert(arms >= clients, "%llu receive streams armed for %llu clients: %s", arms, clients, s->err);
+    else
+        EQ(arms + lends, 0);
     const char *want = backend_under_test();
     if (want)
         cr_assert(strcmp(backend, want) == 0, "stats name backend \"%s\", want \"%s\" (--backend %s)", backend,
