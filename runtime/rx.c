@@ -268,6 +268,8 @@ static void keep(weft__rx *rx, const char *p, size_t n)
 static bool prepend(weft__rx *rx, const char *p, size_t n)
 {
     size_t kept = rx->tail - rx->head;
+    if (!n)
+        return true; /* the whole view was consumed (and data may be no buffer at all) */
     if (rx->head >= n) {
         rx->head -= n;
         memcpy(rx->data + rx->head, p, n);
