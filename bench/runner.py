@@ -177,7 +177,7 @@ def meson_build(src, out):
             if not ok:
                 return "meson setup of %s failed (see %s)" % (src, logf)
         log("  building %s" % out)
-        r = subprocess.run(["ninja", "-C", out], stdout=lf, stderr=lf)
+        r = subprocess.run(["ninja", "-j%d" % len(os.sched_getaffinity(0)), "-C", out], stdout=lf, stderr=lf)
     if r.returncode != 0:
         warn("the baseline build had errors (see %s): what built still runs" % logf)
     return None
