@@ -101,17 +101,6 @@ static bool post_landed(weft_loop *l, weft_future *f)
     return false;
 }
 
-static int msg_cancel(weft_future *f)
-{
-    (void)f;
-    return -EINVAL;
-}
-
-static void msg_free(weft_future *f)
-{
-    (void)f;
-}
-
 /* A post to a loop that will never run it. */
 static void post_discard(weft_future *f)
 {
@@ -119,9 +108,9 @@ static void post_discard(weft_future *f)
 }
 
 static const weft__future_ops post_carrier = {
-    .cancel = msg_cancel,
-    .free = msg_free,
-    .release = msg_free,
+    .cancel = weft__future_cancel_refused,
+    .free = weft__future_nothing_to_free,
+    .release = weft__future_nothing_to_free,
     .landed = post_landed,
     .discard = post_discard,
 };
@@ -193,9 +182,9 @@ static void submit_discard(weft_future *f)
 }
 
 static const weft__future_ops submit_carrier = {
-    .cancel = msg_cancel,
-    .free = msg_free,
-    .release = msg_free,
+    .cancel = weft__future_cancel_refused,
+    .free = weft__future_nothing_to_free,
+    .release = weft__future_nothing_to_free,
     .landed = submit_landed,
     .discard = submit_discard,
 };
@@ -207,22 +196,18 @@ static void cancel_discard(weft_future *f)
 }
 
 static const weft__future_ops cancel_carrier = {
-    .cancel = msg_cancel,
-    .free = msg_free,
-    .release = msg_free,
+    .cancel = weft__future_cancel_refused,
+    .free = weft__future_nothing_to_free,
+    .release = weft__future_nothing_to_free,
     .landed = cancel_landed,
     .discard = cancel_discard,
 };
 
 intptr_t weft_submit_to(unsigned loop, weft_fn fn, void *arg)
 {
-    weft_task *self = weft__current();
-    if (!self)
-        return -EPERM;
     weft_loop *l = loop_by_index(loop);
-    if (!l || !fn)
-        return -EINVAL;
-    int why = weft__check_suspend(self);
+    weft_task *self;
+    int why = weft__wait_check(l && fn, &self);
     if (why)
         return why;
     weft__msg *m = malloc(sizeof *m);

@@ -210,11 +210,10 @@ void weft__remote_drain(weft_loop *l)
 
 intptr_t weft_await(weft_future *f)
 {
-    weft_task *t = weft__current();
-    if (!t)
-        return -EPERM;
-    if (!f)
-        return -EINVAL;
+    weft_task *t;
+    int r = weft__wait_check(f != NULL, &t);
+    if (r)
+        return r;
     bool completed;
     return weft__await(t, f, &completed);
 }
@@ -359,6 +358,17 @@ const weft__future_ops weft__user_future = {
     .free = user_free,
     .release = user_release,
 };
+
+int weft__future_cancel_refused(weft_future *f)
+{
+    (void)f;
+    return -EINVAL;
+}
+
+void weft__future_nothing_to_free(weft_future *f)
+{
+    (void)f;
+}
 
 /* ---- owned futures ------------------------------------------------------------------------------ */
 

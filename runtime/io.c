@@ -444,9 +444,6 @@ void weft__op_offload_cancel(weft__op *op)
 
 int weft_nop(void)
 {
-    weft_task *t = weft__current();
-    if (!t)
-        return -EPERM;
     weft__op op = {.opcode = WEFT__OP_NOP};
-    return (int)weft__io_wait(t, &op);
+    return (int)weft__io_run(&op);
 }

@@ -120,6 +120,12 @@ typedef struct weft__op {
 
 /* Submits op for the running task t and waits until its final completion (io.c). */
 intptr_t weft__io_wait(weft_task *t, weft__op *op);
+/* weft__io_wait for the calling task: what every suspending I/O call does, -EPERM outside a task. */
+static inline intptr_t weft__io_run(weft__op *op)
+{
+    weft_task *t = weft__current();
+    return t ? weft__io_wait(t, op) : -EPERM;
+}
 /* The same, ignoring cancellation and deadlines: for operations that must happen (close). */
 intptr_t weft__io_wait_uninterruptible(weft_task *t, weft__op *op);
 /* Holds back err for fd after weft_send_all or weft_recv_exact made partial progress: the next call on

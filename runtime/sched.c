@@ -384,6 +384,16 @@ int weft__check_suspend(weft_task *t)
     return 0;
 }
 
+int weft__wait_check(bool args_ok, weft_task **t)
+{
+    *t = weft__current();
+    if (!*t)
+        return -EPERM;
+    if (!args_ok)
+        return -EINVAL;
+    return weft__check_suspend(*t);
+}
+
 weft_task *weft_self(void)
 {
     return weft__current();
@@ -410,10 +420,8 @@ void weft__sleep_interrupt(weft_task *t, int reason)
 
 int weft_sleep(uint64_t ns)
 {
-    weft_task *t = weft__current();
-    if (!t)
-        return -EPERM;
-    int r = weft__check_suspend(t);
+    weft_task *t;
+    int r = weft__wait_check(true, &t);
     if (r)
         return r;
     uint64_t now = weft__now();
@@ -524,13 +532,6 @@ void weft__run_ready(weft_loop *l)
 
 /* ---- a task's future ----------------------------------------------------------------------------- */
 
-/* Only the task itself resolves it, by ending: a user's cancel and resolve are refused. */
-static int task_future_cancel(weft_future *f)
-{
-    (void)f;
-    return -EINVAL;
-}
-
 static void task_future_free(weft_future *f)
 {
     (void)f;
@@ -545,8 +546,9 @@ static void task_future_release(weft_future *f)
     weft__task_free(t->loop, t);
 }
 
+/* Only the task itself resolves it, by ending: a user's cancel and resolve are refused. */
 static const weft__future_ops task_future = {
-    .cancel = task_future_cancel,
+    .cancel = weft__future_cancel_refused,
     .free = task_future_free,
     .release = task_future_release,
 };
