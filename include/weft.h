@@ -208,7 +208,8 @@ WEFT_API const char *weft_loop_fallback_reason(const weft_loop *l);
  * order of becoming ready.
  *
  * Cancellation is cooperative and sticky: the target's current suspending call returns -ECANCELED, and
- * so does every later one, until the task returns. A task cancelled before it starts never runs.
+ * so does every later one, until the task returns. A task cancelled before it starts never runs (except
+ * the task of a message from another loop, weft_post, which always runs).
  *
  * Every task must be released once: by weft_join (or weft_wait_for), or by weft_detach. A task neither
  * joined nor detached when its loop ends is reported on stderr as never joined.
@@ -1021,9 +1022,12 @@ WEFT_API void weft_executor_free(weft_executor *ex);
  *
  * A message to another loop rides its list of cross-thread results: a burst of messages costs the
  * receiver one wakeup, and a busy receiver none. Messages from one sender to one loop start in the
- * order sent. A loop takes messages until its main returns: those sent before are still delivered
- * (then cancelled with the loop's other tasks, as a task cancelled before it starts never runs), and
- * later ones are refused with -ESHUTDOWN.
+ * order sent. A loop takes messages until its main returns: those sent before are still delivered,
+ * and every message a loop accepted runs, exactly once. One that arrives as the loop ends is cancelled
+ * with the loop's other tasks and runs all the same (unlike a task cancelled before it starts): its
+ * first suspending call returns -ECANCELED, so it can let go of what its argument owns. Later ones are
+ * refused with -ESHUTDOWN. Only a loop that could not start (weft_run_cores then returns why) drops
+ * what was posted to it, with a line on stderr.
  * ------------------------------------------------------------------------------------------------ */
 
 /*
@@ -1046,8 +1050,9 @@ WEFT_API unsigned weft_loop_count(void);
 
 /*
  * Starts fn(arg) as a detached task on loop number loop (its failure is reported like any detached
- * task's). Any thread may call it; it does not suspend. Returns 0, -EINVAL (no such loop, fn NULL),
- * -ESHUTDOWN (that loop's main has returned), -ENOMEM.
+ * task's). Any thread may call it; it does not suspend. Once it has returned 0, fn runs exactly once,
+ * even if the loop's main returns first (fn then runs cancelled: see above). Returns 0, -EINVAL (no
+ * such loop, fn NULL), -ESHUTDOWN (that loop's main has returned), -ENOMEM.
  */
 WEFT_API int weft_post(unsigned loop, weft_fn fn, void *arg);
 

@@ -8,9 +8,12 @@
  * announced it may sleep, so a burst of messages costs one wakeup and a busy target none. The list is
  * drained in arrival order, so the messages of one sender keep their order.
  *
- * A loop takes messages until its main returns; what was posted before then is delivered, and
- * cancelled with the rest of the loop's tasks by the teardown (a task cancelled before it starts never
- * runs), so weft_submit_to still gets its answer. After that, weft_post says -ESHUTDOWN.
+ * A loop takes messages until its main returns; what was posted before then is delivered and run,
+ * even by the teardown: a message's task starts even if the teardown cancelled it first (its first
+ * suspending call then returns -ECANCELED), so a message weft_post accepted always runs, exactly once,
+ * and whatever its argument owns is not lost; weft_submit_to likewise gets its answer. After that,
+ * weft_post says -ESHUTDOWN. Only a loop that never ran (it could not start) drops what was posted
+ * to it, and says so.
  *
  * weft_submit_to's message is shared by the caller and the target, and counted: the target lets go of
  * it before it answers (the answer is the last it touches), the caller once it has the answer, and a
@@ -88,23 +91,27 @@ static int msg_send(weft_loop *l, weft_future *carrier)
     return r;
 }
 
-/* A post: its task starts, detached; the block goes. */
+/* A post: its task starts, detached, even if the teardown cancels it; the block goes. */
 static bool post_landed(weft_loop *l, weft_future *f)
 {
     weft__msg *m = WEFT__CONTAINER(f, weft__msg, carrier);
     weft_task *t = weft__spawn(l, NULL, m->fn, m->arg);
-    if (t)
+    if (t) {
+        t->runs_cancelled = true;
         weft_detach(t);
-    else
+    } else
         weft__log("weft_post to loop %u: %s; the message is dropped\n", l->index, weft_strerror(-errno));
     free(m);
     return false;
 }
 
-/* A post to a loop that will never run it. */
+/* A post to a loop that never ran (it could not start): said, as the caller was told 0. */
 static void post_discard(weft_future *f)
 {
-    free(WEFT__CONTAINER(f, weft__msg, carrier));
+    weft__msg *m = WEFT__CONTAINER(f, weft__msg, carrier);
+    weft_loop *l = atomic_load_explicit(&f->loop, memory_order_relaxed);
+    weft__log("weft_post to loop %u: the loop never ran; the message is dropped\n", l->index);
+    free(m);
 }
 
 static const weft__future_ops post_carrier = {
@@ -157,8 +164,10 @@ static bool submit_landed(weft_loop *l, weft_future *f)
         weft__future_post(&m->answer, err);
         return false;
     }
-    /* Released from the start: nobody joins it, its result goes back through the callback. */
+    /* Released from the start: nobody joins it, its result goes back through the callback. It runs
+     * even if the teardown cancels it before it starts, as a post does. */
     t->released = true;
+    t->runs_cancelled = true;
     m->task = t;
     return false;
 }

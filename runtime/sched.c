@@ -125,6 +125,7 @@ weft_task *weft__spawn(weft_loop *l, const char *name, weft_fn fn, void *arg)
     t->released = false;
     t->detached = false;
     t->in_join_all = false;
+    t->runs_cancelled = false;
     t->id = ++l->next_task_id;
     t->interrupt = NULL;
     t->park_obj = NULL;
@@ -243,11 +244,12 @@ void weft__stack_overflowed(weft_task *t)
     abort();
 }
 
-/* A task's first run: it gets its stack now, or ends at once if cancelled or out of memory. */
+/* A task's first run: it gets its stack now, or ends at once if cancelled (unless it is a message's,
+ * which runs regardless) or out of memory. */
 static bool task_first_run(weft_loop *l, weft_task *t)
 {
     int result = -ECANCELED;
-    if (!t->cancelled) {
+    if (!t->cancelled || t->runs_cancelled) {
         t->stack = WEFT__FAULT(WEFT__FAULT_STACK_ALLOC) ? NULL : weft__stack_get(&l->stacks);
         if (t->stack) {
             weft__ctx_make(&t->ctx, t->stack->lo, t->stack->size, task_entry, t);

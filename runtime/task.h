@@ -31,6 +31,8 @@ struct weft_task {
     bool released;      /* joined or detached: freed when it ends */
     bool detached;
     bool in_join_all;   /* named by a weft_join_all under way (a name twice is refused) */
+    bool runs_cancelled; /* a message's task (cores.c): it starts even if cancelled first, so that every
+                            message a loop accepted runs; its first suspending call sees the cancel */
     uint64_t id;
     intptr_t wake_value;          /* what the waker handed over */
     weft__interrupt_fn interrupt; /* non-NULL while parked interruptibly */
