@@ -31,8 +31,17 @@ struct weft__cores {
     weft_loop **loops;
 };
 
-/* The weft_run_cores running in the process, for threads that are none of its loops. */
-static _Atomic(struct weft__cores *) running_cores;
+/*
+ * The weft_run_cores running in the process, for threads that are none of its loops (an application's
+ * thread, an executor worker). Such a thread holds the lock for reading from the moment it looks the
+ * loops up until it is done with them (its message is on the loop's list, or refused), and
+ * weft_run_cores takes it for writing to publish them and to withdraw them before it frees them: so a
+ * thread that found a loop never touches it freed. Writers go first (glibc's default prefers readers,
+ * and threads posting without pause would hold weft_run_cores off for seconds). A loop's own thread
+ * needs no lock: the loops of a weft_run_cores outlive every one of its threads.
+ */
+static pthread_rwlock_t running_lock = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
+static struct weft__cores *running_cores; /* under running_lock */
 
 unsigned weft_loop_id(void)
 {
@@ -45,15 +54,18 @@ unsigned weft_loop_count(void)
     weft_loop *l = weft__tls_loop;
     if (l)
         return l->cores ? l->cores->n : 1;
-    struct weft__cores *c = atomic_load(&running_cores);
-    return c ? c->n : 0;
+    pthread_rwlock_rdlock(&running_lock);
+    unsigned n = running_cores ? running_cores->n : 0;
+    pthread_rwlock_unlock(&running_lock);
+    return n;
 }
 
-/* The loop numbered index as the calling thread sees it, or NULL. */
+/* The loop numbered index, or NULL: as a loop's own thread sees it, or for any other thread (which
+ * must hold running_lock) among the loops of the weft_run_cores running in the process. */
 static weft_loop *loop_by_index(unsigned index)
 {
     weft_loop *l = weft__tls_loop;
-    struct weft__cores *c = l ? l->cores : atomic_load(&running_cores);
+    struct weft__cores *c = l ? l->cores : running_cores;
     if (c)
         return index < c->n ? c->loops[index] : NULL;
     return l && index == 0 ? l : NULL; /* under weft_run: the loop itself */
@@ -124,16 +136,24 @@ static const weft__future_ops post_carrier = {
 
 int weft_post(unsigned loop, weft_fn fn, void *arg)
 {
-    weft_loop *l = loop_by_index(loop);
-    if (!l || !fn)
+    if (!fn)
         return -EINVAL;
     weft__msg *m = malloc(sizeof *m);
     if (!m)
         return -ENOMEM;
-    weft__future_init(&m->carrier, &post_carrier, l);
     m->fn = fn;
     m->arg = arg;
-    int r = msg_send(l, &m->carrier);
+    bool foreign = !weft__tls_loop;
+    if (foreign)
+        pthread_rwlock_rdlock(&running_lock);
+    weft_loop *l = loop_by_index(loop);
+    int r = -EINVAL;
+    if (l) {
+        weft__future_init(&m->carrier, &post_carrier, l);
+        r = msg_send(l, &m->carrier);
+    }
+    if (foreign)
+        pthread_rwlock_unlock(&running_lock);
     if (r < 0)
         free(m);
     return r;
@@ -214,7 +234,8 @@ static const weft__future_ops cancel_carrier = {
 
 intptr_t weft_submit_to(unsigned loop, weft_fn fn, void *arg)
 {
-    weft_loop *l = loop_by_index(loop);
+    /* Only a loop's thread has a task: elsewhere the answer is -EPERM, and no loop is looked at. */
+    weft_loop *l = weft__tls_loop ? loop_by_index(loop) : NULL;
     weft_task *self;
     int why = weft__wait_check(l && fn, &self);
     if (why)
@@ -349,8 +370,12 @@ int weft_run_cores(unsigned n, weft_fn main, void *arg, const weft_config *cfg)
         l->cores = n > 1 ? &cores : NULL; /* one loop is numbered as under weft_run */
         cores.loops[made] = l;
     }
-    struct weft__cores *none = NULL;
-    bool published = atomic_compare_exchange_strong(&running_cores, &none, &cores);
+    /* Other threads see these loops (the first weft_run_cores of the process, if several run). */
+    pthread_rwlock_wrlock(&running_lock);
+    bool published = !running_cores;
+    if (published)
+        running_cores = &cores;
+    pthread_rwlock_unlock(&running_lock);
     for (; started < n; started++) {
         slots[started] = (core_slot){.loop = cores.loops[started], .main = main, .arg = arg,
                                      .cpu = ncpus > 0 ? cpus[started % (unsigned)ncpus] : -1};
@@ -370,8 +395,12 @@ int weft_run_cores(unsigned n, weft_fn main, void *arg, const weft_config *cfg)
     }
     for (unsigned i = 0; i < started; i++)
         pthread_join(threads[i], NULL);
-    if (published)
-        atomic_store(&running_cores, NULL);
+    if (published) {
+        /* Withdrawn before they are freed; a thread still posting finishes first. */
+        pthread_rwlock_wrlock(&running_lock);
+        running_cores = NULL;
+        pthread_rwlock_unlock(&running_lock);
+    }
     if (r == 0) {
         for (unsigned i = 0; i < n && r == 0; i++)
             if (slots[i].rc < 0)

@@ -389,6 +389,74 @@ Test(cores, messages_in_flight_when_a_loop_ends_run_exactly_once_or_are_refused_
               atomic_load(&posts_cancelled));
 }
 
+/* ---- threads posting while weft_run_cores ends ------------------------------------------------------------ */
+
+static atomic_int ends_accepted, ends_ran, ends_stop;
+
+static intptr_t ends_post_ran(void *arg)
+{
+    free(arg);
+    atomic_fetch_add(&ends_ran, 1);
+    return 0;
+}
+
+/* A thread of the application's, none of the loops: it asks how many loops there are and posts to one,
+ * over and over, while weft_run_cores starts and ends under it. */
+static void *posting_through_ends(void *arg)
+{
+    unsigned loop = (unsigned)(uintptr_t)arg;
+    while (!atomic_load(&ends_stop)) {
+        unsigned n = weft_loop_count();
+        cr_assert(n == 0 || n == 2, "weft_loop_count from a thread: %u", n);
+        int *owned = malloc(sizeof *owned);
+        cr_assert(owned != NULL);
+        int r = weft_post(loop, ends_post_ran, owned);
+        /* -EINVAL between runs (no loops), -ESHUTDOWN as a loop ends. */
+        cr_assert(r == 0 || r == -EINVAL || r == -ESHUTDOWN, "weft_post from a thread: %d", r);
+        if (r == 0)
+            atomic_fetch_add(&ends_accepted, 1);
+        else
+            free(owned);
+        /* A pause, so two such threads do not take both CPUs from the loops they post to. */
+        sched_yield();
+    }
+    return NULL;
+}
+
+static intptr_t brief_main(void *arg)
+{
+    (void)arg;
+    weft_yield();
+    return 0;
+}
+
+/* How many weft_run_cores to post through: under TSan each takes about a second (its threads, and the
+ * fibers it registers as threads, are slow to make), and a few suffice for it to see a race. */
+static int ends_runs(void)
+{
+#if defined(__SANITIZE_THREAD__)
+    return 8;
+#else
+    return 40;
+#endif
+}
+
+/* weft_run_cores frees its loops as it returns: a thread in the middle of weft_post or weft_loop_count
+ * must never read them then (ASan and TSan watch), and what it posted either ran or was refused. */
+Test(cores, threads_posting_while_run_cores_ends_touch_no_freed_loop_and_every_accepted_post_runs)
+{
+    pthread_t th[2];
+    for (uintptr_t i = 0; i < 2; i++)
+        cr_assert(pthread_create(&th[i], NULL, posting_through_ends, (void *)i) == 0);
+    for (int run = 0; run < ends_runs(); run++)
+        EQ(weft_run_cores(2, brief_main, NULL, NULL), 0);
+    atomic_store(&ends_stop, 1);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    EQ(atomic_load(&ends_ran), atomic_load(&ends_accepted));
+    cr_assert(atomic_load(&ends_accepted) > 0, "no post from a thread was ever accepted");
+}
+
 /* ---- a single loop (weft_run) -------------------------------------------------------------------------- */
 
 static int self_posts;
