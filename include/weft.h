@@ -1132,6 +1132,11 @@ typedef struct weft_stats {
     uint64_t send_zc_copied;    /* of those, the ones where the kernel copied the data after all (it
                                    does on loopback, and for devices without scatter-gather) */
     uint64_t batched_waits;     /* sleeps in the kernel with a minimum wait (min_wait_ns) */
+    uint64_t wake_writes;       /* writes to this loop's wake eventfd to end its sleep in the kernel, by
+                                   other threads (executor results, resolutions and calls from threads,
+                                   weft_post) and, on epoll, other loops: a burst while it sleeps costs
+                                   one, and none is made while it runs. A loop on io_uring wakes another
+                                   with MSG_RING instead, counted in the sender's ring_wakes. */
 } weft_stats;
 
 /*

@@ -107,6 +107,7 @@ void weft__loop_wake(weft_loop *l)
         me->stats.ring_wakes++;
         return;
     }
+    atomic_fetch_add_explicit(&l->wake_writes, 1, memory_order_relaxed);
     uint64_t one = 1;
     ssize_t n = write(l->wake_fd, &one, sizeof one);
     (void)n; /* EAGAIN: the counter is already non-zero, so the loop wakes anyway */
@@ -228,10 +229,14 @@ static int poll_once(weft_loop *l)
         /* About to sleep: a good moment to give back the stacks of a burst of tasks, a few at a time. */
         weft__stack_trim(&l->stacks, WEFT__STACKS_KEPT);
         /* Announce the sleep before the last look at the remote list: a thread that pushes after
-         * this store sees sleeping == 1 and writes the wake fd; one that pushed before is seen here. */
+         * this store sees sleeping == 1 and writes the wake fd; one that pushed before is seen here.
+         * Then the loop does not sleep, and withdraws the announcement: a loop that drains messages
+         * as fast as they come would otherwise leave it standing and have every sender pay a wakeup. */
         atomic_store(&l->sleeping, 1);
-        if (atomic_load(&l->remote_head))
+        if (atomic_load(&l->remote_head)) {
+            atomic_store_explicit(&l->sleeping, 0, memory_order_relaxed);
             timeout = 0;
+        }
     }
     int r = 0;
     if (timeout || weft__backend_has_work(l))

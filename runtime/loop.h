@@ -100,6 +100,7 @@ struct weft_loop {
     uint64_t watch_events;               /* switches and callbacks published, for watch_seq */
     _Atomic uint32_t watch_parked;       /* 1: the watchdog sleeps until the loop wakes (watchdog.c) */
     _Atomic uint64_t slow_reports;
+    _Atomic uint64_t wake_writes;        /* weft_stats.wake_writes: written by the waking threads */
     struct weft__watchdog *watchdog;
 };
 
