@@ -894,8 +894,9 @@ WEFT_API int weft_signal_wait(const sigset_t *set, struct signalfd_siginfo *info
  *
  * A child runs a program with its standard streams, if asked, as pipes the parent reads and writes
  * with weft_read and weft_write (or their _async forms), and its exit is waited for through a pidfd:
- * no thread, no SIGCHLD handler. Every spawned process is released with weft_process_close, which
- * also makes sure no zombie is left.
+ * no thread, no SIGCHLD handler. On io_uring the wait is one IORING_OP_WAITID request (Linux 6.7;
+ * where the kernel lacks it, the pidfd's readiness); on epoll it is the pidfd's readiness. Every
+ * spawned process is released with weft_process_close, which also makes sure no zombie is left.
  *
  * The child starts with the calling thread's signal mask less the signals weft blocked for
  * weft_signal_wait, and with the dispositions exec leaves (an ignored signal stays ignored, a handler
@@ -939,7 +940,8 @@ WEFT_API int weft_process_spawn(weft_process *p, const char *path, char *const a
 /*
  * Suspends until the child has ended, reaps it and returns its wait status as waitpid stores it
  * (WIFEXITED and WEXITSTATUS, or WIFSIGNALED and WTERMSIG), also kept in p->status. Once it is reaped
- * the call returns that status at once, from anywhere; any number of tasks may wait for one child.
+ * the call returns that status at once, from anywhere; any number of tasks may wait for one child (the
+ * first to run reaps it, and every one returns the same status).
  * Cancellation or a deadline returns -ECANCELED or -ETIMEDOUT and leaves the child alone: it runs on,
  * and can be waited for again, or killed and reaped by weft_process_close. Errors: -EINVAL (p NULL,
  * never spawned, or closed with no status), -EPERM (outside a task), -ECHILD (reaped by someone else).

@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -349,6 +350,11 @@ static long run_STATX(weft__op *op)
 static long run_RENAMEAT(weft__op *op)
 {
     return renameat2(op->fd, op->buf, op->arg.rename.newdfd, op->arg.rename.newpath, op->flags);
+}
+
+static long run_WAITID(weft__op *op)
+{
+    return waitid(P_PIDFD, (id_t)op->fd, op->buf, (int)op->flags);
 }
 
 static long run_POLL(weft__op *op)
