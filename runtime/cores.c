@@ -385,9 +385,7 @@ int weft_run_cores(unsigned n, weft_fn main, void *arg, const weft_config *cfg)
             r = -err;
             for (unsigned i = started; i < n; i++) {
                 /* Never to run: refuse what comes from now on, answer what came already. */
-                pthread_mutex_lock(&cores.loops[i]->inbox_lock);
-                cores.loops[i]->inbox_closed = true;
-                pthread_mutex_unlock(&cores.loops[i]->inbox_lock);
+                weft__loop_inbox(cores.loops[i], false);
                 weft__remote_discard(cores.loops[i]);
             }
             break;

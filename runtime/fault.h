@@ -9,6 +9,8 @@ enum weft__fault_site {
     WEFT__FAULT_SQ_FULL,     /* the SQ looks full: the submission path must flush and retry */
     WEFT__FAULT_TASK_ALLOC,  /* allocating a task fails */
     WEFT__FAULT_STACK_ALLOC, /* allocating a task's stack fails */
+    WEFT__FAULT_BACKEND_START, /* weft_loop_run: the backend's start fails (before it does anything) */
+    WEFT__FAULT_WATCHDOG_START, /* weft_loop_run: the watchdog's thread cannot be made (as pthread_create) */
     WEFT__FAULT_SITES
 };
 

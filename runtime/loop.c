@@ -113,6 +113,13 @@ void weft__loop_wake(weft_loop *l)
     (void)n; /* EAGAIN: the counter is already non-zero, so the loop wakes anyway */
 }
 
+void weft__loop_inbox(weft_loop *l, bool open)
+{
+    pthread_mutex_lock(&l->inbox_lock);
+    l->inbox_closed = !open;
+    pthread_mutex_unlock(&l->inbox_lock);
+}
+
 void weft__remote_discard(weft_loop *l)
 {
     weft_future *f = atomic_exchange(&l->remote_head, NULL);
@@ -362,7 +369,9 @@ int weft_loop_run(weft_loop *l, weft_fn main, void *arg, intptr_t *result)
     if (!atomic_compare_exchange_strong(&l->owner, &idle, self))
         return -EBUSY;
     /* Each step is undone, in reverse order, by the rung of the ladder below it. */
-    int r = l->backend->start(l);
+    int r = WEFT__FAULT(WEFT__FAULT_BACKEND_START);
+    if (!r)
+        r = l->backend->start(l);
     if (r < 0)
         goto unown;
     r = weft__overflow_handler_install();
@@ -376,9 +385,7 @@ int weft_loop_run(weft_loop *l, weft_fn main, void *arg, intptr_t *result)
     weft__tls_loop = l;
     l->running = true;
     l->closing = false;
-    pthread_mutex_lock(&l->inbox_lock);
-    l->inbox_closed = false;
-    pthread_mutex_unlock(&l->inbox_lock);
+    weft__loop_inbox(l, true);
     l->main_task = weft__spawn(l, "main", main, arg);
     if (!l->main_task) {
         r = -errno;
@@ -387,9 +394,7 @@ int weft_loop_run(weft_loop *l, weft_fn main, void *arg, intptr_t *result)
     while (!main_ended(l))
         turn(l, main_ended);
     /* Messages from other loops stop here; those already sent are drained by the teardown. */
-    pthread_mutex_lock(&l->inbox_lock);
-    l->inbox_closed = true;
-    pthread_mutex_unlock(&l->inbox_lock);
+    weft__loop_inbox(l, false);
     if (result)
         *result = l->main_task->future.result;
     l->main_task->released = true;
@@ -405,6 +410,10 @@ remove_handler:
 stop_backend:
     l->backend->stop(l);
 unown:
+    /* A run that never started main takes no messages either: later ones are refused, and what came
+     * already waits for a run that starts, or is dropped (and said) when the loop is freed. */
+    if (r < 0)
+        weft__loop_inbox(l, false);
     atomic_store(&l->owner, 0);
     return r;
 }

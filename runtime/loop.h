@@ -184,6 +184,9 @@ static inline void weft__watchdog_woke(weft_loop *l)
 }
 /* Wakes l, which announced it may sleep, from whatever thread calls (future.c's remote list). */
 void weft__loop_wake(weft_loop *l);
+/* Opens l to messages from other loops (weft_post, weft_submit_to), or closes it: under its lock, so a
+ * sender sees either, and one that got in before the close is drained. */
+void weft__loop_inbox(weft_loop *l, bool open);
 /* What other threads posted to l that no run will drain (l is being freed, or will never run): each
  * entry's discard lets go of it (future.c's ops). */
 void weft__remote_discard(weft_loop *l);
