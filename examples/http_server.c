@@ -1,7 +1,7 @@
 /*
  * http_server — an HTTP/1.1 keep-alive server on weft answering every request with "Hello, World!".
  *
- *   http_server [--host 127.0.0.1] [--port 8080] [--backend io_uring|epoll] [--threads N]
+ *   http_server [--host 127.0.0.1] [--port 8080] [--backend io_uring|epoll] [--threads N] [--handoff]
  *
  * One task per connection. The request parser is real: a request line (method, target, HTTP/1.0 or
  * HTTP/1.1), up to 100 header lines in an 8 KiB head, Content-Length bodies skipped, pipelined requests
