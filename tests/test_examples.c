@@ -117,7 +117,7 @@ static pid_t spawn_server(const char *path, uint16_t port, int out_w, int err_w)
     snprintf(port_s, sizeof port_s, "%u", port);
     snprintf(threads_s, sizeof threads_s, "%u", server_threads);
     const char *backend = backend_under_test();
-    char *argv[10] = {(char *)path, (char *)"--host", (char *)"127.0.0.1", (char *)"--port", port_s,
+    char *argv[12] = {(char *)path, (char *)"--host", (char *)"127.0.0.1", (char *)"--port", port_s,
                       (char *)"--threads", threads_s};
     size_t argc = 7;
     if (server_handoff)
