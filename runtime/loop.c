@@ -8,6 +8,7 @@
 #include "internal.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -139,6 +140,9 @@ void weft_loop_free(weft_loop *l)
         weft__log("weft_loop_free: the loop is running; not freed\n");
         return;
     }
+    /* A thread whose post the run already took may still be waking the loop (future.c): a moment. */
+    while (atomic_load_explicit(&l->posters, memory_order_acquire))
+        sched_yield();
     weft__remote_discard(l);
     weft__exec_default_release(l);
     l->backend->fini(l);

@@ -72,6 +72,7 @@ struct weft_loop {
     int wake_fd;                          /* eventfd other threads write to wake the loop */
     _Atomic int sleeping;                 /* 1 while the loop may block in the kernel */
     weft_future *_Atomic remote_head;     /* futures resolved by other threads, newest first */
+    _Atomic unsigned posters;             /* threads inside weft__future_post for this loop */
     weft__list async_ops;                 /* _async operations in flight, for teardown */
     weft__list async_jobs;                /* weft_offload_async jobs not yet completed, for teardown */
     weft__list call_timers;               /* weft_call_later calls not yet run or cancelled (call.c) */
