@@ -180,7 +180,7 @@ def meson_build(src, out):
             if not ok:
                 return "meson setup of %s failed (see %s)" % (src, logf)
         log("  building %s" % out)
-        r = subprocess.run(["ninja", "-C", out], stdout=lf, stderr=lf)
+        r = subprocess.run(["ninja", "-j%d" % len(os.sched_getaffinity(0)), "-C", out], stdout=lf, stderr=lf)
     if r.returncode != 0:
         warn("the baseline build had errors (see %s): what built still runs" % logf)
     return None
@@ -558,7 +558,8 @@ class Bench:
             if why:
                 return {"ok": False, "reason": why, "other_cpu_util": None}
             # System calls per request are the fixed rate's figure; the closed loop skips that window.
-            kw = dict(syscalls=load == "rate", perf_record=perf, env=env, state=self.state)
+            kw = dict(syscalls=load == "rate", perf_record=perf, env=env, state=self.state,
+                      server_cls=echo.server_class(W.base_contender(name)))
             if user:
                 kw.update(server_cls=echo.UserServer, ready="port")
             dur = plan.get("rate_duration", 0.6) if load == "rate" else plan.get("duration", 0.4)

@@ -1,13 +1,14 @@
 /*
  * echo_server — a TCP echo server on weft: one task per connection, written as blocking code.
  *
- *   echo_server [--host 127.0.0.1] [--port 7000] [--backend io_uring|epoll] [--threads N] [--min-wait-us U]
- *               [--trace FILE]
+ *   echo_server [--host 127.0.0.1] [--port 7000] [--backend io_uring|epoll] [--threads N] [--handoff]
+ *               [--min-wait-us U] [--trace FILE]
  *
  * The same code runs on io_uring (each recv and send is one request to the kernel) or on epoll (each is
  * a non-blocking call, parked on readiness when the kernel says EAGAIN). It prints "ready on <backend>"
  * once it listens. SIGTERM or SIGINT stops it; it then prints each loop's counters as one JSON line on
- * stderr. --threads N runs N loops, one per CPU, sharing the port (examples/serve.h).
+ * stderr. --threads N runs N loops, one per CPU, sharing the port; with --handoff loop 0 alone accepts
+ * and hands each connection to the loop serving the fewest (examples/serve.h).
  */
 #include "serve.h"
 

@@ -1,7 +1,7 @@
 /*
  * http_server — an HTTP/1.1 keep-alive server on weft answering every request with "Hello, World!".
  *
- *   http_server [--host 127.0.0.1] [--port 8080] [--backend io_uring|epoll] [--threads N]
+ *   http_server [--host 127.0.0.1] [--port 8080] [--backend io_uring|epoll] [--threads N] [--handoff]
  *               [--min-wait-us U] [--trace FILE]
  *
  * One task per connection. The request parser is real (http_request.h, fuzzed by tests/fuzz): a request

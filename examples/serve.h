@@ -4,15 +4,17 @@
  * connection task and its name (and optionally options of its own and hooks) and calls serve_main from
  * main.
  *
- *   NAME [--host 127.0.0.1] [--port P] [--backend io_uring|epoll] [--threads N] [--min-wait-us U]
- *        [--trace FILE] [its own]
+ *   NAME [--host 127.0.0.1] [--port P] [--backend io_uring|epoll] [--threads N] [--handoff]
+ *        [--min-wait-us U] [--trace FILE] [its own]
  *
  * With --threads N (default 1) the server runs N loops (weft_run_cores), each listening on the port
- * with SO_REUSEPORT so the kernel spreads the connections among them. It prints "ready on <backend>"
- * once every loop listens. Signals are read by loop 0: SIGTERM or SIGINT stops it and the others (with
- * weft_post); SIGUSR1 makes every loop print its live tasks on stderr (weft_tasks_dump), and SIGUSR2
- * write its trace now (weft_trace_flush) when it runs with --trace FILE (weft_config.trace_path, as
- * WEFT_TRACE: a timeline of the loop, written when it stops; docs/trace.md).
+ * with SO_REUSEPORT so the kernel spreads the connections among them. With --handoff instead, loop 0
+ * alone listens and hands each connection it accepts to the loop serving the fewest (weft_post: an fd
+ * is the process's, so the receiving loop just uses it); docs/cores.md says when to choose which. It
+ * prints "ready on <backend>" once every loop is ready. Signals are read by loop 0: SIGTERM or SIGINT
+ * stops it and the others (with weft_post); SIGUSR1 makes every loop print its live tasks on stderr
+ * (weft_tasks_dump), and SIGUSR2 write its trace now (weft_trace_flush) when it runs with --trace FILE
+ * (weft_config.trace_path, as WEFT_TRACE: a timeline of the loop, written when it stops; docs/trace.md).
  * --min-wait-us U sets weft_config.min_wait_ns (io_uring's batched wait; docs/batched-wait.md).
  */
 #ifndef WEFT_EXAMPLE_SERVE_H
@@ -22,6 +24,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -52,14 +55,51 @@ struct serve {
     const char *host;
     uint16_t port;
     unsigned threads;
+    bool handoff;
     int sigfd;
     atomic_uint listening;
     weft_event *stop[SERVE_MAX_LOOPS];
+    atomic_uint serving[SERVE_MAX_LOOPS]; /* --handoff: connections each loop serves now */
+    unsigned next;                        /* --handoff: where loop 0 starts looking, so ties rotate */
 };
 
 static struct serve *serve_the;
 
-/* Accepts connections and gives each its own task, until cancelled. */
+/* A connection handed to this loop: served here, and counted while it is. */
+static intptr_t serve_handed(void *arg)
+{
+    intptr_t r = serve_the->client(arg);
+    atomic_fetch_sub(&serve_the->serving[weft_loop_id()], 1);
+    return r;
+}
+
+/*
+ * --handoff: gives the connection fd to the loop serving the fewest now. Whatever happens after 0, the
+ * posted task runs and closes fd (even if that loop is ending: weft_post's promise); on an error fd is
+ * still the caller's.
+ */
+static int serve_hand_off(int fd)
+{
+    struct serve *s = serve_the;
+    unsigned best = s->next % s->threads, least = UINT_MAX;
+    for (unsigned k = 0; k < s->threads; k++) {
+        unsigned i = (s->next + k) % s->threads;
+        unsigned n = atomic_load(&s->serving[i]);
+        if (n < least) {
+            least = n;
+            best = i;
+        }
+    }
+    s->next = best + 1;
+    atomic_fetch_add(&s->serving[best], 1);
+    int r = weft_post(best, serve_handed, (void *)(intptr_t)fd);
+    if (r < 0)
+        atomic_fetch_sub(&s->serving[best], 1);
+    return r;
+}
+
+/* Accepts connections and gives each its own task (on this loop, or with --handoff on the loop
+ * serving the fewest), until cancelled. */
 static intptr_t serve_accept_loop(void *arg)
 {
     int lfd = (int)(intptr_t)arg;
@@ -74,6 +114,11 @@ static intptr_t serve_accept_loop(void *arg)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* replies go out at once */
+        if (serve_the->handoff) {
+            if (serve_hand_off(fd) < 0)
+                weft_close(fd);
+            continue;
+        }
         weft_task *t = weft_spawn_named(serve_the->client_name, serve_the->client, (void *)(intptr_t)fd);
         if (t)
             weft_detach(t);
@@ -117,20 +162,29 @@ static intptr_t serve_loop(void *arg)
     s->stop[id] = weft_event_new();
     if (!s->stop[id])
         return -ENOMEM;
-    int lfd = weft_tcp_listen(s->host, s->port, 0, s->threads > 1 ? WEFT_REUSEPORT : 0);
-    if (lfd < 0) {
-        fprintf(stderr, "%s: listen on %s:%u: %s\n", s->name, s->host, s->port, weft_strerror(lfd));
-        return lfd;
+    /* Every loop listens, or with --handoff loop 0 alone, for all of them. The example's per-loop start
+     * runs once its loop is ready to serve, so a loop that cannot listen has started nothing. */
+    int lfd = -1;
+    if (!s->handoff || id == 0) {
+        lfd = weft_tcp_listen(s->host, s->port, 0, s->threads > 1 && !s->handoff ? WEFT_REUSEPORT : 0);
+        if (lfd < 0) {
+            fprintf(stderr, "%s: listen on %s:%u: %s\n", s->name, s->host, s->port, weft_strerror(lfd));
+            return lfd;
+        }
     }
     int r = s->started ? s->started() : 0;
     if (r < 0) {
         fprintf(stderr, "%s: %s\n", s->name, weft_strerror(r));
-        weft_close(lfd);
+        if (lfd >= 0)
+            weft_close(lfd);
         return r;
     }
-    weft_task *acceptor = weft_spawn_named("accept", serve_accept_loop, (void *)(intptr_t)lfd);
-    if (!acceptor)
-        return -errno;
+    weft_task *acceptor = NULL;
+    if (lfd >= 0) {
+        acceptor = weft_spawn_named("accept", serve_accept_loop, (void *)(intptr_t)lfd);
+        if (!acceptor)
+            return -errno;
+    }
     atomic_fetch_add(&s->listening, 1);
     if (id == 0) {
         while (atomic_load(&s->listening) < s->threads)
@@ -150,9 +204,11 @@ static intptr_t serve_loop(void *arg)
     }
     if (s->stopped)
         s->stopped();
-    weft_cancel(acceptor);
-    weft_join(acceptor);
-    weft_close(lfd);
+    if (acceptor) {
+        weft_cancel(acceptor);
+        weft_join(acceptor);
+        weft_close(lfd);
+    }
     weft_event_free(s->stop[id]);
     return 0; /* the connection tasks still running are cancelled as the loop ends */
 }
@@ -196,12 +252,13 @@ static int serve_main(struct serve *s, int argc, char **argv)
         {"threads", required_argument, NULL, 't'},
         {"min-wait-us", required_argument, NULL, 'w'},
         {"trace", required_argument, NULL, 'T'},
+        {"handoff", no_argument, NULL, 'o'},
     };
-    size_t n = 6;
+    size_t n = 7;
     for (const struct option *o = s->options; o && o->name && n + 1 < sizeof longopts / sizeof longopts[0]; o++)
         longopts[n++] = *o;
     int ch;
-    while ((ch = getopt_long(argc, argv, "h:p:b:t:w:T:", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "h:p:b:t:w:T:o", longopts, NULL)) != -1) {
         switch (ch) {
         case 'h': s->host = optarg; break;
         case 'p': s->port = (uint16_t)atoi(optarg); break;
@@ -209,14 +266,15 @@ static int serve_main(struct serve *s, int argc, char **argv)
         case 't': s->threads = (unsigned)atoi(optarg); break;
         case 'w': cfg.min_wait_ns = strtoull(optarg, NULL, 10) * 1000; break;
         case 'T': cfg.trace_path = optarg; break;
+        case 'o': s->handoff = true; break;
         default:
             if (ch >= 256 && s->option) {
                 if (s->option(ch, optarg) < 0)
                     return 2;
                 break;
             }
-            fprintf(stderr, "usage: %s [--host H] [--port P] [--backend io_uring|epoll] [--threads N] [--min-wait-us U] "
-                            "[--trace FILE]%s%s\n",
+            fprintf(stderr, "usage: %s [--host H] [--port P] [--backend io_uring|epoll] [--threads N] [--handoff] "
+                            "[--min-wait-us U] [--trace FILE]%s%s\n",
                     s->name, s->usage ? " " : "", s->usage ? s->usage : "");
             return 2;
         }

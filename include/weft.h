@@ -242,7 +242,8 @@ WEFT_API const char *weft_loop_fallback_reason(const weft_loop *l);
  * order of becoming ready.
  *
  * Cancellation is cooperative and sticky: the target's current suspending call returns -ECANCELED, and
- * so does every later one, until the task returns. A task cancelled before it starts never runs.
+ * so does every later one, until the task returns. A task cancelled before it starts never runs (except
+ * the task of a message from another loop, weft_post, which always runs).
  *
  * Every task must be released once: by weft_join (or weft_wait_for), or by weft_detach. A task neither
  * joined nor detached when its loop ends is reported on stderr as never joined.
@@ -978,8 +979,9 @@ WEFT_API int weft_signal_wait(const sigset_t *set, struct signalfd_siginfo *info
  *
  * A child runs a program with its standard streams, if asked, as pipes the parent reads and writes
  * with weft_read and weft_write (or their _async forms), and its exit is waited for through a pidfd:
- * no thread, no SIGCHLD handler. Every spawned process is released with weft_process_close, which
- * also makes sure no zombie is left.
+ * no thread, no SIGCHLD handler. On io_uring the wait is one IORING_OP_WAITID request (Linux 6.7;
+ * where the kernel lacks it, the pidfd's readiness); on epoll it is the pidfd's readiness. Every
+ * spawned process is released with weft_process_close, which also makes sure no zombie is left.
  *
  * The child starts with the calling thread's signal mask less the signals weft blocked for
  * weft_signal_wait, and with the dispositions exec leaves (an ignored signal stays ignored, a handler
@@ -1023,7 +1025,8 @@ WEFT_API int weft_process_spawn(weft_process *p, const char *path, char *const a
 /*
  * Suspends until the child has ended, reaps it and returns its wait status as waitpid stores it
  * (WIFEXITED and WEXITSTATUS, or WIFSIGNALED and WTERMSIG), also kept in p->status. Once it is reaped
- * the call returns that status at once, from anywhere; any number of tasks may wait for one child.
+ * the call returns that status at once, from anywhere; any number of tasks may wait for one child (the
+ * first to run reaps it, and every one returns the same status).
  * Cancellation or a deadline returns -ECANCELED or -ETIMEDOUT and leaves the child alone: it runs on,
  * and can be waited for again, or killed and reaped by weft_process_close. Errors: -EINVAL (p NULL,
  * never spawned, or closed with no status), -EPERM (outside a task), -ECHILD (reaped by someone else).
@@ -1106,9 +1109,12 @@ WEFT_API void weft_executor_free(weft_executor *ex);
  *
  * A message to another loop rides its list of cross-thread results: a burst of messages costs the
  * receiver one wakeup, and a busy receiver none. Messages from one sender to one loop start in the
- * order sent. A loop takes messages until its main returns: those sent before are still delivered
- * (then cancelled with the loop's other tasks, as a task cancelled before it starts never runs), and
- * later ones are refused with -ESHUTDOWN.
+ * order sent. A loop takes messages until its main returns: those sent before are still delivered,
+ * and every message a loop accepted runs, exactly once. One that arrives as the loop ends is cancelled
+ * with the loop's other tasks and runs all the same (unlike a task cancelled before it starts): its
+ * first suspending call returns -ECANCELED, so it can let go of what its argument owns. Later ones are
+ * refused with -ESHUTDOWN. Only a loop that could not start (weft_run_cores then returns why) drops
+ * what was posted to it, with a line on stderr.
  * ------------------------------------------------------------------------------------------------ */
 
 /*
@@ -1131,8 +1137,9 @@ WEFT_API unsigned weft_loop_count(void);
 
 /*
  * Starts fn(arg) as a detached task on loop number loop (its failure is reported like any detached
- * task's). Any thread may call it; it does not suspend. Returns 0, -EINVAL (no such loop, fn NULL),
- * -ESHUTDOWN (that loop's main has returned), -ENOMEM.
+ * task's). Any thread may call it; it does not suspend. Once it has returned 0, fn runs exactly once,
+ * even if the loop's main returns first (fn then runs cancelled: see above). Returns 0, -EINVAL (no
+ * such loop, fn NULL), -ESHUTDOWN (that loop's main has returned), -ENOMEM.
  */
 WEFT_API int weft_post(unsigned loop, weft_fn fn, void *arg);
 
@@ -1251,6 +1258,11 @@ typedef struct weft_stats {
     uint64_t recv_pauses;       /* streams paused because their reader left recv_keep_max bytes unread */
     uint64_t recv_restarts;     /* streams restarted because the kernel did not wake them for bytes their
                                    socket had (looked at once a second for reads waiting over a second) */
+    uint64_t wake_writes;       /* writes to this loop's wake eventfd to end its sleep in the kernel, by
+                                   other threads (executor results, resolutions and calls from threads,
+                                   weft_post) and, on epoll, other loops: a burst while it sleeps costs
+                                   one, and none is made while it runs. A loop on io_uring wakes another
+                                   with MSG_RING instead, counted in the sender's ring_wakes. */
 } weft_stats;
 
 /*

@@ -197,12 +197,6 @@ static bool remote_call_landed(weft_loop *l, weft_future *f)
     return false;
 }
 
-static int remote_call_cancel(weft_future *f)
-{
-    (void)f;
-    return -EINVAL;
-}
-
 static void remote_call_free(weft_future *f)
 {
     remote_call *rc = WEFT__CONTAINER(f, remote_call, future);
@@ -211,7 +205,7 @@ static void remote_call_free(weft_future *f)
 }
 
 static const weft__future_ops remote_call_future = {
-    .cancel = remote_call_cancel,
+    .cancel = weft__future_cancel_refused,
     .free = remote_call_free,
     .release = remote_call_free,
     .landed = remote_call_landed,

@@ -105,7 +105,7 @@ int weft_chan_try_recv(weft_chan *c, void **item)
 int weft_chan_send(weft_chan *c, void *item)
 {
     weft_task *t;
-    int r = weft__wait_check(c, &t);
+    int r = weft__wait_check(c != NULL, &t);
     if (r)
         return r;
     r = send_now(c, item);
@@ -118,12 +118,8 @@ int weft_chan_send(weft_chan *c, void *item)
 
 int weft_chan_recv(weft_chan *c, void **item)
 {
-    weft_task *t = weft__current();
-    if (!t)
-        return -EPERM;
-    if (!c || !item)
-        return -EINVAL;
-    int r = weft__check_suspend(t);
+    weft_task *t;
+    int r = weft__wait_check(c && item, &t);
     if (r)
         return r;
     r = recv_now(c, item);
@@ -195,7 +191,7 @@ int weft_chan_task_done(weft_chan *c)
 int weft_chan_join(weft_chan *c)
 {
     weft_task *t;
-    int r = weft__wait_check(c, &t);
+    int r = weft__wait_check(c != NULL, &t);
     if (r)
         return r;
     if (c->unfinished == 0)

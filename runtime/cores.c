@@ -8,9 +8,12 @@
  * announced it may sleep, so a burst of messages costs one wakeup and a busy target none. The list is
  * drained in arrival order, so the messages of one sender keep their order.
  *
- * A loop takes messages until its main returns; what was posted before then is delivered, and
- * cancelled with the rest of the loop's tasks by the teardown (a task cancelled before it starts never
- * runs), so weft_submit_to still gets its answer. After that, weft_post says -ESHUTDOWN.
+ * A loop takes messages until its main returns; what was posted before then is delivered and run,
+ * even by the teardown: a message's task starts even if the teardown cancelled it first (its first
+ * suspending call then returns -ECANCELED), so a message weft_post accepted always runs, exactly once,
+ * and whatever its argument owns is not lost; weft_submit_to likewise gets its answer. After that,
+ * weft_post says -ESHUTDOWN. Only a loop that never ran (it could not start) drops what was posted
+ * to it, and says so.
  *
  * weft_submit_to's message is shared by the caller and the target, and counted: the target lets go of
  * it before it answers (the answer is the last it touches), the caller once it has the answer, and a
@@ -28,8 +31,17 @@ struct weft__cores {
     weft_loop **loops;
 };
 
-/* The weft_run_cores running in the process, for threads that are none of its loops. */
-static _Atomic(struct weft__cores *) running_cores;
+/*
+ * The weft_run_cores running in the process, for threads that are none of its loops (an application's
+ * thread, an executor worker). Such a thread holds the lock for reading from the moment it looks the
+ * loops up until it is done with them (its message is on the loop's list, or refused), and
+ * weft_run_cores takes it for writing to publish them and to withdraw them before it frees them: so a
+ * thread that found a loop never touches it freed. Writers go first (glibc's default prefers readers,
+ * and threads posting without pause would hold weft_run_cores off for seconds). A loop's own thread
+ * needs no lock: the loops of a weft_run_cores outlive every one of its threads.
+ */
+static pthread_rwlock_t running_lock = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
+static struct weft__cores *running_cores; /* under running_lock */
 
 unsigned weft_loop_id(void)
 {
@@ -42,15 +54,18 @@ unsigned weft_loop_count(void)
     weft_loop *l = weft__tls_loop;
     if (l)
         return l->cores ? l->cores->n : 1;
-    struct weft__cores *c = atomic_load(&running_cores);
-    return c ? c->n : 0;
+    pthread_rwlock_rdlock(&running_lock);
+    unsigned n = running_cores ? running_cores->n : 0;
+    pthread_rwlock_unlock(&running_lock);
+    return n;
 }
 
-/* The loop numbered index as the calling thread sees it, or NULL. */
+/* The loop numbered index, or NULL: as a loop's own thread sees it, or for any other thread (which
+ * must hold running_lock) among the loops of the weft_run_cores running in the process. */
 static weft_loop *loop_by_index(unsigned index)
 {
     weft_loop *l = weft__tls_loop;
-    struct weft__cores *c = l ? l->cores : atomic_load(&running_cores);
+    struct weft__cores *c = l ? l->cores : running_cores;
     if (c)
         return index < c->n ? c->loops[index] : NULL;
     return l && index == 0 ? l : NULL; /* under weft_run: the loop itself */
@@ -88,56 +103,57 @@ static int msg_send(weft_loop *l, weft_future *carrier)
     return r;
 }
 
-/* A post: its task starts, detached; the block goes. */
+/* A post: its task starts, detached, even if the teardown cancels it; the block goes. */
 static bool post_landed(weft_loop *l, weft_future *f)
 {
     weft__msg *m = WEFT__CONTAINER(f, weft__msg, carrier);
     weft_task *t = weft__spawn(l, NULL, m->fn, m->arg);
-    if (t)
+    if (t) {
+        t->runs_cancelled = true;
         weft_detach(t);
-    else
+    } else
         weft__log("weft_post to loop %u: %s; the message is dropped\n", l->index, weft_strerror(-errno));
     free(m);
     return false;
 }
 
-static int msg_cancel(weft_future *f)
-{
-    (void)f;
-    return -EINVAL;
-}
-
-static void msg_free(weft_future *f)
-{
-    (void)f;
-}
-
-/* A post to a loop that will never run it. */
+/* A post to a loop that never ran (it could not start): said, as the caller was told 0. */
 static void post_discard(weft_future *f)
 {
-    free(WEFT__CONTAINER(f, weft__msg, carrier));
+    weft__msg *m = WEFT__CONTAINER(f, weft__msg, carrier);
+    weft_loop *l = atomic_load_explicit(&f->loop, memory_order_relaxed);
+    weft__log("weft_post to loop %u: the loop never ran; the message is dropped\n", l->index);
+    free(m);
 }
 
 static const weft__future_ops post_carrier = {
-    .cancel = msg_cancel,
-    .free = msg_free,
-    .release = msg_free,
+    .cancel = weft__future_cancel_refused,
+    .free = weft__future_nothing_to_free,
+    .release = weft__future_nothing_to_free,
     .landed = post_landed,
     .discard = post_discard,
 };
 
 int weft_post(unsigned loop, weft_fn fn, void *arg)
 {
-    weft_loop *l = loop_by_index(loop);
-    if (!l || !fn)
+    if (!fn)
         return -EINVAL;
     weft__msg *m = malloc(sizeof *m);
     if (!m)
         return -ENOMEM;
-    weft__future_init(&m->carrier, &post_carrier, l);
     m->fn = fn;
     m->arg = arg;
-    int r = msg_send(l, &m->carrier);
+    bool foreign = !weft__tls_loop;
+    if (foreign)
+        pthread_rwlock_rdlock(&running_lock);
+    weft_loop *l = loop_by_index(loop);
+    int r = -EINVAL;
+    if (l) {
+        weft__future_init(&m->carrier, &post_carrier, l);
+        r = msg_send(l, &m->carrier);
+    }
+    if (foreign)
+        pthread_rwlock_unlock(&running_lock);
     if (r < 0)
         free(m);
     return r;
@@ -168,8 +184,10 @@ static bool submit_landed(weft_loop *l, weft_future *f)
         weft__future_post(&m->answer, err);
         return false;
     }
-    /* Released from the start: nobody joins it, its result goes back through the callback. */
+    /* Released from the start: nobody joins it, its result goes back through the callback. It runs
+     * even if the teardown cancels it before it starts, as a post does. */
     t->released = true;
+    t->runs_cancelled = true;
     m->task = t;
     return false;
 }
@@ -193,9 +211,9 @@ static void submit_discard(weft_future *f)
 }
 
 static const weft__future_ops submit_carrier = {
-    .cancel = msg_cancel,
-    .free = msg_free,
-    .release = msg_free,
+    .cancel = weft__future_cancel_refused,
+    .free = weft__future_nothing_to_free,
+    .release = weft__future_nothing_to_free,
     .landed = submit_landed,
     .discard = submit_discard,
 };
@@ -207,22 +225,19 @@ static void cancel_discard(weft_future *f)
 }
 
 static const weft__future_ops cancel_carrier = {
-    .cancel = msg_cancel,
-    .free = msg_free,
-    .release = msg_free,
+    .cancel = weft__future_cancel_refused,
+    .free = weft__future_nothing_to_free,
+    .release = weft__future_nothing_to_free,
     .landed = cancel_landed,
     .discard = cancel_discard,
 };
 
 intptr_t weft_submit_to(unsigned loop, weft_fn fn, void *arg)
 {
-    weft_task *self = weft__current();
-    if (!self)
-        return -EPERM;
-    weft_loop *l = loop_by_index(loop);
-    if (!l || !fn)
-        return -EINVAL;
-    int why = weft__check_suspend(self);
+    /* Only a loop's thread has a task: elsewhere the answer is -EPERM, and no loop is looked at. */
+    weft_loop *l = weft__tls_loop ? loop_by_index(loop) : NULL;
+    weft_task *self;
+    int why = weft__wait_check(l && fn, &self);
     if (why)
         return why;
     weft__msg *m = malloc(sizeof *m);
@@ -355,8 +370,12 @@ int weft_run_cores(unsigned n, weft_fn main, void *arg, const weft_config *cfg)
         l->cores = n > 1 ? &cores : NULL; /* one loop is numbered as under weft_run */
         cores.loops[made] = l;
     }
-    struct weft__cores *none = NULL;
-    bool published = atomic_compare_exchange_strong(&running_cores, &none, &cores);
+    /* Other threads see these loops (the first weft_run_cores of the process, if several run). */
+    pthread_rwlock_wrlock(&running_lock);
+    bool published = !running_cores;
+    if (published)
+        running_cores = &cores;
+    pthread_rwlock_unlock(&running_lock);
     for (; started < n; started++) {
         slots[started] = (core_slot){.loop = cores.loops[started], .main = main, .arg = arg,
                                      .cpu = ncpus > 0 ? cpus[started % (unsigned)ncpus] : -1};
@@ -366,9 +385,7 @@ int weft_run_cores(unsigned n, weft_fn main, void *arg, const weft_config *cfg)
             r = -err;
             for (unsigned i = started; i < n; i++) {
                 /* Never to run: refuse what comes from now on, answer what came already. */
-                pthread_mutex_lock(&cores.loops[i]->inbox_lock);
-                cores.loops[i]->inbox_closed = true;
-                pthread_mutex_unlock(&cores.loops[i]->inbox_lock);
+                weft__loop_inbox(cores.loops[i], false);
                 weft__remote_discard(cores.loops[i]);
             }
             break;
@@ -376,8 +393,12 @@ int weft_run_cores(unsigned n, weft_fn main, void *arg, const weft_config *cfg)
     }
     for (unsigned i = 0; i < started; i++)
         pthread_join(threads[i], NULL);
-    if (published)
-        atomic_store(&running_cores, NULL);
+    if (published) {
+        /* Withdrawn before they are freed; a thread still posting finishes first. */
+        pthread_rwlock_wrlock(&running_lock);
+        running_cores = NULL;
+        pthread_rwlock_unlock(&running_lock);
+    }
     if (r == 0) {
         for (unsigned i = 0; i < n && r == 0; i++)
             if (slots[i].rc < 0)

@@ -52,6 +52,7 @@ int weft_loop_stats_sized(const weft_loop *l, weft_stats *out, size_t size)
     st.stacks_trimmed = l->stacks.trims;
     st.slow_task_reports = atomic_load_explicit(&((weft_loop *)l)->slow_reports, memory_order_relaxed);
     st.recv_kept_now = weft__rx_kept_all(l);
+    st.wake_writes = atomic_load_explicit(&((weft_loop *)l)->wake_writes, memory_order_relaxed);
     /* A caller built against a newer header has counters this library does not keep: they read 0. */
     if (size > sizeof st) {
         memset((char *)out + sizeof st, 0, size - sizeof st);

@@ -48,6 +48,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 enum { FD_UNKNOWN, FD_READINESS, FD_BLOCKING };
@@ -449,6 +450,15 @@ static int32_t attempt(weft_loop *l, weft__op *op, fd_state *s)
     case WEFT__OP_SENDMSG:
         r = sendmsg(op->fd, op->buf, (int)op->flags | MSG_DONTWAIT);
         break;
+    case WEFT__OP_WAITID: {
+        /* A pidfd is readable once its child has ended; until then the wait says so at once (WNOHANG). */
+        siginfo_t *info = op->buf;
+        info->si_pid = 0;
+        r = waitid(P_PIDFD, (id_t)op->fd, info, (int)op->flags | WNOHANG);
+        if (r == 0 && info->si_pid == 0)
+            return -EAGAIN;
+        break;
+    }
     case WEFT__OP_POLL: {
         struct pollfd pfd = {.fd = op->fd, .events = (short)op->flags};
         r = poll(&pfd, 1, 0);

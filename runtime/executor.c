@@ -400,21 +400,10 @@ static bool async_job_result_landed(weft_loop *l, weft_future *f)
 }
 
 /* weft_offload's job, on the waiting task's stack: no user can reach its future. */
-static int job_cancel(weft_future *f)
-{
-    (void)f;
-    return -EINVAL;
-}
-
-static void job_free(weft_future *f)
-{
-    (void)f;
-}
-
 static const weft__future_ops job_future = {
-    .cancel = job_cancel,
-    .free = job_free,
-    .release = job_free,
+    .cancel = weft__future_cancel_refused,
+    .free = weft__future_nothing_to_free,
+    .release = weft__future_nothing_to_free,
     .landed = job_result_landed,
 };
 
@@ -477,12 +466,8 @@ static intptr_t offload_wait(weft_executor *ex, weft_task *t, weft_fn fn, void *
 
 intptr_t weft_offload_on(weft_executor *ex, weft_fn fn, void *arg)
 {
-    weft_task *t = weft__current();
-    if (!t)
-        return -EPERM;
-    if (!ex || !fn)
-        return -EINVAL;
-    int r = weft__check_suspend(t);
+    weft_task *t;
+    int r = weft__wait_check(ex && fn, &t);
     if (r)
         return r;
     return offload_wait(ex, t, fn, arg);

@@ -11,6 +11,8 @@ enum weft__fault_site {
     WEFT__FAULT_STACK_ALLOC, /* allocating a task's stack fails */
     WEFT__FAULT_RECV_ASLEEP, /* a receive stream is armed as a request the kernel never completes on its
                                 own (a POLLPRI poll): what a missed wakeup of its multishot looks like */
+    WEFT__FAULT_BACKEND_START, /* weft_loop_run: the backend's start fails (before it does anything) */
+    WEFT__FAULT_WATCHDOG_START, /* weft_loop_run: the watchdog's thread cannot be made (as pthread_create) */
     WEFT__FAULT_SITES
 };
 

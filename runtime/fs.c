@@ -9,31 +9,23 @@
 #include <linux/stat.h>
 #include <sys/uio.h>
 
-static intptr_t run_op(weft__op *op)
-{
-    weft_task *t = weft__current();
-    if (!t)
-        return -EPERM;
-    return weft__io_wait(t, op);
-}
-
 int weft_openat(int dfd, const char *path, int flags, mode_t mode)
 {
     weft__op op = {.opcode = WEFT__OP_OPENAT, .fd = dfd, .buf = (void *)path, .flags = (uint32_t)flags,
                    .arg.mode = mode};
-    return (int)run_op(&op);
+    return (int)weft__io_run(&op);
 }
 
 ssize_t weft_read(int fd, void *buf, size_t len, int64_t offset)
 {
     weft__op op = {.opcode = WEFT__OP_READ, .fd = fd, .buf = buf, .len = len, .off = offset};
-    return run_op(&op);
+    return weft__io_run(&op);
 }
 
 ssize_t weft_write(int fd, const void *buf, size_t len, int64_t offset)
 {
     weft__op op = {.opcode = WEFT__OP_WRITE, .fd = fd, .buf = (void *)buf, .len = len, .off = offset};
-    return run_op(&op);
+    return weft__io_run(&op);
 }
 
 ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt, int64_t offset)
@@ -41,7 +33,7 @@ ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt, int64_t offset)
     if (iovcnt < 0)
         return -EINVAL;
     weft__op op = {.opcode = WEFT__OP_READV, .fd = fd, .buf = (void *)iov, .len = (uint64_t)iovcnt, .off = offset};
-    return run_op(&op);
+    return weft__io_run(&op);
 }
 
 ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt, int64_t offset)
@@ -50,13 +42,13 @@ ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt, int64_t offset)
         return -EINVAL;
     weft__op op = {.opcode = WEFT__OP_WRITEV, .fd = fd, .buf = (void *)iov, .len = (uint64_t)iovcnt,
                    .off = offset};
-    return run_op(&op);
+    return weft__io_run(&op);
 }
 
 int weft_fsync(int fd, bool datasync)
 {
     weft__op op = {.opcode = WEFT__OP_FSYNC, .fd = fd, .flags = datasync};
-    return (int)run_op(&op);
+    return (int)weft__io_run(&op);
 }
 
 int weft_statx(int dfd, const char *path, int flags, unsigned mask, struct statx *out)
@@ -65,26 +57,26 @@ int weft_statx(int dfd, const char *path, int flags, unsigned mask, struct statx
         return -EFAULT;
     weft__op op = {.opcode = WEFT__OP_STATX, .fd = dfd, .buf = (void *)path, .flags = (uint32_t)flags,
                    .arg.statx = {.mask = mask, .out = out}};
-    return (int)run_op(&op);
+    return (int)weft__io_run(&op);
 }
 
 int weft_unlinkat(int dfd, const char *path, int flags)
 {
     weft__op op = {.opcode = WEFT__OP_UNLINKAT, .fd = dfd, .buf = (void *)path, .flags = (uint32_t)flags};
-    return (int)run_op(&op);
+    return (int)weft__io_run(&op);
 }
 
 int weft_renameat(int olddfd, const char *oldp, int newdfd, const char *newp, unsigned flags)
 {
     weft__op op = {.opcode = WEFT__OP_RENAMEAT, .fd = olddfd, .buf = (void *)oldp, .flags = flags,
                    .arg.rename = {.newdfd = newdfd, .newpath = newp}};
-    return (int)run_op(&op);
+    return (int)weft__io_run(&op);
 }
 
 int weft_mkdirat(int dfd, const char *path, mode_t mode)
 {
     weft__op op = {.opcode = WEFT__OP_MKDIRAT, .fd = dfd, .buf = (void *)path, .arg.mode = mode};
-    return (int)run_op(&op);
+    return (int)weft__io_run(&op);
 }
 
 /* ---- many in flight from one task --------------------------------------------------------- */

@@ -173,12 +173,17 @@ int weft__future_post(weft_future *f, intptr_t result)
     if (!atomic_compare_exchange_strong(&f->state, &expected, WEFT__CLAIMED))
         return -EALREADY;
     f->result = result;
+    /* From the push on, the loop may take f, end its run and be freed while this thread still reads
+     * it (sleeping, the wake fd): an executor's worker posting the last result of a loop that ends, say.
+     * Counted in before the push, this thread is waited for by weft_loop_free. */
+    atomic_fetch_add_explicit(&l->posters, 1, memory_order_relaxed);
     weft_future *head = atomic_load_explicit(&l->remote_head, memory_order_relaxed);
     do {
         f->remote_next = head;
     } while (!atomic_compare_exchange_weak(&l->remote_head, &head, f));
     if (atomic_exchange(&l->sleeping, 0) == 1)
         weft__loop_wake(l);
+    atomic_fetch_sub_explicit(&l->posters, 1, memory_order_release);
     return 0;
 }
 
@@ -210,11 +215,10 @@ void weft__remote_drain(weft_loop *l)
 
 intptr_t weft_await(weft_future *f)
 {
-    weft_task *t = weft__current();
-    if (!t)
-        return -EPERM;
-    if (!f)
-        return -EINVAL;
+    weft_task *t;
+    int r = weft__wait_check(f != NULL, &t);
+    if (r)
+        return r;
     bool completed;
     return weft__await(t, f, &completed);
 }
@@ -359,6 +363,17 @@ const weft__future_ops weft__user_future = {
     .free = user_free,
     .release = user_release,
 };
+
+int weft__future_cancel_refused(weft_future *f)
+{
+    (void)f;
+    return -EINVAL;
+}
+
+void weft__future_nothing_to_free(weft_future *f)
+{
+    (void)f;
+}
 
 /* ---- owned futures ------------------------------------------------------------------------------ */
 

@@ -60,6 +60,12 @@ struct weft_future {
 /* A future a user made with weft_future_new (or weft uses the same way): resolvable by anyone. */
 extern const weft__future_ops weft__user_future;
 
+/* For the kinds no user can cancel or free (a task's, a message carried between loops, an offload's
+ * on its caller's stack): weft_future_cancel answers -EINVAL, and free and release have nothing to
+ * do, as the memory belongs to what the future is part of. */
+int weft__future_cancel_refused(weft_future *f);
+void weft__future_nothing_to_free(weft_future *f);
+
 /* Initialises f as a future of that kind, belonging to loop l (NULL: the first loop that uses it). */
 void weft__future_init(weft_future *f, const weft__future_ops *ops, weft_loop *l);
 /* Resolves f on its loop thread: wakes the task waiters now, queues the callbacks. */
@@ -116,9 +122,6 @@ weft__wq_node *weft__wq_pop(weft__wq *q);
 void weft__wq_grant(weft__wq_node *n, intptr_t result);
 /* Grants result to every node of q (close, free). */
 void weft__wq_fail_all(weft__wq *q, intptr_t result);
-/* Entry checks shared by every waiting call: sets *t to the running task; -EPERM outside a task,
- * -EINVAL for a NULL obj, then weft__check_suspend's answer. */
-int weft__wait_check(const void *obj, weft_task **t);
 /* Parks t in q until granted (returns the granted result) or interrupted (returns the reason); call
  * names the waiting call for diagnostics. */
 intptr_t weft__wq_wait(weft__wq *q, weft__wq_node *n, weft_task *t, const char *call);

@@ -87,18 +87,18 @@ void weft__group_interrupt(weft_task *t, int reason)
 
 int weft_group_wait(weft_group *g)
 {
-    weft_task *t = weft__current();
-    if (!t)
-        return -EPERM;
-    if (!g)
-        return -EINVAL;
-    g->wait_reason = weft__check_suspend(t);
+    weft_task *t;
+    int r = weft__wait_check(g != NULL, &t);
+    if (r == -EPERM || r == -EINVAL)
+        return r;
+    /* Cancelled or past its deadline already: the members are cancelled, and still waited for. */
+    g->wait_reason = r;
     if (g->wait_reason)
         cancel_members(g);
     g->waiter = t;
     while (g->live)
         weft__park(t, g->wait_reason ? NULL : weft__group_interrupt, g, UINT64_MAX, 0);
-    int r = g->first_error ? g->first_error : g->wait_reason;
+    r = g->first_error ? g->first_error : g->wait_reason;
     free(g);
     return r;
 }

@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -365,6 +366,11 @@ static long run_RENAMEAT(weft__op *op)
     return renameat2(op->fd, op->buf, op->arg.rename.newdfd, op->arg.rename.newpath, op->flags);
 }
 
+static long run_WAITID(weft__op *op)
+{
+    return waitid(P_PIDFD, (id_t)op->fd, op->buf, (int)op->flags);
+}
+
 static long run_POLL(weft__op *op)
 {
     struct pollfd pfd = {.fd = op->fd, .events = (short)op->flags};
@@ -458,9 +464,6 @@ void weft__op_offload_cancel(weft__op *op)
 
 int weft_nop(void)
 {
-    weft_task *t = weft__current();
-    if (!t)
-        return -EPERM;
     weft__op op = {.opcode = WEFT__OP_NOP, .fd = -1};
-    return (int)weft__io_wait(t, &op);
+    return (int)weft__io_run(&op);
 }

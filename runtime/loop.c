@@ -8,6 +8,7 @@
 #include "internal.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -112,9 +113,17 @@ void weft__loop_wake(weft_loop *l)
         me->stats.ring_wakes++;
         return;
     }
+    atomic_fetch_add_explicit(&l->wake_writes, 1, memory_order_relaxed);
     uint64_t one = 1;
     ssize_t n = write(l->wake_fd, &one, sizeof one);
     (void)n; /* EAGAIN: the counter is already non-zero, so the loop wakes anyway */
+}
+
+void weft__loop_inbox(weft_loop *l, bool open)
+{
+    pthread_mutex_lock(&l->inbox_lock);
+    l->inbox_closed = !open;
+    pthread_mutex_unlock(&l->inbox_lock);
 }
 
 void weft__remote_discard(weft_loop *l)
@@ -136,6 +145,9 @@ void weft_loop_free(weft_loop *l)
         weft__log("weft_loop_free: the loop is running; not freed\n");
         return;
     }
+    /* A thread whose post the run already took may still be waking the loop (future.c): a moment. */
+    while (atomic_load_explicit(&l->posters, memory_order_acquire))
+        sched_yield();
     weft__remote_discard(l);
     weft__exec_default_release(l);
     l->backend->fini(l);
@@ -239,10 +251,14 @@ static int poll_once(weft_loop *l)
         /* About to sleep: a good moment to give back the stacks of a burst of tasks, a few at a time. */
         weft__stack_trim(&l->stacks, WEFT__STACKS_KEPT);
         /* Announce the sleep before the last look at the remote list: a thread that pushes after
-         * this store sees sleeping == 1 and writes the wake fd; one that pushed before is seen here. */
+         * this store sees sleeping == 1 and writes the wake fd; one that pushed before is seen here.
+         * Then the loop does not sleep, and withdraws the announcement: a loop that drains messages
+         * as fast as they come would otherwise leave it standing and have every sender pay a wakeup. */
         atomic_store(&l->sleeping, 1);
-        if (atomic_load(&l->remote_head))
+        if (atomic_load(&l->remote_head)) {
+            atomic_store_explicit(&l->sleeping, 0, memory_order_relaxed);
             timeout = 0;
+        }
     }
     int r = 0;
     if (timeout || weft__backend_has_work(l))
@@ -368,7 +384,9 @@ int weft_loop_run(weft_loop *l, weft_fn main, void *arg, intptr_t *result)
     if (!atomic_compare_exchange_strong(&l->owner, &idle, self))
         return -EBUSY;
     /* Each step is undone, in reverse order, by the rung of the ladder below it. */
-    int r = l->backend->start(l);
+    int r = WEFT__FAULT(WEFT__FAULT_BACKEND_START);
+    if (!r)
+        r = l->backend->start(l);
     if (r < 0)
         goto unown;
     r = weft__overflow_handler_install();
@@ -384,9 +402,7 @@ int weft_loop_run(weft_loop *l, weft_fn main, void *arg, intptr_t *result)
     weft__tls_loop = l;
     l->running = true;
     l->closing = false;
-    pthread_mutex_lock(&l->inbox_lock);
-    l->inbox_closed = false;
-    pthread_mutex_unlock(&l->inbox_lock);
+    weft__loop_inbox(l, true);
     l->main_task = weft__spawn(l, "main", main, arg);
     if (!l->main_task) {
         r = -errno;
@@ -395,9 +411,7 @@ int weft_loop_run(weft_loop *l, weft_fn main, void *arg, intptr_t *result)
     while (!main_ended(l))
         turn(l, main_ended);
     /* Messages from other loops stop here; those already sent are drained by the teardown. */
-    pthread_mutex_lock(&l->inbox_lock);
-    l->inbox_closed = true;
-    pthread_mutex_unlock(&l->inbox_lock);
+    weft__loop_inbox(l, false);
     if (result)
         *result = l->main_task->future.result;
     l->main_task->released = true;
@@ -415,6 +429,10 @@ remove_handler:
 stop_backend:
     l->backend->stop(l);
 unown:
+    /* A run that never started main takes no messages either: later ones are refused, and what came
+     * already waits for a run that starts, or is dropped (and said) when the loop is freed. */
+    if (r < 0)
+        weft__loop_inbox(l, false);
     atomic_store(&l->owner, 0);
     return r;
 }

@@ -85,6 +85,7 @@ struct weft_loop {
     int wake_fd;                          /* eventfd other threads write to wake the loop */
     _Atomic int sleeping;                 /* 1 while the loop may block in the kernel */
     weft_future *_Atomic remote_head;     /* futures resolved by other threads, newest first */
+    _Atomic unsigned posters;             /* threads inside weft__future_post for this loop */
     weft__list async_ops;                 /* _async operations in flight, for teardown */
     weft__list async_jobs;                /* weft_offload_async jobs not yet completed, for teardown */
     weft__list call_timers;               /* weft_call_later calls not yet run or cancelled (call.c) */
@@ -115,6 +116,7 @@ struct weft_loop {
     uint64_t watch_events;               /* switches and callbacks published, for watch_seq */
     _Atomic uint32_t watch_parked;       /* 1: the watchdog sleeps until the loop wakes (watchdog.c) */
     _Atomic uint64_t slow_reports;
+    _Atomic uint64_t wake_writes;        /* weft_stats.wake_writes: written by the waking threads */
     struct weft__watchdog *watchdog;
 };
 
@@ -251,6 +253,9 @@ static inline bool weft__looks_tick(weft__looks *k, uint64_t *timeout_ns)
 
 /* Wakes l, which announced it may sleep, from whatever thread calls (future.c's remote list). */
 void weft__loop_wake(weft_loop *l);
+/* Opens l to messages from other loops (weft_post, weft_submit_to), or closes it: under its lock, so a
+ * sender sees either, and one that got in before the close is drained. */
+void weft__loop_inbox(weft_loop *l, bool open);
 /* What other threads posted to l that no run will drain (l is being freed, or will never run): each
  * entry's discard lets go of it (future.c's ops). */
 void weft__remote_discard(weft_loop *l);

@@ -14,20 +14,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-/* Runs op for the calling task, or says why it cannot: -EPERM outside a task. */
-static intptr_t run_op(weft__op *op)
-{
-    weft_task *t = weft__current();
-    if (!t)
-        return -EPERM;
-    return weft__io_wait(t, op);
-}
-
 int weft_socket(int domain, int type, int protocol)
 {
     weft__op op = {.opcode = WEFT__OP_SOCKET, .fd = -1,
                    .arg.socket = {.domain = domain, .type = type, .protocol = protocol}};
-    return (int)run_op(&op);
+    return (int)weft__io_run(&op);
 }
 
 /*
@@ -41,7 +32,7 @@ int weft_accept(int fd, struct sockaddr *addr, socklen_t *len, int flags)
     for (;;) {
         socklen_t saved = len ? *len : 0;
         weft__op op = {.opcode = WEFT__OP_ACCEPT, .fd = fd, .buf = addr, .arg.addrlen = len, .flags = (uint32_t)flags};
-        int r = (int)run_op(&op);
+        int r = (int)weft__io_run(&op);
         if (r != -EMFILE && r != -ENFILE)
             return r;
         weft_loop *l = weft__tls_loop;
@@ -60,39 +51,39 @@ int weft_accept(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 int weft_connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
     weft__op op = {.opcode = WEFT__OP_CONNECT, .fd = fd, .buf = (void *)addr, .len = len};
-    return (int)run_op(&op);
+    return (int)weft__io_run(&op);
 }
 
 ssize_t weft_recv(int fd, void *buf, size_t len, int flags)
 {
     weft__op op = {.opcode = WEFT__OP_RECV, .fd = fd, .buf = buf, .len = len, .flags = (uint32_t)flags};
-    return run_op(&op);
+    return weft__io_run(&op);
 }
 
 ssize_t weft_send(int fd, const void *buf, size_t len, int flags)
 {
     weft__op op = {.opcode = WEFT__OP_SEND, .fd = fd, .buf = (void *)buf, .len = len,
                    .flags = (uint32_t)(flags | MSG_NOSIGNAL)};
-    return run_op(&op);
+    return weft__io_run(&op);
 }
 
 ssize_t weft_recvmsg(int fd, struct msghdr *msg, int flags)
 {
     weft__op op = {.opcode = WEFT__OP_RECVMSG, .fd = fd, .buf = msg, .flags = (uint32_t)flags};
-    return run_op(&op);
+    return weft__io_run(&op);
 }
 
 ssize_t weft_sendmsg(int fd, const struct msghdr *msg, int flags)
 {
     weft__op op = {.opcode = WEFT__OP_SENDMSG, .fd = fd, .buf = (void *)msg,
                    .flags = (uint32_t)(flags | MSG_NOSIGNAL)};
-    return run_op(&op);
+    return weft__io_run(&op);
 }
 
 int weft_shutdown(int fd, int how)
 {
     weft__op op = {.opcode = WEFT__OP_SHUTDOWN, .fd = fd, .flags = (uint32_t)how};
-    return (int)run_op(&op);
+    return (int)weft__io_run(&op);
 }
 
 int weft_close(int fd)
@@ -119,7 +110,7 @@ int weft_close(int fd)
 int weft_poll(int fd, short events)
 {
     weft__op op = {.opcode = WEFT__OP_POLL, .fd = fd, .flags = (uint16_t)events};
-    return (int)run_op(&op);
+    return (int)weft__io_run(&op);
 }
 
 weft_future *weft_recv_async(int fd, void *buf, size_t len, int flags)

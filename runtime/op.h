@@ -46,7 +46,12 @@ struct statx;
     X(RENAMEAT, "renameat", IORING_OP_RENAMEAT, EP_PATH, BUF_NONE)      \
     X(MKDIRAT, "mkdirat", IORING_OP_MKDIRAT, EP_PATH, BUF_NONE)         \
     X(POLL, "poll", IORING_OP_POLL_ADD, EP_POLL, BUF_NONE)              \
+    X(WAITID, "waitid", WEFT__IORING_OP_WAITID, EP_READ, BUF_NONE)      \
     X(CANCEL_FD, "cancel", IORING_OP_ASYNC_CANCEL, EP_CANCEL, BUF_NONE) /* every op on fd: weft_close */
+
+/* IORING_OP_WAITID (Linux 6.7): liburing 2.3's enum ends before it. It waits for the child of the pidfd
+ * op->fd (waitid(P_PIDFD, fd, buf, flags)); an io_uring without it completes it with -EOPNOTSUPP. */
+#define WEFT__IORING_OP_WAITID 50
 
 enum weft__opcode {
 #define WEFT__X(name, str, uring, ep, buf) WEFT__OP_##name,
@@ -76,7 +81,7 @@ typedef struct weft__op {
     uint8_t opcode;
     int fd;           /* the file worked on, or the directory a path is relative to; -1 for socket */
     uint32_t flags;   /* the call's flags argument (fsync: 1 for datasync, poll: the events) */
-    void *buf;        /* buffer, iovec array, msghdr, sockaddr or path */
+    void *buf;        /* buffer, iovec array, msghdr, sockaddr, path or siginfo */
     uint64_t len;     /* bytes, iovecs, or the sockaddr's length */
     int64_t off;      /* file offset; -1: the file position */
     uint32_t lend_min; /* a receive that lends its bytes (weft_recv_borrow): at least this many; else 0 */
@@ -126,6 +131,12 @@ typedef struct weft__op {
 
 /* Submits op for the running task t and waits until its final completion (io.c). */
 intptr_t weft__io_wait(weft_task *t, weft__op *op);
+/* weft__io_wait for the calling task: what every suspending I/O call does, -EPERM outside a task. */
+static inline intptr_t weft__io_run(weft__op *op)
+{
+    weft_task *t = weft__current();
+    return t ? weft__io_wait(t, op) : -EPERM;
+}
 /* The same, ignoring cancellation and deadlines: for operations that must happen (close). */
 intptr_t weft__io_wait_uninterruptible(weft_task *t, weft__op *op);
 /* Holds back err for fd after weft_send_all or weft_recv_exact made partial progress: the next call on

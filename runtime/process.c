@@ -2,8 +2,8 @@
  * Child processes without a thread. posix_spawn starts the child: glibc's shares the parent's memory
  * until the exec (CLONE_VM | CLONE_VFORK, so nothing is copied however large the parent) and reports
  * a failed exec as the spawn's own error, not as a child exiting 127. A pidfd names the child from
- * then on: its exit is waited for as readiness of the pidfd (weft_poll) followed by a waitid that
- * cannot block, and signals go through it, so a recycled pid can never be hit.
+ * then on: its exit is waited for through it (exit_wait: one IORING_OP_WAITID request on io_uring, the
+ * pidfd's readiness on epoll), and signals go through it, so a recycled pid can never be hit.
  *
  * The pidfd is opened just after the spawn, from the pid. That is safe as long as the child is not
  * reaped by anyone else in between (SIGCHLD set to SIG_IGN, or a waitpid(-1) elsewhere): until it is
@@ -174,14 +174,32 @@ static int exit_reap(int pidfd, siginfo_t *info)
 }
 
 /*
- * Suspends until the child of pidfd has ended and reaps it into *info: one IORING_OP_WAITID request
- * on kernels that have it (6.7 and later); here the pidfd's readiness, then a waitid that cannot
- * block. The poll comes first so that a cancelled task is refused before anything is reaped.
+ * Suspends until the child of pidfd has ended and reaps it into *info. The wait is one WAITID request
+ * (op.h): on io_uring IORING_OP_WAITID (Linux 6.7), which the kernel completes when the child ends and
+ * a cancel withdraws; on epoll the pidfd's readiness, then a waitid that cannot block. It asks with
+ * WNOWAIT, and the task reaps the child itself right after, without suspending in between: of several
+ * tasks waiting for one child, the first to run reaps it and stores its status before any other looks
+ * (weft_process_wait), whatever order their requests completed in. A cancelled task is refused before
+ * anything is asked, and a request the child's end beat to its cancel still reaps: no exit is lost.
+ *
+ * An io_uring without the opcode (the probe, or WEFT_URING_NO_OPS=waitid) answers -EOPNOTSUPP: the wait
+ * is then the epoll way, done here with weft_poll. So is it if the pidfd was made O_NONBLOCK, which has
+ * the kernel answer at once (WNOHANG) that the child still runs.
  */
 static int exit_wait(int pidfd, siginfo_t *info)
 {
+    info->si_pid = 0;
+    weft__op op = {.opcode = WEFT__OP_WAITID, .fd = pidfd, .buf = info, .flags = WEXITED | WNOWAIT};
+    int r = (int)weft__io_run(&op);
+    if (r < 0 && r != -EOPNOTSUPP)
+        return r;
+    if (r == 0 && info->si_pid != 0) {
+        r = exit_reap(pidfd, info);
+        if (r)
+            return r < 0 ? r : 0;
+    }
     for (;;) {
-        int r = weft_poll(pidfd, POLLIN);
+        r = weft_poll(pidfd, POLLIN);
         if (r < 0)
             return r;
         r = exit_reap(pidfd, info);
@@ -190,8 +208,8 @@ static int exit_wait(int pidfd, siginfo_t *info)
     }
 }
 
-/* exit_wait blocking the thread, for where no task can suspend. poll first: on epoll the pidfd is
- * non-blocking, and waitid on it would fail with EAGAIN instead of waiting. */
+/* exit_wait blocking the thread, for where no task can suspend. poll first: a pidfd its owner made
+ * O_NONBLOCK has waitid answer EAGAIN instead of waiting. */
 static int exit_wait_blocking(int pidfd, siginfo_t *info)
 {
     for (;;) {

@@ -527,11 +527,10 @@ void weft__rx_fini(weft_loop *l)
 
 ssize_t weft_recv_borrow(int fd, const void **data, size_t min)
 {
-    weft_task *t = weft__current();
-    if (!t)
-        return -EPERM;
-    if (!data)
-        return -EINVAL;
+    weft_task *t;
+    int r = weft__wait_check(data != NULL, &t);
+    if (r)
+        return r;
     weft_loop *l = t->loop;
     if (fd < 0)
         return -EBADF;
@@ -539,9 +538,6 @@ ssize_t weft_recv_borrow(int fd, const void **data, size_t min)
         return -EMSGSIZE;
     if (!min)
         min = 1;
-    int r = weft__check_suspend(t);
-    if (r)
-        return r;
     if (WEFT__UNLIKELY(l->fd_errors_held)) {
         int held = weft__fd_error_take(l, fd);
         if (held)

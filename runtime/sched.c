@@ -127,6 +127,7 @@ weft_task *weft__spawn(weft_loop *l, const char *name, weft_fn fn, void *arg)
     t->released = false;
     t->detached = false;
     t->in_join_all = false;
+    t->runs_cancelled = false;
     t->id = ++l->next_task_id;
     t->interrupt = NULL;
     t->park_obj = NULL;
@@ -249,11 +250,12 @@ void weft__stack_overflowed(weft_task *t)
     abort();
 }
 
-/* A task's first run: it gets its stack now, or ends at once if cancelled or out of memory. */
+/* A task's first run: it gets its stack now, or ends at once if cancelled (unless it is a message's,
+ * which runs regardless) or out of memory. */
 static bool task_first_run(weft_loop *l, weft_task *t)
 {
     int result = -ECANCELED;
-    if (!t->cancelled) {
+    if (!t->cancelled || t->runs_cancelled) {
         t->stack = WEFT__FAULT(WEFT__FAULT_STACK_ALLOC) ? NULL : weft__stack_get(&l->stacks);
         if (t->stack) {
             weft__ctx_make(&t->ctx, t->stack->lo, t->stack->size, task_entry, t);
@@ -395,6 +397,16 @@ int weft__check_suspend(weft_task *t)
     return 0;
 }
 
+int weft__wait_check(bool args_ok, weft_task **t)
+{
+    *t = weft__current();
+    if (!*t)
+        return -EPERM;
+    if (!args_ok)
+        return -EINVAL;
+    return weft__check_suspend(*t);
+}
+
 weft_task *weft_self(void)
 {
     return weft__current();
@@ -421,10 +433,8 @@ void weft__sleep_interrupt(weft_task *t, int reason)
 
 int weft_sleep(uint64_t ns)
 {
-    weft_task *t = weft__current();
-    if (!t)
-        return -EPERM;
-    int r = weft__check_suspend(t);
+    weft_task *t;
+    int r = weft__wait_check(true, &t);
     if (r)
         return r;
     uint64_t now = weft__now();
@@ -535,13 +545,6 @@ void weft__run_ready(weft_loop *l)
 
 /* ---- a task's future ----------------------------------------------------------------------------- */
 
-/* Only the task itself resolves it, by ending: a user's cancel and resolve are refused. */
-static int task_future_cancel(weft_future *f)
-{
-    (void)f;
-    return -EINVAL;
-}
-
 static void task_future_free(weft_future *f)
 {
     (void)f;
@@ -556,8 +559,9 @@ static void task_future_release(weft_future *f)
     weft__task_free(t->loop, t);
 }
 
+/* Only the task itself resolves it, by ending: a user's cancel and resolve are refused. */
 static const weft__future_ops task_future = {
-    .cancel = task_future_cancel,
+    .cancel = weft__future_cancel_refused,
     .free = task_future_free,
     .release = task_future_release,
 };

@@ -211,10 +211,8 @@ int weft_signal_wait(const sigset_t *set, struct signalfd_siginfo *info)
     int r = set_check(set);
     if (r)
         return r;
-    weft_task *t = weft__current();
-    if (!t)
-        return -EPERM;
-    r = weft__check_suspend(t);
+    weft_task *t;
+    r = weft__wait_check(true, &t);
     if (r)
         return r;
     sig_waiter w = {.set = *set};

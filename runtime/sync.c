@@ -75,16 +75,6 @@ void weft__wq_fail_all(weft__wq *q, intptr_t result)
         weft__wq_grant(n, result);
 }
 
-int weft__wait_check(const void *obj, weft_task **t)
-{
-    *t = weft__current();
-    if (!*t)
-        return -EPERM;
-    if (!obj)
-        return -EINVAL;
-    return weft__check_suspend(*t);
-}
-
 /* ---- events ------------------------------------------------------------------------------------ */
 
 struct weft_event {
@@ -122,7 +112,7 @@ bool weft_event_is_set(const weft_event *e)
 int weft_event_wait(weft_event *e)
 {
     weft_task *t;
-    int r = weft__wait_check(e, &t);
+    int r = weft__wait_check(e != NULL, &t);
     if (r)
         return r;
     if (e->set)
@@ -157,7 +147,7 @@ weft_mutex *weft_mutex_new(void)
 int weft_mutex_lock(weft_mutex *m)
 {
     weft_task *t;
-    int r = weft__wait_check(m, &t);
+    int r = weft__wait_check(m != NULL, &t);
     if (r)
         return r;
     if (m->owner == t)
@@ -227,7 +217,7 @@ weft_sem *weft_sem_new(unsigned n)
 int weft_sem_acquire(weft_sem *s)
 {
     weft_task *t;
-    int r = weft__wait_check(s, &t);
+    int r = weft__wait_check(s != NULL, &t);
     if (r)
         return r;
     if (s->permits) {
@@ -373,7 +363,7 @@ weft_barrier *weft_barrier_new(unsigned parties)
 int weft_barrier_wait(weft_barrier *b)
 {
     weft_task *t;
-    int r = weft__wait_check(b, &t);
+    int r = weft__wait_check(b != NULL, &t);
     if (r)
         return r;
     if (b->arrived + 1 == b->parties) {

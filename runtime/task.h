@@ -31,6 +31,8 @@ struct weft_task {
     bool released;      /* joined or detached: freed when it ends */
     bool detached;
     bool in_join_all;   /* named by a weft_join_all under way (a name twice is refused) */
+    bool runs_cancelled; /* a message's task (cores.c): it starts even if cancelled first, so that every
+                            message a loop accepted runs; its first suspending call sees the cancel */
     uint64_t id;
     intptr_t wake_value;          /* what the waker handed over */
     weft__interrupt_fn interrupt; /* non-NULL while parked interruptibly */
@@ -89,6 +91,9 @@ static inline void weft__stack_check(weft_task *t)
 intptr_t weft__park(weft_task *t, weft__interrupt_fn interrupt, void *park_obj, uint64_t expiry, int expiry_reason);
 /* -ECANCELED or -ETIMEDOUT if the task may not suspend now, else 0. */
 int weft__check_suspend(weft_task *t);
+/* The entry checks of a suspending call, in the order every one of them reports: sets *t to the
+ * running task; -EPERM outside a task, -EINVAL unless args_ok, then weft__check_suspend's answer. */
+int weft__wait_check(bool args_ok, weft_task **t);
 /* The task's deadline in force, UINT64_MAX for none. */
 static inline uint64_t weft__deadline(const weft_task *t)
 {

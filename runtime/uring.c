@@ -23,6 +23,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* What liburing 2.3's headers lack. */
@@ -620,6 +621,15 @@ static inline void prep_POLL(struct io_uring_sqe *sqe, const weft__op *op)
     io_uring_prep_poll_add(sqe, op->fd, op->flags);
 }
 
+/* liburing 2.3 has no io_uring_prep_waitid: the kernel's layout, by hand. fd is the id, len the idtype,
+ * file_index the options and addr2 the siginfo, which the kernel fills before it posts the CQE. */
+static inline void prep_WAITID(struct io_uring_sqe *sqe, const weft__op *op)
+{
+    io_uring_prep_rw(WEFT__IORING_OP_WAITID, sqe, op->fd, NULL, P_PIDFD, 0);
+    sqe->file_index = op->flags;
+    sqe->addr2 = (uint64_t)(uintptr_t)op->buf;
+}
+
 static inline void prep_CANCEL_FD(struct io_uring_sqe *sqe, const weft__op *op)
 {
     io_uring_prep_cancel_fd(sqe, op->fd, IORING_ASYNC_CANCEL_ALL);
@@ -631,6 +641,12 @@ int weft__uring_submit(weft_loop *l, weft__op *op)
     if (WEFT__UNLIKELY(b->missing[op->opcode])) {
         if (op->opcode == WEFT__OP_CANCEL_FD) {
             op->complete(op, -ENOENT, 0); /* nothing to cancel the old way: close proceeds */
+            return 0;
+        }
+        if (op->opcode == WEFT__OP_WAITID) {
+            /* On the executor a wait for a child could not be cancelled: the caller waits for the
+             * pidfd's readiness instead (process.c). */
+            op->complete(op, -EOPNOTSUPP, 0);
             return 0;
         }
         return weft__op_offload(l, op);

@@ -11,15 +11,10 @@
  * leave to suspend. */
 static int many_check(weft_future *const *fs, size_t n, bool need_one, weft_task **t)
 {
-    *t = weft__current();
-    if (!*t)
-        return -EPERM;
-    if ((!fs && n) || (need_one && n == 0))
-        return -EINVAL;
-    for (size_t i = 0; i < n; i++)
-        if (!fs[i])
-            return -EINVAL;
-    return weft__check_suspend(*t);
+    bool ok = (fs || !n) && (n || !need_one);
+    for (size_t i = 0; ok && i < n; i++)
+        ok = fs[i] != NULL;
+    return weft__wait_check(ok, t);
 }
 
 int weft_gather(weft_future *const *fs, size_t n, intptr_t *results)

@@ -200,7 +200,9 @@ int weft__watchdog_start(weft_loop *l)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    int err = pthread_create(&w->thread, NULL, watchdog_main, w);
+    int err = -WEFT__FAULT(WEFT__FAULT_WATCHDOG_START);
+    if (!err)
+        err = pthread_create(&w->thread, NULL, watchdog_main, w);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!err)
         pthread_setname_np(w->thread, "weft-watchdog");

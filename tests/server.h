@@ -95,8 +95,9 @@ static inline void drain_stderr(struct server *s)
     }
 }
 
-/* The servers' --threads: 1 unless a test asks for more before server_start. */
+/* The servers' --threads: 1 unless a test asks for more before server_start; --handoff if asked. */
 static unsigned server_threads = 1;
+static bool server_handoff;
 /* More arguments for the server (NULL-terminated), or NULL: set by a test before server_start. */
 static const char *const *server_args;
 
@@ -109,6 +110,8 @@ static inline pid_t spawn_server(const char *path, uint16_t port, int out_w, int
     char *argv[32] = {(char *)path, (char *)"--host", (char *)"127.0.0.1", (char *)"--port", port_s,
                       (char *)"--threads", threads_s};
     size_t argc = 7;
+    if (server_handoff)
+        argv[argc++] = (char *)"--handoff";
     if (backend) {
         argv[argc++] = (char *)"--backend";
         argv[argc++] = (char *)backend;

@@ -7,6 +7,7 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <stddef.h>
 
 TestSuite(cores, .timeout = 60);
 
@@ -291,7 +292,7 @@ Test(cores, a_cancelled_submit_to_cancels_the_remote_task_and_waits_for_it)
 
 /* ---- messages in flight when a loop ends ------------------------------------------------------------------ */
 
-static atomic_int flood_answers, flood_cancelled;
+static atomic_int flood_answers, posts_accepted, posts_ran, posts_cancelled;
 
 static intptr_t count_it(void *arg)
 {
@@ -299,17 +300,61 @@ static intptr_t count_it(void *arg)
     return 7;
 }
 
-/* Submits (and posts) to loop 0 until it refuses: the last ones are in flight as it ends. */
+/*
+ * A post that owns its argument, as a connection handed to another loop owns its fd: it frees it, so a
+ * message that never ran shows as a leak under ASan, and counts itself. Its one suspending call says
+ * whether the teardown had cancelled it: 0 before, -ECANCELED once loop 0's main had returned.
+ */
+static intptr_t owned_post(void *arg)
+{
+    free(arg);
+    int r = weft_sleep(0);
+    cr_assert(r == 0 || r == -ECANCELED, "a posted task's sleep: %d", r);
+    if (r == -ECANCELED)
+        atomic_fetch_add(&posts_cancelled, 1);
+    atomic_fetch_add(&posts_ran, 1);
+    return 0;
+}
+
+/* One post to loop 0 of a block the message owns: 0, or -ESHUTDOWN once loop 0 refuses. */
+static int post_owned(void)
+{
+    int *owned = malloc(sizeof *owned);
+    cr_assert(owned != NULL);
+    int p = weft_post(0, owned_post, owned);
+    cr_assert(p == 0 || p == -ESHUTDOWN, "weft_post during the target's end: %d", p);
+    if (p == 0)
+        atomic_fetch_add(&posts_accepted, 1);
+    else
+        free(owned);
+    return p;
+}
+
+/* Posts to loop 0 without waiting for answers, until it refuses: a stream of messages still arriving,
+ * and queued behind loop 0's main, as that main returns. At most 64 are unfinished at a time: loop 0
+ * runs each as a task, slower than loop 1 can post, and an unbounded stream would only grow. */
+static intptr_t post_flooding(void *arg)
+{
+    (void)arg;
+    do {
+        while (atomic_load(&posts_accepted) - atomic_load(&posts_ran) >= 64)
+            weft_yield();
+    } while (post_owned() == 0);
+    return 0;
+}
+
+/* Posts and submits to loop 0 until it refuses. */
 static intptr_t flooding(void *arg)
 {
     (void)arg;
     for (;;) {
-        weft_post(0, count_it, NULL);
+        post_owned();
         intptr_t r = weft_submit_to(0, count_it, NULL);
         if (r == -ESHUTDOWN)
             return 0;
-        cr_assert(r == 7 || r == -ECANCELED, "submit_to during the target's end: %jd", (intmax_t)r);
-        atomic_fetch_add(r == 7 ? &flood_answers : &flood_cancelled, 1);
+        /* Accepted, it ran, even if the teardown had cancelled it before it started. */
+        EQ(r, 7);
+        atomic_fetch_add(&flood_answers, 1);
     }
 }
 
@@ -320,20 +365,338 @@ static intptr_t flood_main(void *arg)
         for (int i = 0; atomic_load(&flood_answers) == 0 && i < 10000; i++)
             EQ(weft_sleep(MS(1)), 0);
         EQ(weft_sleep(MS(5)), 0);
+        /* And a few of its own, certain to be still unstarted as it ends. */
+        for (int i = 0; i < 16; i++)
+            EQ(post_owned(), 0);
         return 0; /* ends while loop 1 floods it */
     }
     enum { N = 64 };
     weft_task *ts[N];
     for (int i = 0; i < N; i++)
-        ts[i] = weft_spawn(flooding, NULL);
+        ts[i] = weft_spawn(i % 2 ? flooding : post_flooding, NULL);
     EQ(weft_join_all(ts, N, NULL), 0); /* every submit came back: none was lost in the end */
     return 0;
 }
 
-Test(cores, messages_in_flight_when_a_loop_ends_are_answered_or_refused_and_none_is_lost)
+Test(cores, messages_in_flight_when_a_loop_ends_run_exactly_once_or_are_refused_and_none_is_lost)
 {
     EQ(weft_run_cores(2, flood_main, NULL, NULL), 0);
     cr_assert(atomic_load(&flood_answers) > 0, "no submit was answered before loop 0 ended");
+    /* Every post weft_post accepted ran, once (ASan: and freed what it owned), the 16 loop 0 posted to
+     * itself as it ended among them: cancelled by the teardown before they started, they ran all the
+     * same, and their one suspending call said -ECANCELED. */
+    EQ(atomic_load(&posts_ran), atomic_load(&posts_accepted));
+    cr_assert(atomic_load(&posts_cancelled) >= 16, "%d posts saw the teardown's cancel",
+              atomic_load(&posts_cancelled));
+}
+
+/* ---- threads posting while weft_run_cores ends ------------------------------------------------------------ */
+
+static atomic_int ends_accepted, ends_ran, ends_stop;
+
+static intptr_t ends_post_ran(void *arg)
+{
+    free(arg);
+    atomic_fetch_add(&ends_ran, 1);
+    return 0;
+}
+
+/* A thread of the application's, none of the loops: it asks how many loops there are and posts to one,
+ * over and over, while weft_run_cores starts and ends under it. */
+static void *posting_through_ends(void *arg)
+{
+    unsigned loop = (unsigned)(uintptr_t)arg;
+    while (!atomic_load(&ends_stop)) {
+        unsigned n = weft_loop_count();
+        cr_assert(n == 0 || n == 2, "weft_loop_count from a thread: %u", n);
+        int *owned = malloc(sizeof *owned);
+        cr_assert(owned != NULL);
+        int r = weft_post(loop, ends_post_ran, owned);
+        /* -EINVAL between runs (no loops), -ESHUTDOWN as a loop ends. */
+        cr_assert(r == 0 || r == -EINVAL || r == -ESHUTDOWN, "weft_post from a thread: %d", r);
+        if (r == 0)
+            atomic_fetch_add(&ends_accepted, 1);
+        else
+            free(owned);
+        /* A pause, so two such threads do not take both CPUs from the loops they post to. */
+        sched_yield();
+    }
+    return NULL;
+}
+
+static intptr_t brief_main(void *arg)
+{
+    (void)arg;
+    weft_yield();
+    return 0;
+}
+
+/* How many weft_run_cores to post through: under TSan each takes about a second (its threads, and the
+ * fibers it registers as threads, are slow to make), and a few suffice for it to see a race. */
+static int ends_runs(void)
+{
+#if defined(__SANITIZE_THREAD__)
+    return 8;
+#else
+    return 40;
+#endif
+}
+
+/* weft_run_cores frees its loops as it returns: a thread in the middle of weft_post or weft_loop_count
+ * must never read them then (ASan and TSan watch), and what it posted either ran or was refused. */
+Test(cores, threads_posting_while_run_cores_ends_touch_no_freed_loop_and_every_accepted_post_runs)
+{
+    pthread_t th[2];
+    for (uintptr_t i = 0; i < 2; i++)
+        cr_assert(pthread_create(&th[i], NULL, posting_through_ends, (void *)i) == 0);
+    for (int run = 0; run < ends_runs(); run++)
+        EQ(weft_run_cores(2, brief_main, NULL, NULL), 0);
+    atomic_store(&ends_stop, 1);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    EQ(atomic_load(&ends_ran), atomic_load(&ends_accepted));
+    cr_assert(atomic_load(&ends_accepted) > 0, "no post from a thread was ever accepted");
+}
+
+/* ---- a burst of messages costs one wakeup, a busy loop none ------------------------------------------------ */
+
+enum { BURST = 64, BURST_ROUNDS = 20 };
+
+struct burst {
+    atomic_int round_ready;  /* the round loop 1 has recorded its counters for and is about to sleep in */
+    atomic_int arrived;      /* messages of the round run so far on loop 1 */
+    atomic_int go;           /* busy rounds: loop 1 spins until the burst is sent */
+    weft_event *all_in;      /* loop 1: set by the round's last message */
+    bool busy;               /* loop 1 runs (yields) through the burst instead of sleeping */
+    bool from_thread;        /* the burst comes from a thread of the application's, not loop 0 */
+    uint64_t target_writes[BURST_ROUNDS]; /* loop 1's wake_writes during each round */
+    uint64_t sender_wakes[BURST_ROUNDS];  /* loop 0's ring_wakes during each round */
+};
+
+static struct burst burst;
+
+/*
+ * A message of the burst. The first to run holds loop 1, without suspending, until the whole burst is
+ * sent: loop 1 then cannot drain a few, fall asleep again and be woken again by the next (a sender
+ * slower than the target's wake-up, as a thread paying a write(2) per wakeup can be, pays one wakeup
+ * per sleep, which is right); the test counts what a burst costs a loop that stays awake once woken.
+ */
+static intptr_t burst_arrived(void *arg)
+{
+    (void)arg;
+    int n = atomic_fetch_add(&burst.arrived, 1) + 1;
+    if (n == 1)
+        while (atomic_load(&burst.go) != atomic_load(&burst.round_ready) + 1)
+            sched_yield();
+    if (n == BURST)
+        weft_event_set(burst.all_in);
+    return 0;
+}
+
+/* Sends round's burst once loop 1 is ready for it: 64 posts in a row. A loop waits by sleeping, not
+ * spinning: the MSG_RING that woke loop 1 for the last round goes out with its next io_uring_enter. */
+static void burst_send(int round)
+{
+    bool on_loop = weft_loop_current() != NULL;
+    while (atomic_load(&burst.round_ready) != round)
+        if (on_loop)
+            EQ(weft_sleep(MS(1)), 0);
+        else
+            sched_yield();
+    if (!burst.busy && on_loop)
+        EQ(weft_sleep(MS(5)), 0); /* time for loop 1 to fall asleep in the kernel */
+    else if (!burst.busy)
+        usleep(5000);
+    for (int i = 0; i < BURST; i++)
+        EQ(weft_post(1, burst_arrived, NULL), 0);
+    atomic_store(&burst.go, round + 1);
+}
+
+static void *burst_thread(void *arg)
+{
+    (void)arg;
+    for (int round = 0; round < BURST_ROUNDS; round++)
+        burst_send(round);
+    return NULL;
+}
+
+static uint64_t own_counter(size_t offset)
+{
+    weft_stats st;
+    EQ(weft_stats_get(&st), 0);
+    return *(uint64_t *)((char *)&st + offset);
+}
+
+static intptr_t burst_main(void *arg)
+{
+    (void)arg;
+    if (weft_loop_id() == 0) {
+        if (burst.from_thread)
+            return 0;
+        for (int round = 0; round < BURST_ROUNDS; round++) {
+            uint64_t before = own_counter(offsetof(weft_stats, ring_wakes));
+            burst_send(round);
+            burst.sender_wakes[round] = own_counter(offsetof(weft_stats, ring_wakes)) - before;
+        }
+        return 0;
+    }
+    burst.all_in = weft_event_new();
+    cr_assert(burst.all_in != NULL);
+    for (int round = 0; round < BURST_ROUNDS; round++) {
+        atomic_store(&burst.arrived, 0);
+        weft_event_clear(burst.all_in);
+        uint64_t before = own_counter(offsetof(weft_stats, wake_writes));
+        atomic_store(&burst.round_ready, round);
+        if (burst.busy) /* running all along: a loop that never sleeps is never woken */
+            while (atomic_load(&burst.go) != round + 1)
+                weft_yield();
+        EQ(weft_event_wait(burst.all_in), 0);
+        burst.target_writes[round] = own_counter(offsetof(weft_stats, wake_writes)) - before;
+    }
+    weft_event_free(burst.all_in);
+    return 0;
+}
+
+/* Runs the rounds; returns in how many a wakeup was paid (by the sender's MSG_RING or the target's
+ * eventfd), after asserting none paid more than one. */
+static int burst_rounds(bool busy, bool from_thread)
+{
+    memset(&burst, 0, sizeof burst);
+    atomic_store(&burst.round_ready, -1);
+    burst.busy = busy;
+    burst.from_thread = from_thread;
+    pthread_t th;
+    if (from_thread)
+        cr_assert(pthread_create(&th, NULL, burst_thread, NULL) == 0);
+    EQ(weft_run_cores(2, burst_main, NULL, NULL), 0);
+    if (from_thread)
+        pthread_join(th, NULL);
+    bool uring = strcmp(backend_env(), "io_uring") == 0;
+    int woken = 0;
+    for (int r = 0; r < BURST_ROUNDS; r++) {
+        uint64_t wakes = burst.sender_wakes[r] + burst.target_writes[r];
+        cr_assert(wakes <= 1, "round %d: a burst of %d posts cost %" PRIu64 " MSG_RINGs and %" PRIu64
+                  " eventfd writes", r, BURST, burst.sender_wakes[r], burst.target_writes[r]);
+        /* Between two loops, io_uring wakes with MSG_RING; a thread, and epoll, with the eventfd. */
+        if (uring && !from_thread)
+            EQ(burst.target_writes[r], 0);
+        else
+            EQ(burst.sender_wakes[r], 0);
+        woken += (int)wakes;
+    }
+    return woken;
+}
+
+Test(cores, a_burst_of_posts_to_a_sleeping_loop_costs_it_one_wakeup)
+{
+    /* Loop 1 is asleep in the kernel when a burst starts, unless the machine was too busy for it to
+     * get there in 5 ms: then the burst costs nothing. Most rounds must have found it asleep. */
+    int woken = burst_rounds(false, false);
+    cr_assert(woken >= BURST_ROUNDS / 2, "only %d of %d bursts woke loop 1", woken, BURST_ROUNDS);
+    woken = burst_rounds(false, true);
+    cr_assert(woken >= BURST_ROUNDS / 2, "only %d of %d bursts from a thread woke loop 1", woken, BURST_ROUNDS);
+}
+
+Test(cores, a_burst_of_posts_to_a_busy_loop_costs_no_wakeup)
+{
+    EQ(burst_rounds(true, false), 0);
+    EQ(burst_rounds(true, true), 0);
+}
+
+/* ---- the shared executor --------------------------------------------------------------------------------- */
+
+enum { JOBS = 32 };
+
+struct job_note {
+    pthread_t worker;
+    int value;
+};
+
+static struct job_note job_notes[2][JOBS + 1];
+static pthread_t loop_thread[2];
+static atomic_int callbacks_on_own_loop[2];
+
+static intptr_t note_worker(void *arg)
+{
+    struct job_note *n = arg;
+    n->worker = pthread_self();
+    return n->value * 2;
+}
+
+static void job_done_here(weft_future *f, void *arg)
+{
+    (void)f;
+    unsigned asker = (unsigned)(uintptr_t)arg;
+    if (weft_loop_id() == asker && pthread_equal(pthread_self(), loop_thread[asker]))
+        atomic_fetch_add(&callbacks_on_own_loop[asker], 1);
+}
+
+static intptr_t executor_main(void *arg)
+{
+    (void)arg;
+    unsigned me = weft_loop_id();
+    loop_thread[me] = pthread_self();
+    weft_future *fs[JOBS];
+    for (int i = 0; i < JOBS; i++) {
+        job_notes[me][i].value = (int)me * 1000 + i;
+        fs[i] = weft_offload_async(note_worker, &job_notes[me][i]);
+        cr_assert(fs[i] != NULL);
+        EQ(weft_future_on_done(fs[i], job_done_here, (void *)(uintptr_t)me), 0);
+    }
+    intptr_t results[JOBS];
+    EQ(weft_gather(fs, JOBS, results), 0);
+    for (int i = 0; i < JOBS; i++) {
+        EQ(results[i], ((int)me * 1000 + i) * 2);
+        weft_future_free(fs[i]);
+    }
+    job_notes[me][JOBS].value = 7;
+    EQ(weft_offload(note_worker, &job_notes[me][JOBS]), 14);
+    /* The task resumed on its own loop's thread, and every callback ran there too. */
+    EQ(weft_loop_id(), me);
+    cr_assert(pthread_equal(pthread_self(), loop_thread[me]));
+    weft_yield(); /* the last callbacks run */
+    EQ(atomic_load(&callbacks_on_own_loop[me]), JOBS);
+    weft_stats st;
+    EQ(weft_stats_get(&st), 0);
+    EQ(st.executor_jobs, JOBS + 1); /* each loop counts its own jobs */
+    return 0;
+}
+
+Test(cores, loops_share_one_executor_and_each_gets_its_own_results_back)
+{
+    weft_config cfg = WEFT_CONFIG_INIT;
+    cfg.executor_threads = 1; /* one worker for both loops: the pool is shared, not one per loop */
+    EQ(weft_run_cores(2, executor_main, NULL, &cfg), 0);
+    pthread_t worker = job_notes[0][0].worker;
+    for (unsigned l = 0; l < 2; l++)
+        for (int i = 0; i <= JOBS; i++) {
+            cr_assert(pthread_equal(job_notes[l][i].worker, worker), "loop %u's job %d ran on another thread", l, i);
+            cr_assert(!pthread_equal(worker, loop_thread[l]), "a job ran on loop %u's own thread", l);
+        }
+}
+
+/* ---- the watchdog names the loop ---------------------------------------------------------------------------- */
+
+static intptr_t block_loop_1(void *arg)
+{
+    (void)arg;
+    if (weft_loop_id() == 1)
+        usleep(300 * 1000); /* holds loop 1 without suspending */
+    return 0;
+}
+
+Test(cores, a_task_blocking_one_loop_is_reported_naming_that_loop)
+{
+    unsetenv("WEFT_SLOW_MS");
+    weft_config cfg = WEFT_CONFIG_INIT;
+    cfg.slow_task_ns = MS(50);
+    stderr_capture_begin();
+    int r = weft_run_cores(2, block_loop_1, NULL, &cfg);
+    const char *err = stderr_capture_end();
+    EQ(r, 0);
+    CAPTURED_HAS(err, "task 'main' (#1) on loop 1 has run for");
+    CAPTURED_HAS(err, "task 'main' (#1) on loop 1 held the loop for about");
+    cr_assert(strstr(err, "on loop 0") == NULL, "loop 0 blocked nothing, yet:\n%s", err);
 }
 
 /* ---- a single loop (weft_run) -------------------------------------------------------------------------- */

@@ -131,9 +131,9 @@ static void check_blocker_reported(void)
     cr_assert(strstr(running, "sleepy-blocker") != NULL, "the report does not name the task: %s", running);
     cr_assert(strncmp(running, "weft: ", 6) == 0, "not a weft line: %s", running);
     long ran = ms_after(running, "has run for");
-    cr_assert(ran >= 100 && ran < 300, "reported after %ld ms; want from the 100 ms limit on, while it ran: %s", ran,
-              running);
-    /* While it ran: before the task itself got past its blocking call. */
+    cr_assert(ran >= 100, "reported after %ld ms; want from the 100 ms limit on: %s", ran, running);
+    /* While it ran: before the task itself got past its blocking call (the order of the lines, not a
+     * bound on the time, which a loaded machine can stretch). */
     const char *done = strstr(child.err, "MARK blocker-done");
     cr_assert(done != NULL, "stderr:\n%s", child.err);
     cr_assert(strstr(child.err, "has run for") < done, "reported only after the task let go:\n%s", child.err);
@@ -208,7 +208,9 @@ Test(diag, callback_blocking_the_loop_250ms_is_reported_by_name_while_it_runs_an
     cr_assert(strstr(running, "callback weft_test_sleepy_callback()") != NULL, "the report does not name it: %s",
               running);
     long ran = ms_after(running, "has run for");
-    cr_assert(ran >= 100 && ran < 250, "reported after %ld ms; want from the 100 ms limit on: %s", ran, running);
+    /* From the limit on; no bound above: that it came while the callback still ran is what the order of
+     * the lines says (before its MARK), and a loaded machine may run the watchdog late in that window. */
+    cr_assert(ran >= 100, "reported after %ld ms; want from the 100 ms limit on: %s", ran, running);
     const char *done = strstr(child.err, "MARK callback-done");
     cr_assert(done != NULL && strstr(child.err, "has run for") < done, "not reported while it ran:\n%s", child.err);
     cr_assert(line_with("held the loop for about", held, sizeof held), "no total; stderr:\n%s", child.err);

@@ -419,6 +419,21 @@ static void http_server_stop(struct server *s)
     cr_assert(s->err_len == 0, "http_server wrote on stderr:\n%s", s->err);
 }
 
+/* tasks_spawned from the stats line loop printed as the server stopped (asserting it has one). */
+static unsigned long long loop_tasks_spawned(const struct server *s, unsigned loop)
+{
+    char key[16];
+    snprintf(key, sizeof key, "\"loop\":%u}", loop);
+    const char *at = strstr(s->err, key);
+    cr_assert(at != NULL, "no stats line for loop %u:\n%s", loop, s->err);
+    const char *line = at;
+    while (line > s->err && line[-1] != '\n')
+        line--;
+    const char *sp = strstr(line, "\"tasks_spawned\":");
+    cr_assert(sp && sp < at, "loop %u's line has no tasks_spawned: %s", loop, line);
+    return strtoull(sp + strlen("\"tasks_spawned\":"), NULL, 10);
+}
+
 Test(echo, with_threads_2_both_loops_serve_and_each_prints_its_stats_line_on_sigterm)
 {
     server_threads = 2;
@@ -428,20 +443,41 @@ Test(echo, with_threads_2_both_loops_serve_and_each_prints_its_stats_line_on_sig
     echo_exchange(s.port, sizes, sizeof sizes / sizeof sizes[0]);
     server_stop(&s, SIGTERM);
     /* One line per loop, each naming its loop; the kernel spread 16 connections over both. */
-    unsigned long long spawned[2] = {0, 0};
-    for (unsigned i = 0; i < 2; i++) {
-        char key[16];
-        snprintf(key, sizeof key, "\"loop\":%u}", i);
-        const char *at = strstr(s.err, key);
-        cr_assert(at != NULL, "no stats line for loop %u:\n%s", i, s.err);
-        const char *line = at;
-        while (line > s.err && line[-1] != '\n')
-            line--;
-        const char *sp = strstr(line, "\"tasks_spawned\":");
-        cr_assert(sp && sp < at, "loop %u's line has no tasks_spawned: %s", i, line);
-        spawned[i] = strtoull(sp + strlen("\"tasks_spawned\":"), NULL, 10);
-    }
+    unsigned long long spawned[2] = {loop_tasks_spawned(&s, 0), loop_tasks_spawned(&s, 1)};
     /* Each loop spawns its main, its acceptor and one task a connection (loop 1 also the stop). */
+    cr_assert(spawned[0] + spawned[1] >= 16 + 4, "the loops spawned %llu + %llu tasks for 16 connections", spawned[0],
+              spawned[1]);
+}
+
+/*
+ * --handoff: loop 0 alone listens and hands each connection to the loop serving the fewest, with
+ * weft_post. Loop 1 has no listener, so every connection it serves was handed to it; the 16 are open
+ * at once, so the balance gives each loop about half.
+ */
+Test(echo, with_handoff_one_loop_accepts_and_both_serve_each_printing_its_stats_line)
+{
+    server_threads = 2;
+    server_handoff = true;
+    struct server s;
+    server_start(&s, WEFT_ECHO_SERVER);
+    /* One listener, without SO_REUSEPORT (with it, a socket of ours could join the port): loop 1 has
+     * none of its own, so what it serves was handed to it. */
+    int probe = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    cr_assert(probe >= 0 && setsockopt(probe, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) == 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(s.port),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert(bind(probe, (struct sockaddr *)&sin, sizeof sin) < 0 && errno == EADDRINUSE,
+              "a SO_REUSEPORT socket could bind the server's port: it listens with SO_REUSEPORT");
+    close(probe);
+    const size_t sizes[] = {1, 100, 16385, 200000, 1 << 20, 7, 64, 4096, 3, 65536, 12345, 99, 1000, 5, 77, 8};
+    echo_exchange(s.port, sizes, sizeof sizes / sizeof sizes[0]);
+    server_stop(&s, SIGTERM);
+    unsigned long long spawned[2] = {loop_tasks_spawned(&s, 0), loop_tasks_spawned(&s, 1)};
+    /* Loop 0: its main, its acceptor and the connections it kept; loop 1: its main, the stop and the
+     * connections handed to it. At least a quarter of the 16 each. */
+    cr_assert(spawned[1] >= 2 + 4, "loop 1 spawned %llu tasks: few or no connections were handed to it", spawned[1]);
+    cr_assert(spawned[0] >= 2 + 4, "loop 0 spawned %llu tasks: it handed nearly every connection away", spawned[0]);
     cr_assert(spawned[0] + spawned[1] >= 16 + 4, "the loops spawned %llu + %llu tasks for 16 connections", spawned[0],
               spawned[1]);
 }

@@ -202,7 +202,9 @@ static intptr_t ticker_offload_main(void *arg)
     EQ(weft_cancel(t), 0);
     EQ(weft_join(t), 0);
     cr_assert(took >= MS(150), "the offloaded call took %" PRIu64 " ns, less than its 150 ms sleep", took);
-    cr_assert(during >= 50, "the 1 ms ticker ticked %d times during a 150 ms offloaded call, want >= 50", during);
+    /* A loop blocked by the call would tick once at most; a free one about 150 times, or a third of
+     * that on a loaded machine (37 was seen under tests/run): 10 tells the two apart with room. */
+    cr_assert(during >= 10, "the 1 ms ticker ticked %d times during a 150 ms offloaded call, want >= 10", during);
     return 0;
 }
 

@@ -201,6 +201,34 @@ static int scenario_refused_epoll_chosen(void)
     return 0;
 }
 
+/* Each loop of a weft_run_cores: which backend it runs, and whether it counted the fallback. */
+static atomic_int cores_on_epoll, cores_fallbacks;
+
+static intptr_t cores_backend_main(void *arg)
+{
+    (void)arg;
+    if (strcmp(weft_loop_backend(weft_loop_current()), "epoll") == 0)
+        atomic_fetch_add(&cores_on_epoll, 1);
+    weft_stats st;
+    CHECK(weft_stats_get(&st) == 0, "stats");
+    atomic_fetch_add(&cores_fallbacks, (int)st.backend_fallbacks);
+    /* A wait in the fallen-back backend (round_trips, with its static buffers, is for one loop). */
+    return weft_sleep(MS(1));
+}
+
+/* io_uring refused under weft_run_cores: every loop runs on epoll, and the fallback is said (and
+ * counted) once, by the loop that chose, not by each of them. */
+static int scenario_refused_cores(void)
+{
+    refuse_io_uring();
+    unsetenv("WEFT_BACKEND");
+    int rc = weft_run_cores(3, cores_backend_main, NULL, NULL);
+    CHECK(rc == 0, "weft_run_cores: %s", weft_strerror(rc));
+    CHECK(atomic_load(&cores_on_epoll) == 3, "%d of 3 loops on epoll", atomic_load(&cores_on_epoll));
+    CHECK(atomic_load(&cores_fallbacks) == 1, "%d loops counted a fallback", atomic_load(&cores_fallbacks));
+    return 0;
+}
+
 __attribute__((constructor)) static void scenario_entry(void)
 {
     const char *scenario = getenv(SCENARIO_ENV);
@@ -216,6 +244,8 @@ __attribute__((constructor)) static void scenario_entry(void)
         rc = scenario_refused_named_by_env();
     else if (strcmp(scenario, "refused_epoll_chosen") == 0)
         rc = scenario_refused_epoll_chosen();
+    else if (strcmp(scenario, "refused_cores") == 0)
+        rc = scenario_refused_cores();
     fflush(stdout);
     exit(rc);
 }
@@ -315,6 +345,16 @@ Test(fallback, io_uring_refused_by_seccomp_falls_back_to_epoll_with_one_line_unl
     snprintf(reason, sizeof reason, "%s", strstr(cr.out, "reason: ") + 8);
     reason[strcspn(reason, "\n")] = '\0';
     cr_assert(reason[0] && strstr(cr.err, reason) != NULL, "reason '%s' is not in the line '%s'", reason, cr.err);
+}
+
+Test(fallback, io_uring_refused_under_run_cores_puts_every_loop_on_epoll_and_says_so_once)
+{
+    struct child_run cr;
+    run_scenario("refused_cores", &cr);
+    expect_clean_exit(&cr, "refused_cores");
+    cr_assert(count_lines(cr.err) == 1, "stderr should be one line for three loops, got:\n%s", cr.err);
+    cr_assert(strstr(cr.err, "io_uring") && strstr(cr.err, "EPERM") && strstr(cr.err, "using epoll"),
+              "the line does not name the refusal and the fallback: %s", cr.err);
 }
 
 Test(fallback, io_uring_named_by_weft_backend_and_refused_is_an_error_for_loop_new_and_run)

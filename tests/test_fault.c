@@ -970,3 +970,70 @@ Test(fault, a_receive_stream_the_kernel_leaves_asleep_is_restarted)
     EQ(run_checked(guarded_main, &(struct guarded){asleep_main, NULL}, NULL, NULL), 0);
 }
 
+
+/* ---- weft_loop_run's ladder: a run that cannot start leaves nothing behind ------------------------------------ */
+
+/* The threads of this process, counted in /proc/self/task. */
+static int count_threads(void)
+{
+    DIR *dir = opendir("/proc/self/task");
+    cr_assert(dir != NULL, "opendir /proc/self/task: %s", strerror(errno));
+    int n = 0;
+    for (struct dirent *e; (e = readdir(dir));)
+        n += e->d_name[0] != '.';
+    closedir(dir);
+    return n;
+}
+
+/* Whether this thread has an alternate signal stack (weft's overflow handler installs one). */
+static bool altstack_on(void)
+{
+    stack_t ss;
+    cr_assert(sigaltstack(NULL, &ss) == 0);
+    return !(ss.ss_flags & SS_DISABLE);
+}
+
+/*
+ * Each rung of weft_loop_run's ladder, failed in turn: the backend's start, the watchdog's thread (the
+ * backend and the overflow handler are up by then), and main's task (everything is up). The run returns
+ * the error with main never run and *result untouched, and leaves no thread, no signal stack, no fd, no
+ * loop on the thread and no ownership: the same loop then runs from the same thread.
+ */
+Test(fault, a_loop_run_failing_at_any_step_leaves_nothing_running_and_the_loop_runs_after)
+{
+    unsetenv("WEFT_SLOW_MS"); /* the watchdog on, as by default */
+    const struct {
+        enum weft__fault_site site;
+        int error;
+    } rungs[] = {
+        {WEFT__FAULT_BACKEND_START, -ENOMEM},
+        {WEFT__FAULT_WATCHDOG_START, -EAGAIN},
+        {WEFT__FAULT_TASK_ALLOC, -ENOMEM},
+    };
+    weft_loop *l = weft_loop_new(NULL);
+    cr_assert(l != NULL, "weft_loop_new: %s", strerror(errno));
+    intptr_t result = 0;
+    EQ(weft_loop_run(l, mark_ran, (void *)7, &result), 0); /* a first run, so the later ones restart it */
+    for (size_t i = 0; i < sizeof rungs / sizeof rungs[0]; i++) {
+        int fds = count_open_fds(), threads = count_threads();
+        bool alt = altstack_on();
+        weft__fault_site(rungs[i].site, rungs[i].error, 0, 1);
+        ran = false;
+        result = 12345;
+        EQ(weft_loop_run(l, mark_ran, (void *)7, &result), rungs[i].error);
+        weft__fault_clear();
+        cr_assert(!ran, "rung %zu: main ran", i);
+        EQ(result, 12345);
+        EQ(count_threads(), threads); /* no watchdog left running */
+        EQ(altstack_on(), alt);       /* the overflow handler's stack taken down */
+        EQ(count_open_fds(), fds);
+        cr_assert(weft_loop_current() == NULL, "rung %zu: the thread still runs a loop", i);
+        EQ(weft_loop_count(), 0);
+        /* Nothing half-done stands in the way of the next run, on this thread. */
+        EQ(weft_loop_run(l, mark_ran, (void *)7, &result), 0);
+        cr_assert(ran);
+        EQ(result, 7);
+        EQ(count_threads(), threads);
+    }
+    weft_loop_free(l);
+}

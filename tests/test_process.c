@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 
 #include "common.h"
 
@@ -231,7 +232,7 @@ static uint64_t inheritable_fds(void)
 }
 
 /* The fd numbers open in pid, as a bit set (fds below 64). */
-static uint64_t fds_of_now(pid_t pid)
+static uint64_t fds_of(pid_t pid)
 {
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
@@ -246,18 +247,25 @@ static uint64_t fds_of_now(pid_t pid)
 }
 
 /*
- * The fds open in pid once it has settled to want, or after 2 s what it has then. The child has run
- * exec when weft_process_spawn returns, but the program's start (the dynamic loader reading its
- * libraries, setlocale) opens and closes files of its own for a while, which a loaded machine makes long.
+ * Waits until the sleeper pid is asleep in its clock_nanosleep: past its dynamic loader, which opens
+ * the libraries it loads on the lowest free fds (3, ...) and closes them, so a look at its fds before
+ * then can find one of the loader's.
  */
-static uint64_t fds_of(pid_t pid, uint64_t want)
+static void wait_sleeping(pid_t pid)
 {
-    uint64_t set = fds_of_now(pid);
-    for (int i = 0; i < 1000 && set != want; i++) {
-        settle();
-        set = fds_of_now(pid);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/syscall", (int)pid);
+    for (int i = 0;; i++) {
+        FILE *f = fopen(path, "r");
+        cr_assert(f != NULL, "fopen %s: %s", path, strerror(errno));
+        long nr = -2;
+        int got = fscanf(f, "%ld", &nr);
+        fclose(f);
+        if (got == 1 && nr == SYS_clock_nanosleep)
+            return;
+        cr_assert(i < 5000, "child %d never went to sleep (last system call %ld)", (int)pid, nr);
+        EQ(weft_sleep(MS(1)), 0);
     }
-    return set;
 }
 
 static intptr_t inherit_main(void *arg)
@@ -268,17 +276,17 @@ static intptr_t inherit_main(void *arg)
     weft_process p;
     unsigned streams = WEFT_PROCESS_STDIN | WEFT_PROCESS_STDOUT | WEFT_PROCESS_STDERR;
     spawn_sleeper(&p, streams);
-    settle();
-    EQ(fds_of(p.pid, 0x7), 0x7); /* 0, 1 and 2 only: not kept, nor the parent's pipe ends, nor weft's */
+    wait_sleeping(p.pid);
+    EQ(fds_of(p.pid), 0x7); /* 0, 1 and 2 only: not kept, nor the parent's pipe ends, nor weft's */
     weft_process_close(&p);
     status_killed(p.status, SIGKILL);
 
     spawn_sleeper(&p, streams | WEFT_PROCESS_KEEP_FDS);
-    settle();
+    wait_sleeping(p.pid);
     /* kept, and whatever else the test's process left inheritable; the close-on-exec ones stay behind. */
     uint64_t inheritable = inheritable_fds();
     cr_assert(inheritable & 1ull << kept);
-    EQ(fds_of(p.pid, 0x7 | inheritable), 0x7 | inheritable);
+    EQ(fds_of(p.pid), 0x7 | inheritable);
     weft_process_close(&p);
     close(kept);
     return 0;
@@ -483,6 +491,94 @@ Test(process, close_in_a_cancelled_task_still_kills_and_reaps_the_child)
     status_killed((int)status, SIGKILL);
     cr_assert(reaped(p.pid));
     EQ(count_open_fds(), fds);
+}
+
+/* ---- how the wait is made: IORING_OP_WAITID, or the pidfd's readiness ----------------------------------- */
+
+/* What the task waiting for p is parked in, as weft_tasks_dump says it ("waitid on fd 7"). */
+static void parked_in(const weft_process *p, char *out, size_t cap)
+{
+    char *dump = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&dump, &len);
+    cr_assert(f != NULL);
+    cr_assert(weft_tasks_dump(f) >= 2);
+    fclose(f);
+    const char *line = strstr(dump, "'waiter'");
+    cr_assert(line != NULL, "no waiter in the dump:\n%s", dump);
+    char fd_s[32];
+    snprintf(fd_s, sizeof fd_s, " on fd %d", p->pidfd);
+    const char *on = strstr(line, fd_s);
+    const char *eol = strchr(line, '\n');
+    cr_assert(on && (!eol || on < eol), "the waiter waits on no request on the pidfd:\n%s", dump);
+    const char *call = on;
+    while (call > line && call[-1] != ' ')
+        call--;
+    snprintf(out, cap, "%.*s", (int)(on - call), call);
+    free(dump);
+}
+
+static intptr_t wait_way_main(void *arg)
+{
+    const char *want = arg;
+    weft_process p;
+    spawn_sleeper(&p, 0);
+    struct shared_wait s = {&p, 1};
+    weft_task *t = weft_spawn_named("waiter", wait_task, &s);
+    settle();
+    char call[32];
+    parked_in(&p, call, sizeof call);
+    cr_assert(strcmp(call, want) == 0, "the wait for a child is a %s request, want %s", call, want);
+    EQ(weft_process_kill(&p, SIGTERM), 0);
+    status_killed((int)weft_join(t), SIGTERM);
+    weft_process_close(&p);
+    cr_assert(reaped(p.pid));
+    /* Neither way takes a thread of the executor. */
+    weft_stats st;
+    EQ(weft_stats_get(&st), 0);
+    EQ(st.offloaded_ops, 0);
+    return 0;
+}
+
+/* On io_uring the wait is one IORING_OP_WAITID (the kernel has it: 6.7 and later); on epoll the same
+ * request waits for the pidfd's readiness. */
+Test(process, the_wait_is_one_waitid_request_the_kernel_completes_or_on_epoll_the_pidfds_readiness)
+{
+    EQ(run_limited(wait_way_main, "waitid", SEC(10)), 0);
+}
+
+/* Where io_uring lacks IORING_OP_WAITID (masked here as the probe would find it), the wait is the
+ * pidfd's readiness (a poll request), never a blocking waitid on the executor, which a cancel could not
+ * stop. The scenarios above, on that path: exit codes, signals, two waiters, a cancel while waiting. */
+Test(process, without_iouring_waitid_the_wait_polls_the_pidfd_and_keeps_every_promise)
+{
+    setenv("WEFT_URING_NO_OPS", "waitid", 1);
+    bool uring = strcmp(backend_env(), "io_uring") == 0;
+    EQ(run_limited(wait_way_main, uring ? "poll" : "waitid", SEC(10)), 0);
+    EQ(run_limited(codes_main, NULL, SEC(10)), 0);
+    ev_len = 0;
+    status_exited((int)run_limited(twice_main, NULL, SEC(10)), 3);
+    EQ(run_limited(cancel_main, NULL, SEC(10)), 0);
+}
+
+/* A pidfd its owner made O_NONBLOCK has the kernel answer a wait at once: the child is still waited
+ * for, through its readiness. */
+static intptr_t nonblocking_pidfd_main(void *arg)
+{
+    (void)arg;
+    weft_process p;
+    char *argv[] = {"sh", "-c", "sleep 0.05; exit 5", NULL};
+    spawn_ok(&p, argv, 0);
+    cr_assert(fcntl(p.pidfd, F_SETFL, fcntl(p.pidfd, F_GETFL) | O_NONBLOCK) == 0);
+    status_exited(weft_process_wait(&p), 5);
+    weft_process_close(&p);
+    cr_assert(reaped(p.pid));
+    return 0;
+}
+
+Test(process, a_child_whose_pidfd_is_nonblocking_is_still_waited_for)
+{
+    EQ(run_limited(nonblocking_pidfd_main, NULL, SEC(10)), 0);
 }
 
 Test(process, outside_a_task_spawn_and_close_work_and_wait_gives_eperm)

@@ -826,28 +826,39 @@ Test(wait, as_completed_next_cancelled_or_timed_out_skips_nothing_and_free_is_sa
     EQ(run(as_completed_interrupt_main, NULL), 0);
 }
 
+/* The tasks end in the order their gates open (1, 2, then 0), one at a time: no clock decides it. */
 static intptr_t as_completed_tasks_main(void *arg)
 {
     (void)arg;
-    struct delayed d[3] = {{.delay_ns = MS(15), .result = 1, .tag = 1},
-                           {.delay_ns = MS(1), .result = -EIO, .tag = 2},
-                           {.delay_ns = MS(8), .result = 3, .tag = 3}};
+    weft_future *gates[3];
+    struct gated g[3];
     weft_task *ts[3];
     weft_future *fs[3];
     for (int i = 0; i < 3; i++) {
-        ts[i] = weft_spawn(delayed_result, &d[i]);
+        gates[i] = weft_future_new();
+        cr_assert(gates[i] != NULL);
+        g[i] = (struct gated){.gate = gates[i], .index = i};
+        ts[i] = weft_spawn(gated_result, &g[i]);
         fs[i] = weft_task_future(ts[i]);
     }
     weft_as_completed *ac = weft_as_completed_new(fs, 3);
+    cr_assert(ac != NULL);
     intptr_t r;
+    EQ(weft_future_resolve(gates[1], -EIO), 0); /* task 1 fails */
     EQ(weft_as_completed_next(ac, &r), 1);
     EQ(r, -EIO);
+    EQ(weft_future_resolve(gates[2], 0), 0);
     EQ(weft_as_completed_next(ac, &r), 2);
-    EQ(r, 3);
+    EQ(r, 20);
+    EQ(weft_future_resolve(gates[0], 0), 0);
     EQ(weft_as_completed_next(ac, &r), 0);
-    EQ(r, 1);
+    EQ(r, 0);
+    EQ(weft_as_completed_next(ac, &r), -EPIPE); /* all handed out */
+    EV_EXPECT(2, 0); /* the two that succeeded, in the order they ended */
     weft_as_completed_free(ac);
     EQ(weft_join_all(ts, 3, NULL), -EIO);
+    for (int i = 0; i < 3; i++)
+        weft_future_free(gates[i]);
     return 0;
 }
 

@@ -144,6 +144,17 @@ class UserServer(Server):
         return dict(env if env is not None else os.environ, PORT=str(port))
 
 
+class Spread(Server):
+    """A server with a loop per CPU (--threads 2), pinned to CPUs 0 and 1: weft pins loop i to the i-th
+    CPU of that mask. The load generator on CPU 1 then shares it with the second loop."""
+    cpus = "0,1"
+
+
+def server_class(contender):
+    """The Server class a contender runs as: the scaling workloads' 2-loop servers spread over CPUs 0 and 1."""
+    return Spread if contender.endswith("-2") else Server
+
+
 def free_port(state):
     """A port below the ephemeral range, free for listening (so no client socket takes it); the one in
     state["fixed"] when the server's port is given."""
@@ -175,6 +186,11 @@ def commands(build, python="/usr/bin/python3"):
                                 "io_uring", "--trace", os.path.join(tempfile.gettempdir(), "weft-echo-io_uring.json")],
         "weft-epoll-trace": [os.path.join(build, "examples", "echo_server"), "--host", "127.0.0.1", "--backend", "epoll",
                              "--trace", os.path.join(tempfile.gettempdir(), "weft-echo-epoll.json")],
+        # The scaling workload's: two loops, each with its SO_REUSEPORT listener (server_class: CPUs 0, 1).
+        "weft-io_uring-2": [os.path.join(build, "examples", "echo_server"), "--host", "127.0.0.1", "--backend",
+                            "io_uring", "--threads", "2"],
+        "weft-epoll-2": [os.path.join(build, "examples", "echo_server"), "--host", "127.0.0.1", "--backend", "epoll",
+                         "--threads", "2"],
         "epoll": [os.path.join(build, "bench", "baselines", "echo_epoll"), "--host", "127.0.0.1"],
         "liburing": [os.path.join(build, "bench", "baselines", "echo_uring"), "--host", "127.0.0.1"],
         "asyncio": [python, script, "--host", "127.0.0.1"],
@@ -312,7 +328,8 @@ def main():
     if why:
         sys.exit("drive.py: %s" % why)
     rec = measure(os.path.join(a.build, "bench", "echo", "loadgen"), argv, a.conns, a.size,
-                  "closed" if a.closed else "rate", a.rate, a.warmup, a.duration, a.window, perf_record=a.perf_record)
+                  "closed" if a.closed else "rate", a.rate, a.warmup, a.duration, a.window, perf_record=a.perf_record,
+                  server_cls=server_class(a.contender))
     print(json.dumps(rec))
     return 0 if rec["ok"] else 1
 

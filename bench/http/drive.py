@@ -126,12 +126,6 @@ class Nginx2(Nginx):
     cpus = "0,1"
 
 
-class Spread(echo.Server):
-    """A server with a loop per CPU (--threads 2), pinned to CPUs 0 and 1: weft pins loop i to the i-th
-    CPU of that mask."""
-    cpus = "0,1"
-
-
 def find_nginx():
     return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/sbin/nginx") if os.access(p, os.X_OK)),
                                          None)
@@ -147,8 +141,8 @@ def commands(build):
         "weft-epoll": ([server, "--host", "127.0.0.1", "--backend", "epoll"], echo.Server, why),
         "nginx": ([nginx or "nginx"], Nginx, None if nginx else "nginx not installed (apt-get install nginx-light)"),
         # The scaling workload's: two loops, two workers.
-        "weft-io_uring-2": ([server, "--host", "127.0.0.1", "--backend", "io_uring", "--threads", "2"], Spread, why),
-        "weft-epoll-2": ([server, "--host", "127.0.0.1", "--backend", "epoll", "--threads", "2"], Spread, why),
+        "weft-io_uring-2": ([server, "--host", "127.0.0.1", "--backend", "io_uring", "--threads", "2"], echo.Spread, why),
+        "weft-epoll-2": ([server, "--host", "127.0.0.1", "--backend", "epoll", "--threads", "2"], echo.Spread, why),
         "nginx-2": ([nginx or "nginx"], Nginx2, None if nginx else "nginx not installed (apt-get install nginx-light)"),
     }
 
