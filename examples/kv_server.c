@@ -481,6 +481,7 @@ static void serve_connection(conn *c)
     c->home->stats.connections_received++; /* as Redis counts them: the refused ones apart */
     c->client.id = atomic_fetch_add(&kv_info.next_client_id, 1);
     uint64_t ran_since = weft_now();
+    unsigned ran = 0;
     for (;;) {
         int r = resp_parse(&c->parser, in_base(c) + c->start, c->end - c->start);
         if (r == RESP_COMMAND) {
@@ -493,6 +494,11 @@ static void serve_connection(conn *c)
                 break;
             if (c->out.len >= OUT_FLUSH && flush(c) < 0)
                 return;
+            /* A view of 256 KiB holds thousands of small commands: look at the time now and then. */
+            if (++ran % 64 == 0 && weft_now() - ran_since > YIELD_NS) {
+                weft_yield();
+                ran_since = weft_now();
+            }
             continue;
         }
         if (r == RESP_ERROR) {

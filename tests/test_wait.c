@@ -662,7 +662,9 @@ static intptr_t shield_result_main(void *arg)
     /* A task already ended: its result at once, even for a cancelled caller. */
     struct delayed e = {.delay_ns = 0, .result = -EIO, .tag = 2};
     weft_task *t = weft_spawn(delayed_result, &e);
-    settle();
+    size_t seen = ev_len;
+    while (ev_len == seen) /* its tag, then its end with no suspension between: it has ended */
+        settle();
     EQ(weft_cancel(weft_self()), 0);
     EQ(weft_shield(t), -EIO);
     EQ(weft_shield(NULL), -EINVAL);
