@@ -701,6 +701,20 @@ WEFT_API ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt, int64_t
 WEFT_API ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt, int64_t offset);
 /* fsync(2), or fdatasync(2) when datasync. */
 WEFT_API int weft_fsync(int fd, bool datasync);
+/*
+ * A durable write: pwrite(2) of buf at offset (the file position when -1), then fdatasync(2), and the
+ * call returns once both are done. On io_uring the two are one linked pair of requests (IOSQE_IO_LINK):
+ * the kernel starts the sync the moment the write has completed, without a trip through the loop; on
+ * epoll they run one after the other in one executor job. Returns len once the data (and the metadata
+ * needed to read it back) is on stable storage. A short write (the disk or RLIMIT_FSIZE ran out) is
+ * returned as it is and nothing was synced: the sync runs only after a write in full, so write the
+ * rest and call again. Errors: the write's (-EBADF, -ENOSPC, -EFBIG, -EINVAL for O_DIRECT misalignment
+ * ...), or the sync's after a full write (-EIO: the data may not have reached the disk; -EINVAL: fd
+ * cannot be synced, a pipe or socket, though the data was written), -ECANCELED and -ETIMEDOUT (the write
+ * may have happened, its durability is unknown; a sync that completed anyway returns len), -EPERM
+ * (outside a task). Suspends. Many tasks appending to one log can share syncs: examples/group_commit.c.
+ */
+WEFT_API ssize_t weft_write_durable(int fd, const void *buf, size_t len, int64_t offset);
 /* statx(2). -EFAULT if path or out is NULL. struct statx comes from <sys/stat.h> with _GNU_SOURCE, or
  * from <linux/stat.h>. */
 struct statx;

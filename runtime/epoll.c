@@ -616,6 +616,12 @@ int weft__epoll_submit(weft_loop *l, weft__op *op)
     l->stats.submissions++;
     int32_t res;
     fd_state *s;
+    if (WEFT__UNLIKELY(op->next)) {
+        /* A chain (a write and its sync) has no readiness to wait for: its members run as blocking
+         * calls in one executor job, each after the one before, as io_uring runs linked requests. */
+        op->be.wait_kind = WAIT_OFFLOADED;
+        return weft__op_offload(l, op);
+    }
     switch (weft__opcodes[op->opcode].epoll_way) {
     case EP_NOW:
         l->stats.syscalls += op->opcode != WEFT__OP_NOP;

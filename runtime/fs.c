@@ -59,6 +59,23 @@ int weft_fsync(int fd, bool datasync)
     return (int)run_op(&op);
 }
 
+/*
+ * A write and its fdatasync as one chain: on io_uring the kernel starts the sync the moment the write
+ * has completed in full (IOSQE_IO_LINK), with no trip through the loop between them, and a write that
+ * fails or falls short cancels the sync.
+ */
+ssize_t weft_write_durable(int fd, const void *buf, size_t len, int64_t offset)
+{
+    weft__op sync = {.opcode = WEFT__OP_FSYNC, .fd = fd, .flags = 1};
+    weft__op write = {.opcode = WEFT__OP_WRITE, .fd = fd, .buf = (void *)buf, .len = len, .off = offset,
+                      .next = &sync, .link = WEFT__LINK_SOFT};
+    intptr_t written = run_op(&write);
+    if (written < 0 || !weft__op_full(&write, (int32_t)written))
+        return written; /* the sync did not run */
+    intptr_t synced = weft__op_result(&sync);
+    return synced < 0 ? synced : written;
+}
+
 int weft_statx(int dfd, const char *path, int flags, unsigned mask, struct statx *out)
 {
     if (!path || !out)

@@ -58,6 +58,17 @@ enum weft__opcode {
 enum weft__epoll_way { EP_NOW, EP_READ, EP_WRITE, EP_POLL, EP_PATH, EP_CLOSE, EP_CANCEL };
 enum weft__buf_way { BUF_NONE, BUF_IN, BUF_OUT };
 
+/*
+ * How the next request of a chain depends on the one before it (weft__op.link). A chain is requests
+ * the kernel runs one after another without a trip through the loop between them (io_uring's linked
+ * SQEs), submitted together and waited for as one call:
+ *   WEFT__LINK_SOFT  next runs only if this one succeeded in full (a result >= 0, and for a transfer
+ *                    its whole length); otherwise next and everything after it complete with
+ *                    -ECANCELED without running (IOSQE_IO_LINK);
+ *   WEFT__LINK_HARD  next runs whatever this one's result (IOSQE_IO_HARDLINK).
+ */
+enum weft__link_kind { WEFT__LINK_SOFT, WEFT__LINK_HARD };
+
 typedef struct weft__opcode_info {
     const char *name;
     uint8_t epoll_way; /* weft__epoll_way */
@@ -79,6 +90,8 @@ typedef struct weft__op {
     void *buf;        /* buffer, iovec array, msghdr, sockaddr or path */
     uint64_t len;     /* bytes, iovecs, or the sockaddr's length */
     int64_t off;      /* file offset; -1: the file position */
+    struct weft__op *next; /* the request linked after this one, NULL for none (a chain, see above) */
+    uint8_t link;     /* how next depends on this one: enum weft__link_kind */
     union {           /* the arguments only some calls have */
         struct {
             int domain, type, protocol;
@@ -105,6 +118,9 @@ typedef struct weft__op {
     bool abandoned;     /* an _async op whose future was freed while pending: its result goes nowhere */
     struct weft__job *job; /* the executor job running it as a blocking call, NULL if none */
     void *caller_buf;   /* an _async op on the executor: the caller's buffer while buf is weft's copy */
+    struct weft__op *head; /* a member of a chain: its first op, which counts the members; NULL if alone */
+    uint8_t chain_left; /* a chain's head: members whose complete() has not run yet */
+    bool chain_done;    /* a chain's head: every member's has (what its task waits for) */
 
     /* The backend's own, while the op is pending there; nothing else reads them. */
     struct {
@@ -118,8 +134,14 @@ typedef struct weft__op {
     } be;
 } weft__op;
 
-/* Submits op for the running task t and waits until its final completion (io.c). */
+/* Submits op for the running task t and waits until its final completion (io.c); for a chain, until
+ * every member's. Returns op's result (a chain's caller reads the others' with weft__op_result). */
 intptr_t weft__io_wait(weft_task *t, weft__op *op);
+/* The result a completed op's caller sees: its own, or why it was cancelled (io.c). */
+intptr_t weft__op_result(const weft__op *op);
+/* Whether res is op succeeding in full: >= 0, and for a single-buffer transfer its whole length
+ * (what a soft link asks of it). */
+bool weft__op_full(const weft__op *op, int32_t res);
 /* The same, ignoring cancellation and deadlines: for operations that must happen (close). */
 intptr_t weft__io_wait_uninterruptible(weft_task *t, weft__op *op);
 /* Holds back err for fd after weft_send_all or weft_recv_exact made partial progress: the next call on
@@ -142,11 +164,14 @@ int weft__rwf_nosignal(void);
 int weft__io_close_now(weft_loop *l, int fd);
 /* Carries op out with the blocking system call, on the calling thread; returns its result. */
 int32_t weft__op_run_blocking(weft__op *op);
-/* Runs op with the blocking system call on the default executor; complete() runs on the loop. */
+/* Runs op with the blocking system call on the default executor; complete() runs on the loop. A chain
+ * runs as one job, member after member as the kernel would run its links, each member's complete()
+ * running on the loop in order once it has ended. */
 int weft__op_offload(weft_loop *l, weft__op *op);
 /* Cancels an op running on the executor: dequeued if not started, else it runs to its end. */
 void weft__op_offload_cancel(weft__op *op);
-/* Submits op as an _async operation and returns the future its completion resolves (io.c). */
+/* Submits op as an _async operation and returns the future its completion resolves (io.c). A single
+ * op: chains are waited for by their task (weft__io_wait). */
 weft_future *weft__io_async(weft__op *op);
 /*
  * The same for a request whose arguments the kernel reads only when the request is submitted (at the

@@ -9,6 +9,7 @@
 #include <ftw.h>
 #include <limits.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "common.h"
@@ -462,6 +463,170 @@ static intptr_t free_pending_main(void *arg)
 Test(fs, read_async_freed_while_pending_is_reclaimed_and_harms_nothing)
 {
     EQ(run_in_scratch(free_pending_main), 0);
+}
+
+/* ---- durable writes: a write and its fdatasync as one linked pair ------------------------------------- */
+
+static intptr_t durable_main(void *arg)
+{
+    int dfd = (int)(intptr_t)arg;
+    int fd = open_new(dfd, "log", 0600);
+    static unsigned char data[3 * 4096];
+    fill_pattern(data, sizeof data, 21);
+    weft_stats st0, st1;
+    EQ(weft_stats_get(&st0), 0);
+    EQ(weft_write_durable(fd, data, 4096, 0), 4096);
+    EQ(weft_stats_get(&st1), 0);
+    if (on_io_uring()) {
+        /* Two requests, handed to the kernel together, and nothing on the executor. */
+        EQ(st1.submissions - st0.submissions, 2);
+        EQ(st1.offloaded_ops - st0.offloaded_ops, 0);
+    } else {
+        EQ(st1.offloaded_ops - st0.offloaded_ops, 1); /* one job runs both */
+    }
+    /* Past the end of the file: the gap reads as zeros. At the file position, which it advances. */
+    EQ(weft_write_durable(fd, data + 4096, 4096, 3 * 4096), 4096);
+    EQ(lseek(fd, 0, SEEK_SET), 0);
+    EQ(weft_write_durable(fd, data + 8192, 100, -1), 100);
+    EQ(lseek(fd, 0, SEEK_CUR), 100);
+    EQ(weft_write_durable(fd, data, 0, 50), 0); /* nothing to write: the sync still runs */
+    struct stat st;
+    cr_assert(fstat(fd, &st) == 0);
+    EQ(st.st_size, 4 * 4096);
+    static unsigned char back[4 * 4096], want[4 * 4096];
+    memcpy(want, data, 4096);
+    memcpy(want, data + 8192, 100);
+    memcpy(want + 3 * 4096, data + 4096, 4096);
+    EQ(weft_read(fd, back, sizeof back, 0), sizeof back);
+    same_bytes(back, want, sizeof back, "durable writes read back");
+    EQ(weft_write_durable(-1, data, 10, 0), -EBADF);
+    EQ(weft_close(fd), 0);
+    fd = weft_openat(dfd, "log", O_RDONLY | O_CLOEXEC, 0);
+    cr_assert(fd >= 0);
+    EQ(weft_write_durable(fd, data, 10, 0), -EBADF); /* not open for writing */
+    EQ(weft_close(fd), 0);
+    return 0;
+}
+
+Test(fs, write_durable_returns_the_length_once_written_and_synced_at_any_offset)
+{
+    EQ(run_in_scratch(durable_main), 0);
+}
+
+/* The sync runs after the write, and only after a write in full. */
+static intptr_t durable_order_main(void *arg)
+{
+    int dfd = (int)(intptr_t)arg;
+    /* A pipe takes the write and cannot be synced: the write happened, then the sync said EINVAL. */
+    int p[2];
+    cr_assert(pipe2(p, O_CLOEXEC) == 0);
+    EQ(weft_write_durable(p[1], "abc", 3, -1), -EINVAL);
+    char buf[4] = {0};
+    EQ(read(p[0], buf, sizeof buf), 3);
+    cr_assert(memcmp(buf, "abc", 3) == 0, "the write before the failed sync was lost");
+    close(p[0]);
+    close(p[1]);
+
+    /* A write cut short by RLIMIT_FSIZE is returned as it is (the sync is left out); one that starts
+     * at the limit fails with EFBIG. */
+    int fd = open_new(dfd, "limited", 0600);
+    struct rlimit old, small = {.rlim_cur = 100, .rlim_max = RLIM_INFINITY};
+    cr_assert(getrlimit(RLIMIT_FSIZE, &old) == 0);
+    small.rlim_max = old.rlim_max;
+    signal(SIGXFSZ, SIG_IGN);
+    cr_assert(setrlimit(RLIMIT_FSIZE, &small) == 0, "setrlimit: %s", strerror(errno));
+    static unsigned char data[200];
+    fill_pattern(data, sizeof data, 5);
+    ssize_t short_write = weft_write_durable(fd, data, sizeof data, 0);
+    ssize_t at_limit = weft_write_durable(fd, data, sizeof data, 100);
+    cr_assert(setrlimit(RLIMIT_FSIZE, &old) == 0);
+    EQ(short_write, 100);
+    EQ(at_limit, -EFBIG);
+    unsigned char back[200];
+    EQ(weft_read(fd, back, sizeof back, 0), 100);
+    same_bytes(back, data, 100, "the part written before the limit");
+    EQ(weft_close(fd), 0);
+    return 0;
+}
+
+Test(fs, write_durable_syncs_after_the_write_and_not_after_a_short_one)
+{
+    EQ(run_in_scratch(durable_order_main), 0);
+}
+
+/* O_DIRECT: an aligned buffer, offset and length are written and synced; a misaligned one is refused. */
+static intptr_t durable_direct_main(void *arg)
+{
+    int dfd = (int)(intptr_t)arg;
+    int fd = weft_openat(dfd, "direct", O_CREAT | O_RDWR | O_DIRECT | O_CLOEXEC, 0600);
+    cr_assert(fd >= 0, "O_DIRECT open: %d (%s); the scratch directory must be on a disk file system", fd,
+              res_name(fd));
+    unsigned char *buf;
+    cr_assert(posix_memalign((void **)&buf, 4096, 3 * 4096) == 0);
+    fill_pattern(buf, 3 * 4096, 9);
+    EQ(weft_write_durable(fd, buf, 4096, 4096), 4096);
+    EQ(weft_write_durable(fd, buf + 1, 4096, 0), -EINVAL);   /* buffer */
+    EQ(weft_write_durable(fd, buf, 4096, 100), -EINVAL);     /* offset */
+    EQ(weft_write_durable(fd, buf, 1000, 0), -EINVAL);       /* length */
+    EQ(weft_read(fd, buf + 4096, 4096, 4096), 4096);
+    same_bytes(buf + 4096, buf, 4096, "an O_DIRECT durable write");
+    EQ(weft_read(fd, buf + 4096, 4096, 8192), 0); /* past the end */
+    EQ(weft_read(fd, buf + 4097, 4096, 4096), -EINVAL); /* (a hole would read without the check) */
+    EQ(weft_close(fd), 0);
+    free(buf);
+    return 0;
+}
+
+Test(fs, o_direct_durable_writes_and_reads_need_alignment_and_say_einval_without_it)
+{
+    EQ(run_in_scratch(durable_direct_main), 0);
+}
+
+/* Cancelled while the write waits (a full pipe): the call ends without waiting for room, or with the
+ * real result if the write went through anyway; either way the next call sees the cancel. */
+static int full_pipe[2];
+static intptr_t durable_cancelled;
+
+static intptr_t durable_writer(void *arg)
+{
+    (void)arg;
+    static char chunk[4096];
+    durable_cancelled = weft_write_durable(full_pipe[1], chunk, sizeof chunk, -1);
+    return weft_nop();
+}
+
+static intptr_t durable_cancel_main(void *arg)
+{
+    (void)arg;
+    cr_assert(pipe2(full_pipe, O_CLOEXEC | O_NONBLOCK) == 0);
+    static char fill[4096];
+    while (write(full_pipe[1], fill, sizeof fill) > 0)
+        ;
+    cr_assert(fcntl(full_pipe[1], F_SETFL, 0) == 0); /* blocking again: the write must wait */
+    weft_task *t = weft_spawn(durable_writer, NULL);
+    cr_assert(t);
+    settle();
+    EQ(weft_cancel(t), 0);
+    /* A write on the executor (epoll) cannot be interrupted: room lets it finish. */
+    for (int i = 0; i < 50 && !weft_future_done(weft_task_future(t)); i++) {
+        settle();
+        if (i == 5) {
+            ssize_t n;
+            while ((n = read(full_pipe[0], fill, sizeof fill)) == (ssize_t)sizeof fill && !weft_future_done(weft_task_future(t)))
+                ;
+        }
+    }
+    EQ(weft_join(t), -ECANCELED);
+    cr_assert(durable_cancelled == -ECANCELED || durable_cancelled == -EINVAL,
+              "a cancelled durable write returned %jd (%s)", (intmax_t)durable_cancelled, res_name(durable_cancelled));
+    close(full_pipe[0]);
+    close(full_pipe[1]);
+    return 0;
+}
+
+Test(fs, write_durable_cancelled_while_its_write_waits_returns_ecanceled_or_its_real_result)
+{
+    EQ(run_in_scratch(durable_cancel_main), 0);
 }
 
 /* ---- where the calls run --------------------------------------------------------------------------------- */
