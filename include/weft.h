@@ -759,6 +759,57 @@ WEFT_API weft_future *weft_renameat_async(int olddfd, const char *oldp, int newd
                                           unsigned flags);
 WEFT_API weft_future *weft_mkdirat_async(int dfd, const char *path, mode_t mode);
 
+/*
+ * Registered buffers (io_uring's fixed buffers)
+ *
+ * A loop can register a set of buffers with the kernel once, and then read into and write from them
+ * with weft_read_fixed and weft_write_fixed: on io_uring those are READ_FIXED and WRITE_FIXED
+ * requests, for which the kernel pinned and mapped the pages at registration instead of at every
+ * request (what fio's fixedbufs option does); on epoll they are plain reads and writes (on the
+ * executor for files), so a program runs unchanged on both.
+ *
+ * Rules. The set belongs to the calling thread's loop and stays registered until
+ * weft_buffers_unregister, or until the loop is freed (it survives between weft_loop_run calls). The
+ * memory must stay allocated and mapped at the same address for all that time: io_uring holds the
+ * pages it pinned, so memory freed and reused while registered would not be what the kernel reads
+ * and writes. Use anonymous memory (malloc, posix_memalign, mmap MAP_ANONYMOUS) or huge pages: io_uring
+ * refuses shared mappings of files other than shmem with -EFAULT. Pinned pages count against
+ * RLIMIT_MEMLOCK (unless the process has CAP_IPC_LOCK). Registration adds no alignment rule of its own:
+ * an O_DIRECT file still needs buffer address, offset and length aligned to its logical block size
+ * (512 B or 4 KiB; statx's STATX_DIOALIGN tells), and says -EINVAL otherwise, registered or not.
+ * A call names the buffer by its index in the set and may use any part of it: [buf, buf + len) must
+ * lie inside that buffer, or the call returns -EINVAL without reaching the kernel, on both backends.
+ */
+
+/*
+ * Registers iov[0..count) with the calling thread's loop (the array is copied; the memory it points at
+ * is what must stay). Does not suspend; callable from a task or a callback of the loop. Returns 0, or
+ * -EPERM (no loop on this thread), -EINVAL (iov NULL, count 0 or above 16384, a buffer NULL, empty or
+ * larger than 1 GiB), -EBUSY (a set is registered already: unregister it first), -ENOMEM (no memory, or
+ * the pages could not be pinned: RLIMIT_MEMLOCK, said on stderr), -EFAULT (io_uring refused the
+ * memory: not mapped, or a shared file mapping; epoll cannot tell, and its calls then fail with
+ * -EFAULT instead). On error nothing is registered.
+ */
+WEFT_API int weft_buffers_register(const struct iovec *iov, unsigned count);
+/*
+ * Unregisters the loop's set: later fixed calls return -EINVAL, and another set may be registered.
+ * Requests through the set still in flight finish with it (the kernel holds its pages until they do);
+ * their memory must stay valid until they are done. Does not suspend. 0, -EPERM (no loop), -ENXIO
+ * (no set registered).
+ */
+WEFT_API int weft_buffers_unregister(void);
+/* weft_read into registered buffer number index: pread(2) at offset, read(2) at the file position
+ * when offset is -1. Suspends. Returns what weft_read returns, or -EINVAL (no set, index past it, or
+ * [buf, buf + len) not inside buffer index). */
+WEFT_API ssize_t weft_read_fixed(int fd, void *buf, size_t len, int64_t offset, unsigned index);
+/* weft_write from registered buffer number index, as weft_read_fixed (and -EPIPE, never SIGPIPE, as
+ * weft_write). */
+WEFT_API ssize_t weft_write_fixed(int fd, const void *buf, size_t len, int64_t offset, unsigned index);
+/* The _async forms (see above): NULL with errno EINVAL for the misuse the calls return -EINVAL for,
+ * EPERM outside a loop, ENOMEM. */
+WEFT_API weft_future *weft_read_fixed_async(int fd, void *buf, size_t len, int64_t offset, unsigned index);
+WEFT_API weft_future *weft_write_fixed_async(int fd, const void *buf, size_t len, int64_t offset, unsigned index);
+
 /* Conveniences */
 
 /*

@@ -338,7 +338,7 @@ static void sigpipe_unblock(weft_loop *l, sigpipe_hold *h, long r)
 /* One non-blocking try at read, write, readv or writev on a readiness fd: the result, or -1 and errno. */
 static long transfer(weft_loop *l, weft__op *op, fd_state *s)
 {
-    bool out = op->opcode == WEFT__OP_WRITE || op->opcode == WEFT__OP_WRITEV;
+    bool out = op->opcode == WEFT__OP_WRITEV || weft__opcodes[op->opcode].buf_way == BUF_OUT; /* _FIXED too */
     bool vec = op->opcode == WEFT__OP_READV || op->opcode == WEFT__OP_WRITEV;
     struct iovec one = {op->buf, op->len};
     struct iovec *iov = vec ? op->buf : &one;

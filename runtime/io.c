@@ -378,6 +378,10 @@ static long run_WRITE(weft__op *op)
     return op->off == -1 ? write(op->fd, op->buf, op->len) : pwrite(op->fd, op->buf, op->len, op->off);
 }
 
+/* A registered buffer is only a kernel's shortcut: the blocking call is the plain one. */
+static long run_READ_FIXED(weft__op *op) { return run_READ(op); }
+static long run_WRITE_FIXED(weft__op *op) { return run_WRITE(op); }
+
 static long run_READV(weft__op *op)
 {
     return op->off == -1 ? readv(op->fd, op->buf, (int)op->len) : preadv(op->fd, op->buf, (int)op->len, op->off);

@@ -39,6 +39,10 @@ typedef struct weft__backend_ops {
      * backend) without a system call of the sender's own: true if to will wake. NULL, or false: the
      * caller writes to's wake eventfd. */
     bool (*wake_from)(weft_loop *from, weft_loop *to);
+    /* Registers the buffers of weft_buffers_register with the kernel, or lets go of them: 0 or -errno.
+     * NULL if the backend has nothing to register with (fixedbuf.c then only checks the calls). */
+    int (*buffers_register)(weft_loop *l, const struct iovec *iov, unsigned count);
+    int (*buffers_unregister)(weft_loop *l);
 } weft__backend_ops;
 
 extern const weft__backend_ops weft__uring_ops;
@@ -82,6 +86,7 @@ struct weft_loop {
     const weft__backend_ops *backend;
     void *backend_data;
     size_t inflight;                      /* operations submitted and not yet completed */
+    struct weft__buffers *buffers;        /* the registered buffers (fixedbuf.c), NULL for none */
     const bool *wait_flag;                /* what a task waiting in place waits for (weft__loop_wait_here) */
     int *fd_errors;                       /* by fd: an error held back for the next call (io.c) */
     size_t nfd_errors, fd_errors_held;
@@ -186,6 +191,8 @@ void weft__loop_wake(weft_loop *l);
 /* What other threads posted to l that no run will drain (l is being freed, or will never run): each
  * entry's discard lets go of it (future.c's ops). */
 void weft__remote_discard(weft_loop *l);
+/* The loop is being freed: its registered buffers are forgotten (fixedbuf.c; the ring goes with it). */
+void weft__buffers_free(weft_loop *l);
 /* The loop's run is over: calls still waiting for their time are dropped (call.c). */
 void weft__calls_end(weft_loop *l);
 /* Fills out with in (NULL: defaults), the environment's overrides and the defaults, every value

@@ -40,6 +40,8 @@ struct statx;
     X(WRITE, "write", IORING_OP_WRITE, EP_WRITE, BUF_OUT)               \
     X(READV, "readv", IORING_OP_READV, EP_READ, BUF_NONE)               \
     X(WRITEV, "writev", IORING_OP_WRITEV, EP_WRITE, BUF_NONE)           \
+    X(READ_FIXED, "read_fixed", IORING_OP_READ_FIXED, EP_READ, BUF_IN)  \
+    X(WRITE_FIXED, "write_fixed", IORING_OP_WRITE_FIXED, EP_WRITE, BUF_OUT) \
     X(FSYNC, "fsync", IORING_OP_FSYNC, EP_PATH, BUF_NONE)               \
     X(STATX, "statx", IORING_OP_STATX, EP_PATH, BUF_NONE)               \
     X(UNLINKAT, "unlinkat", IORING_OP_UNLINKAT, EP_PATH, BUF_NONE)      \
@@ -98,6 +100,7 @@ typedef struct weft__op {
         } socket;
         socklen_t *addrlen; /* accept */
         uint32_t mode;      /* openat, mkdirat */
+        unsigned buf_index; /* read_fixed, write_fixed: the registered buffer buf lies in (fixedbuf.c) */
         struct {
             unsigned mask;
             struct statx *out;

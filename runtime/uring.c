@@ -149,7 +149,7 @@ static void probe_opcodes(weft__uring *b)
      * every signal, so there the kernel's SIGPIPE stays pending at a thread that never takes it, and
      * the write returns -EPIPE: the user's disposition and mask are never touched. */
     if (!weft__rwf_nosignal())
-        b->missing[WEFT__OP_WRITE] = b->missing[WEFT__OP_WRITEV] = true;
+        b->missing[WEFT__OP_WRITE] = b->missing[WEFT__OP_WRITEV] = b->missing[WEFT__OP_WRITE_FIXED] = true;
     b->has_msg_ring = probe && io_uring_opcode_supported(probe, IORING_OP_MSG_RING);
     /* IORING_ACCEPT_MULTISHOT came in 5.19 with IORING_OP_SOCKET. */
     b->no_multishot_accept = !probe || !io_uring_opcode_supported(probe, IORING_OP_SOCKET) ||
@@ -414,6 +414,8 @@ static inline bool storage_op(const weft__op *op)
     case WEFT__OP_WRITE:
     case WEFT__OP_READV:
     case WEFT__OP_WRITEV:
+    case WEFT__OP_READ_FIXED:
+    case WEFT__OP_WRITE_FIXED:
         return op->off >= 0;
     case WEFT__OP_FSYNC:
         return true;
@@ -556,6 +558,17 @@ static inline void prep_READ(struct io_uring_sqe *sqe, const weft__op *op)
 static inline void prep_WRITE(struct io_uring_sqe *sqe, const weft__op *op)
 {
     io_uring_prep_write(sqe, op->fd, op->buf, rw_len(op->len), (uint64_t)op->off);
+    sqe->rw_flags = RWF_NOSIGNAL;
+}
+
+static inline void prep_READ_FIXED(struct io_uring_sqe *sqe, const weft__op *op)
+{
+    io_uring_prep_read_fixed(sqe, op->fd, op->buf, rw_len(op->len), (uint64_t)op->off, (int)op->arg.buf_index);
+}
+
+static inline void prep_WRITE_FIXED(struct io_uring_sqe *sqe, const weft__op *op)
+{
+    io_uring_prep_write_fixed(sqe, op->fd, op->buf, rw_len(op->len), (uint64_t)op->off, (int)op->arg.buf_index);
     sqe->rw_flags = RWF_NOSIGNAL;
 }
 
@@ -764,6 +777,16 @@ static bool uring_wake_from(weft_loop *from, weft_loop *to)
     return true;
 }
 
+static int uring_buffers_register(weft_loop *l, const struct iovec *iov, unsigned count)
+{
+    return io_uring_register_buffers(&weft__uring_of(l)->ring, iov, count);
+}
+
+static int uring_buffers_unregister(weft_loop *l)
+{
+    return io_uring_unregister_buffers(&weft__uring_of(l)->ring);
+}
+
 static void uring_forget_fd(weft_loop *l, int fd)
 {
     weft__uring *b = weft__uring_of(l);
@@ -790,4 +813,6 @@ const weft__backend_ops weft__uring_ops = {
     .cancel = weft__uring_cancel,
     .forget_fd = uring_forget_fd,
     .wake_from = uring_wake_from,
+    .buffers_register = uring_buffers_register,
+    .buffers_unregister = uring_buffers_unregister,
 };

@@ -297,6 +297,27 @@ static inline void expect_pattern(const unsigned char *buf, size_t n, uint32_t s
     free(want);
 }
 
+/* ---- files ------------------------------------------------------------------------------------------- */
+
+/* A new empty file in $TMPDIR (else /tmp), already unlinked (it goes with its last fd), opened O_RDWR |
+ * O_CLOEXEC | extra_flags (O_DIRECT, say). */
+static inline int temp_file(int extra_flags)
+{
+    const char *base = getenv("TMPDIR");
+    char path[512];
+    snprintf(path, sizeof path, "%s/weft-test-XXXXXX", base && *base ? base : "/tmp");
+    int fd = mkostemp(path, O_CLOEXEC);
+    cr_assert(fd >= 0, "mkostemp(%s): %s", path, strerror(errno));
+    if (extra_flags) {
+        int again = open(path, O_RDWR | O_CLOEXEC | extra_flags);
+        cr_assert(again >= 0, "open(%s) with flags 0x%x: %s", path, (unsigned)extra_flags, strerror(errno));
+        close(fd);
+        fd = again;
+    }
+    unlink(path);
+    return fd;
+}
+
 /* ---- sockets ------------------------------------------------------------------------------------------ */
 
 /* The port a socket is bound to (IPv4 or IPv6). */

@@ -160,10 +160,7 @@ Test(fault, short_send_is_returned_as_such_and_only_that_many_bytes_arrive)
 static intptr_t short_file_main(void *arg)
 {
     (void)arg;
-    char path[] = "/tmp/weft-fault-XXXXXX";
-    int fd = mkstemp(path);
-    cr_assert(fd >= 0, "mkstemp: %s", strerror(errno));
-    unlink(path);
+    int fd = temp_file(0);
     unsigned char out[4096], in[4096];
     fill_pattern(out, sizeof out, 3);
 
@@ -202,10 +199,7 @@ Test(fault, short_file_read_and_write_are_returned_as_such)
 static intptr_t chain_fault_main(void *arg)
 {
     (void)arg;
-    char path[] = "/tmp/weft-fault-XXXXXX";
-    int fd = mkstemp(path);
-    cr_assert(fd >= 0, "mkstemp: %s", strerror(errno));
-    unlink(path);
+    int fd = temp_file(0);
     unsigned char out[1000];
     fill_pattern(out, sizeof out, 8);
     weft__fault_op(WEFT__OP_WRITE, -EIO, 0, 1);
@@ -251,10 +245,7 @@ static intptr_t chain_writer(void *arg)
 static intptr_t chain_tiny_ring_main(void *arg)
 {
     (void)arg;
-    char path[] = "/tmp/weft-fault-XXXXXX";
-    chain_fd = mkstemp(path);
-    cr_assert(chain_fd >= 0, "mkstemp: %s", strerror(errno));
-    unlink(path);
+    chain_fd = temp_file(0);
     weft_task *ts[CHAIN_WRITERS];
     for (uint32_t i = 0; i < CHAIN_WRITERS; i++)
         ts[i] = spawn_bounded(chain_writer, (void *)(uintptr_t)i);
