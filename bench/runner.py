@@ -376,13 +376,17 @@ class Bench:
             io, why = build.program("io")
             if not io:
                 return [{"type": "failure", "table": table, "contender": name, "round": rnd, "reason": "qd %d: %s" % (qd, why)}], None
-            be = contender[len("weft-"):]
+            # weft-BACKEND[-eager|-fixed]
+            be, _, variant = contender[len("weft-"):].partition("-")
             argv = [io, "files", "--file", path, "--qd", str(qd), "--seconds", str(seconds), "--round", str(rnd)]
-            argv += (["--buffered"] if buffered else []) + (["--eager"] if be.endswith("-eager") else [])
-            env = dict(os.environ, WEFT_BACKEND=be.replace("-eager", ""))
+            argv += (["--buffered"] if buffered else []) + (["--" + variant] if variant else [])
+            env = dict(os.environ, WEFT_BACKEND=be)
         else:
-            argv = [sys.executable, os.path.join(HERE, "fio.py"), "--file", path, "--engine", contender[len("fio-"):],
+            # fio-ENGINE[-fixed]
+            engine, _, variant = contender[len("fio-"):].partition("-")
+            argv = [sys.executable, os.path.join(HERE, "fio.py"), "--file", path, "--engine", engine,
                     "--qd", str(qd), "--seconds", str(seconds), "--round", str(rnd)] + (["--buffered"] if buffered else [])
+            argv += ["--fixedbufs"] if variant == "fixed" else []
             env = None
         u = machine.Usage().start()
         try:

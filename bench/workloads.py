@@ -117,7 +117,9 @@ def echo_metrics():
 
 FILE_CONTENDERS = [
     ("weft-io_uring", "weft io_uring"), ("weft-io_uring-eager", "weft io_uring, submit 1, poll 200 us"),
-    ("weft-epoll", "weft epoll (executor)"), ("fio-io_uring", "fio io_uring"), ("fio-libaio", "fio libaio"),
+    ("weft-io_uring-fixed", "weft io_uring, registered buffers"),
+    ("weft-epoll", "weft epoll (executor)"), ("fio-io_uring", "fio io_uring"),
+    ("fio-io_uring-fixed", "fio io_uring, fixedbufs"), ("fio-libaio", "fio libaio"),
     ("fio-psync", "fio psync (<= 4 jobs)")]
 
 
@@ -133,7 +135,8 @@ def files_metrics():
 
 
 FILE_COMPARE = [("weft-io_uring", "fio-io_uring"), ("weft-io_uring", "fio-libaio"), ("weft-io_uring-eager", "fio-libaio"),
-                ("weft-io_uring", "weft-epoll"), ("fio-io_uring", "fio-libaio")]
+                ("weft-io_uring-fixed", "fio-io_uring-fixed"), ("weft-io_uring-fixed", "weft-io_uring"),
+                ("weft-io_uring", "weft-epoll"), ("fio-io_uring", "fio-libaio"), ("fio-io_uring-fixed", "fio-io_uring")]
 
 # ---- the workloads ----------------------------------------------------------------------------------
 
