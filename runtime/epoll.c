@@ -45,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -382,6 +383,29 @@ static long transfer(weft_loop *l, weft__op *op, fd_state *s)
     return r;
 }
 
+/*
+ * One try at sendfile(2), which has no per-call flag either: the fd gets O_NONBLOCK for the call
+ * (nonblock_begin), and SIGPIPE, which it raises when the peer has gone, is held back around it as
+ * for a pipe written without RWF_NOSIGNAL. The file is read as sendfile(2) reads it: from the page
+ * cache, or from the disk on the loop's thread.
+ */
+static long sendfile_try(weft_loop *l, weft__op *op)
+{
+    sigpipe_hold hold = {.held = false};
+    sigpipe_block(l, &hold);
+    int saved, err = nonblock_begin(l, op->fd, &saved);
+    long r = -1;
+    if (err) {
+        errno = -err;
+    } else {
+        off_t in = op->arg.source.off;
+        r = sendfile(op->fd, op->arg.source.fd, in < 0 ? NULL : &in, op->len);
+        nonblock_end(l, op->fd, saved);
+    }
+    sigpipe_unblock(l, &hold, r);
+    return r;
+}
+
 /* accept or connect (which have no per-call flag) under nonblock_begin. */
 static long accept_or_connect(weft_loop *l, weft__op *op)
 {
@@ -443,6 +467,9 @@ static int32_t attempt(weft_loop *l, weft__op *op, fd_state *s)
         break;
     case WEFT__OP_SENDMSG:
         r = sendmsg(op->fd, op->buf, (int)op->flags | MSG_DONTWAIT);
+        break;
+    case WEFT__OP_SENDFILE:
+        r = sendfile_try(l, op);
         break;
     case WEFT__OP_POLL: {
         struct pollfd pfd = {.fd = op->fd, .events = (short)op->flags};

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -400,6 +401,18 @@ static long run_STATX(weft__op *op)
 static long run_RENAMEAT(weft__op *op)
 {
     return renameat2(op->fd, op->buf, op->arg.rename.newdfd, op->arg.rename.newpath, op->flags);
+}
+
+static long run_SPLICE(weft__op *op)
+{
+    loff_t in = op->arg.source.off, out = op->off;
+    return splice(op->arg.source.fd, in < 0 ? NULL : &in, op->fd, out < 0 ? NULL : &out, op->len, op->flags);
+}
+
+static long run_SENDFILE(weft__op *op)
+{
+    off_t in = op->arg.source.off;
+    return sendfile(op->fd, op->arg.source.fd, in < 0 ? NULL : &in, op->len);
 }
 
 static long run_POLL(weft__op *op)

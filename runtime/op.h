@@ -20,6 +20,11 @@ struct statx;
  *   EP_CLOSE, EP_CANCEL  the fd's own teardown.
  * A readiness request on a regular file (always "ready") runs on the executor too.
  *
+ * SPLICE and SENDFILE move bytes from arg.source to fd without passing through user memory. SENDFILE
+ * is sendfile(2): on epoll tried on fd's readiness; on io_uring, which has no such opcode, the second
+ * half of a pair of linked SPLICEs through a pipe of the loop's (splice.c); on the executor, the
+ * blocking sendfile(2). SPLICE, a splice(2), is the first half of that pair.
+ *
  * The buffer's way, for a single-buffer byte transfer: BUF_IN (filled by the call), BUF_OUT (read by
  * it), BUF_NONE otherwise. It marks the requests whose short transfer on a byte stream says the next
  * one would block (epoll), and whose _async form on the executor goes through a copy (io.c).
@@ -48,6 +53,8 @@ struct statx;
     X(RENAMEAT, "renameat", IORING_OP_RENAMEAT, EP_PATH, BUF_NONE)      \
     X(MKDIRAT, "mkdirat", IORING_OP_MKDIRAT, EP_PATH, BUF_NONE)         \
     X(POLL, "poll", IORING_OP_POLL_ADD, EP_POLL, BUF_NONE)              \
+    X(SPLICE, "splice", IORING_OP_SPLICE, EP_PATH, BUF_NONE)            \
+    X(SENDFILE, "sendfile", IORING_OP_SPLICE, EP_WRITE, BUF_NONE)       \
     X(CANCEL_FD, "cancel", IORING_OP_ASYNC_CANCEL, EP_CANCEL, BUF_NONE) /* every op on fd: weft_close */
 
 enum weft__opcode {
@@ -101,6 +108,10 @@ typedef struct weft__op {
         socklen_t *addrlen; /* accept */
         uint32_t mode;      /* openat, mkdirat */
         unsigned buf_index; /* read_fixed, write_fixed: the registered buffer buf lies in (fixedbuf.c) */
+        struct {
+            int fd;
+            int64_t off;    /* -1: none (a pipe), or the file position */
+        } source;           /* splice, sendfile: where the bytes come from (fd, off: where they go) */
         struct {
             unsigned mask;
             struct statx *out;

@@ -220,6 +220,7 @@ static void uring_fini(weft_loop *l)
         return;
     io_uring_queue_exit(&b->ring);
     weft__streams_fini(b);
+    weft__splices_fini(b);
     free(b->zc_refused);
     free(b);
     l->backend_data = NULL;
@@ -613,6 +614,20 @@ static inline void prep_POLL(struct io_uring_sqe *sqe, const weft__op *op)
     io_uring_prep_poll_add(sqe, op->fd, op->flags);
 }
 
+static inline void prep_SPLICE(struct io_uring_sqe *sqe, const weft__op *op)
+{
+    io_uring_prep_splice(sqe, op->arg.source.fd, op->arg.source.off, op->fd, op->off, rw_len(op->len), op->flags);
+}
+
+/* The second half of splice.c's pair: from the pipe the first half filled to fd. SPLICE_F_NONBLOCK
+ * is for the pipe's side: when it runs dry (the first half read less, or nothing) the splice returns
+ * what it moved rather than wait for bytes that will not come. The socket's side blocks as the
+ * socket does. */
+static inline void prep_SENDFILE(struct io_uring_sqe *sqe, const weft__op *op)
+{
+    io_uring_prep_splice(sqe, weft__splice_pipe_out(op), -1, op->fd, -1, rw_len(op->len), SPLICE_F_NONBLOCK);
+}
+
 static inline void prep_CANCEL_FD(struct io_uring_sqe *sqe, const weft__op *op)
 {
     io_uring_prep_cancel_fd(sqe, op->fd, IORING_ASYNC_CANCEL_ALL);
@@ -652,7 +667,7 @@ static inline void submit_policy(weft_loop *l, weft__uring *b, bool storage)
  * between would hand the kernel a link without its successor, which it takes for the chain's end. A
  * chain longer than the SQ, or with a member this kernel lacks, runs on the executor instead.
  */
-static int submit_chain(weft_loop *l, weft__uring *b, weft__op *head)
+int weft__uring_submit_chain(weft_loop *l, weft__uring *b, weft__op *head)
 {
     unsigned members = 0;
     bool missing = false;
@@ -683,7 +698,7 @@ int weft__uring_submit(weft_loop *l, weft__op *op)
 {
     weft__uring *b = weft__uring_of(l);
     if (WEFT__UNLIKELY(op->next))
-        return submit_chain(l, b, op);
+        return weft__uring_submit_chain(l, b, op);
     if (WEFT__UNLIKELY(b->missing[op->opcode])) {
         if (op->opcode == WEFT__OP_CANCEL_FD) {
             op->complete(op, -ENOENT, 0); /* nothing to cancel the old way: close proceeds */
@@ -691,6 +706,8 @@ int weft__uring_submit(weft_loop *l, weft__op *op)
         }
         return weft__op_offload(l, op);
     }
+    if (WEFT__UNLIKELY(op->opcode == WEFT__OP_SENDFILE))
+        return weft__splice_sendfile(l, b, op);
     if (op->opcode == WEFT__OP_ACCEPT) {
         int taken = weft__stream_accept(l, b, op);
         if (taken)
@@ -726,11 +743,21 @@ void weft__uring_cancel(weft_loop *l, weft__op *op)
         weft__op_offload_cancel(op);
         return;
     }
+    if (op->be.wait_kind == WEFT__WAIT_SPLICE) { /* a sendfile's pair of splices */
+        weft__splice_cancel(l, weft__uring_of(l), op);
+        return;
+    }
     /* A zero-copy send whose result is in waits for its notification, which no cancel can hasten:
      * the kernel lets go of the pages when the network does. */
-    if (op->cancel_sent || op->be.withdrawn || op->be.zc == ZC_NOTIF_DUE)
+    if (op->be.zc == ZC_NOTIF_DUE)
         return;
-    weft__uring *b = weft__uring_of(l);
+    weft__uring_cancel_sqe(l, weft__uring_of(l), op);
+}
+
+void weft__uring_cancel_sqe(weft_loop *l, weft__uring *b, weft__op *op)
+{
+    if (op->cancel_sent || op->be.withdrawn)
+        return;
     struct io_uring_sq *sq = &b->ring.sq;
     if ((int32_t)(op->be.sqe_seq - sq->sqe_head) >= 0) {
         /* Its SQE has not been handed to the kernel yet: withdraw it. It still goes in, as a NOP, so

@@ -44,6 +44,10 @@ typedef struct weft__uring {
     unsigned min_wait_us;    /* cfg.min_wait_ns in the kernel's unit; 0 = off or not on this kernel */
     uint64_t min_wait_ns;
     unsigned wait_batch;
+    /* splice.c's */
+    struct weft__splice_pipe *pipes_idle; /* empty pipes kept for the next sendfile */
+    unsigned npipes_idle;
+    weft__list pipes;        /* every pipe open, idle or carrying a sendfile */
 } weft__uring;
 
 static inline weft__uring *weft__uring_of(weft_loop *l)
@@ -53,6 +57,10 @@ static inline weft__uring *weft__uring_of(weft_loop *l)
 
 /* A free SQE, flushing the SQ to the kernel first if it is full; NULL if that flush failed. */
 struct io_uring_sqe *weft__uring_sqe(weft_loop *l, weft__uring *b);
+/* Submits the chain at head as linked SQEs (see uring.c). 0 or a negative errno. */
+int weft__uring_submit_chain(weft_loop *l, weft__uring *b, weft__op *head);
+/* Asks the kernel to end op's SQE: withdrawn while not handed over yet, else an ASYNC_CANCEL. */
+void weft__uring_cancel_sqe(weft_loop *l, weft__uring *b, weft__op *op);
 
 /* ---- multishot.c ---- */
 
@@ -70,5 +78,20 @@ void weft__stream_close(weft_loop *l, weft__uring *b, int fd);
 void weft__streams_after_walk(weft_loop *l, weft__uring *b);
 /* Frees every stream (the ring is gone). */
 void weft__streams_fini(weft__uring *b);
+
+/* ---- splice.c ---- */
+
+/* What a SENDFILE carried out as a pair of splices waits in (weft__op.be.wait_kind). */
+enum { WEFT__WAIT_SPLICE = 0x5b };
+
+/* Starts SENDFILE op as a pair of linked splices through a pipe of the loop's: 0, or a negative errno
+ * (no pipe could be made, the SQ could not be flushed) with nothing started. */
+int weft__splice_sendfile(weft_loop *l, weft__uring *b, weft__op *op);
+/* The pipe end a SENDFILE op in flight reads from (its prep). */
+int weft__splice_pipe_out(const weft__op *op);
+/* Asks both splices of op's pair to end; op completes once both have. */
+void weft__splice_cancel(weft_loop *l, weft__uring *b, weft__op *op);
+/* Closes every pipe (the ring is gone). */
+void weft__splices_fini(weft__uring *b);
 
 #endif /* WEFT_URING_H */
