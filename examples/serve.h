@@ -3,13 +3,14 @@
  * stopping on SIGTERM or SIGINT. An example gives its connection task and its name and calls
  * serve_main from main.
  *
- *   NAME [--host 127.0.0.1] [--port P] [--backend io_uring|epoll] [--threads N] [--min-wait-us U]
+ *   NAME [--host 127.0.0.1] [--port P] [--backend io_uring|epoll] [--threads N] [--min-wait-us U] [own options]
  *
  * With --threads N (default 1) the server runs N loops (weft_run_cores), each listening on the port
  * with SO_REUSEPORT so the kernel spreads the connections among them. It prints "ready on <backend>"
  * once every loop listens. Signals are read by loop 0: SIGTERM or SIGINT stops it and the others (with
  * weft_post); SIGUSR1 makes every loop print its live tasks on stderr (weft_tasks_dump).
- * --min-wait-us U sets weft_config.min_wait_ns (io_uring's batched wait; docs/batched-wait.md).
+ * --min-wait-us U sets weft_config.min_wait_ns (io_uring's batched wait; docs/batched-wait.md). An
+ * example adds options of its own through struct serve's options and option (http_server's --root).
  */
 #ifndef WEFT_EXAMPLE_SERVE_H
 #define WEFT_EXAMPLE_SERVE_H
@@ -34,6 +35,11 @@ struct serve {
     weft_fn client;          /* serves one connection; its argument is the fd, which it closes */
     void (*stopped)(void);   /* on each loop as it stops, or NULL (echo_server prints its counters) */
     uint16_t default_port;
+    /* The example's own long options (their val 256 and up, the array ending in a zeroed entry), NULL
+     * for none; option(val, optarg) takes one and returns false for a bad value. */
+    const struct option *options;
+    bool (*option)(int val, const char *arg);
+    const char *options_usage; /* their part of the usage line */
     /* Filled by serve_main. */
     const char *host;
     uint16_t port;
@@ -132,14 +138,16 @@ static int serve_main(struct serve *s, int argc, char **argv)
     s->port = s->default_port;
     s->threads = 1;
     weft_config cfg = WEFT_CONFIG_INIT;
-    static const struct option longopts[] = {
+    enum { COMMON = 5, EXTRA_MAX = 8 };
+    struct option longopts[COMMON + EXTRA_MAX + 1] = {
         {"host", required_argument, NULL, 'h'},
         {"port", required_argument, NULL, 'p'},
         {"backend", required_argument, NULL, 'b'},
         {"threads", required_argument, NULL, 't'},
         {"min-wait-us", required_argument, NULL, 'w'},
-        {NULL, 0, NULL, 0},
     };
+    for (int i = 0; s->options && s->options[i].name && i < EXTRA_MAX; i++)
+        longopts[COMMON + i] = s->options[i];
     int ch;
     while ((ch = getopt_long(argc, argv, "h:p:b:t:w:", longopts, NULL)) != -1) {
         switch (ch) {
@@ -149,8 +157,10 @@ static int serve_main(struct serve *s, int argc, char **argv)
         case 't': s->threads = (unsigned)atoi(optarg); break;
         case 'w': cfg.min_wait_ns = strtoull(optarg, NULL, 10) * 1000; break;
         default:
-            fprintf(stderr, "usage: %s [--host H] [--port P] [--backend io_uring|epoll] [--threads N] [--min-wait-us U]\n",
-                    s->name);
+            if (ch >= 256 && s->option && s->option(ch, optarg))
+                break;
+            fprintf(stderr, "usage: %s [--host H] [--port P] [--backend io_uring|epoll] [--threads N] [--min-wait-us U]%s%s\n",
+                    s->name, s->options_usage ? " " : "", s->options_usage ? s->options_usage : "");
             return 2;
         }
     }

@@ -12,6 +12,11 @@
  * timeout, SO_RCVTIMEO/SO_SNDTIMEO), so a hung server fails a test instead of hanging the run, and a
  * server whose test fails is killed with it (PR_SET_PDEATHSIG) instead of outliving the run.
  *
+ * http_server --root DIR serves a fresh directory per test: files byte exact through weft_sendfile
+ * (several of its chunks, ranges straddling them), HEAD, index.html, If-Modified-Since and 304, byte
+ * ranges and 416, 404 and 405, and every spelling of a path out of the directory refused (a file
+ * beside it must never come out).
+ *
  * The seeds' programs (concurrent_get, file_copy, offload, pipeline) run to their end with --backend B
  * (run_program in common.h), and what they print is checked for values: every GET answered, the copy
  * identical, the inline hash reported as blocking the loop with late ticks where the offloaded one
@@ -21,12 +26,14 @@
 #define _GNU_SOURCE /* strptime, timegm, sigabbrev_np */
 #endif
 #include <arpa/inet.h>
+#include <ftw.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <strings.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include "common.h"
 
@@ -109,6 +116,8 @@ static void drain_stderr(struct server *s)
 
 /* The servers' --threads: 1 unless a test asks for more before server_start. */
 static unsigned server_threads = 1;
+/* http_server's --root, when a test sets it before server_start. */
+static const char *server_root;
 
 static pid_t spawn_server(const char *path, uint16_t port, int out_w, int err_w)
 {
@@ -116,8 +125,17 @@ static pid_t spawn_server(const char *path, uint16_t port, int out_w, int err_w)
     snprintf(port_s, sizeof port_s, "%u", port);
     snprintf(threads_s, sizeof threads_s, "%u", server_threads);
     const char *backend = backend_under_test();
-    char *argv[] = {(char *)path, (char *)"--host", (char *)"127.0.0.1", (char *)"--port", port_s,
-                    (char *)"--threads", threads_s, backend ? (char *)"--backend" : NULL, (char *)backend, NULL};
+    char *argv[12] = {(char *)path, (char *)"--host", (char *)"127.0.0.1", (char *)"--port", port_s,
+                      (char *)"--threads", threads_s};
+    size_t argc = 7;
+    if (server_root) {
+        argv[argc++] = (char *)"--root";
+        argv[argc++] = (char *)server_root;
+    }
+    if (backend) {
+        argv[argc++] = (char *)"--backend";
+        argv[argc++] = (char *)backend;
+    }
     size_t n = 0;
     while (environ[n])
         n++;
@@ -1085,6 +1103,362 @@ Test(echo, sigusr1_prints_each_loops_tasks_and_the_server_keeps_serving)
     echo_exchange(s.port, sizes, 2);
     close(c);
     server_stop(&s, SIGTERM);
+}
+
+/* ---- http_server --root: files ----------------------------------------------------------------- */
+
+/*
+ * A directory to serve, made fresh for each test under $TMPDIR (else /tmp): index.html, data.bin (a
+ * pattern of DATA_BYTES, several of weft_sendfile's chunks), empty.txt, sub/index.html, nodex/ (no
+ * index), a FIFO (opening it for reading would block without O_NONBLOCK), and beside the directory, not
+ * in it, a file whose contents must never be served.
+ */
+enum { DATA_BYTES = 3 * 1024 * 1024 + 17 };
+#define SECRET "the secret beside the root"
+#define INDEX "<h1>index</h1>\n"
+
+static char www_parent[512], www[600];
+
+static int www_remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st;
+    (void)type;
+    (void)ftw;
+    return remove(path);
+}
+
+static void www_remove(void)
+{
+    if (www_parent[0])
+        nftw(www_parent, www_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    www_parent[0] = '\0';
+}
+
+static void www_write(const char *name, const void *data, size_t len)
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s/%s", www, name);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    cr_assert(fd >= 0, "open %s: %s", path, strerror(errno));
+    cr_assert(write(fd, data, len) == (ssize_t)len, "write %s: %s", path, strerror(errno));
+    close(fd);
+}
+
+static void www_make(void)
+{
+    const char *base = getenv("TMPDIR");
+    snprintf(www_parent, sizeof www_parent, "%s/weft-www-XXXXXX", base && *base ? base : "/tmp");
+    cr_assert(mkdtemp(www_parent), "mkdtemp: %s", strerror(errno));
+    atexit(www_remove);
+    snprintf(www, sizeof www, "%s/root", www_parent);
+    cr_assert(mkdir(www, 0755) == 0);
+    char path[700];
+    snprintf(path, sizeof path, "%s/secret", www_parent);
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    cr_assert(fd >= 0 && write(fd, SECRET, strlen(SECRET)) == (ssize_t)strlen(SECRET));
+    close(fd);
+    www_write("index.html", INDEX, strlen(INDEX));
+    www_write("empty.txt", "", 0);
+    unsigned char *data = malloc(DATA_BYTES);
+    cr_assert(data);
+    fill_pattern(data, DATA_BYTES, 31);
+    www_write("data.bin", data, DATA_BYTES);
+    free(data);
+    snprintf(path, sizeof path, "%s/sub", www);
+    cr_assert(mkdir(path, 0755) == 0);
+    www_write("sub/index.html", "sub\n", 4);
+    snprintf(path, sizeof path, "%s/nodex", www);
+    cr_assert(mkdir(path, 0755) == 0);
+    snprintf(path, sizeof path, "%s/fifo", www);
+    cr_assert(mkfifo(path, 0644) == 0, "mkfifo: %s", strerror(errno));
+    server_root = www;
+}
+
+/* A response to a file request: the head (as struct response has it) and the body, of any length. */
+struct file_response {
+    struct response r;
+    int status;
+    unsigned char *body;
+    size_t body_len;
+};
+
+/* Reads one response to a file request; a HEAD's, or a 304's, has no body whatever its headers say. */
+static void read_file_response(struct http_conn *c, bool no_body, struct file_response *f, const char *what)
+{
+    char *end;
+    while (!(end = strstr(c->buf, "\r\n\r\n"))) {
+        ssize_t n = http_fill(c, what);
+        cr_assert(n > 0, "%s: %s after %zu bytes of a response: \"%s\"", what,
+                  n == 0 ? "end of stream" : strerror((int)-n), c->len, c->buf);
+    }
+    size_t head_len = (size_t)(end + 4 - c->buf);
+    cr_assert(head_len < sizeof f->r.head, "%s: response head of %zu bytes", what, head_len);
+    memcpy(f->r.head, c->buf, head_len);
+    f->r.head[head_len] = '\0';
+    cr_assert(sscanf(f->r.head, "HTTP/1.1 %d ", &f->status) == 1, "%s: status line in:\n%s", what, f->r.head);
+    char value[64];
+    f->body_len = 0;
+    if (!no_body && f->status != 304) {
+        cr_assert(header(&f->r, "Content-Length", value, sizeof value), "%s: no Content-Length in:\n%s", what,
+                  f->r.head);
+        f->body_len = strtoull(value, NULL, 10);
+    }
+    f->body = malloc(f->body_len + 1);
+    cr_assert(f->body);
+    /* What the buffer holds past the head, then straight from the socket. */
+    size_t have = c->len - head_len < f->body_len ? c->len - head_len : f->body_len;
+    memcpy(f->body, c->buf + head_len, have);
+    size_t used = head_len + have;
+    memmove(c->buf, c->buf + used, c->len - used + 1);
+    c->len -= used;
+    while (have < f->body_len) {
+        ssize_t n = recv(c->fd, f->body + have, f->body_len - have, 0);
+        cr_assert(n > 0, "%s: %s after %zu of %zu body bytes", what, n == 0 ? "end of stream" : strerror(errno),
+                  have, f->body_len);
+        have += (size_t)n;
+    }
+}
+
+/* Sends a request for target (extra: header lines, each ending in CRLF) and reads the response. */
+static void file_request(struct http_conn *c, const char *method, const char *target, const char *extra,
+                         struct file_response *f)
+{
+    char req[1024], what[600];
+    snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: test\r\n%s\r\n", method, target, extra ? extra : "");
+    snprintf(what, sizeof what, "%s %s", method, target);
+    http_send(c, req);
+    read_file_response(c, strcmp(method, "HEAD") == 0, f, what);
+}
+
+static void expect_data_bytes(const struct file_response *f, size_t offset, size_t len, const char *what)
+{
+    cr_assert(f->body_len == len, "%s: %zu body bytes, want %zu", what, f->body_len, len);
+    unsigned char *want = malloc(DATA_BYTES);
+    cr_assert(want);
+    fill_pattern(want, DATA_BYTES, 31);
+    same_bytes(f->body, want + offset, len, what);
+    free(want);
+}
+
+static void file_response_free(struct file_response *f)
+{
+    free(f->body);
+    f->body = NULL;
+}
+
+static void files_server_start(struct server *s)
+{
+    www_make();
+    server_start(s, WEFT_HTTP_SERVER);
+}
+
+Test(http, root_serves_files_byte_exact_with_their_headers_and_keeps_the_connection)
+{
+    struct server s;
+    files_server_start(&s);
+    struct http_conn *c = http_connect(&s);
+    struct file_response f;
+    char value[64], size_s[32];
+    snprintf(size_s, sizeof size_s, "%d", DATA_BYTES);
+
+    file_request(c, "GET", "/data.bin", NULL, &f);
+    EQ(f.status, 200);
+    expect_header(&f.r, "Content-Length", size_s, "GET /data.bin");
+    expect_header(&f.r, "Content-Type", "application/octet-stream", "GET /data.bin");
+    expect_header(&f.r, "Accept-Ranges", "bytes", "GET /data.bin");
+    expect_header(&f.r, "Connection", "keep-alive", "GET /data.bin");
+    cr_assert(header(&f.r, "Last-Modified", value, sizeof value), "no Last-Modified");
+    expect_data_bytes(&f, 0, DATA_BYTES, "GET /data.bin");
+    file_response_free(&f);
+
+    /* HEAD: the same headers, no body; the connection goes on. */
+    file_request(c, "HEAD", "/data.bin", NULL, &f);
+    EQ(f.status, 200);
+    expect_header(&f.r, "Content-Length", size_s, "HEAD /data.bin");
+    file_response_free(&f);
+    expect_open_and_quiet(c, "after HEAD");
+
+    /* The root's and a subdirectory's index.html; an empty file; a query string is not the path. */
+    file_request(c, "GET", "/", NULL, &f);
+    EQ(f.status, 200);
+    expect_header(&f.r, "Content-Type", "text/html", "GET /");
+    cr_assert(f.body_len == strlen(INDEX) && memcmp(f.body, INDEX, f.body_len) == 0, "GET / body");
+    file_response_free(&f);
+    file_request(c, "GET", "/sub/", NULL, &f);
+    EQ(f.status, 200);
+    cr_assert(f.body_len == 4 && memcmp(f.body, "sub\n", 4) == 0, "GET /sub/ body");
+    file_response_free(&f);
+    file_request(c, "GET", "/empty.txt?v=2", NULL, &f);
+    EQ(f.status, 200);
+    expect_header(&f.r, "Content-Length", "0", "GET /empty.txt");
+    expect_header(&f.r, "Content-Type", "text/plain", "GET /empty.txt");
+    file_response_free(&f);
+
+    /* Two requests in one write: both answered, in order, the file's bytes between them. */
+    http_send(c, "GET /data.bin HTTP/1.1\r\nHost: test\r\n\r\nGET /sub/index.html HTTP/1.1\r\nHost: test\r\n"
+                 "Connection: close\r\n\r\n");
+    read_file_response(c, false, &f, "first of two pipelined");
+    expect_data_bytes(&f, 0, DATA_BYTES, "first of two pipelined");
+    file_response_free(&f);
+    read_file_response(c, false, &f, "second of two pipelined");
+    cr_assert(f.status == 200 && f.body_len == 4, "second of two pipelined: %d, %zu bytes", f.status, f.body_len);
+    expect_header(&f.r, "Connection", "close", "second of two pipelined");
+    file_response_free(&f);
+    expect_closed(c, "after Connection: close");
+    http_close(c);
+    http_server_stop(&s);
+}
+
+Test(http, root_refuses_every_path_out_of_the_directory_however_it_is_spelled)
+{
+    struct server s;
+    files_server_start(&s);
+    static const struct {
+        const char *target;
+        int status;
+    } cases[] = {
+        {"/../secret", 403}, {"/sub/../../secret", 403}, {"/%2e%2e/secret", 403}, {"/%2E%2e/secret", 403},
+        {"/.%2e/secret", 403}, {"/%2e./secret", 403}, {"/sub/%2e%2e/%2e%2e/secret", 403}, {"/..", 403},
+        {"/sub/..", 403},
+        {"/..%2fsecret", 400}, {"/%2e%2e%2fsecret", 400}, {"/%2fetc%2fpasswd", 400}, {"/..%5csecret", 400},
+        {"/secret%00.html", 400}, {"/%zz", 400}, {"/%2", 400},
+        {"http://test/../secret", 400}, {"secret", 400}, {"*", 400},
+        /* Absolute file system paths are paths under the root: not there. */
+        {"/etc/passwd", 404}, {"//etc/passwd", 404}, {"///etc//passwd", 404}, {"/./../secret", 403},
+    };
+    struct http_conn *c = http_connect(&s);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct file_response f;
+        file_request(c, "GET", cases[i].target, NULL, &f);
+        cr_assert(f.status == cases[i].status, "GET %s: %d, want %d", cases[i].target, f.status, cases[i].status);
+        cr_assert(f.body_len == 0, "GET %s: a body of %zu bytes", cases[i].target, f.body_len);
+        file_response_free(&f);
+    }
+    /* Nothing of the secret came out, and the connection served on. */
+    struct file_response f;
+    file_request(c, "GET", "/sub/./index.html", NULL, &f);
+    EQ(f.status, 200);
+    file_response_free(&f);
+    http_close(c);
+    http_server_stop(&s);
+}
+
+Test(http, root_answers_if_modified_since_with_304_when_the_file_is_not_newer)
+{
+    struct server s;
+    files_server_start(&s);
+    struct http_conn *c = http_connect(&s);
+    struct file_response f;
+    char modified[64], extra[128];
+    file_request(c, "HEAD", "/data.bin", NULL, &f);
+    cr_assert(header(&f.r, "Last-Modified", modified, sizeof modified));
+    file_response_free(&f);
+
+    snprintf(extra, sizeof extra, "If-Modified-Since: %s\r\n", modified);
+    file_request(c, "GET", "/data.bin", extra, &f);
+    EQ(f.status, 304);
+    expect_header(&f.r, "Last-Modified", modified, "304");
+    file_response_free(&f);
+    expect_open_and_quiet(c, "after a 304: no body followed it");
+
+    /* A date before the file's: the file. A date that does not parse: ignored, the file. */
+    file_request(c, "GET", "/index.html", "If-Modified-Since: Thu, 01 Jan 1970 00:00:01 GMT\r\n", &f);
+    EQ(f.status, 200);
+    cr_assert(f.body_len == strlen(INDEX));
+    file_response_free(&f);
+    file_request(c, "GET", "/index.html", "If-Modified-Since: yesterday\r\n", &f);
+    EQ(f.status, 200);
+    file_response_free(&f);
+    http_close(c);
+    http_server_stop(&s);
+}
+
+Test(http, root_answers_a_byte_range_with_206_and_a_range_past_the_end_with_416)
+{
+    struct server s;
+    files_server_start(&s);
+    struct http_conn *c = http_connect(&s);
+    struct file_response f;
+    char want[96];
+    static const struct {
+        const char *range;
+        size_t first, len;
+    } ok[] = {
+        {"bytes=0-0", 0, 1},
+        {"bytes=100-199", 100, 100},
+        {"bytes=1048570-2097160", 1048570, 1048591}, /* straddles two of weft_sendfile's chunks */
+        {"bytes=3145700-", 3145700, DATA_BYTES - 3145700},
+        {"bytes=-17", DATA_BYTES - 17, 17},
+        {"bytes=3145000-99999999", 3145000, DATA_BYTES - 3145000}, /* cut at the end */
+        {"bytes=-99999999", 0, DATA_BYTES},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        char extra[96];
+        snprintf(extra, sizeof extra, "Range: %s\r\n", ok[i].range);
+        file_request(c, "GET", "/data.bin", extra, &f);
+        cr_assert(f.status == 206, "%s: status %d", ok[i].range, f.status);
+        snprintf(want, sizeof want, "bytes %zu-%zu/%d", ok[i].first, ok[i].first + ok[i].len - 1, DATA_BYTES);
+        expect_header(&f.r, "Content-Range", want, ok[i].range);
+        expect_data_bytes(&f, ok[i].first, ok[i].len, ok[i].range);
+        file_response_free(&f);
+    }
+    /* Past the end: 416, and what the size is. */
+    snprintf(want, sizeof want, "bytes */%d", DATA_BYTES);
+    static const char *const unsatisfiable[] = {"bytes=3145745-", "bytes=99999999-99999999", "bytes=-0"};
+    for (size_t i = 0; i < 3; i++) {
+        char extra[96];
+        snprintf(extra, sizeof extra, "Range: %s\r\n", unsatisfiable[i]);
+        file_request(c, "GET", "/data.bin", extra, &f);
+        cr_assert(f.status == 416, "%s: status %d", unsatisfiable[i], f.status);
+        expect_header(&f.r, "Content-Range", want, unsatisfiable[i]);
+        file_response_free(&f);
+    }
+    /* Ranges this server does not take are ignored (RFC 9110 allows it): the whole file. */
+    static const char *const ignored[] = {"bytes=0-1,5-6", "items=0-1", "bytes=5-2", "bytes=x-"};
+    for (size_t i = 0; i < 4; i++) {
+        char extra[96];
+        snprintf(extra, sizeof extra, "Range: %s\r\n", ignored[i]);
+        file_request(c, "GET", "/index.html", extra, &f);
+        cr_assert(f.status == 200 && f.body_len == strlen(INDEX), "%s: status %d, %zu bytes", ignored[i], f.status,
+                  f.body_len);
+        file_response_free(&f);
+    }
+    http_close(c);
+    http_server_stop(&s);
+}
+
+Test(http, root_answers_404_for_what_is_not_a_file_and_405_for_other_methods)
+{
+    struct server s;
+    files_server_start(&s);
+    struct http_conn *c = http_connect(&s);
+    struct file_response f;
+    static const char *const missing[] = {"/nope", "/nodex/", "/fifo", "/data.bin/x", "/sub/nope.html"};
+    for (size_t i = 0; i < 5; i++) {
+        file_request(c, "GET", missing[i], NULL, &f);
+        cr_assert(f.status == 404, "GET %s: %d", missing[i], f.status);
+        file_response_free(&f);
+    }
+    file_request(c, "DELETE", "/data.bin", NULL, &f);
+    EQ(f.status, 405);
+    expect_header(&f.r, "Allow", "GET, HEAD", "DELETE");
+    file_response_free(&f);
+    /* The file is still there. */
+    file_request(c, "HEAD", "/data.bin", NULL, &f);
+    EQ(f.status, 200);
+    file_response_free(&f);
+    http_close(c);
+    http_server_stop(&s);
+}
+
+Test(http, root_that_is_not_a_directory_is_refused_at_start)
+{
+    char out[256], err[512];
+    char *argv[] = {(char *)WEFT_HTTP_SERVER, (char *)"--port", (char *)"0", (char *)"--root",
+                    (char *)"/nonexistent-weft-root", NULL};
+    int status = run_program(argv, out, sizeof out, err, sizeof err, 10000);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 2, "exit status 0x%x", status);
+    cr_assert(strstr(err, "--root /nonexistent-weft-root") != NULL, "stderr: %s", err);
 }
 
 /* ---- the seeds' programs: concurrent_get, file_copy, offload, pipeline ----------------------------- */
