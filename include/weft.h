@@ -823,8 +823,8 @@ WEFT_API weft_future *weft_write_fixed_async(int fd, const void *buf, size_t len
  * -ETIMEDOUT, -EPERM (outside a task), -EMFILE or -ENFILE (io_uring: no fd for its pipe).
  *
  * How: on io_uring each chunk of up to 1 MiB (the pipe's size) goes file -> pipe -> out_fd as a pair
- * of linked IORING_OP_SPLICE requests, through a pipe of the loop's own (a small pool of them is kept;
- * a cancelled or cut-short send never leaves one holding stale bytes or open). The splices run in the
+ * of linked IORING_OP_SPLICE requests, through a pipe of the loop's own (up to 64 idle pipes, 128 fds,
+ * are kept for the next calls; a cancelled or cut-short send never leaves one holding stale bytes). The splices run in the
  * kernel's io-wq threads, where a send to a blocking socket that is full waits for room. On epoll,
  * sendfile(2) is tried when out_fd is writable (a file out_fd: on the executor); it reads the file
  * on the loop's thread, from the page cache or, for pages not cached, from the disk, as nginx's

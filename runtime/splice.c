@@ -13,7 +13,7 @@
  * bytes sent, else the first half's error (or 0 at the end of the file), else the second's.
  *
  * Pipes are the loop's: a sendfile takes one, and gives it back empty, to a pool of up to PIPES_KEPT
- * per loop. A pipe that still holds bytes (the second half sent less than the first read: an
+ * per loop (see below). A pipe that still holds bytes (the second half sent less than the first read: an
  * interruption, a peer gone, a non-blocking socket full) is closed instead, and its bytes with it:
  * the request reports only what was sent, and the caller goes on from there (re-reading the rest
  * from the file), so nothing is lost and no pipe is ever left holding stale bytes. weft_close of the
@@ -25,14 +25,21 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-/* Pipes kept idle per loop, and the size each is asked for (at most /proc/sys/fs/pipe-max-size for an
- * unprivileged process; what the kernel grants is read back and used as the chunk). */
-#define PIPES_KEPT 8
+/*
+ * Pipes kept idle per loop: a server sends many files at once, and a pipe made and closed for each
+ * costs five system calls (pipe2, fcntl, two closes and, for a large file, the resize). At most 64 are
+ * kept (128 fds); beyond that many sendfiles at once, pipes come and go. A pipe starts at the kernel's
+ * default size and grows, once, to PIPE_BYTES (at most /proc/sys/fs/pipe-max-size for an unprivileged
+ * process) the first time it carries a file larger than that; what the kernel grants is read back and
+ * used as the chunk.
+ */
+#define PIPES_KEPT 64
 #define PIPE_BYTES (1u << 20)
 
 typedef struct weft__splice_pipe {
     int out, in;              /* the pipe's read and write ends */
     size_t capacity;          /* the most one pair moves */
+    bool grown;               /* asked for PIPE_BYTES already */
     weft__uring *b;           /* the ring it belongs to */
     weft__link link;          /* in weft__uring.pipes */
     struct weft__splice_pipe *next_idle;
@@ -76,12 +83,19 @@ static weft__splice_pipe *pipe_take(weft_loop *l, weft__uring *b)
     p->out = fds[0];
     p->in = fds[1];
     p->b = b;
-    /* A bigger pipe moves more a trip; refused (the limits of unprivileged users), the default does. */
-    fcntl(p->in, F_SETPIPE_SZ, PIPE_BYTES);
     int size = fcntl(p->in, F_GETPIPE_SZ);
-    p->capacity = size > 0 ? (size_t)size : 65536;
+    p->capacity = size > 0 ? (size_t)size : 4096;
     weft__list_push(&b->pipes, &p->link);
     return p;
+}
+
+/* A bigger pipe moves more a trip. Refused (the limits of unprivileged users), the size it has does. */
+static void pipe_grow(weft__splice_pipe *p)
+{
+    p->grown = true;
+    int size = fcntl(p->in, F_SETPIPE_SZ, PIPE_BYTES);
+    if (size > 0)
+        p->capacity = (size_t)size;
 }
 
 /* An empty pipe goes back to the pool (or is closed when the pool is full); one that holds bytes is
@@ -159,6 +173,8 @@ int weft__splice_sendfile(weft_loop *l, weft__uring *b, weft__op *op)
         return -errno;
     /* One pair moves at most what the pipe holds: like sendfile(2), the request may send less than
      * asked, and the caller goes on with the rest. */
+    if (op->len > p->capacity && !p->grown)
+        pipe_grow(p);
     if (op->len > p->capacity)
         op->len = p->capacity;
     p->fill = (weft__op){.opcode = WEFT__OP_SPLICE, .fd = p->in, .off = -1, .len = op->len,
