@@ -406,6 +406,27 @@ WORKLOADS = [
                             profile=["weft-io_uring", "weft-epoll", "nginx"])},
         placement="server pinned to CPU 0, wrk (1 thread, 256 connections) to CPU 1", profile=True),
     Workload(
+        "http-files", "HTTP/1.1 static files of 1 KiB, 64 KiB and 1 MiB, wrk -c 256: weft's http_server --root "
+        "(weft_sendfile: splices on io_uring, sendfile(2) on epoll) vs nginx with sendfile on",
+        "HTTP/1.1 static files", "HTTP/1.1 keep-alive GET of one file from a directory, wrk -t 1 -c 256: weft's "
+        "examples/http_server --root (io_uring, epoll; the body sent with weft_sendfile) vs nginx with one worker "
+        "and sendfile on (bench/http/nginx-files.conf); every server opens, stats and closes the file per request",
+        "http_files",
+        [("weft-io_uring", "weft http_server --root io_uring"), ("weft-epoll", "weft http_server --root epoll"),
+         ("nginx", "nginx, sendfile on (one worker)")],
+        dict(net_metrics("request", "wrk"),
+             req_per_cpu_s=Metric("requests per server-CPU-second", "req/CPU-s", "higher", True, "req/CPU-s"),
+             wrk_cpu_util=Metric("wrk CPU use", "CPUs", None, False, "wrk CPU", percent=True)),
+        compare=[("weft-io_uring", "nginx"), ("weft-epoll", "nginx"), ("weft-io_uring", "weft-epoll")],
+        compared=["req_per_cpu_s", "server_cpu_us_per_req", "req_per_s", "p99_us", "syscalls_per_req"],
+        headline_metrics=["req_per_cpu_s"],
+        # Only when named (bench/run http-files), and in --full: 3 sizes x 3 servers, whole seconds of wrk each.
+        plans={"named": Plan(3, 5, 100, sizes=[1024, 65536, 1 << 20], warmup=1, duration=1, syscall_window=1,
+                             syscall_rounds=2, profile=[]),
+               "full": Plan(4, 6, 150, sizes=[1024, 65536, 1 << 20], warmup=1, duration=2, syscall_window=1,
+                            syscall_rounds=2, profile=[])},
+        placement="server pinned to CPU 0, wrk (1 thread, 256 connections) to CPU 1"),
+    Workload(
         "scaling", "HTTP keep-alive with 1 and 2 server loops (weft --threads 2) against nginx with 1 and 2 workers",
         "scaling over cores: HTTP/1.1 keep-alive", "the HTTP workload's GET / with wrk -t 1 -c 256, served by one loop "
         "or worker on CPU 0, or by two on CPUs 0 and 1 (weft's examples/http_server --threads 2: a loop per CPU, "
@@ -482,9 +503,10 @@ def echo_table(conns, size, load, workload="echo"):
 
 
 def table_workload(name):
-    """The workload a table name belongs to (an echo-kind table's name starts with its workload's)."""
+    """The workload a table name belongs to (an echo-kind or static-file table's name starts with its
+    workload's)."""
     for w in WORKLOADS:
-        if w.kind == "echo" and name.startswith(w.name + "-"):
+        if w.kind in ("echo", "http_files") and name.startswith(w.name + "-"):
             return w.name
     return "compare" if name.startswith("compare-") else name
 
@@ -510,6 +532,12 @@ class Table:
         self.headline_metrics = headline_metrics if headline_metrics is not None else (
             wl.headline_metrics if wl.headline_metrics is not None else self.compared)
         self.placement = wl.placement
+
+
+def http_files_table(size):
+    """The table (and file) name of the static-file workload for one file size: http-files-64KiB."""
+    return "http-files-%s" % ("%dMiB" % (size >> 20) if size % (1 << 20) == 0 else
+                              "%dKiB" % (size >> 10) if size % 1024 == 0 else "%dB" % size)
 
 
 def table_spec(name):
@@ -539,6 +567,11 @@ def table_spec(name):
                      [], compared=["server_cpu_us_per_req", "req_per_s", "p99_us", "syscalls_per_req"],
                      headline_metrics=(["req_per_s"] if mode == "closed" else ["server_cpu_us_per_req"] if mode else
                                        ["server_cpu_us_per_req", "req_per_s"]))
+    m = re.match(r"^http-files-(\d+)(B|KiB|MiB)$", name)
+    if m:
+        wl = BY_NAME["http-files"]
+        return Table(name, wl, "%s, %s %s files" % (wl.title, m.group(1), m.group(2)),
+                     "%s; the file is %s %s" % (wl.what, m.group(1), m.group(2)), [])
     wl = BY_NAME.get(name)
     if wl:
         return Table(name, wl, wl.title, wl.what, [t for t in wl.targets if not t.table or t.table == name])
