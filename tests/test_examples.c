@@ -17,10 +17,11 @@
  * ranges and 416, 404 and 405, and every spelling of a path out of the directory refused (a file
  * beside it must never come out).
  *
- * The seeds' programs (concurrent_get, file_copy, offload, pipeline) run to their end with --backend B
- * (run_program in common.h), and what they print is checked for values: every GET answered, the copy
- * identical, the inline hash reported as blocking the loop with late ticks where the offloaded one
- * lets the ticker run, the same checksum whatever the pipeline's concurrency. No timing is asserted.
+ * The seeds' programs (concurrent_get, file_copy, offload, pipeline) and group_commit run to their end
+ * with --backend B (run_program in common.h), and what they print is checked for values: every GET
+ * answered, the copy identical, the inline hash reported as blocking the loop with late ticks where the
+ * offloaded one lets the ticker run, the same checksum whatever the pipeline's concurrency, every record
+ * of the log durable and intact in fewer syncs than records. No timing is asserted.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* strptime, timegm, sigabbrev_np */
@@ -1461,7 +1462,7 @@ Test(http, root_that_is_not_a_directory_is_refused_at_start)
     cr_assert(strstr(err, "--root /nonexistent-weft-root") != NULL, "stderr: %s", err);
 }
 
-/* ---- the seeds' programs: concurrent_get, file_copy, offload, pipeline ----------------------------- */
+/* ---- the seeds' programs: concurrent_get, file_copy, offload, pipeline; and group_commit ------------- */
 
 TestSuite(seeds, .timeout = 120);
 
@@ -1612,6 +1613,54 @@ Test(seeds, file_copy_of_a_missing_file_exits_1_and_names_it)
     program_expect(&r, 1, WEFT_FILE_COPY, (const char *[]){"/nonexistent/weft-src", "/tmp/weft-never-written", NULL});
     cr_assert(strstr(r.err, "/nonexistent/weft-src: No such file or directory") != NULL, "stderr:\n%s", r.err);
     cr_assert(access("/tmp/weft-never-written", F_OK) != 0, "the destination was created");
+}
+
+/* ---- group_commit: durable writes shared by many tasks ------------------------------------------------ */
+
+/* Runs group_commit into a log in a fresh directory, checks the log's size and removes both. */
+static void group_commit_case(struct program_run *r, bool no_batch, const char *writers, const char *records)
+{
+    const char *base = getenv("TMPDIR");
+    char dir[256], log[300];
+    snprintf(dir, sizeof dir, "%s/weft-commit-XXXXXX", base && *base ? base : "/tmp");
+    cr_assert(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
+    snprintf(log, sizeof log, "%s/log", dir);
+    program_expect(r, 0, WEFT_GROUP_COMMIT,
+                   no_batch ? (const char *[]){"--writers", writers, "--records", records, "--size", "100", "--no-batch",
+                                               log, NULL}
+                            : (const char *[]){"--writers", writers, "--records", records, "--size", "100", log, NULL});
+    struct stat st;
+    cr_assert(stat(log, &st) == 0, "no log: %s", strerror(errno));
+    EQ(st.st_size, (off_t)atoi(writers) * atoi(records) * 100);
+    unlink(log);
+    rmdir(dir);
+}
+
+Test(seeds, group_commit_makes_every_record_durable_in_fewer_syncs_than_records)
+{
+    static struct program_run r;
+    group_commit_case(&r, false, "32", "20");
+    OUT_HAS(&r, "group commit: 640 records of 100 B from 32 writers in ");
+    OUT_HAS(&r, "\nverify: every record once, intact, in order\n");
+    /* While one sync runs, the other writers' records gather: far fewer syncs than records. */
+    unsigned long long syncs = number_after(r.out, " records/s, ");
+    cr_assert(syncs >= 20 && syncs < 640 / 2, "%llu syncs for 640 records:\n%s", syncs, r.out);
+}
+
+Test(seeds, group_commit_no_batch_syncs_every_record_and_loses_none)
+{
+    static struct program_run r;
+    group_commit_case(&r, true, "8", "10");
+    OUT_HAS(&r, "sync per record: 80 records of 100 B from 8 writers in ");
+    EQ(number_after(r.out, " records/s, "), 80);
+    OUT_HAS(&r, "\nverify: every record once, intact, in order\n");
+}
+
+Test(seeds, group_commit_into_a_missing_directory_exits_1_and_names_it)
+{
+    static struct program_run r;
+    program_expect(&r, 1, WEFT_GROUP_COMMIT, (const char *[]){"/nonexistent/weft-log", NULL});
+    cr_assert(strstr(r.err, "/nonexistent/weft-log: No such file or directory") != NULL, "stderr:\n%s", r.err);
 }
 
 Test(seeds, offload_inline_is_reported_as_blocking_the_loop_with_late_ticks_and_offloaded_is_not_blocked)
