@@ -56,7 +56,7 @@ _spec.loader.exec_module(http)
 BASELINE_DEFAULT = ["yield", "spawn", "nop", "echo"]
 BINARIES = ["bench/fiber", "bench/fiber-baselines", "bench/io", "bench/exec", "bench/exec-baselines", "bench/sync", "bench/fixed",
             "bench/echo/loadgen", "bench/baselines/echo_epoll", "bench/baselines/echo_uring", "examples/echo_server",
-            "examples/http_server"]
+            "examples/http_server", "examples/group_commit", "bench/baselines/commit_pthread"]
 TWINS = {"fiber": "fiber-baselines", "exec": "exec-baselines"}  # run the baselines when weft did not build
 TIMEOUTS = {"fiber": 120, "io": 120, "exec": 300, "sync": 120, "fixed": 120}
 
@@ -458,6 +458,58 @@ class Bench:
                     self.unit(wl.name, r, "%s qd %d %s%s round %d" % (wl.name, qd, c, b.tag, r),
                               lambda c=c, b=b: self.files_unit(wl, plan, c, b, qd, r, path))
                 log("  %-8s round %d qd %d: %s" % (wl.name, r, qd, "  ".join(self._progress)))
+        self.rounds(plan, [wl.name], one_round, what=wl.name)
+        self.show(wl.name)
+
+    # -- durable logs --
+
+    def wl_commit(self, wl, plan):
+        """Group commit (weft, pthreads) against a sync per record (fio --fdatasync=1), interleaved round by
+        round; the log lives where the files workloads' data does, on the disk under test."""
+        d = self.a.data
+        os.makedirs(d, exist_ok=True)
+        path = os.path.join(d, "commit.log")
+        writers, records, size = plan.get("writers", 64), plan.get("records", 100), plan.get("size", 128)
+        units = [(c, b) for c, _ in wl.contenders for b in (self.builds if c.startswith("weft-") else self.builds[:1])]
+        self.emit({"type": "contenders", "table": wl.name, "contenders": [c + b.tag for c, b in units]})
+        fs = subprocess.run(["findmnt", "-n", "-o", "FSTYPE,SOURCE", "-T", d], capture_output=True, text=True).stdout.strip()
+        self.note(wl.name, "%d writers x %d records of %d B to one log in %s%s; every program pinned to CPU 0; the "
+                           "weft and pthread programs check the log afterwards, record by record"
+                  % (writers, records, size, d, " (%s)" % fs if fs else ""))
+
+        def one(contender, build, rnd):
+            argv = [sys.executable, os.path.join(HERE, "commit.py"), "--contender", contender, "--build", build.stage,
+                    "--file", path, "--writers", str(writers), "--records", str(records), "--size", str(size),
+                    "--round", str(rnd)]
+            u = machine.Usage().start()
+            try:
+                p = subprocess.run(["taskset", "-c", "0"] + argv, capture_output=True, text=True, timeout=180)
+                out = p.stdout
+            except subprocess.TimeoutExpired:
+                out = ""
+            other = u.stop()
+            recs = []
+            for line in out.splitlines():
+                try:
+                    r = json.loads(line)
+                except ValueError:
+                    continue
+                r = dict(r, table=wl.name, contender=contender + build.tag)
+                r.pop("workload", None)
+                recs.append(r)
+            if not recs:
+                recs = [{"type": "failure", "table": wl.name, "contender": contender + build.tag, "round": rnd,
+                         "reason": "commit.py printed nothing"}]
+            v = next((r["value"] for r in recs if r.get("metric") == "records_per_s"), None)
+            self._progress.append("%s%s %s" % (contender, build.tag, short(v) if v is not None else "FAILED"))
+            return recs, other
+
+        def one_round(r):
+            self._progress = []
+            k = (r - 1) % len(units)
+            for c, b in units[k:] + units[:k]:
+                self.unit(wl.name, r, "%s %s%s round %d" % (wl.name, c, b.tag, r), lambda c=c, b=b: one(c, b, r))
+            log("  %-8s round %d: %s" % (wl.name, r, "  ".join(self._progress)))
         self.rounds(plan, [wl.name], one_round, what=wl.name)
         self.show(wl.name)
 

@@ -255,6 +255,29 @@ WORKLOADS = [
         compare=[("fixed", "plain"), ("fixed-eagain", "plain-eagain")], compared=["ns_per_op", "ns_per_lookup"],
         plans={"named": Plan(5, 12, 10), "full": Plan(10, 20, 30)}, program=("fixed", ["fixed"])),
     Workload(
+        "commit", "durable log appends: weft's group commit (io_uring, epoll) vs a pthread group commit vs a sync "
+        "per record (fio --fdatasync=1)",
+        "durable log appends", "many writers appending records to one log file, each waiting until its record is "
+        "durable: weft's examples/group_commit (tasks and one committer gathering each batch into one "
+        "weft_write_durable), the same with a sync per record (--no-batch), bench/baselines/commit_pthread (the group "
+        "commit with threads, a mutex and condition variables), and fio --fdatasync=1 (one job syncing every record)",
+        "commit",
+        [("weft-io_uring", "weft group commit, io_uring"), ("weft-epoll", "weft group commit, epoll"),
+         ("weft-io_uring-nobatch", "weft, a sync per record (64 in flight)"), ("pthread", "pthread group commit"),
+         ("fio", "fio --fdatasync=1 (a sync per record)")],
+        {"records_per_s": Metric("durable records per second", "records/s", "higher", True, "records/s"),
+         "syncs_per_record": Metric("syncs per record", "syncs", "lower", True, "syncs/record", words=("fewer", "more")),
+         "p50_us": Metric("latency p50, append to durable", "us", "lower", False, "p50 us"),
+         "p99_us": Metric("latency p99, append to durable", "us", "lower", True, "p99 us"),
+         "cpu_us_per_record": Metric("CPU per record (process; fio: its usr+sys)", "us", "lower", True, "CPU us/record")},
+        compare=[("weft-io_uring", "pthread"), ("weft-io_uring", "fio"), ("weft-epoll", "pthread"),
+                 ("weft-io_uring", "weft-epoll"), ("weft-io_uring", "weft-io_uring-nobatch"), ("pthread", "fio")],
+        headline=[("weft-io_uring", "pthread"), ("weft-io_uring", "fio")],
+        headline_metrics=["records_per_s"],
+        plans={"named": Plan(5, 8, 40, writers=64, records=100, size=128),
+               "full": Plan(5, 10, 60, writers=64, records=200, size=128)},
+        placement="each program pinned to CPU 0"),
+    Workload(
         "executor", "empty jobs on the executor: round trip vs a pthread ping-pong, jobs/s vs a pthread pool",
         "executor: empty jobs", "an empty job on another thread: weft's executor (1 worker for latency, 1 per CPU "
         "for jobs/s) vs pthread code by hand", "program",
