@@ -47,9 +47,7 @@ static struct log {
     bool no_batch, json;
     int fd;
     int64_t end;                 /* where the next write goes */
-    unsigned char *pending;      /* records appended since the last write began */
-    size_t pending_len, cap;
-    unsigned char *writing;      /* the records of the write in flight */
+    struct log_buffers buf;      /* records appended since the last write began, and those it writes */
     batch *open;                 /* the batch the records appended now belong to */
     weft_event *work;            /* set when records are pending, or when it is time to stop */
     bool closing;
@@ -86,21 +84,17 @@ static intptr_t committer(void *arg)
         if (r < 0)
             return r;
         weft_event_clear(lg.work);
-        if (!lg.pending_len) {
+        if (!lg.buf.pending_len) {
             if (lg.closing)
                 return 0;
             continue;
         }
         /* Take what is pending; what comes next gathers in the other buffer, for a new batch. */
-        unsigned char *swap = lg.writing;
-        lg.writing = lg.pending;
-        lg.pending = swap;
-        size_t len = lg.pending_len;
-        lg.pending_len = 0;
+        size_t len = log_take(&lg.buf);
         batch *b = lg.open;
         if (!(lg.open = batch_new()))
             return -ENOMEM;
-        ssize_t n = weft_write_durable(lg.fd, lg.writing, len, lg.end);
+        ssize_t n = weft_write_durable(lg.fd, lg.buf.writing, len, lg.end);
         lg.syncs++;
         lg.end += n > 0 ? n : 0;
         b->result = n == (ssize_t)len ? 0 : n < 0 ? (int)n : -EIO; /* short: the disk is full */
@@ -126,8 +120,7 @@ static intptr_t writer(void *arg)
             lg.syncs++;
             result = n == (ssize_t)lg.size ? 0 : n < 0 ? n : -EIO;
         } else {
-            memcpy(lg.pending + lg.pending_len, rec, lg.size);
-            lg.pending_len += lg.size;
+            log_append(&lg.buf, rec, lg.size);
             batch *b = lg.open;
             b->waiters++;
             weft_event_set(lg.work);
@@ -149,15 +142,12 @@ static intptr_t run(void *arg)
         fprintf(stderr, "%s: %s: %s\n", prog, lg.path, weft_strerror(lg.fd));
         return lg.fd;
     }
-    /* Every writer can have one record pending: that bounds both buffers. */
-    lg.cap = (size_t)lg.writers * lg.size;
-    lg.pending = malloc(lg.cap);
-    lg.writing = malloc(lg.cap);
+    int nomem = log_buffers_init(&lg.buf, lg.writers, lg.size);
     lg.latency = calloc((size_t)lg.writers * lg.records, sizeof *lg.latency);
     lg.work = weft_event_new();
     lg.open = batch_new();
     weft_task **ts = calloc(lg.writers, sizeof *ts);
-    if (!lg.pending || !lg.writing || !lg.latency || !lg.work || !lg.open || !ts)
+    if (nomem || !lg.latency || !lg.work || !lg.open || !ts)
         return -ENOMEM;
     weft_task *c = weft_spawn_named("committer", committer, NULL);
     uint64_t t0 = weft_now(), cpu0 = log_cpu_ns();
@@ -189,8 +179,7 @@ static intptr_t run(void *arg)
     weft_event_free(lg.open->durable);
     free(lg.open);
     free(ts);
-    free(lg.pending);
-    free(lg.writing);
+    log_buffers_fini(&lg.buf);
     free(lg.latency);
     return 0;
 }

@@ -78,6 +78,48 @@ static inline int log_verify(int fd, unsigned writers, unsigned records, size_t 
     return bad;
 }
 
+/*
+ * The two buffers of a group commit: records are appended to pending while the committer writes the
+ * other one. Each holds one record of every writer at most (a writer appends its next record only
+ * once the last is durable), which bounds both.
+ */
+struct log_buffers {
+    unsigned char *pending, *writing;
+    size_t pending_len;
+};
+
+static inline int log_buffers_init(struct log_buffers *lb, unsigned writers, size_t size)
+{
+    lb->pending = malloc((size_t)writers * size);
+    lb->writing = malloc((size_t)writers * size);
+    lb->pending_len = 0;
+    return lb->pending && lb->writing ? 0 : -ENOMEM;
+}
+
+static inline void log_buffers_fini(struct log_buffers *lb)
+{
+    free(lb->pending);
+    free(lb->writing);
+}
+
+static inline void log_append(struct log_buffers *lb, const unsigned char *rec, size_t size)
+{
+    memcpy(lb->pending + lb->pending_len, rec, size);
+    lb->pending_len += size;
+}
+
+/* The committer takes what is pending (returns its length, in lb->writing); what is appended next
+ * gathers in the other buffer. */
+static inline size_t log_take(struct log_buffers *lb)
+{
+    unsigned char *swap = lb->writing;
+    lb->writing = lb->pending;
+    lb->pending = swap;
+    size_t len = lb->pending_len;
+    lb->pending_len = 0;
+    return len;
+}
+
 static int log_compare_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;

@@ -715,6 +715,30 @@ WEFT_API int weft_fsync(int fd, bool datasync);
  * (outside a task). Suspends. Many tasks appending to one log can share syncs: examples/group_commit.c.
  */
 WEFT_API ssize_t weft_write_durable(int fd, const void *buf, size_t len, int64_t offset);
+/*
+ * Sends up to len bytes of the file in_fd, from offset (its file position when -1, which it then
+ * advances), to out_fd (a socket, a pipe, a file), without copying them through user memory: what
+ * nginx's "sendfile on" does. Suspends until all len bytes are sent or the file ends. Returns the bytes
+ * sent: len, fewer when the file ends first (0 at or past its end), or, when an error or interruption
+ * comes after some bytes went out, that count, with the error held for out_fd as weft_send_all holds
+ * it (the next call on out_fd returns it; a cancel or deadline is not held, it stays in force
+ * anyway). A negative errno when nothing was sent: -EPIPE or -ECONNRESET (the peer has gone; never
+ * SIGPIPE), -EBADF, -EINVAL (offset below -1; in_fd not a file sendfile can read: a regular file or
+ * block device is; -ESPIPE on io_uring for a pipe or socket given with an offset), -ECANCELED,
+ * -ETIMEDOUT, -EPERM (outside a task), -EMFILE or -ENFILE (io_uring: no fd for its pipe).
+ *
+ * How: on io_uring each chunk of up to 1 MiB (the pipe's size) goes file -> pipe -> out_fd as a pair
+ * of linked IORING_OP_SPLICE requests, through a pipe of the loop's own (up to 64 idle pipes, 128 fds,
+ * are kept for the next calls; a cancelled or cut-short send never leaves one holding stale bytes).
+ * The splices run in the kernel's io-wq threads, where a send to a blocking socket that is full waits
+ * for room. On epoll,
+ * sendfile(2) is tried when out_fd is writable (a file out_fd: on the executor); it reads the file
+ * on the loop's thread, from the page cache or, for pages not cached, from the disk, as nginx's
+ * sendfile does. A socket that is non-blocking (O_NONBLOCK) works on both: weft waits for it to be
+ * writable. Cancelled or timed out mid-file, the call returns the bytes sent so far (the rest was never
+ * sent: go on from offset + that count), or -ECANCELED / -ETIMEDOUT if none were.
+ */
+WEFT_API ssize_t weft_sendfile(int out_fd, int in_fd, int64_t offset, size_t len);
 /* statx(2). -EFAULT if path or out is NULL. struct statx comes from <sys/stat.h> with _GNU_SOURCE, or
  * from <linux/stat.h>. */
 struct statx;
@@ -809,30 +833,6 @@ WEFT_API ssize_t weft_write_fixed(int fd, const void *buf, size_t len, int64_t o
  * EPERM outside a loop, ENOMEM. */
 WEFT_API weft_future *weft_read_fixed_async(int fd, void *buf, size_t len, int64_t offset, unsigned index);
 WEFT_API weft_future *weft_write_fixed_async(int fd, const void *buf, size_t len, int64_t offset, unsigned index);
-
-/*
- * Sends up to len bytes of the file in_fd, from offset (its file position when -1, which it then
- * advances), to out_fd (a socket, a pipe, a file), without copying them through user memory: what
- * nginx's "sendfile on" does. Suspends until all len bytes are sent or the file ends. Returns the bytes
- * sent: len, fewer when the file ends first (0 at or past its end), or, when an error or interruption
- * comes after some bytes went out, that count, with the error held for out_fd as weft_send_all holds
- * it (the next call on out_fd returns it; a cancel or deadline is not held, it stays in force
- * anyway). A negative errno when nothing was sent: -EPIPE or -ECONNRESET (the peer has gone; never
- * SIGPIPE), -EBADF, -EINVAL (offset below -1; in_fd not a file sendfile can read: a regular file or
- * block device is; -ESPIPE on io_uring for a pipe or socket given with an offset), -ECANCELED,
- * -ETIMEDOUT, -EPERM (outside a task), -EMFILE or -ENFILE (io_uring: no fd for its pipe).
- *
- * How: on io_uring each chunk of up to 1 MiB (the pipe's size) goes file -> pipe -> out_fd as a pair
- * of linked IORING_OP_SPLICE requests, through a pipe of the loop's own (up to 64 idle pipes, 128 fds,
- * are kept for the next calls; a cancelled or cut-short send never leaves one holding stale bytes). The splices run in the
- * kernel's io-wq threads, where a send to a blocking socket that is full waits for room. On epoll,
- * sendfile(2) is tried when out_fd is writable (a file out_fd: on the executor); it reads the file
- * on the loop's thread, from the page cache or, for pages not cached, from the disk, as nginx's
- * sendfile does. A socket that is non-blocking (O_NONBLOCK) works on both: weft waits for it to be
- * writable. Cancelled or timed out mid-file, the call returns the bytes sent so far (the rest was never
- * sent: go on from offset + that count), or -ECANCELED / -ETIMEDOUT if none were.
- */
-WEFT_API ssize_t weft_sendfile(int out_fd, int in_fd, int64_t offset, size_t len);
 
 /* Conveniences */
 

@@ -27,7 +27,6 @@
 #define _GNU_SOURCE /* strptime, timegm, sigabbrev_np */
 #endif
 #include <arpa/inet.h>
-#include <ftw.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -619,8 +618,9 @@ static void expect_header(const struct response *r, const char *name, const char
               got ? got : "(absent)", want, r->head);
 }
 
-/* Reads one response: its head, then Content-Length bytes of body (none for a HEAD request). */
-static void read_response(struct http_conn *c, bool head_only, struct response *r, const char *what)
+/* Reads a response's head into r->head, NUL-terminated, and takes it out of c's buffer (where the
+ * body's first bytes may be). */
+static void read_head(struct http_conn *c, struct response *r, const char *what)
 {
     char *end;
     while (!(end = strstr(c->buf, "\r\n\r\n"))) {
@@ -633,23 +633,29 @@ static void read_response(struct http_conn *c, bool head_only, struct response *
     memcpy(r->head, c->buf, head_len);
     r->head[head_len] = '\0';
     cr_assert(strlen(r->head) == head_len, "%s: NUL byte in the response head", what);
+    memmove(c->buf, c->buf + head_len, c->len - head_len + 1);
+    c->len -= head_len;
+}
 
+/* Reads one response: its head, then Content-Length bytes of body (none for a HEAD request). */
+static void read_response(struct http_conn *c, bool head_only, struct response *r, const char *what)
+{
+    read_head(c, r, what);
     char value[64];
     cr_assert(header(r, "Content-Length", value, sizeof value), "%s: no Content-Length in:\n%s", what, r->head);
     char *digits_end;
     unsigned long length = strtoul(value, &digits_end, 10);
     cr_assert(*value && !*digits_end && length < sizeof r->body, "%s: Content-Length \"%s\"", what, value);
     r->body_len = head_only ? 0 : length;
-    while (c->len < head_len + r->body_len) {
+    while (c->len < r->body_len) {
         ssize_t n = http_fill(c, what);
         cr_assert(n > 0, "%s: %s in a body of %zu bytes", what, n == 0 ? "end of stream" : strerror((int)-n),
                   r->body_len);
     }
-    memcpy(r->body, c->buf + head_len, r->body_len);
+    memcpy(r->body, c->buf, r->body_len);
     r->body[r->body_len] = '\0';
-    size_t used = head_len + r->body_len;
-    memmove(c->buf, c->buf + used, c->len - used + 1);
-    c->len -= used;
+    memmove(c->buf, c->buf + r->body_len, c->len - r->body_len + 1);
+    c->len -= r->body_len;
 }
 
 /*
@@ -1120,18 +1126,10 @@ enum { DATA_BYTES = 3 * 1024 * 1024 + 17 };
 
 static char www_parent[512], www[600];
 
-static int www_remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-    (void)st;
-    (void)type;
-    (void)ftw;
-    return remove(path);
-}
-
 static void www_remove(void)
 {
     if (www_parent[0])
-        nftw(www_parent, www_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        remove_tree(www_parent);
     www_parent[0] = '\0';
 }
 
@@ -1186,16 +1184,7 @@ struct file_response {
 /* Reads one response to a file request; a HEAD's, or a 304's, has no body whatever its headers say. */
 static void read_file_response(struct http_conn *c, bool no_body, struct file_response *f, const char *what)
 {
-    char *end;
-    while (!(end = strstr(c->buf, "\r\n\r\n"))) {
-        ssize_t n = http_fill(c, what);
-        cr_assert(n > 0, "%s: %s after %zu bytes of a response: \"%s\"", what,
-                  n == 0 ? "end of stream" : strerror((int)-n), c->len, c->buf);
-    }
-    size_t head_len = (size_t)(end + 4 - c->buf);
-    cr_assert(head_len < sizeof f->r.head, "%s: response head of %zu bytes", what, head_len);
-    memcpy(f->r.head, c->buf, head_len);
-    f->r.head[head_len] = '\0';
+    read_head(c, &f->r, what);
     cr_assert(sscanf(f->r.head, "HTTP/1.1 %d ", &f->status) == 1, "%s: status line in:\n%s", what, f->r.head);
     char value[64];
     f->body_len = 0;
@@ -1207,11 +1196,10 @@ static void read_file_response(struct http_conn *c, bool no_body, struct file_re
     f->body = malloc(f->body_len + 1);
     cr_assert(f->body);
     /* What the buffer holds past the head, then straight from the socket. */
-    size_t have = c->len - head_len < f->body_len ? c->len - head_len : f->body_len;
-    memcpy(f->body, c->buf + head_len, have);
-    size_t used = head_len + have;
-    memmove(c->buf, c->buf + used, c->len - used + 1);
-    c->len -= used;
+    size_t have = c->len < f->body_len ? c->len : f->body_len;
+    memcpy(f->body, c->buf, have);
+    memmove(c->buf, c->buf + have, c->len - have + 1);
+    c->len -= have;
     while (have < f->body_len) {
         ssize_t n = recv(c->fd, f->body + have, f->body_len - have, 0);
         cr_assert(n > 0, "%s: %s after %zu of %zu body bytes", what, n == 0 ? "end of stream" : strerror(errno),

@@ -29,6 +29,14 @@ static void set_make(void)
         set[i] = (struct iovec){region + (size_t)i * BUF_BYTES, BUF_BYTES};
 }
 
+/* Runs fn (a task body that registers the set as it needs) on a fresh set, under a deadline. */
+static void run_with_set(weft_fn fn)
+{
+    set_make();
+    EQ(run_guarded(fn, NULL), 0);
+    free(region);
+}
+
 static uint64_t offloaded_now(void)
 {
     weft_stats st;
@@ -41,7 +49,6 @@ static uint64_t offloaded_now(void)
 static intptr_t round_trip_main(void *arg)
 {
     (void)arg;
-    set_make();
     EQ(weft_buffers_register(set, BUFS), 0);
     int fd = temp_file(0);
     uint64_t before = offloaded_now();
@@ -79,8 +86,7 @@ static intptr_t round_trip_main(void *arg)
 
 Test(fixedbuf, writes_and_reads_through_registered_buffers_move_the_right_bytes_at_any_offset)
 {
-    EQ(run_guarded(round_trip_main, NULL), 0);
-    free(region);
+    run_with_set(round_trip_main);
 }
 
 /* Many in flight from one task: every buffer's read back in one go, in a shuffled order. */
@@ -89,7 +95,6 @@ enum { PIECES = 64, PIECE = BUFS * BUF_BYTES / PIECES };
 static intptr_t async_main(void *arg)
 {
     (void)arg;
-    set_make();
     EQ(weft_buffers_register(set, BUFS), 0);
     int fd = temp_file(0);
     fill_pattern(region, BUFS * BUF_BYTES, 77);
@@ -99,12 +104,7 @@ static intptr_t async_main(void *arg)
         fs[i] = weft_write_fixed_async(fd, at, PIECE, (int64_t)i * PIECE, (unsigned)(i * PIECE / BUF_BYTES));
         cr_assert(fs[i], "weft_write_fixed_async %d: %s", i, strerror(errno));
     }
-    intptr_t results[PIECES];
-    EQ(weft_gather(fs, PIECES, results), 0);
-    for (int i = 0; i < PIECES; i++) {
-        EQ(results[i], PIECE);
-        weft_future_free(fs[i]);
-    }
+    gather_each(fs, PIECES, PIECE);
     memset(region, 0, BUFS * BUF_BYTES);
     for (int k = 0; k < PIECES; k++) {
         int i = (k * 37) % PIECES;
@@ -112,11 +112,7 @@ static intptr_t async_main(void *arg)
         fs[k] = weft_read_fixed_async(fd, at, PIECE, (int64_t)i * PIECE, (unsigned)(i * PIECE / BUF_BYTES));
         cr_assert(fs[k]);
     }
-    EQ(weft_gather(fs, PIECES, results), 0);
-    for (int k = 0; k < PIECES; k++) {
-        EQ(results[k], PIECE);
-        weft_future_free(fs[k]);
-    }
+    gather_each(fs, PIECES, PIECE);
     expect_pattern(region, BUFS * BUF_BYTES, 77);
     /* Misuse through the async form: no future, and errno says why. */
     NULL_WITH_ERRNO(weft_read_fixed_async(fd, region, 1, 0, BUFS), EINVAL);
@@ -127,15 +123,13 @@ static intptr_t async_main(void *arg)
 
 Test(fixedbuf, many_fixed_transfers_in_flight_from_one_task_land_byte_exact)
 {
-    EQ(run_guarded(async_main, NULL), 0);
-    free(region);
+    run_with_set(async_main);
 }
 
 /* O_DIRECT through a registered buffer: aligned works, misaligned is the kernel's EINVAL as ever. */
 static intptr_t direct_main(void *arg)
 {
     (void)arg;
-    set_make();
     EQ(weft_buffers_register(set, BUFS), 0);
     int fd = temp_file(O_DIRECT);
     fill_pattern(region, 8192, 12);
@@ -152,8 +146,7 @@ static intptr_t direct_main(void *arg)
 
 Test(fixedbuf, o_direct_reads_and_writes_through_registered_buffers_need_the_files_alignment)
 {
-    EQ(run_guarded(direct_main, NULL), 0);
-    free(region);
+    run_with_set(direct_main);
 }
 
 /* ---- misuse --------------------------------------------------------------------------------------------- */
@@ -161,7 +154,6 @@ Test(fixedbuf, o_direct_reads_and_writes_through_registered_buffers_need_the_fil
 static intptr_t misuse_main(void *arg)
 {
     (void)arg;
-    set_make();
     int fd = temp_file(0);
     EQ(weft_write(fd, "0123456789", 10, 0), 10);
     /* Nothing registered yet. */
@@ -211,8 +203,7 @@ static intptr_t misuse_main(void *arg)
 
 Test(fixedbuf, misuse_is_einval_or_said_precisely_and_leaves_the_set_and_the_file_as_they_were)
 {
-    EQ(run_guarded(misuse_main, NULL), 0);
-    free(region);
+    run_with_set(misuse_main);
 }
 
 /* Outside a loop there is no set to register with; outside a task no call can wait. */

@@ -6,7 +6,6 @@
  *
  * Each test works in a fresh directory from mkdtemp, removed at its end.
  */
-#include <ftw.h>
 #include <limits.h>
 #include <poll.h>
 #include <sys/resource.h>
@@ -20,18 +19,10 @@ TestSuite(fs, .timeout = 30);
 
 static char scratch[PATH_MAX];
 
-static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-    (void)st;
-    (void)type;
-    (void)ftw;
-    return remove(path);
-}
-
 static void scratch_remove(void)
 {
     if (scratch[0])
-        nftw(scratch, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        remove_tree(scratch);
     scratch[0] = '\0';
 }
 
@@ -174,12 +165,7 @@ static intptr_t big_file_main(void *arg)
         fs[i] = weft_read_async(fd, back + off, CHUNK, (int64_t)off);
         cr_assert(fs[i], "weft_read_async %u: %s", i, strerror(errno));
     }
-    intptr_t results[READS];
-    EQ(weft_gather(fs, READS, results), 0);
-    for (unsigned i = 0; i < READS; i++) {
-        EQ(results[i], CHUNK);
-        weft_future_free(fs[i]);
-    }
+    gather_each(fs, READS, CHUNK);
     same_bytes(back, data, FILE_BYTES, "1 MiB read back in 128 chunks");
 
     /* Unaligned reads of random lengths, some running past the end of the file: short there. */
@@ -192,6 +178,7 @@ static intptr_t big_file_main(void *arg)
         fs[i] = weft_read_async(fd, bufs + (size_t)i * 10000, lens[i], (int64_t)offs[i]);
         cr_assert(fs[i]);
     }
+    intptr_t results[READS];
     EQ(weft_gather(fs, READS, results), 0);
     for (unsigned i = 0; i < READS; i++) {
         size_t want = offs[i] + lens[i] > FILE_BYTES ? FILE_BYTES - offs[i] : lens[i];

@@ -35,8 +35,7 @@ static struct log {
     bool json;
     int fd;
     int64_t end;
-    unsigned char *pending, *writing;
-    size_t pending_len;
+    struct log_buffers buf;
     batch *open;
     pthread_mutex_t lock;
     pthread_cond_t work;
@@ -75,21 +74,17 @@ static void *committer(void *arg)
     (void)arg;
     pthread_mutex_lock(&lg.lock);
     for (;;) {
-        while (!lg.pending_len && !lg.closing)
+        while (!lg.buf.pending_len && !lg.closing)
             pthread_cond_wait(&lg.work, &lg.lock);
-        if (!lg.pending_len)
+        if (!lg.buf.pending_len)
             break;
-        unsigned char *swap = lg.writing;
-        lg.writing = lg.pending;
-        lg.pending = swap;
-        size_t len = lg.pending_len;
-        lg.pending_len = 0;
+        size_t len = log_take(&lg.buf);
         batch *b = lg.open;
         lg.open = batch_new();
         int64_t at = lg.end;
         pthread_mutex_unlock(&lg.lock);
 
-        ssize_t n = pwrite(lg.fd, lg.writing, len, at);
+        ssize_t n = pwrite(lg.fd, lg.buf.writing, len, at);
         int result = n == (ssize_t)len ? 0 : n < 0 ? -errno : -EIO;
         if (!result && fdatasync(lg.fd) != 0)
             result = -errno;
@@ -118,8 +113,7 @@ static void *writer(void *arg)
         log_record_make(rec, lg.size, id, seq);
         uint64_t t0 = now_ns();
         pthread_mutex_lock(&lg.lock);
-        memcpy(lg.pending + lg.pending_len, rec, lg.size);
-        lg.pending_len += lg.size;
+        log_append(&lg.buf, rec, lg.size);
         batch *b = lg.open;
         b->waiters++;
         pthread_cond_signal(&lg.work);
@@ -162,12 +156,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: %s: %s\n", prog, argv[optind], strerror(errno));
         return 1;
     }
-    lg.pending = malloc((size_t)lg.writers * lg.size);
-    lg.writing = malloc((size_t)lg.writers * lg.size);
+    int nomem = log_buffers_init(&lg.buf, lg.writers, lg.size);
     lg.latency = calloc((size_t)lg.writers * lg.records, sizeof *lg.latency);
     lg.open = batch_new();
     pthread_t *ts = calloc(lg.writers, sizeof *ts), c;
-    if (!lg.pending || !lg.writing || !lg.latency || !lg.open || !ts) {
+    if (nomem || !lg.latency || !lg.open || !ts) {
         fprintf(stderr, "%s: no memory\n", prog);
         return 1;
     }
