@@ -121,14 +121,17 @@ typedef struct weft_config {
                                      long before sleeping in the kernel; 0 = never (the default). Env
                                      WEFT_IDLE_POLL_US. Costs a busy CPU while idle; saves the wake-up. */
     unsigned    submit_batch;     /* io_uring: hand requests to the kernel as soon as this many are queued
-                                     (1 = each one at once, a system call each). 0 = the default: a
-                                     storage request (a read or write at an offset, an fsync) at once, so
-                                     a disk starts on each as it is made, and every other request (sockets,
-                                     pipes, reads at the file position) with the rest when the loop next
-                                     waits, fewest system calls. ring_entries = everything at the wait.
-                                     Env WEFT_SUBMIT_BATCH. Completions are still taken in at the loop's
-                                     turn. A request handed over is the kernel's: freeing its pending
-                                     future can no longer withdraw it. */
+                                     (1 = each one at once, a system call each). 0 = the default, decided
+                                     by what is in flight: a storage request (a read or write at an
+                                     offset, an fsync) goes at once while at most 4 are in flight, so a
+                                     disk with little to do starts on each as it is made; with more in
+                                     flight it waits for the loop's wait, or for 8 queued, to go with
+                                     the rest; every other request (sockets, pipes, reads at the file
+                                     position) goes when the loop next waits, fewest system calls.
+                                     ring_entries = everything at the wait. Env WEFT_SUBMIT_BATCH.
+                                     Completions are still taken in at the loop's turn. A request handed
+                                     over is the kernel's: freeing its pending future can no longer
+                                     withdraw it. */
     /* Fields added after 0.1 go here; each is read only when size covers it. */
     /* Sends and batched waiting (io_uring; the epoll backend ignores all three). */
     size_t      send_zc_min;      /* io_uring: a weft_send (or _async, or weft_send_all's pieces) of at least

@@ -141,6 +141,7 @@ typedef struct weft__op {
         uint32_t sqe_seq;  /* io_uring: the SQ position its SQE was given */
         bool withdrawn;    /* io_uring: cancelled before its SQE reached the kernel, turned into a NOP */
         uint8_t zc;        /* io_uring: a send gone out as SEND_ZC, and how far it is (uring.c) */
+        bool storage;      /* io_uring: counted among the storage requests in flight (uring.c) */
         int32_t zc_res;    /* io_uring: that send's result, held until its notification comes */
         uint8_t wait_kind; /* what the op waits in (a readiness queue, a multishot stream) */
         void *wait_obj;    /* that object */

@@ -16,8 +16,9 @@ typedef struct weft__uring {
     struct io_uring ring;
     unsigned setup_flags;
     unsigned enter_flags;   /* IORING_ENTER_REGISTERED_RING once the ring fd is registered */
-    unsigned submit_batch;  /* cfg.submit_batch: hand queued SQEs over once this many wait; 0 = storage
-                               requests at once, the rest at the turn */
+    unsigned submit_batch;  /* cfg.submit_batch: hand queued SQEs over once this many wait; 0 = the
+                               default policy (uring.c's submit_policy) */
+    unsigned storage_inflight; /* storage requests queued or in the kernel whose CQE has not come */
     int enter_fd;
     bool started;
     pthread_t issuer;       /* with SINGLE_ISSUER, the only thread allowed to submit */

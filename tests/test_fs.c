@@ -691,7 +691,8 @@ Test(fs, submit_batch_hands_reads_to_the_kernel_as_soon_as_that_many_are_queued)
         unsigned batch, ring;
         uint64_t enters; /* io_uring_enter calls while 8 reads are made */
     } cases[] = {
-        {0, 0, 8},   /* the default: a read at an offset is a storage request, handed over at once */
+        {0, 0, 4},   /* the default: a read at an offset is a storage request, handed over at once
+                        while at most 4 are in flight; the next ones go at the loop's wait */
         {1, 0, 8}, {3, 0, 2}, {8, 0, 1},
         {9, 0, 0},   /* a batch that never fills: everything at the loop's wait */
         {64, 64, 0}, /* a batch of the ring's size: the same, named */
@@ -718,6 +719,40 @@ Test(fs, weft_submit_batch_overrides_the_configuration)
     EQ(run_in_scratch_with(batch_main, &cfg), 0);
     EQ(batch_syscalls, 0);
     unsetenv("WEFT_SUBMIT_BATCH");
+}
+
+/* With more than 4 storage requests in flight, the default hands them over 8 at a time: 20 reads made
+ * in one go cost 4 enters for the first 4, then one for each 8 queued (reads 5-12 and 13-20). */
+enum { DEEP_READS = 20 };
+
+static intptr_t deep_main(void *arg)
+{
+    int dfd = (int)(intptr_t)arg;
+    int fd = open_new(dfd, "deep", 0600);
+    static unsigned char data[DEEP_READS * 4096], back[DEEP_READS * 4096];
+    fill_pattern(data, sizeof data, 13);
+    EQ(weft_write(fd, data, sizeof data, 0), sizeof data);
+    weft_future *fs[DEEP_READS];
+    weft_stats st0, st1;
+    EQ(weft_stats_get(&st0), 0);
+    for (int i = 0; i < DEEP_READS; i++)
+        cr_assert((fs[i] = weft_read_async(fd, back + (size_t)i * 4096, 4096, (int64_t)i * 4096)) != NULL);
+    EQ(weft_stats_get(&st1), 0);
+    batch_syscalls = st1.syscalls - st0.syscalls;
+    gather_each(fs, DEEP_READS, 4096);
+    same_bytes(back, data, sizeof back, "reads handed over in batches");
+    EQ(weft_close(fd), 0);
+    return 0;
+}
+
+Test(fs, the_default_hands_over_storage_requests_at_once_while_few_are_in_flight_then_in_batches)
+{
+    unsetenv("WEFT_SUBMIT_BATCH");
+    EQ(run_in_scratch(deep_main), 0);
+    if (on_io_uring())
+        EQ(batch_syscalls, 4 + 2);
+    else
+        EQ(batch_syscalls, 0); /* on the executor as they are made */
 }
 
 /* The default hands over storage requests only: reads at the file position (a pipe's) wait for the
