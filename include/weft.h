@@ -728,7 +728,8 @@ WEFT_API ssize_t weft_write_durable(int fd, const void *buf, size_t len, int64_t
  * anyway). A negative errno when nothing was sent: -EPIPE or -ECONNRESET (the peer has gone; never
  * SIGPIPE), -EBADF, -EINVAL (offset below -1; in_fd not a file sendfile can read: a regular file or
  * block device is; -ESPIPE on io_uring for a pipe or socket given with an offset), -ECANCELED,
- * -ETIMEDOUT, -EPERM (outside a task), -EMFILE or -ENFILE (io_uring: no fd for its pipe).
+ * -ETIMEDOUT, -EPERM (outside a task), -EMFILE or -ENFILE (io_uring: no fd for its pipe, or for the
+ * duplicate of out_fd it holds while a chunk's splices run).
  *
  * How: on io_uring each chunk of up to 1 MiB (the pipe's size) goes file -> pipe -> out_fd as a pair
  * of linked IORING_OP_SPLICE requests, through a pipe of the loop's own (up to 64 idle pipes, 128 fds,

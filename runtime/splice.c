@@ -38,6 +38,7 @@
 
 typedef struct weft__splice_pipe {
     int out, in;              /* the pipe's read and write ends */
+    int dest;                 /* while it carries a sendfile: weft's own duplicate of the request's fd */
     size_t capacity;          /* the most one pair moves */
     bool grown;               /* asked for PIPE_BYTES already */
     weft__uring *b;           /* the ring it belongs to */
@@ -56,6 +57,8 @@ static void pipe_close(weft__splice_pipe *p)
     weft__list_remove(&p->b->pipes, &p->link);
     close(p->out);
     close(p->in);
+    if (p->dest >= 0)
+        close(p->dest);
     free(p);
 }
 
@@ -82,6 +85,7 @@ static weft__splice_pipe *pipe_take(weft_loop *l, weft__uring *b)
     weft__fd_new(l, fds[1]);
     p->out = fds[0];
     p->in = fds[1];
+    p->dest = -1;
     p->b = b;
     int size = fcntl(p->in, F_GETPIPE_SZ);
     p->capacity = size > 0 ? (size_t)size : 4096;
@@ -131,9 +135,12 @@ static void pair_done(weft__splice_pipe *p)
         res = p->filled; /* the read's error, or 0 at the end of the file */
     else
         res = p->sent;
-    /* A half blocked in the kernel (a send waiting for room), interrupted by the cancel. */
+    /* A half blocked in the kernel (a send waiting for room), interrupted: io-wq's threads block every
+     * signal, so only a cancel interrupts them, the request's own or weft_close's of its fd. */
     if (interrupted(res))
-        res = op->cancel_sent || p->fill.cancel_sent ? -ECANCELED : -EINTR;
+        res = -ECANCELED;
+    close(p->dest);
+    p->dest = -1;
     bool empty = p->filled <= 0 || p->sent == p->filled;
     op->complete = p->send_complete;
     op->be.wait_kind = 0;
@@ -171,6 +178,19 @@ int weft__splice_sendfile(weft_loop *l, weft__uring *b, weft__op *op)
     weft__splice_pipe *p = pipe_take(l, b);
     if (!p)
         return -errno;
+    /*
+     * The second half finds its fd only when it starts, after the first: were the fd closed (another
+     * task's weft_close) and its number given to a new file meanwhile, it would send into that file. So
+     * it sends through a duplicate of weft's own, which keeps the first file alone under its number
+     * until the pair is over. weft_close's cancel still finds the send (the kernel matches the file).
+     */
+    p->dest = fcntl(op->fd, F_DUPFD_CLOEXEC, 0);
+    if (p->dest < 0) {
+        int err = -errno;
+        pipe_give_back(p, true);
+        return err;
+    }
+    weft__fd_new(l, p->dest);
     /* One pair moves at most what the pipe holds: like sendfile(2), the request may send less than
      * asked, and the caller goes on with the rest. */
     if (op->len > p->capacity && !p->grown)
@@ -193,15 +213,18 @@ int weft__splice_sendfile(weft_loop *l, weft__uring *b, weft__op *op)
         op->be.wait_kind = 0;
         op->be.wait_obj = NULL;
         p->send = NULL;
+        close(p->dest);
+        p->dest = -1;
         pipe_give_back(p, true);
     }
     return r;
 }
 
-int weft__splice_pipe_out(const weft__op *op)
+void weft__splice_send_fds(const weft__op *op, int *from, int *to)
 {
     const weft__splice_pipe *p = op->be.wait_obj;
-    return p->out;
+    *from = p->out;
+    *to = p->dest;
 }
 
 void weft__splice_cancel(weft_loop *l, weft__uring *b, weft__op *op)

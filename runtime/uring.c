@@ -623,13 +623,15 @@ static inline void prep_SPLICE(struct io_uring_sqe *sqe, const weft__op *op)
     io_uring_prep_splice(sqe, op->arg.source.fd, op->arg.source.off, op->fd, op->off, rw_len(op->len), op->flags);
 }
 
-/* The second half of splice.c's pair: from the pipe the first half filled to fd. SPLICE_F_NONBLOCK
- * is for the pipe's side: when it runs dry (the first half read less, or nothing) the splice returns
- * what it moved rather than wait for bytes that will not come. The socket's side blocks as the
- * socket does. */
+/* The second half of splice.c's pair: from the pipe the first half filled to fd (through splice.c's
+ * duplicate of it). SPLICE_F_NONBLOCK is for the pipe's side: when it runs dry (the first half read
+ * less, or nothing) the splice returns what it moved rather than wait for bytes that will not come.
+ * The socket's side blocks as the socket does. */
 static inline void prep_SENDFILE(struct io_uring_sqe *sqe, const weft__op *op)
 {
-    io_uring_prep_splice(sqe, weft__splice_pipe_out(op), -1, op->fd, -1, rw_len(op->len), SPLICE_F_NONBLOCK);
+    int from, to;
+    weft__splice_send_fds(op, &from, &to);
+    io_uring_prep_splice(sqe, from, -1, to, -1, rw_len(op->len), SPLICE_F_NONBLOCK);
 }
 
 static inline void prep_CANCEL_FD(struct io_uring_sqe *sqe, const weft__op *op)

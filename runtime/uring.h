@@ -88,8 +88,9 @@ enum { WEFT__WAIT_SPLICE = 0x5b };
 /* Starts SENDFILE op as a pair of linked splices through a pipe of the loop's: 0, or a negative errno
  * (no pipe could be made, the SQ could not be flushed) with nothing started. */
 int weft__splice_sendfile(weft_loop *l, weft__uring *b, weft__op *op);
-/* The pipe end a SENDFILE op in flight reads from (its prep). */
-int weft__splice_pipe_out(const weft__op *op);
+/* The fds a SENDFILE op in flight splices between (its prep): the pipe's read end, and weft's
+ * duplicate of the op's fd. */
+void weft__splice_send_fds(const weft__op *op, int *from, int *to);
 /* Asks both splices of op's pair to end; op completes once both have. */
 void weft__splice_cancel(weft_loop *l, weft__uring *b, weft__op *op);
 /* Closes every pipe (the ring is gone). */
