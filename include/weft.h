@@ -714,8 +714,11 @@ WEFT_API int weft_fsync(int fd, bool datasync);
  * rest and call again. Errors: the write's (-EBADF, -ENOSPC, -EFBIG, -EINVAL for O_DIRECT misalignment
  * ...), or the sync's after a full write (-EIO: the data may not have reached the disk; -EINVAL: fd
  * cannot be synced, a pipe or socket, though the data was written), -ECANCELED and -ETIMEDOUT (the write
- * may have happened, its durability is unknown; a sync that completed anyway returns len), -EPERM
- * (outside a task). Suspends. Many tasks appending to one log can share syncs: examples/group_commit.c.
+ * may have happened, its durability is unknown; a sync that completed anyway returns len), -EBADF also
+ * when another task's weft_close(fd) cancelled the pair, -EMFILE (no fd for the duplicate of fd that
+ * the pair goes through, so that a close meanwhile cannot make the sync find another file under fd's
+ * number), -EPERM (outside a task). Suspends. Many tasks appending to one log can share syncs:
+ * examples/group_commit.c.
  */
 WEFT_API ssize_t weft_write_durable(int fd, const void *buf, size_t len, int64_t offset);
 /*

@@ -616,6 +616,55 @@ Test(fs, write_durable_cancelled_while_its_write_waits_returns_ecanceled_or_its_
     EQ(run_in_scratch(durable_cancel_main), 0);
 }
 
+/* Another task closes the fd while the durable write waits on it: on io_uring weft_close cancels the
+ * pair (-EBADF, as any request on a closed fd); the executor's write (epoll) cannot be interrupted and
+ * ends when room comes, with the sync's -EINVAL for a pipe. Either way the call ends, and the fd's
+ * number, reused at once by a new pipe, is none of its business any more. */
+static intptr_t durable_closer(void *arg)
+{
+    (void)arg;
+    weft_close(full_pipe[1]);
+    return 0;
+}
+
+static intptr_t durable_closed_main(void *arg)
+{
+    (void)arg;
+    cr_assert(pipe2(full_pipe, O_CLOEXEC | O_NONBLOCK) == 0);
+    static char fill[4096];
+    while (write(full_pipe[1], fill, sizeof fill) > 0)
+        ;
+    cr_assert(fcntl(full_pipe[1], F_SETFL, 0) == 0);
+    int number = full_pipe[1];
+    weft_task *writer = weft_spawn(durable_writer, NULL);
+    cr_assert(writer);
+    settle();
+    EQ(weft_join(weft_spawn(durable_closer, NULL)), 0);
+    /* The number goes to a new pipe at once; a sync that found it now would sync that one. */
+    int again[2];
+    cr_assert(pipe2(again, O_CLOEXEC) == 0);
+    EQ(again[0] == number || again[1] == number, true);
+    for (int i = 0; i < 50 && !weft_future_done(weft_task_future(writer)); i++) {
+        settle();
+        if (i == 5)
+            while (read(full_pipe[0], fill, sizeof fill) > 0 && !weft_future_done(weft_task_future(writer)))
+                ;
+    }
+    weft_join(writer);
+    cr_assert(durable_cancelled == -EBADF || durable_cancelled == -EINVAL,
+              "a durable write whose fd was closed returned %jd (%s)", (intmax_t)durable_cancelled,
+              res_name(durable_cancelled));
+    close(again[0]);
+    close(again[1]);
+    close(full_pipe[0]);
+    return 0;
+}
+
+Test(fs, write_durable_whose_fd_another_task_closes_ends_with_ebadf_or_its_real_result)
+{
+    EQ(run_in_scratch(durable_closed_main), 0);
+}
+
 /* ---- where the calls run --------------------------------------------------------------------------------- */
 
 static intptr_t where_main(void *arg)
