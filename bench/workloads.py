@@ -221,9 +221,10 @@ WORKLOADS = [
         headline=[("weft-deadline", "weft"), ("liburing-linked", "liburing")],
         plans=dict(micro_plans(), default=Plan(5, 12, 5.0, args=["--quick"])), program=("io", ["deadline"])),
     Workload(
-        "files", "4 KiB random reads, O_DIRECT: weft (io_uring, epoll) vs fio io_uring/libaio/psync",
-        "4 KiB random reads, O_DIRECT", "4 KiB random reads, O_DIRECT, one thread: weft_read_async vs fio "
-        "(io_uring, libaio, psync)", "files", FILE_CONTENDERS, files_metrics(),
+        "files", "4 KiB random reads, O_DIRECT: weft (io_uring, epoll) vs fio io_uring/libaio/psync, with and without "
+        "registered buffers",
+        "4 KiB random reads, O_DIRECT", "4 KiB random reads, O_DIRECT, one thread: weft_read_async (and "
+        "weft_read_fixed_async through registered buffers) vs fio (io_uring, with and without fixedbufs, libaio, psync)", "files", FILE_CONTENDERS, files_metrics(),
         compare=FILE_COMPARE, compared=["iops_qd1", "iops_qd32", "iops_qd128"],
         headline=[("weft-io_uring", "fio-io_uring"), ("weft-io_uring", "fio-libaio")],
         headline_metrics=["iops_qd32"],
