@@ -582,27 +582,38 @@ static intptr_t durable_writer(void *arg)
     return weft_nop();
 }
 
-static intptr_t durable_cancel_main(void *arg)
+/* full_pipe: a blocking pipe whose buffer is full, so a write to it waits. */
+static void full_pipe_make(void)
 {
-    (void)arg;
     cr_assert(pipe2(full_pipe, O_CLOEXEC | O_NONBLOCK) == 0);
     static char fill[4096];
     while (write(full_pipe[1], fill, sizeof fill) > 0)
         ;
     cr_assert(fcntl(full_pipe[1], F_SETFL, 0) == 0); /* blocking again: the write must wait */
+}
+
+/* Lets t end: a write on the executor (epoll) cannot be interrupted, so after a few turns the pipe is
+ * drained, which lets it finish. */
+static void drain_until_done(weft_task *t)
+{
+    static char sink[4096];
+    for (int i = 0; i < 50 && !weft_future_done(weft_task_future(t)); i++) {
+        settle();
+        if (i == 5)
+            while (read(full_pipe[0], sink, sizeof sink) > 0 && !weft_future_done(weft_task_future(t)))
+                ;
+    }
+}
+
+static intptr_t durable_cancel_main(void *arg)
+{
+    (void)arg;
+    full_pipe_make();
     weft_task *t = weft_spawn(durable_writer, NULL);
     cr_assert(t);
     settle();
     EQ(weft_cancel(t), 0);
-    /* A write on the executor (epoll) cannot be interrupted: room lets it finish. */
-    for (int i = 0; i < 50 && !weft_future_done(weft_task_future(t)); i++) {
-        settle();
-        if (i == 5) {
-            ssize_t n;
-            while ((n = read(full_pipe[0], fill, sizeof fill)) == (ssize_t)sizeof fill && !weft_future_done(weft_task_future(t)))
-                ;
-        }
-    }
+    drain_until_done(t);
     EQ(weft_join(t), -ECANCELED);
     cr_assert(durable_cancelled == -ECANCELED || durable_cancelled == -EINVAL,
               "a cancelled durable write returned %jd (%s)", (intmax_t)durable_cancelled, res_name(durable_cancelled));
@@ -630,11 +641,7 @@ static intptr_t durable_closer(void *arg)
 static intptr_t durable_closed_main(void *arg)
 {
     (void)arg;
-    cr_assert(pipe2(full_pipe, O_CLOEXEC | O_NONBLOCK) == 0);
-    static char fill[4096];
-    while (write(full_pipe[1], fill, sizeof fill) > 0)
-        ;
-    cr_assert(fcntl(full_pipe[1], F_SETFL, 0) == 0);
+    full_pipe_make();
     int number = full_pipe[1];
     weft_task *writer = weft_spawn(durable_writer, NULL);
     cr_assert(writer);
@@ -644,12 +651,7 @@ static intptr_t durable_closed_main(void *arg)
     int again[2];
     cr_assert(pipe2(again, O_CLOEXEC) == 0);
     EQ(again[0] == number || again[1] == number, true);
-    for (int i = 0; i < 50 && !weft_future_done(weft_task_future(writer)); i++) {
-        settle();
-        if (i == 5)
-            while (read(full_pipe[0], fill, sizeof fill) > 0 && !weft_future_done(weft_task_future(writer)))
-                ;
-    }
+    drain_until_done(writer);
     weft_join(writer);
     cr_assert(durable_cancelled == -EBADF || durable_cancelled == -EINVAL,
               "a durable write whose fd was closed returned %jd (%s)", (intmax_t)durable_cancelled,
