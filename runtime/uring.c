@@ -665,7 +665,7 @@ static inline bool prep(struct io_uring_sqe *sqe, const weft__op *op)
  * queues, at the loop's wait, or as soon as STORAGE_BATCH are queued, so a long burst does not hold
  * its first requests back. Against handing every storage request over at once, measured side by side
  * (docs/files.md): 0.16 system calls a read instead of 1.07 at QD 128 (0.25 instead of 1.09 at QD 32)
- * and 7-10% less CPU a read, for IOPS no different within noise. Everything else (sockets, pipes) goes
+ * and 7-15% less CPU a read, for IOPS no different within noise. Everything else (sockets, pipes) goes
  * at the turn's one enter.
  */
 #define STORAGE_EAGER_MAX 4
