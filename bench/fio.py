@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """One fio measurement as a bench/report.py sample line (or a failure line), for bench/run.
 
-  fio.py --file PATH --engine io_uring|libaio|psync --qd Q --seconds S --round R [--buffered]
+  fio.py --file PATH --engine io_uring|libaio|psync --qd Q --seconds S --round R [--buffered] [--fixedbufs]
 
 Runs, pinned to CPU 0 like weft's side (bench/io.c):
   fio --name=r --filename=PATH --rw=randread --bs=4k --direct=1 --ioengine=E --iodepth=Q
@@ -10,6 +10,8 @@ fio's defaults otherwise (one submission per I/O, no fixed buffers or registered
 psync has no queue: it runs iodepth 1 with numjobs=min(Q,4) and group_reporting (Q threads of blocking
 pread at most 4), so "QD" means threads there. --buffered: --direct=0 --invalidate=0, so fio reads
 the page cache as it is (bench/run warms it first) rather than dropping the file from it.
+--fixedbufs (io_uring only): fio registers its buffers with the ring (IORING_OP_READ_FIXED); the
+contender is then fio-io_uring-fixed.
 
 Prints {"type":"sample","workload":"files"|"files-buffered","contender":"fio-E-qdQ","metric":"iops",...}
 with qd, numjobs, reads, and fio's usr/sys CPU; exits 0 either way (a failure is a line too).
@@ -34,11 +36,14 @@ def main():
     ap.add_argument("--seconds", type=float, required=True)
     ap.add_argument("--round", type=int, required=True)
     ap.add_argument("--buffered", action="store_true")
+    ap.add_argument("--fixedbufs", action="store_true")
     ap.add_argument("--cpu", type=int, default=0, help="pin fio to this CPU (-1: do not pin)")
     a = ap.parse_args()
 
     workload = "files-buffered" if a.buffered else "files"
-    contender = f"fio-{a.engine}-qd{a.qd}"
+    if a.fixedbufs and a.engine != "io_uring":
+        ap.error("--fixedbufs is an option of the io_uring engine")
+    contender = f"fio-{a.engine}{'-fixed' if a.fixedbufs else ''}-qd{a.qd}"
     base = {"workload": workload, "contender": contender, "round": a.round}
 
     def failure(reason):
@@ -60,6 +65,8 @@ def main():
         cmd += [f"--iodepth={a.qd}"]
     if a.buffered:
         cmd += ["--invalidate=0"]
+    if a.fixedbufs:
+        cmd += ["--fixedbufs"]
     if a.cpu >= 0 and hasattr(os, "sched_setaffinity"):
         pre = lambda: os.sched_setaffinity(0, {a.cpu})  # noqa: E731
     else:

@@ -15,11 +15,13 @@
  *       (recv_async + send_async, await both) without and with weft_deadline_push, raw liburing
  *       without and with the linked timeout; metric deadline_ns is each one's difference, per round.
  *
- *   io files --file PATH --qd Q --seconds S --round R [--buffered] [--size BYTES] [--eager]
+ *   io files --file PATH --qd Q --seconds S --round R [--buffered] [--size BYTES] [--eager] [--fixed]
  *       4 KiB random reads from one task keeping Q reads in flight with weft_read_async; O_DIRECT
  *       unless --buffered. One round per invocation: bench/run interleaves it with fio. --eager runs
- *       the loop with submit_batch 1 and a 200 us idle poll (contender weft-io_uring-eager). The
- *       process's CPU time over the window (executor threads included) is reported per read.
+ *       the loop with submit_batch 1 and a 200 us idle poll (contender weft-io_uring-eager). --fixed
+ *       registers the Q buffers (weft_buffers_register) and reads with weft_read_fixed_async
+ *       (contender weft-io_uring-fixed, against fio's fixedbufs). The process's CPU time over the
+ *       window (executor threads included) is reported per read.
  *
  *   io mkfile --file PATH --size BYTES
  *       Lays out the test file with random data (skipped when it already has that size).
@@ -316,6 +318,7 @@ static int bench_deadline(int rounds)
 typedef struct file_job {
     int fd;
     int qd;
+    bool fixed; /* through registered buffers, one a slot */
     uint64_t blocks;
     double seconds; /* may be fractional */
     uint64_t reads;
@@ -362,7 +365,9 @@ static void read_done(weft_future *f, void *arg)
 
 static weft_future *file_read(file_job *job, char *buf, file_slot *slot)
 {
-    weft_future *f = weft_read_async(job->fd, buf, 4096, (int64_t)(rng() % job->blocks) * 4096);
+    int64_t off = (int64_t)(rng() % job->blocks) * 4096;
+    weft_future *f = job->fixed ? weft_read_fixed_async(job->fd, buf, 4096, off, (unsigned)slot->index)
+                                : weft_read_async(job->fd, buf, 4096, off);
     if (f && weft_future_on_done(f, read_done, slot) != 0) {
         weft_future_free(f);
         f = NULL;
@@ -381,6 +386,19 @@ static intptr_t file_task(void *arg)
     if (posix_memalign((void **)&bufs, 4096, (size_t)qd * 4096) != 0 || !slots || !meta || !q.ready || !q.done) {
         job->error = ENOMEM;
         goto out;
+    }
+    if (job->fixed) {
+        struct iovec *set = calloc((size_t)qd, sizeof *set);
+        int r = set ? 0 : -ENOMEM;
+        for (int i = 0; set && i < qd; i++)
+            set[i] = (struct iovec){bufs + (size_t)i * 4096, 4096};
+        if (set)
+            r = weft_buffers_register(set, (unsigned)qd);
+        free(set);
+        if (r < 0) {
+            job->error = -r;
+            goto out;
+        }
     }
     int inflight = 0;
     for (int i = 0; i < qd; i++) {
@@ -436,13 +454,13 @@ out:
     return 0;
 }
 
-static int bench_files(const char *path, int qd, double seconds, int round, bool buffered, bool eager)
+static int bench_files(const char *path, int qd, double seconds, int round, bool buffered, bool eager, bool fixed)
 {
     pin(0);
     const char *workload = buffered ? "files-buffered" : "files";
     char contender[64];
-    snprintf(contender, sizeof contender, "weft-%s%s-qd%d", getenv("WEFT_BACKEND") ? getenv("WEFT_BACKEND") : "io_uring",
-             eager ? "-eager" : "", qd);
+    snprintf(contender, sizeof contender, "weft-%s%s%s-qd%d", getenv("WEFT_BACKEND") ? getenv("WEFT_BACKEND") : "io_uring",
+             eager ? "-eager" : "", fixed ? "-fixed" : "", qd);
     int fd = open(path, O_RDONLY | (buffered ? 0 : O_DIRECT));
     if (fd < 0) {
         failure(workload, contender, round, strerror(errno));
@@ -450,7 +468,7 @@ static int bench_files(const char *path, int qd, double seconds, int round, bool
     }
     struct stat st;
     fstat(fd, &st);
-    file_job job = {.fd = fd, .qd = qd, .blocks = (uint64_t)st.st_size / 4096, .seconds = seconds};
+    file_job job = {.fd = fd, .qd = qd, .fixed = fixed, .blocks = (uint64_t)st.st_size / 4096, .seconds = seconds};
     rng_state ^= (uint64_t)round * 0x100000001b3ull ^ now_ns();
     intptr_t res = -1;
     weft_config cfg = {.submit_batch = eager ? 1 : 0, .idle_poll_ns = eager ? 200000 : 0};
@@ -504,14 +522,14 @@ int main(int argc, char **argv)
 {
     if (argc < 2) {
         fprintf(stderr, "usage: io nop [--rounds N] [--quick] | io files --file PATH --qd Q --seconds S --round R "
-                        "[--buffered] | io mkfile --file PATH --size BYTES\n");
+                        "[--buffered] [--eager] [--fixed] | io mkfile --file PATH --size BYTES\n");
         return 2;
     }
     int rounds = 7, qd = 32, round = 1;
     uint64_t size = 1ull << 30;
     double seconds = 5;
     const char *path = NULL;
-    bool buffered = false, quick = false, eager = false;
+    bool buffered = false, quick = false, eager = false, fixed = false;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
             rounds = atoi(argv[++i]);
@@ -531,6 +549,8 @@ int main(int argc, char **argv)
             buffered = true;
         else if (!strcmp(argv[i], "--eager"))
             eager = true;
+        else if (!strcmp(argv[i], "--fixed"))
+            fixed = true;
     }
     if (!strcmp(argv[1], "nop")) {
         nop_iters = quick ? 200000 : 1000000;
@@ -551,7 +571,7 @@ int main(int argc, char **argv)
         return r < 0;
     }
     if (!strcmp(argv[1], "files"))
-        return bench_files(path, qd, seconds, round, buffered, eager);
+        return bench_files(path, qd, seconds, round, buffered, eager, fixed);
     fprintf(stderr, "io: unknown workload %s\n", argv[1]);
     return 2;
 }

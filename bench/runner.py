@@ -59,7 +59,7 @@ _spec.loader.exec_module(kv)
 BASELINE_DEFAULT = ["yield", "spawn", "nop", "echo"]
 BINARIES = ["bench/fiber", "bench/fiber-baselines", "bench/io", "bench/exec", "bench/exec-baselines", "bench/sync", "bench/fixed",
             "bench/echo/loadgen", "bench/baselines/echo_epoll", "bench/baselines/echo_uring", "examples/echo_server",
-            "examples/http_server", "examples/kv_server"]
+            "examples/http_server", "examples/kv_server", "examples/group_commit", "bench/baselines/commit_pthread"]
 TWINS = {"fiber": "fiber-baselines", "exec": "exec-baselines"}  # run the baselines when weft did not build
 TIMEOUTS = {"fiber": 120, "io": 120, "exec": 300, "sync": 120, "fixed": 120}
 
@@ -379,13 +379,17 @@ class Bench:
             io, why = build.program("io")
             if not io:
                 return [{"type": "failure", "table": table, "contender": name, "round": rnd, "reason": "qd %d: %s" % (qd, why)}], None
-            be = contender[len("weft-"):]
+            # weft-BACKEND[-eager|-fixed]
+            be, _, variant = contender[len("weft-"):].partition("-")
             argv = [io, "files", "--file", path, "--qd", str(qd), "--seconds", str(seconds), "--round", str(rnd)]
-            argv += (["--buffered"] if buffered else []) + (["--eager"] if be.endswith("-eager") else [])
-            env = dict(os.environ, WEFT_BACKEND=be.replace("-eager", ""))
+            argv += (["--buffered"] if buffered else []) + (["--" + variant] if variant else [])
+            env = dict(os.environ, WEFT_BACKEND=be)
         else:
-            argv = [sys.executable, os.path.join(HERE, "fio.py"), "--file", path, "--engine", contender[len("fio-"):],
+            # fio-ENGINE[-fixed]
+            engine, _, variant = contender[len("fio-"):].partition("-")
+            argv = [sys.executable, os.path.join(HERE, "fio.py"), "--file", path, "--engine", engine,
                     "--qd", str(qd), "--seconds", str(seconds), "--round", str(rnd)] + (["--buffered"] if buffered else [])
+            argv += ["--fixedbufs"] if variant == "fixed" else []
             env = None
         u = machine.Usage().start()
         try:
@@ -457,6 +461,58 @@ class Bench:
                     self.unit(wl.name, r, "%s qd %d %s%s round %d" % (wl.name, qd, c, b.tag, r),
                               lambda c=c, b=b: self.files_unit(wl, plan, c, b, qd, r, path))
                 log("  %-8s round %d qd %d: %s" % (wl.name, r, qd, "  ".join(self._progress)))
+        self.rounds(plan, [wl.name], one_round, what=wl.name)
+        self.show(wl.name)
+
+    # -- durable logs --
+
+    def wl_commit(self, wl, plan):
+        """Group commit (weft, pthreads) against a sync per record (fio --fdatasync=1), interleaved round by
+        round; the log lives where the files workloads' data does, on the disk under test."""
+        d = self.a.data
+        os.makedirs(d, exist_ok=True)
+        path = os.path.join(d, "commit.log")
+        writers, records, size = plan.get("writers", 64), plan.get("records", 100), plan.get("size", 128)
+        units = [(c, b) for c, _ in wl.contenders for b in (self.builds if c.startswith("weft-") else self.builds[:1])]
+        self.emit({"type": "contenders", "table": wl.name, "contenders": [c + b.tag for c, b in units]})
+        fs = subprocess.run(["findmnt", "-n", "-o", "FSTYPE,SOURCE", "-T", d], capture_output=True, text=True).stdout.strip()
+        self.note(wl.name, "%d writers x %d records of %d B to one log in %s%s; every program pinned to CPU 0; the "
+                           "weft and pthread programs check the log afterwards, record by record"
+                  % (writers, records, size, d, " (%s)" % fs if fs else ""))
+
+        def one(contender, build, rnd):
+            argv = [sys.executable, os.path.join(HERE, "commit.py"), "--contender", contender, "--build", build.stage,
+                    "--file", path, "--writers", str(writers), "--records", str(records), "--size", str(size),
+                    "--round", str(rnd)]
+            u = machine.Usage().start()
+            try:
+                p = subprocess.run(["taskset", "-c", "0"] + argv, capture_output=True, text=True, timeout=180)
+                out = p.stdout
+            except subprocess.TimeoutExpired:
+                out = ""
+            other = u.stop()
+            recs = []
+            for line in out.splitlines():
+                try:
+                    r = json.loads(line)
+                except ValueError:
+                    continue
+                r = dict(r, table=wl.name, contender=contender + build.tag)
+                r.pop("workload", None)
+                recs.append(r)
+            if not recs:
+                recs = [{"type": "failure", "table": wl.name, "contender": contender + build.tag, "round": rnd,
+                         "reason": "commit.py printed nothing"}]
+            v = next((r["value"] for r in recs if r.get("metric") == "records_per_s"), None)
+            self._progress.append("%s%s %s" % (contender, build.tag, short(v) if v is not None else "FAILED"))
+            return recs, other
+
+        def one_round(r):
+            self._progress = []
+            k = (r - 1) % len(units)
+            for c, b in units[k:] + units[:k]:
+                self.unit(wl.name, r, "%s %s%s round %d" % (wl.name, c, b.tag, r), lambda c=c, b=b: one(c, b, r))
+            log("  %-8s round %d: %s" % (wl.name, r, "  ".join(self._progress)))
         self.rounds(plan, [wl.name], one_round, what=wl.name)
         self.show(wl.name)
 
@@ -646,22 +702,52 @@ class Bench:
                                  (run_one(table, name, argv, why, load, rate, 0, env, perf=data), prog))
             self.show(table)
 
+    def http_servers(self, wl, root=None):
+        """(name, argv, why, class) of the workload's contenders, from each build (a baseline's weft only);
+        with root, serving that directory's files."""
+        servers = []
+        for b in self.builds:
+            cmds = http.commands(b.stage, root)
+            for c, _ in wl.contenders:
+                if (b.tag or self.a.baseline_active) and not c.startswith("weft-"):
+                    continue
+                argv, cls, why = cmds[c]
+                servers.append((c + b.tag, argv, why, cls))
+        return servers
+
     def wl_http(self, wl, plan, user=None):
-        table = wl.name if not user else "compare-http"
-        builds = self.builds
         if user:
             servers = [(be, user, None, echo.UserServer) for be in ("io_uring", "epoll")]
         else:
-            servers = []
-            for b in builds:
-                cmds = http.commands(b.stage)
-                for c, _ in wl.contenders:
-                    if b.tag and not c.startswith("weft-"):
-                        continue
-                    if self.a.baseline_active and not c.startswith("weft-"):
-                        continue
-                    argv, cls, why = cmds[c]
-                    servers.append((c + b.tag, argv, why, cls))
+            servers = self.http_servers(wl)
+        self.http_table(wl.name if not user else "compare-http", wl, plan, servers, user=user)
+
+    def wl_http_files(self, wl, plan):
+        """One table a file size: every server serving the same directory, wrk fetching one file."""
+        sizes = plan.get("sizes", [1024])
+        root = tempfile.mkdtemp(prefix="weft-www-", dir=self.tmp)
+        os.chmod(root, 0o755)  # nginx's worker runs as nobody
+        os.chmod(self.tmp, 0o755)
+        bodies = {}
+        for size in sizes:
+            name = W.http_files_table(size)[len("http-files-"):]
+            with open(os.path.join(root, name), "wb") as f:
+                f.write(os.urandom(size))
+            os.chmod(os.path.join(root, name), 0o644)
+            bodies[size] = name
+        t0 = time.monotonic()
+        for i, size in enumerate(sizes):
+            with open(os.path.join(root, bodies[size]), "rb") as f:
+                body = f.read()
+            end = t0 + (self.wl_deadline - t0) * (i + 1) / len(sizes)
+            self.http_table(W.http_files_table(size), wl, plan, self.http_servers(wl, root), path="/" + bodies[size],
+                            body=body, deadline=end)
+            t0 = time.monotonic()
+        shutil.rmtree(root, ignore_errors=True)
+
+    def http_table(self, table, wl, plan, servers, user=None, path="/", body=http.BODY, deadline=None):
+        """The rounds of one HTTP table (wrk against each server in turn), then the CPU profiles."""
+        deadline = self.wl_deadline if deadline is None else deadline
         self.emit({"type": "contenders", "table": table, "contenders": [s[0] for s in servers]})
         wrk = shutil.which("wrk")
         if not wrk:
@@ -672,18 +758,19 @@ class Bench:
             return
         warmup, duration, window = plan.get("warmup", 1), plan.get("duration", 1), plan.get("syscall_window", 1)
         sys_rounds = plan.get("syscall_rounds", 3)
-        self.note(table, "wrk -t 1 -c %d (keep-alive GET /) on CPU 1, server on CPU 0%s; %d s measured after a %d s "
+        self.note(table, "wrk -t 1 -c %d (keep-alive GET %s) on CPU 1, server on CPU 0%s; %d s measured after a %d s "
                          "warmup run; server CPU: every thread's run time over the measured wrk run; syscalls/req: perf "
                          "over a separate %d s wrk run in the first %d rounds"
-                  % (http.CONNS, " (the 2-loop and 2-worker servers on CPUs 0 and 1: their second loop shares CPU 1 "
-                                 "with wrk)" if any(s[3].cpus != "0" for s in servers) else "",
+                  % (http.CONNS, path, " (the 2-loop and 2-worker servers on CPUs 0 and 1: their second loop shares "
+                                       "CPU 1 with wrk)" if any(s[3].cpus != "0" for s in servers) else "",
                      duration, warmup, window, sys_rounds))
 
         def run_one(name, argv, why, cls, rnd, perf=None):
             if why:
                 return {"ok": False, "reason": why, "other_cpu_util": None}
             env = dict(os.environ, WEFT_BACKEND=name) if user else None
-            kw = dict(env=env, state=self.state, perf_record=perf, wrk_bin=wrk, syscalls=rnd <= sys_rounds)
+            kw = dict(env=env, state=self.state, perf_record=perf, wrk_bin=wrk, syscalls=rnd <= sys_rounds, path=path,
+                      body=body)
             if user:
                 kw.update(ready="port", body=None)
             elif issubclass(cls, http.Nginx):
@@ -704,13 +791,14 @@ class Bench:
                 rps = next((x["value"] for x in recs if x.get("metric") == "req_per_s"), None)
                 prog.append("%s %s/s %s us" % (name, short(rps), short(cpu)) if rps else "%s FAILED" % name)
             log("  %-8s round %d: %s" % (table, r, "  ".join(prog)))
-        nprof = len(servers) if (not self.a.no_profile and (not self.a.baseline_active or self.a.profile)) else 0
-        self.rounds(plan, [table], one_round, deadline=self.wl_deadline - nprof * (warmup + plan.get("profile_window", 1) + 1.5),
+        want = plan.get("profile", [s[0] for s in servers])
+        nprof = len([s for s in servers if user or W.base_contender(s[0]) in want]) if (
+            not self.a.no_profile and (not self.a.baseline_active or self.a.profile)) else 0
+        self.rounds(plan, [table], one_round, deadline=deadline - nprof * (warmup + plan.get("profile_window", 1) + 1.5),
                     what=table)
         if nprof:
             self.note(table, "CPU breakdown: perf record -e cpu-clock -c 100000 -g over a separate %d s wrk run of "
                              "each server" % plan.get("profile_window", 1))
-            want = plan.get("profile", [s[0] for s in servers])
             for name, argv, why, cls in servers:
                 if not user and W.base_contender(name) not in want:
                     continue

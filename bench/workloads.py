@@ -118,7 +118,9 @@ def echo_metrics():
 
 FILE_CONTENDERS = [
     ("weft-io_uring", "weft io_uring"), ("weft-io_uring-eager", "weft io_uring, submit 1, poll 200 us"),
-    ("weft-epoll", "weft epoll (executor)"), ("fio-io_uring", "fio io_uring"), ("fio-libaio", "fio libaio"),
+    ("weft-io_uring-fixed", "weft io_uring, registered buffers"),
+    ("weft-epoll", "weft epoll (executor)"), ("fio-io_uring", "fio io_uring"),
+    ("fio-io_uring-fixed", "fio io_uring, fixedbufs"), ("fio-libaio", "fio libaio"),
     ("fio-psync", "fio psync (<= 4 jobs)")]
 
 
@@ -134,7 +136,8 @@ def files_metrics():
 
 
 FILE_COMPARE = [("weft-io_uring", "fio-io_uring"), ("weft-io_uring", "fio-libaio"), ("weft-io_uring-eager", "fio-libaio"),
-                ("weft-io_uring", "weft-epoll"), ("fio-io_uring", "fio-libaio")]
+                ("weft-io_uring-fixed", "fio-io_uring-fixed"), ("weft-io_uring-fixed", "weft-io_uring"),
+                ("weft-io_uring", "weft-epoll"), ("fio-io_uring", "fio-libaio"), ("fio-io_uring-fixed", "fio-io_uring")]
 
 # ---- the workloads ----------------------------------------------------------------------------------
 
@@ -219,9 +222,10 @@ WORKLOADS = [
         headline=[("weft-deadline", "weft"), ("liburing-linked", "liburing")],
         plans=dict(micro_plans(), default=Plan(5, 12, 5.0, args=["--quick"])), program=("io", ["deadline"])),
     Workload(
-        "files", "4 KiB random reads, O_DIRECT: weft (io_uring, epoll) vs fio io_uring/libaio/psync",
-        "4 KiB random reads, O_DIRECT", "4 KiB random reads, O_DIRECT, one thread: weft_read_async vs fio "
-        "(io_uring, libaio, psync)", "files", FILE_CONTENDERS, files_metrics(),
+        "files", "4 KiB random reads, O_DIRECT: weft (io_uring, epoll) vs fio io_uring/libaio/psync, with and without "
+        "registered buffers",
+        "4 KiB random reads, O_DIRECT", "4 KiB random reads, O_DIRECT, one thread: weft_read_async (and "
+        "weft_read_fixed_async through registered buffers) vs fio (io_uring, with and without fixedbufs, libaio, psync)", "files", FILE_CONTENDERS, files_metrics(),
         compare=FILE_COMPARE, compared=["iops_qd1", "iops_qd32", "iops_qd128"],
         headline=[("weft-io_uring", "fio-io_uring"), ("weft-io_uring", "fio-libaio")],
         headline_metrics=["iops_qd32"],
@@ -252,6 +256,29 @@ WORKLOADS = [
          "ns_per_register": ns("ns per register + unregister", short="ns/register")},
         compare=[("fixed", "plain"), ("fixed-eagain", "plain-eagain")], compared=["ns_per_op", "ns_per_lookup"],
         plans={"named": Plan(5, 12, 10), "full": Plan(10, 20, 30)}, program=("fixed", ["fixed"])),
+    Workload(
+        "commit", "durable log appends: weft's group commit (io_uring, epoll) vs a pthread group commit vs a sync "
+        "per record (fio --fdatasync=1)",
+        "durable log appends", "many writers appending records to one log file, each waiting until its record is "
+        "durable: weft's examples/group_commit (tasks and one committer gathering each batch into one "
+        "weft_write_durable), the same with a sync per record (--no-batch), bench/baselines/commit_pthread (the group "
+        "commit with threads, a mutex and condition variables), and fio --fdatasync=1 (one job syncing every record)",
+        "commit",
+        [("weft-io_uring", "weft group commit, io_uring"), ("weft-epoll", "weft group commit, epoll"),
+         ("weft-io_uring-nobatch", "weft, a sync per record (64 in flight)"), ("pthread", "pthread group commit"),
+         ("fio", "fio --fdatasync=1 (a sync per record)")],
+        {"records_per_s": Metric("durable records per second", "records/s", "higher", True, "records/s"),
+         "syncs_per_record": Metric("syncs per record", "syncs", "lower", True, "syncs/record", words=("fewer", "more")),
+         "p50_us": Metric("latency p50, append to durable", "us", "lower", False, "p50 us"),
+         "p99_us": Metric("latency p99, append to durable", "us", "lower", True, "p99 us"),
+         "cpu_us_per_record": Metric("CPU per record (process; fio: its usr+sys)", "us", "lower", True, "CPU us/record")},
+        compare=[("weft-io_uring", "pthread"), ("weft-io_uring", "fio"), ("weft-epoll", "pthread"),
+                 ("weft-io_uring", "weft-epoll"), ("weft-io_uring", "weft-io_uring-nobatch"), ("pthread", "fio")],
+        headline=[("weft-io_uring", "pthread"), ("weft-io_uring", "fio")],
+        headline_metrics=["records_per_s"],
+        plans={"named": Plan(5, 8, 40, writers=64, records=100, size=128),
+               "full": Plan(5, 10, 60, writers=64, records=200, size=128)},
+        placement="each program pinned to CPU 0"),
     Workload(
         "executor", "empty jobs on the executor: round trip vs a pthread ping-pong, jobs/s vs a pthread pool",
         "executor: empty jobs", "an empty job on another thread: weft's executor (1 worker for latency, 1 per CPU "
@@ -473,6 +500,27 @@ WORKLOADS = [
                             contenders=["weft-io_uring", "weft-epoll", "redis", "weft-io_uring-2"])},
         placement="one-loop servers pinned to CPU 0, the 2-loop weft-kv to CPUs 0 and 1, redis-benchmark to CPU 1"),
     Workload(
+        "http-files", "HTTP/1.1 static files of 1 KiB, 64 KiB and 1 MiB, wrk -c 256: weft's http_server --root "
+        "(weft_sendfile: splices on io_uring, sendfile(2) on epoll) vs nginx with sendfile on",
+        "HTTP/1.1 static files", "HTTP/1.1 keep-alive GET of one file from a directory, wrk -t 1 -c 256: weft's "
+        "examples/http_server --root (io_uring, epoll; the body sent with weft_sendfile) vs nginx with one worker "
+        "and sendfile on (bench/http/nginx-files.conf); every server opens, stats and closes the file per request",
+        "http_files",
+        [("weft-io_uring", "weft http_server --root io_uring"), ("weft-epoll", "weft http_server --root epoll"),
+         ("nginx", "nginx, sendfile on (one worker)")],
+        dict(net_metrics("request", "wrk"),
+             req_per_cpu_s=Metric("requests per server-CPU-second", "req/CPU-s", "higher", True, "req/CPU-s"),
+             wrk_cpu_util=Metric("wrk CPU use", "CPUs", None, False, "wrk CPU", percent=True)),
+        compare=[("weft-io_uring", "nginx"), ("weft-epoll", "nginx"), ("weft-io_uring", "weft-epoll")],
+        compared=["req_per_cpu_s", "server_cpu_us_per_req", "req_per_s", "p99_us", "syscalls_per_req"],
+        headline_metrics=["req_per_cpu_s"],
+        # Only when named (bench/run http-files), and in --full: 3 sizes x 3 servers, whole seconds of wrk each.
+        plans={"named": Plan(3, 5, 100, sizes=[1024, 65536, 1 << 20], warmup=1, duration=1, syscall_window=1,
+                             syscall_rounds=2, profile=[]),
+               "full": Plan(4, 6, 150, sizes=[1024, 65536, 1 << 20], warmup=1, duration=2, syscall_window=1,
+                            syscall_rounds=2, profile=[])},
+        placement="server pinned to CPU 0, wrk (1 thread, 256 connections) to CPU 1"),
+    Workload(
         "scaling", "HTTP keep-alive with 1 and 2 server loops (weft --threads 2) against nginx with 1 and 2 workers",
         "scaling over cores: HTTP/1.1 keep-alive", "the HTTP workload's GET / with wrk -t 1 -c 256, served by one loop "
         "or worker on CPU 0, or by two on CPUs 0 and 1 (weft's examples/http_server --threads 2: a loop per CPU, "
@@ -581,9 +629,10 @@ def echo_table(conns, size, load, workload="echo"):
 
 
 def table_workload(name):
-    """The workload a table name belongs to (an echo- or kv-kind table's name starts with its workload's)."""
+    """The workload a table name belongs to (an echo-, kv- or static-file table's name starts with its
+    workload's)."""
     for w in WORKLOADS:
-        if w.kind in ("echo", "kv") and name.startswith(w.name + "-"):
+        if w.kind in ("echo", "kv", "http_files") and name.startswith(w.name + "-"):
             return w.name
     return "compare" if name.startswith("compare-") else name
 
@@ -613,6 +662,12 @@ class Table:
         self.headline_metrics = headline_metrics if headline_metrics is not None else (
             wl.headline_metrics if wl.headline_metrics is not None else self.compared)
         self.placement = wl.placement
+
+
+def http_files_table(size):
+    """The table (and file) name of the static-file workload for one file size: http-files-64KiB."""
+    return "http-files-%s" % ("%dMiB" % (size >> 20) if size % (1 << 20) == 0 else
+                              "%dKiB" % (size >> 10) if size % 1024 == 0 else "%dB" % size)
 
 
 def table_spec(name):
@@ -658,6 +713,11 @@ def table_spec(name):
                      [], compared=["server_cpu_us_per_req", "req_per_s", "p99_us", "syscalls_per_req"],
                      headline_metrics=(["req_per_s"] if mode == "closed" else ["server_cpu_us_per_req"] if mode else
                                        ["server_cpu_us_per_req", "req_per_s"]))
+    m = re.match(r"^http-files-(\d+)(B|KiB|MiB)$", name)
+    if m:
+        wl = BY_NAME["http-files"]
+        return Table(name, wl, "%s, %s %s files" % (wl.title, m.group(1), m.group(2)),
+                     "%s; the file is %s %s" % (wl.what, m.group(1), m.group(2)), [])
     wl = BY_NAME.get(name)
     if wl:
         return Table(name, wl, wl.title, wl.what, [t for t in wl.targets if not t.table or t.table == name])

@@ -56,6 +56,7 @@ long http_parse_request(const char *p, size_t n, http_request *rq)
     const char *target = s;
     while (s < head_end && (unsigned char)*s > ' ' && (unsigned char)*s < 0x7f)
         s++;
+    size_t target_len = (size_t)(s - target);
     if (s == target || *s++ != ' ')
         return HTTP_BAD_REQUEST;
     if (head_end - s < 10 || memcmp(s, "HTTP/1.", 7) != 0 || (s[7] != '0' && s[7] != '1') || s[8] != '\r' ||
@@ -65,6 +66,9 @@ long http_parse_request(const char *p, size_t n, http_request *rq)
     s += 10;
 
     rq->head_only = mlen == 4 && memcmp(m, "HEAD", 4) == 0;
+    rq->get = mlen == 3 && memcmp(m, "GET", 3) == 0;
+    rq->target = (http_span){target, target_len};
+    rq->if_modified_since = rq->range = (http_span){NULL, 0};
     rq->body = 0;
     bool keep_alive = http11, have_length = false, have_host = false;
     int headers = 0;
@@ -114,6 +118,10 @@ long http_parse_request(const char *p, size_t n, http_request *rq)
             if (have_host)
                 return HTTP_BAD_REQUEST;
             have_host = true;
+        } else if (nlen == 17 && strncasecmp(name, "If-Modified-Since", 17) == 0) {
+            rq->if_modified_since = (http_span){v, vlen};
+        } else if (nlen == 5 && strncasecmp(name, "Range", 5) == 0) {
+            rq->range = (http_span){v, vlen};
         }
     }
     if (http11 && !have_host)

@@ -15,7 +15,9 @@
  * stops it and the others (with weft_post); SIGUSR1 makes every loop print its live tasks on stderr
  * (weft_tasks_dump), and SIGUSR2 write its trace now (weft_trace_flush) when it runs with --trace FILE
  * (weft_config.trace_path, as WEFT_TRACE: a timeline of the loop, written when it stops; docs/trace.md).
- * --min-wait-us U sets weft_config.min_wait_ns (io_uring's batched wait; docs/batched-wait.md).
+ * --min-wait-us U sets weft_config.min_wait_ns (io_uring's batched wait; docs/batched-wait.md). An
+ * example adds options of its own through struct serve's options and option (http_server's --root,
+ * kv_server's).
  */
 #ifndef WEFT_EXAMPLE_SERVE_H
 #define WEFT_EXAMPLE_SERVE_H

@@ -123,14 +123,17 @@ typedef struct weft_config {
                                      long before sleeping in the kernel; 0 = never (the default). Env
                                      WEFT_IDLE_POLL_US. Costs a busy CPU while idle; saves the wake-up. */
     unsigned    submit_batch;     /* io_uring: hand requests to the kernel as soon as this many are queued
-                                     (1 = each one at once, a system call each). 0 = the default: a
-                                     storage request (a read or write at an offset, an fsync) at once, so
-                                     a disk starts on each as it is made, and every other request (sockets,
-                                     pipes, reads at the file position) with the rest when the loop next
-                                     waits, fewest system calls. ring_entries = everything at the wait.
-                                     Env WEFT_SUBMIT_BATCH. Completions are still taken in at the loop's
-                                     turn. A request handed over is the kernel's: freeing its pending
-                                     future can no longer withdraw it. */
+                                     (1 = each one at once, a system call each). 0 = the default, decided
+                                     by what is in flight: a storage request (a read or write at an
+                                     offset, an fsync) goes at once while at most 4 are in flight, so a
+                                     disk with little to do starts on each as it is made; with more in
+                                     flight it waits for the loop's wait, or for 8 queued, to go with
+                                     the rest; every other request (sockets, pipes, reads at the file
+                                     position) goes when the loop next waits, fewest system calls.
+                                     ring_entries = everything at the wait. Env WEFT_SUBMIT_BATCH.
+                                     Completions are still taken in at the loop's turn. A request handed
+                                     over is the kernel's: freeing its pending future can no longer
+                                     withdraw it. */
     /* Fields added after 0.1 go here; each is read only when size covers it. */
     /* Sends and batched waiting (io_uring; the epoll backend ignores all three). */
     size_t      send_zc_min;      /* io_uring: a weft_send (or _async, or weft_send_all's pieces) of at least
@@ -787,6 +790,48 @@ WEFT_API ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt, int64_t
 WEFT_API ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt, int64_t offset);
 /* fsync(2), or fdatasync(2) when datasync. */
 WEFT_API int weft_fsync(int fd, bool datasync);
+/*
+ * A durable write: pwrite(2) of buf at offset (the file position when -1), then fdatasync(2), and the
+ * call returns once both are done. On io_uring the two are one linked pair of requests (IOSQE_IO_LINK):
+ * the kernel starts the sync the moment the write has completed, without a trip through the loop; on
+ * epoll they run one after the other in one executor job. Returns len once the data (and the metadata
+ * needed to read it back) is on stable storage. A short write (the disk or RLIMIT_FSIZE ran out) is
+ * returned as it is and nothing was synced: the sync runs only after a write in full, so write the
+ * rest and call again. Errors: the write's (-EBADF, -ENOSPC, -EFBIG, -EINVAL for O_DIRECT misalignment
+ * ...), or the sync's after a full write (-EIO: the data may not have reached the disk; -EINVAL: fd
+ * cannot be synced, a pipe or socket, though the data was written), -ECANCELED and -ETIMEDOUT (the write
+ * may have happened, its durability is unknown; a sync that completed anyway returns len), -EBADF also
+ * when another task's weft_close(fd) cancelled the pair, -EMFILE (no fd for the duplicate of fd that
+ * the pair goes through, so that a close meanwhile cannot make the sync find another file under fd's
+ * number), -EPERM (outside a task). Suspends. Many tasks appending to one log can share syncs:
+ * examples/group_commit.c.
+ */
+WEFT_API ssize_t weft_write_durable(int fd, const void *buf, size_t len, int64_t offset);
+/*
+ * Sends up to len bytes of the file in_fd, from offset (its file position when -1, which it then
+ * advances), to out_fd (a socket, a pipe, a file), without copying them through user memory: what
+ * nginx's "sendfile on" does. Suspends until all len bytes are sent or the file ends. Returns the bytes
+ * sent: len, fewer when the file ends first (0 at or past its end), or, when an error or interruption
+ * comes after some bytes went out, that count, with the error held for out_fd as weft_send_all holds
+ * it (the next call on out_fd returns it; a cancel or deadline is not held, it stays in force
+ * anyway). A negative errno when nothing was sent: -EPIPE or -ECONNRESET (the peer has gone; never
+ * SIGPIPE), -EBADF, -EINVAL (offset below -1; in_fd not a file sendfile can read: a regular file or
+ * block device is; -ESPIPE on io_uring for a pipe or socket given with an offset), -ECANCELED,
+ * -ETIMEDOUT, -EPERM (outside a task), -EMFILE or -ENFILE (io_uring: no fd for its pipe, or for the
+ * duplicate of out_fd it holds while a chunk's splices run).
+ *
+ * How: on io_uring each chunk of up to 1 MiB (the pipe's size) goes file -> pipe -> out_fd as a pair
+ * of linked IORING_OP_SPLICE requests, through a pipe of the loop's own (up to 64 idle pipes, 128 fds,
+ * are kept for the next calls; a cancelled or cut-short send never leaves one holding stale bytes).
+ * The splices run in the kernel's io-wq threads, where a send to a blocking socket that is full waits
+ * for room. On epoll,
+ * sendfile(2) is tried when out_fd is writable (a file out_fd: on the executor); it reads the file
+ * on the loop's thread, from the page cache or, for pages not cached, from the disk, as nginx's
+ * sendfile does. A socket that is non-blocking (O_NONBLOCK) works on both: weft waits for it to be
+ * writable. Cancelled or timed out mid-file, the call returns the bytes sent so far (the rest was never
+ * sent: go on from offset + that count), or -ECANCELED / -ETIMEDOUT if none were.
+ */
+WEFT_API ssize_t weft_sendfile(int out_fd, int in_fd, int64_t offset, size_t len);
 /* statx(2). -EFAULT if path or out is NULL. struct statx comes from <sys/stat.h> with _GNU_SOURCE, or
  * from <linux/stat.h>. */
 struct statx;
@@ -830,6 +875,57 @@ WEFT_API weft_future *weft_unlinkat_async(int dfd, const char *path, int flags);
 WEFT_API weft_future *weft_renameat_async(int olddfd, const char *oldp, int newdfd, const char *newp,
                                           unsigned flags);
 WEFT_API weft_future *weft_mkdirat_async(int dfd, const char *path, mode_t mode);
+
+/*
+ * Registered buffers (io_uring's fixed buffers)
+ *
+ * A loop can register a set of buffers with the kernel once, and then read into and write from them
+ * with weft_read_fixed and weft_write_fixed: on io_uring those are READ_FIXED and WRITE_FIXED
+ * requests, for which the kernel pinned and mapped the pages at registration instead of at every
+ * request (what fio's fixedbufs option does); on epoll they are plain reads and writes (on the
+ * executor for files), so a program runs unchanged on both.
+ *
+ * Rules. The set belongs to the calling thread's loop and stays registered until
+ * weft_buffers_unregister, or until the loop is freed (it survives between weft_loop_run calls). The
+ * memory must stay allocated and mapped at the same address for all that time: io_uring holds the
+ * pages it pinned, so memory freed and reused while registered would not be what the kernel reads
+ * and writes. Use anonymous memory (malloc, posix_memalign, mmap MAP_ANONYMOUS) or huge pages: io_uring
+ * refuses shared mappings of files other than shmem with -EFAULT. Pinned pages count against
+ * RLIMIT_MEMLOCK (unless the process has CAP_IPC_LOCK). Registration adds no alignment rule of its own:
+ * an O_DIRECT file still needs buffer address, offset and length aligned to its logical block size
+ * (512 B or 4 KiB; statx's STATX_DIOALIGN tells), and says -EINVAL otherwise, registered or not.
+ * A call names the buffer by its index in the set and may use any part of it: [buf, buf + len) must
+ * lie inside that buffer, or the call returns -EINVAL without reaching the kernel, on both backends.
+ */
+
+/*
+ * Registers iov[0..count) with the calling thread's loop (the array is copied; the memory it points at
+ * is what must stay). Does not suspend; callable from a task or a callback of the loop. Returns 0, or
+ * -EPERM (no loop on this thread), -EINVAL (iov NULL, count 0 or above 16384, a buffer NULL, empty or
+ * larger than 1 GiB), -EBUSY (a set is registered already: unregister it first), -ENOMEM (no memory, or
+ * the pages could not be pinned: RLIMIT_MEMLOCK, said on stderr), -EFAULT (io_uring refused the
+ * memory: not mapped, or a shared file mapping; epoll cannot tell, and its calls then fail with
+ * -EFAULT instead). On error nothing is registered.
+ */
+WEFT_API int weft_buffers_register(const struct iovec *iov, unsigned count);
+/*
+ * Unregisters the loop's set: later fixed calls return -EINVAL, and another set may be registered.
+ * Requests through the set still in flight finish with it (the kernel holds its pages until they do);
+ * their memory must stay valid until they are done. Does not suspend. 0, -EPERM (no loop), -ENXIO
+ * (no set registered).
+ */
+WEFT_API int weft_buffers_unregister(void);
+/* weft_read into registered buffer number index: pread(2) at offset, read(2) at the file position
+ * when offset is -1. Suspends. Returns what weft_read returns, or -EINVAL (no set, index past it, or
+ * [buf, buf + len) not inside buffer index). */
+WEFT_API ssize_t weft_read_fixed(int fd, void *buf, size_t len, int64_t offset, unsigned index);
+/* weft_write from registered buffer number index, as weft_read_fixed (and -EPIPE, never SIGPIPE, as
+ * weft_write). */
+WEFT_API ssize_t weft_write_fixed(int fd, const void *buf, size_t len, int64_t offset, unsigned index);
+/* The _async forms (see above): NULL with errno EINVAL for the misuse the calls return -EINVAL for,
+ * EPERM outside a loop, ENOMEM. */
+WEFT_API weft_future *weft_read_fixed_async(int fd, void *buf, size_t len, int64_t offset, unsigned index);
+WEFT_API weft_future *weft_write_fixed_async(int fd, const void *buf, size_t len, int64_t offset, unsigned index);
 
 /* Conveniences */
 

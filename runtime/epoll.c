@@ -45,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -336,7 +337,7 @@ static void sigpipe_unblock(weft_loop *l, sigpipe_hold *h, long r)
 /* One non-blocking try at read, write, readv or writev on a readiness fd: the result, or -1 and errno. */
 static long transfer(weft_loop *l, weft__op *op, fd_state *s)
 {
-    bool out = op->opcode == WEFT__OP_WRITE || op->opcode == WEFT__OP_WRITEV;
+    bool out = op->opcode == WEFT__OP_WRITEV || weft__opcodes[op->opcode].buf_way == BUF_OUT; /* _FIXED too */
     bool vec = op->opcode == WEFT__OP_READV || op->opcode == WEFT__OP_WRITEV;
     struct iovec one = {op->buf, op->len};
     struct iovec *iov = vec ? op->buf : &one;
@@ -375,6 +376,29 @@ static long transfer(weft_loop *l, weft__op *op, fd_state *s)
             r = out ? pwritev2(op->fd, iov, iovcnt, op->off, nosignal) : preadv2(op->fd, iov, iovcnt, op->off, 0);
             nonblock_end(l, op->fd, saved);
         }
+    }
+    sigpipe_unblock(l, &hold, r);
+    return r;
+}
+
+/*
+ * One try at sendfile(2), which has no per-call flag either: the fd gets O_NONBLOCK for the call
+ * (nonblock_begin), and SIGPIPE, which it raises when the peer has gone, is held back around it as
+ * for a pipe written without RWF_NOSIGNAL. The file is read as sendfile(2) reads it: from the page
+ * cache, or from the disk on the loop's thread.
+ */
+static long sendfile_try(weft_loop *l, weft__op *op)
+{
+    sigpipe_hold hold = {.held = false};
+    sigpipe_block(l, &hold);
+    int saved, err = nonblock_begin(l, op->fd, &saved);
+    long r = -1;
+    if (err) {
+        errno = -err;
+    } else {
+        off_t in = op->arg.source.off;
+        r = sendfile(op->fd, op->arg.source.fd, in < 0 ? NULL : &in, op->len);
+        nonblock_end(l, op->fd, saved);
     }
     sigpipe_unblock(l, &hold, r);
     return r;
@@ -459,6 +483,9 @@ static int32_t attempt(weft_loop *l, weft__op *op, fd_state *s)
             return -EAGAIN;
         break;
     }
+    case WEFT__OP_SENDFILE:
+        r = sendfile_try(l, op);
+        break;
     case WEFT__OP_POLL: {
         struct pollfd pfd = {.fd = op->fd, .events = (short)op->flags};
         r = poll(&pfd, 1, 0);
@@ -634,6 +661,12 @@ int weft__epoll_submit(weft_loop *l, weft__op *op)
     l->stats.submissions++;
     int32_t res;
     fd_state *s;
+    if (WEFT__UNLIKELY(op->next)) {
+        /* A chain (a write and its sync) has no readiness to wait for: its members run as blocking
+         * calls in one executor job, each after the one before, as io_uring runs linked requests. */
+        op->be.wait_kind = WAIT_OFFLOADED;
+        return weft__op_offload(l, op);
+    }
     switch (weft__opcodes[op->opcode].epoll_way) {
     case EP_NOW:
         l->stats.syscalls += op->opcode != WEFT__OP_NOP;

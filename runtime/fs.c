@@ -6,6 +6,7 @@
 
 #include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 #include <linux/stat.h>
 #include <sys/uio.h>
 
@@ -49,6 +50,39 @@ int weft_fsync(int fd, bool datasync)
 {
     weft__op op = {.opcode = WEFT__OP_FSYNC, .fd = fd, .flags = datasync};
     return (int)weft__io_run(&op);
+}
+
+/*
+ * A write and its fdatasync as one chain: on io_uring the kernel starts the sync the moment the write
+ * has completed in full (IOSQE_IO_LINK), with no trip through the loop between them, and a write that
+ * fails or falls short cancels the sync.
+ *
+ * The sync finds its fd only when it starts (the kernel resolves a linked request's fd then, and the
+ * executor's fdatasync names it too). Were fd closed meanwhile by another task and its number given to
+ * another file, the sync would sync that one, and the call would claim a durability its data does not
+ * have. So the pair goes through a duplicate of weft's own, closed afterwards: the number keeps its
+ * file until both are done. weft_close(fd) still cancels them on io_uring, which matches by file.
+ */
+ssize_t weft_write_durable(int fd, const void *buf, size_t len, int64_t offset)
+{
+    weft_task *t = weft__current();
+    if (!t)
+        return -EPERM;
+    int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (own < 0)
+        return -errno;
+    weft__fd_new(t->loop, own, WEFT__FD_OTHER);
+    weft__op sync = {.opcode = WEFT__OP_FSYNC, .fd = own, .flags = 1};
+    weft__op write = {.opcode = WEFT__OP_WRITE, .fd = own, .buf = (void *)buf, .len = len, .off = offset,
+                      .next = &sync, .link = WEFT__LINK_SOFT};
+    intptr_t written = weft__io_wait(t, &write);
+    intptr_t result = written;
+    if (written >= 0 && weft__op_full(&write, (int32_t)written)) {
+        intptr_t synced = weft__op_result(&sync);
+        result = synced < 0 ? synced : written;
+    } /* else the sync did not run */
+    close(own);
+    return result;
 }
 
 int weft_statx(int dfd, const char *path, int flags, unsigned mask, struct statx *out)

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -44,15 +45,37 @@ static void op_complete_wake(weft__op *op, int32_t res, uint32_t flags)
         weft__wake(op->task, 0);
 }
 
-void weft__op_interrupt(weft_task *t, int reason)
+/* A member of a chain completed: the task wakes once the last one has. */
+static void chain_complete_wake(weft__op *op, int32_t res, uint32_t flags)
 {
-    weft__op *op = t->park_obj;
-    op->reason = reason;
-    weft__backend_cancel(t->loop, op);
+    (void)flags;
+    if (WEFT__UNLIKELY(op->head->task->loop->trace != NULL))
+        weft__trace_io_end(op->head->task->loop, op, res);
+    op->res = res;
+    op->completed = true;
+    weft__op *head = op->head;
+    weft_task *t = head->task;
+    t->loop->inflight--;
+    if (--head->chain_left)
+        return;
+    head->chain_done = true;
+    if (t->state == WEFT__PARKED)
+        weft__wake(t, 0);
 }
 
-/* The result an op's caller sees once the kernel is done with it. */
-static intptr_t op_result(const weft__op *op)
+/* Every member of a chain not yet completed is asked to end: one cancelled before it started takes
+ * those after it with it, and one already running may still finish (its real result then counts). */
+void weft__op_interrupt(weft_task *t, int reason)
+{
+    for (weft__op *op = t->park_obj; op; op = op->next) {
+        if (op->completed)
+            continue;
+        op->reason = reason;
+        weft__backend_cancel(t->loop, op);
+    }
+}
+
+intptr_t weft__op_result(const weft__op *op)
 {
     if (WEFT__UNLIKELY(op->served)) /* bytes handed over from kept ones (rx.c) are never lost */
         return op->res > 0 ? (intptr_t)op->served + op->res : (intptr_t)op->served;
@@ -65,7 +88,13 @@ static intptr_t op_result(const weft__op *op)
     return op->res;
 }
 
-/* An injected fault for op: true if it completed op with an error; a length cap shortens op. */
+bool weft__op_full(const weft__op *op, int32_t res)
+{
+    return res >= 0 && (weft__opcodes[op->opcode].buf_way == BUF_NONE || (uint64_t)res >= op->len);
+}
+
+/* An injected fault for op: true if it completed op with an error (and a chain's later members with
+ * -ECANCELED, as a failed link does); a length cap shortens op. */
 static bool fault_inject(weft__op *op)
 {
     int fault = WEFT__FAULT_OP(op->opcode);
@@ -73,8 +102,41 @@ static bool fault_inject(weft__op *op)
         op->len = (uint64_t)fault;
     if (fault >= 0)
         return false;
+    for (weft__op *member = op->next; member; member = member->next)
+        member->complete(member, -ECANCELED, 0);
     op->complete(op, fault, 0);
     return true;
+}
+
+/* Makes op ready to be handed to a backend, complete() to run once it is over. */
+static inline void op_prepare(weft__op *op, weft_task *t, void (*complete)(weft__op *, int32_t, uint32_t))
+{
+    op->complete = complete;
+    op->task = t;
+    op->reason = 0;
+    op->cancel_sent = false;
+    op->completed = false;
+    op->abandoned = false;
+    op->job = NULL;
+    op->served = 0;
+    op->head = NULL;
+    op->be.withdrawn = false;
+    op->be.zc = 0;
+    op->be.wait_kind = 0;
+}
+
+/* Prepares every member of the chain at head for task t; returns how many there are. */
+static unsigned chain_prepare(weft__op *head, weft_task *t)
+{
+    unsigned members = 0;
+    for (weft__op *op = head; op; op = op->next) {
+        op_prepare(op, t, chain_complete_wake);
+        op->head = head;
+        members++;
+    }
+    head->chain_left = (uint8_t)members;
+    head->chain_done = false;
+    return members;
 }
 
 /* ---- files weft hands out ---------------------------------------------------------------------- */
@@ -140,29 +202,22 @@ int weft__rwf_nosignal(void)
 /* ---- starting a request ----------------------------------------------------------------------------- */
 
 /*
- * Starts op, whose complete() and task are set: a read of a connection with bytes kept is served from
- * them on the spot (rx.c), anything else goes to the backend. Counted in flight until complete() runs;
- * a negative errno (and complete() never runs) if the backend could not start it.
+ * Starts op, prepared (and the rest of its chain, members in all): a read of a connection with bytes
+ * kept is served from them on the spot (rx.c), anything else goes to the backend. Counted in flight
+ * until complete() runs; a negative errno (and complete() never runs) if the backend could not start it.
  */
-static int op_start(weft_loop *l, weft__op *op)
+static int op_start(weft_loop *l, weft__op *op, unsigned members)
 {
-    op->reason = 0;
-    op->cancel_sent = false;
-    op->completed = false;
-    op->abandoned = false;
-    op->job = NULL;
-    op->served = 0;
-    op->be.withdrawn = false;
-    op->be.zc = 0;
-    op->be.wait_kind = 0;
-    l->inflight++;
+    l->inflight += members;
     if (WEFT__UNLIKELY(l->trace != NULL))
-        weft__trace_io_begin(l, op);
-    if (fault_inject(op) || weft__rx_take(l, op))
+        for (weft__op *member = op; member; member = member->next)
+            weft__trace_io_begin(l, member);
+    if (fault_inject(op) || (members == 1 && weft__rx_take(l, op)))
         return 0;
     int r = weft__backend_submit(l, op);
-    if (WEFT__UNLIKELY(r < 0 && l->trace != NULL))
-        weft__trace_io_end(l, op, r); /* refused: complete() will never run */
+    if (WEFT__UNLIKELY(r < 0 && l->trace != NULL)) /* refused: complete() will never run */
+        for (weft__op *member = op; member; member = member->next)
+            weft__trace_io_end(l, member, r);
     return r;
 }
 
@@ -177,18 +232,24 @@ static intptr_t io_wait(weft_task *t, weft__op *op, weft__interrupt_fn interrupt
         if (held && op->opcode != WEFT__OP_CLOSE && op->opcode != WEFT__OP_CANCEL_FD)
             return held;
     }
-    op->complete = op_complete_wake;
-    op->task = t;
-    int r = op_start(l, op);
+    unsigned members = 1;
+    const bool *done = &op->completed;
+    if (WEFT__LIKELY(!op->next)) {
+        op_prepare(op, t, op_complete_wake);
+    } else {
+        members = chain_prepare(op, t);
+        done = &op->chain_done;
+    }
+    int r = op_start(l, op, members);
     if (r < 0) {
-        l->inflight--;
+        l->inflight -= members;
         return r;
     }
     /* Without a deadline the task waits for its op right where it is, as long as nothing else can
      * run; otherwise (or once something else can) it parks, with op as what an interrupt cancels. */
-    if (!op->completed && !(WEFT__LIKELY(!t->deadline_depth) && weft__loop_wait_here(l, t, &op->completed) == 0))
+    if (!*done && !(WEFT__LIKELY(!t->deadline_depth) && weft__loop_wait_here(l, t, done) == 0))
         weft__park(t, interrupt, op, UINT64_MAX, 0);
-    intptr_t res = op_result(op);
+    intptr_t res = weft__op_result(op);
     fd_new_of(l, op, res);
     return res;
 }
@@ -227,9 +288,9 @@ static void async_complete(weft__op *op, int32_t res, uint32_t flags)
     l->inflight--;
     weft__list_remove(&l->async_ops, &a->link);
     op->res = res;
-    fd_new_of(l, op, op_result(op));
+    fd_new_of(l, op, weft__op_result(op));
     if (atomic_load_explicit(&a->future.state, memory_order_relaxed) != WEFT__DONE)
-        weft__future_complete(l, &a->future, op_result(op));
+        weft__future_complete(l, &a->future, weft__op_result(op));
     weft__owned_done(&a->future);
 }
 
@@ -286,10 +347,9 @@ weft_future *weft__io_async_copy(weft__op *template, size_t buf_bytes, size_t ne
         memcpy(a->copies + buf_bytes, template->arg.rename.newpath, newpath_bytes);
         a->op.arg.rename.newpath = a->copies + buf_bytes;
     }
-    a->op.complete = async_complete;
-    a->op.task = NULL;
+    op_prepare(&a->op, NULL, async_complete);
     weft__list_push(&l->async_ops, &a->link);
-    int r = op_start(l, &a->op);
+    int r = op_start(l, &a->op, 1);
     if (r < 0) {
         /* The error travels through the future, like every other result of the operation. */
         async_complete(&a->op, r, 0);
@@ -346,6 +406,10 @@ static long run_WRITE(weft__op *op)
     return op->off == -1 ? write(op->fd, op->buf, op->len) : pwrite(op->fd, op->buf, op->len, op->off);
 }
 
+/* A registered buffer is only a kernel's shortcut: the blocking call is the plain one. */
+static long run_READ_FIXED(weft__op *op) { return run_READ(op); }
+static long run_WRITE_FIXED(weft__op *op) { return run_WRITE(op); }
+
 static long run_READV(weft__op *op)
 {
     return op->off == -1 ? readv(op->fd, op->buf, (int)op->len) : preadv(op->fd, op->buf, (int)op->len, op->off);
@@ -369,6 +433,18 @@ static long run_RENAMEAT(weft__op *op)
 static long run_WAITID(weft__op *op)
 {
     return waitid(P_PIDFD, (id_t)op->fd, op->buf, (int)op->flags);
+}
+
+static long run_SPLICE(weft__op *op)
+{
+    loff_t in = op->arg.source.off, out = op->off;
+    return splice(op->arg.source.fd, in < 0 ? NULL : &in, op->fd, out < 0 ? NULL : &out, op->len, op->flags);
+}
+
+static long run_SENDFILE(weft__op *op)
+{
+    off_t in = op->arg.source.off;
+    return sendfile(op->fd, op->arg.source.fd, in < 0 ? NULL : &in, op->len);
 }
 
 static long run_POLL(weft__op *op)
@@ -395,9 +471,22 @@ int32_t weft__op_run_blocking(weft__op *op)
     return r < 0 ? -errno : (int32_t)r;
 }
 
+/*
+ * Runs a chain with blocking calls as the kernel runs linked requests: each member once the one before
+ * it has ended, none after a soft link whose op fell short. Each member's result goes to its res,
+ * where the loop reads it once the job has landed; those never run keep the -ECANCELED they start with.
+ */
 static intptr_t offload_run(void *arg)
 {
-    return weft__op_run_blocking(arg);
+    weft__op *head = arg;
+    if (!head->next)
+        return weft__op_run_blocking(head);
+    for (weft__op *op = head; op; op = op->next) {
+        op->res = weft__op_run_blocking(op);
+        if (op->link == WEFT__LINK_SOFT && !weft__op_full(op, op->res))
+            break;
+    }
+    return head->res;
 }
 
 /*
@@ -428,12 +517,19 @@ static void offload_landed(void *arg, intptr_t result)
             memcpy(op->caller_buf, op->buf, (size_t)result);
         bounce_end(op);
     }
-    weft__tls_loop->stats.completions++;
-    op->complete(op, (int32_t)result, 0);
+    /* A chain's members complete in order after its head, each with the res the job wrote (or the
+     * -ECANCELED of one that never ran). next is read before complete(): the last may end the wait. */
+    for (weft__op *member = op, *next; member; member = next) {
+        next = member->next;
+        weft__tls_loop->stats.completions++;
+        member->complete(member, member == op ? (int32_t)result : member->res, 0);
+    }
 }
 
 int weft__op_offload(weft_loop *l, weft__op *op)
 {
+    for (weft__op *member = op->next; member; member = member->next)
+        member->res = -ECANCELED;
     if (needs_bounce(op)) {
         void *copy;
         if (posix_memalign(&copy, 4096, op->len ? op->len : 1) != 0)

@@ -152,6 +152,7 @@ void weft_loop_free(weft_loop *l)
     weft__exec_default_release(l);
     l->backend->fini(l);
     weft__rx_fini(l);
+    weft__buffers_free(l);
     close(l->wake_fd);
     weft__stack_pool_fini(&l->stacks);
     weft__timer_heap_fini(&l->timers);

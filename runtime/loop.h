@@ -51,6 +51,10 @@ typedef struct weft__backend_ops {
     bool (*rx_stop)(weft_loop *l, struct weft__rx *rx);
     /* A view of ring buffer bid that weft_recv_borrow lent came back. */
     void (*rx_unlend)(weft_loop *l, int32_t bid);
+    /* Registers the buffers of weft_buffers_register with the kernel, or lets go of them: 0 or -errno.
+     * NULL if the backend has nothing to register with (fixedbuf.c then only checks the calls). */
+    int (*buffers_register)(weft_loop *l, const struct iovec *iov, unsigned count);
+    int (*buffers_unregister)(weft_loop *l);
 } weft__backend_ops;
 
 extern const weft__backend_ops weft__uring_ops;
@@ -96,6 +100,7 @@ struct weft_loop {
     const weft__backend_ops *backend;
     void *backend_data;
     size_t inflight;                      /* operations submitted and not yet completed */
+    struct weft__buffers *buffers;        /* the registered buffers (fixedbuf.c), NULL for none */
     const bool *wait_flag;                /* what a task waiting in place waits for (weft__loop_wait_here) */
     struct weft__fd_slot *fd_slots;       /* by fd: what the loop keeps per number (rx.c) */
     size_t nfd_slots, fd_errors_held;     /* ... and how many of them hold an error back */
@@ -259,6 +264,8 @@ void weft__loop_inbox(weft_loop *l, bool open);
 /* What other threads posted to l that no run will drain (l is being freed, or will never run): each
  * entry's discard lets go of it (future.c's ops). */
 void weft__remote_discard(weft_loop *l);
+/* The loop is being freed: its registered buffers are forgotten (fixedbuf.c; the ring goes with it). */
+void weft__buffers_free(weft_loop *l);
 /* The loop's run is over: calls still waiting for their time are dropped (call.c). */
 void weft__calls_end(weft_loop *l);
 /* Fills out with in (NULL: defaults), the environment's overrides and the defaults, every value

@@ -20,6 +20,11 @@ struct statx;
  *   EP_CLOSE, EP_CANCEL  the fd's own teardown.
  * A readiness request on a regular file (always "ready") runs on the executor too.
  *
+ * SPLICE and SENDFILE move bytes from arg.source to fd without passing through user memory. SENDFILE
+ * is sendfile(2): on epoll tried on fd's readiness; on io_uring, which has no such opcode, the second
+ * half of a pair of linked SPLICEs through a pipe of the loop's (splice.c); on the executor, the
+ * blocking sendfile(2). SPLICE, a splice(2), is the first half of that pair.
+ *
  * The buffer's way, for a single-buffer byte transfer: BUF_IN (filled by the call), BUF_OUT (read by
  * it), BUF_NONE otherwise. It marks the requests whose short transfer on a byte stream says the next
  * one would block (epoll), and whose _async form on the executor goes through a copy (io.c).
@@ -40,6 +45,8 @@ struct statx;
     X(WRITE, "write", IORING_OP_WRITE, EP_WRITE, BUF_OUT)               \
     X(READV, "readv", IORING_OP_READV, EP_READ, BUF_NONE)               \
     X(WRITEV, "writev", IORING_OP_WRITEV, EP_WRITE, BUF_NONE)           \
+    X(READ_FIXED, "read_fixed", IORING_OP_READ_FIXED, EP_READ, BUF_IN)  \
+    X(WRITE_FIXED, "write_fixed", IORING_OP_WRITE_FIXED, EP_WRITE, BUF_OUT) \
     X(FSYNC, "fsync", IORING_OP_FSYNC, EP_PATH, BUF_NONE)               \
     X(STATX, "statx", IORING_OP_STATX, EP_PATH, BUF_NONE)               \
     X(UNLINKAT, "unlinkat", IORING_OP_UNLINKAT, EP_PATH, BUF_NONE)      \
@@ -47,6 +54,8 @@ struct statx;
     X(MKDIRAT, "mkdirat", IORING_OP_MKDIRAT, EP_PATH, BUF_NONE)         \
     X(POLL, "poll", IORING_OP_POLL_ADD, EP_POLL, BUF_NONE)              \
     X(WAITID, "waitid", WEFT__IORING_OP_WAITID, EP_READ, BUF_NONE)      \
+    X(SPLICE, "splice", IORING_OP_SPLICE, EP_PATH, BUF_NONE)            \
+    X(SENDFILE, "sendfile", IORING_OP_SPLICE, EP_WRITE, BUF_NONE)       \
     X(CANCEL_FD, "cancel", IORING_OP_ASYNC_CANCEL, EP_CANCEL, BUF_NONE) /* every op on fd: weft_close */
 
 /* IORING_OP_WAITID (Linux 6.7): liburing 2.3's enum ends before it. It waits for the child of the pidfd
@@ -62,6 +71,17 @@ enum weft__opcode {
 
 enum weft__epoll_way { EP_NOW, EP_READ, EP_WRITE, EP_POLL, EP_PATH, EP_CLOSE, EP_CANCEL };
 enum weft__buf_way { BUF_NONE, BUF_IN, BUF_OUT };
+
+/*
+ * How the next request of a chain depends on the one before it (weft__op.link). A chain is requests
+ * the kernel runs one after another without a trip through the loop between them (io_uring's linked
+ * SQEs), submitted together and waited for as one call:
+ *   WEFT__LINK_SOFT  next runs only if this one succeeded in full (a result >= 0, and for a transfer
+ *                    its whole length); otherwise next and everything after it complete with
+ *                    -ECANCELED without running (IOSQE_IO_LINK);
+ *   WEFT__LINK_HARD  next runs whatever this one's result (IOSQE_IO_HARDLINK).
+ */
+enum weft__link_kind { WEFT__LINK_SOFT, WEFT__LINK_HARD };
 
 typedef struct weft__opcode_info {
     const char *name;
@@ -86,12 +106,19 @@ typedef struct weft__op {
     int64_t off;      /* file offset; -1: the file position */
     uint32_t lend_min; /* a receive that lends its bytes (weft_recv_borrow): at least this many; else 0 */
     bool into_kept;   /* rx.c's own read into a connection's kept bytes: not served from them */
+    struct weft__op *next; /* the request linked after this one, NULL for none (a chain, see above) */
+    uint8_t link;     /* how next depends on this one: enum weft__link_kind */
     union {           /* the arguments only some calls have */
         struct {
             int domain, type, protocol;
         } socket;
         socklen_t *addrlen; /* accept */
         uint32_t mode;      /* openat, mkdirat */
+        unsigned buf_index; /* read_fixed, write_fixed: the registered buffer buf lies in (fixedbuf.c) */
+        struct {
+            int fd;
+            int64_t off;    /* -1: none (a pipe), or the file position */
+        } source;           /* splice, sendfile: where the bytes come from (fd, off: where they go) */
         struct {
             unsigned mask;
             struct statx *out;
@@ -116,12 +143,16 @@ typedef struct weft__op {
     bool abandoned;     /* an _async op whose future was freed while pending: its result goes nowhere */
     struct weft__job *job; /* the executor job running it as a blocking call, NULL if none */
     void *caller_buf;   /* an _async op on the executor: the caller's buffer while buf is weft's copy */
+    struct weft__op *head; /* a member of a chain: its first op, which counts the members; NULL if alone */
+    uint8_t chain_left; /* a chain's head: members whose complete() has not run yet */
+    bool chain_done;    /* a chain's head: every member's has (what its task waits for) */
 
     /* The backend's own, while the op is pending there; nothing else reads them. */
     struct {
         uint32_t sqe_seq;  /* io_uring: the SQ position its SQE was given */
         bool withdrawn;    /* io_uring: cancelled before its SQE reached the kernel, turned into a NOP */
         uint8_t zc;        /* io_uring: a send gone out as SEND_ZC, and how far it is (uring.c) */
+        bool storage;      /* io_uring: counted among the storage requests in flight (uring.c) */
         int32_t zc_res;    /* io_uring: that send's result, held until its notification comes */
         uint8_t wait_kind; /* what the op waits in (a readiness queue, a multishot stream) */
         void *wait_obj;    /* that object */
@@ -129,7 +160,8 @@ typedef struct weft__op {
     } be;
 } weft__op;
 
-/* Submits op for the running task t and waits until its final completion (io.c). */
+/* Submits op for the running task t and waits until its final completion (io.c); for a chain, until
+ * every member's. Returns op's result (a chain's caller reads the others' with weft__op_result). */
 intptr_t weft__io_wait(weft_task *t, weft__op *op);
 /* weft__io_wait for the calling task: what every suspending I/O call does, -EPERM outside a task. */
 static inline intptr_t weft__io_run(weft__op *op)
@@ -137,6 +169,11 @@ static inline intptr_t weft__io_run(weft__op *op)
     weft_task *t = weft__current();
     return t ? weft__io_wait(t, op) : -EPERM;
 }
+/* The result a completed op's caller sees: its own, or why it was cancelled (io.c). */
+intptr_t weft__op_result(const weft__op *op);
+/* Whether res is op succeeding in full: >= 0, and for a single-buffer transfer its whole length
+ * (what a soft link asks of it). */
+bool weft__op_full(const weft__op *op, int32_t res);
 /* The same, ignoring cancellation and deadlines: for operations that must happen (close). */
 intptr_t weft__io_wait_uninterruptible(weft_task *t, weft__op *op);
 /* Holds back err for fd after weft_send_all or weft_recv_exact made partial progress: the next call on
@@ -162,11 +199,14 @@ int weft__rwf_nosignal(void);
 int weft__io_close_now(weft_loop *l, int fd);
 /* Carries op out with the blocking system call, on the calling thread; returns its result. */
 int32_t weft__op_run_blocking(weft__op *op);
-/* Runs op with the blocking system call on the default executor; complete() runs on the loop. */
+/* Runs op with the blocking system call on the default executor; complete() runs on the loop. A chain
+ * runs as one job, member after member as the kernel would run its links, each member's complete()
+ * running on the loop in order once it has ended. */
 int weft__op_offload(weft_loop *l, weft__op *op);
 /* Cancels an op running on the executor: dequeued if not started, else it runs to its end. */
 void weft__op_offload_cancel(weft__op *op);
-/* Submits op as an _async operation and returns the future its completion resolves (io.c). */
+/* Submits op as an _async operation and returns the future its completion resolves (io.c). A single
+ * op: chains are waited for by their task (weft__io_wait). */
 weft_future *weft__io_async(weft__op *op);
 /*
  * The same for a request whose arguments the kernel reads only when the request is submitted (at the

@@ -49,8 +49,9 @@ typedef struct weft__uring {
     struct io_uring ring;
     unsigned setup_flags;
     unsigned enter_flags;   /* IORING_ENTER_REGISTERED_RING once the ring fd is registered */
-    unsigned submit_batch;  /* cfg.submit_batch: hand queued SQEs over once this many wait; 0 = storage
-                               requests at once, the rest at the turn */
+    unsigned submit_batch;  /* cfg.submit_batch: hand queued SQEs over once this many wait; 0 = the
+                               default policy (uring.c's submit_policy) */
+    unsigned storage_inflight; /* storage requests queued or in the kernel whose CQE has not come */
     int enter_fd;
     bool started;
     pthread_t issuer;       /* with SINGLE_ISSUER, the only thread allowed to submit */
@@ -87,6 +88,10 @@ typedef struct weft__uring {
     weft__list rx_todo;      /* streams to arm or stop once the CQ walk is over */
     weft__list rx_starved;   /* streams the kernel ended on an empty ring, to arm once buffers are back */
     weft__looks looks;       /* looks at streams whose reads wait long (recvstream.c) */
+    /* splice.c's */
+    struct weft__splice_pipe *pipes_idle; /* empty pipes kept for the next sendfile */
+    unsigned npipes_idle;
+    weft__list pipes;        /* every pipe open, idle or carrying a sendfile */
 } weft__uring;
 
 static inline weft__uring *weft__uring_of(weft_loop *l)
@@ -96,6 +101,10 @@ static inline weft__uring *weft__uring_of(weft_loop *l)
 
 /* A free SQE, flushing the SQ to the kernel first if it is full; NULL if that flush failed. */
 struct io_uring_sqe *weft__uring_sqe(weft_loop *l, weft__uring *b);
+/* Submits the chain at head as linked SQEs (see uring.c). 0 or a negative errno. */
+int weft__uring_submit_chain(weft_loop *l, weft__uring *b, weft__op *head);
+/* Asks the kernel to end op's SQE: withdrawn while not handed over yet, else an ASYNC_CANCEL. */
+void weft__uring_cancel_sqe(weft_loop *l, weft__uring *b, weft__op *op);
 
 /* ---- multishot.c ---- */
 
@@ -148,5 +157,21 @@ bool weft__recvstream_for(weft_loop *l, int fd);
 void weft__recvstream_resume(weft_loop *l, weft__rx *rx);
 bool weft__recvstream_stop(weft_loop *l, weft__rx *rx);
 void weft__recvstream_unlend(weft_loop *l, int32_t bid);
+
+/* ---- splice.c ---- */
+
+/* What a SENDFILE carried out as a pair of splices waits in (weft__op.be.wait_kind). */
+enum { WEFT__WAIT_SPLICE = 0x5b };
+
+/* Starts SENDFILE op as a pair of linked splices through a pipe of the loop's: 0, or a negative errno
+ * (no pipe could be made, the SQ could not be flushed) with nothing started. */
+int weft__splice_sendfile(weft_loop *l, weft__uring *b, weft__op *op);
+/* The fds a SENDFILE op in flight splices between (its prep): the pipe's read end, and weft's
+ * duplicate of the op's fd. */
+void weft__splice_send_fds(const weft__op *op, int *from, int *to);
+/* Asks both splices of op's pair to end; op completes once both have. */
+void weft__splice_cancel(weft_loop *l, weft__uring *b, weft__op *op);
+/* Closes every pipe (the ring is gone). */
+void weft__splices_fini(weft__uring *b);
 
 #endif /* WEFT_URING_H */

@@ -323,6 +323,61 @@ static inline void expect_pattern(const unsigned char *buf, size_t n, uint32_t s
     free(want);
 }
 
+/* ---- many requests in flight --------------------------------------------------------------------------- */
+
+/* Waits for the n futures together (weft_gather), asserts each resolved with want (>= 0), frees them. */
+static inline void gather_each(weft_future **fs, size_t n, intptr_t want)
+{
+    intptr_t *results = calloc(n ? n : 1, sizeof *results);
+    cr_assert(results != NULL);
+    int r = weft_gather(fs, n, results);
+    cr_assert(r == 0, "weft_gather: %d (%s)", r, res_name(r));
+    for (size_t i = 0; i < n; i++) {
+        cr_assert(results[i] == want, "future %zu of %zu: got %jd (%s), want %jd", i, n, (intmax_t)results[i],
+                  res_name(results[i]), (intmax_t)want);
+        weft_future_free(fs[i]);
+    }
+    free(results);
+}
+
+/* ---- files ------------------------------------------------------------------------------------------- */
+
+#include <ftw.h>
+#include <sys/stat.h>
+
+static inline int remove_tree_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st;
+    (void)type;
+    (void)ftw;
+    return remove(path);
+}
+
+/* Removes path and everything under it, as rm -rf does (symbolic links themselves, not their targets). */
+static inline void remove_tree(const char *path)
+{
+    nftw(path, remove_tree_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* A new empty file in $TMPDIR (else /tmp), already unlinked (it goes with its last fd), opened O_RDWR |
+ * O_CLOEXEC | extra_flags (O_DIRECT, say). */
+static inline int temp_file(int extra_flags)
+{
+    const char *base = getenv("TMPDIR");
+    char path[512];
+    snprintf(path, sizeof path, "%s/weft-test-XXXXXX", base && *base ? base : "/tmp");
+    int fd = mkostemp(path, O_CLOEXEC);
+    cr_assert(fd >= 0, "mkostemp(%s): %s", path, strerror(errno));
+    if (extra_flags) {
+        int again = open(path, O_RDWR | O_CLOEXEC | extra_flags);
+        cr_assert(again >= 0, "open(%s) with flags 0x%x: %s", path, (unsigned)extra_flags, strerror(errno));
+        close(fd);
+        fd = again;
+    }
+    unlink(path);
+    return fd;
+}
+
 /* ---- sockets ------------------------------------------------------------------------------------------ */
 
 /* The port a socket is bound to (IPv4 or IPv6). */

@@ -98,6 +98,8 @@ static inline void drain_stderr(struct server *s)
 /* The servers' --threads: 1 unless a test asks for more before server_start; --handoff if asked. */
 static unsigned server_threads = 1;
 static bool server_handoff;
+/* http_server's --root, when a test sets it before server_start. */
+static const char *server_root;
 /* More arguments for the server (NULL-terminated), or NULL: set by a test before server_start. */
 static const char *const *server_args;
 
@@ -112,6 +114,10 @@ static inline pid_t spawn_server(const char *path, uint16_t port, int out_w, int
     size_t argc = 7;
     if (server_handoff)
         argv[argc++] = (char *)"--handoff";
+    if (server_root) {
+        argv[argc++] = (char *)"--root";
+        argv[argc++] = (char *)server_root;
+    }
     if (backend) {
         argv[argc++] = (char *)"--backend";
         argv[argc++] = (char *)backend;

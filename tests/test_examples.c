@@ -9,15 +9,24 @@
  * The test process is an ordinary client: plain sockets, no weft. Every wait is bounded (poll with a
  * timeout, SO_RCVTIMEO/SO_SNDTIMEO), so a hung server fails a test instead of hanging the run.
  *
- * The seeds' programs (concurrent_get, file_copy, offload, pipeline) run to their end with --backend B
- * (run_program in common.h), and what they print is checked for values: every GET answered, the copy
- * identical, the inline hash reported as blocking the loop with late ticks where the offloaded one
- * lets the ticker run, the same checksum whatever the pipeline's concurrency. No timing is asserted.
+ * http_server --root DIR serves a fresh directory per test: files byte exact through weft_sendfile
+ * (several of its chunks, ranges straddling them), HEAD, index.html, If-Modified-Since and 304, byte
+ * ranges and 416, 404 and 405, and every spelling of a path out of the directory refused (a file
+ * beside it must never come out).
+ *
+ * The seeds' programs (concurrent_get, file_copy, offload, pipeline) and group_commit run to their end
+ * with --backend B (run_program in common.h), and what they print is checked for values: every GET
+ * answered, the copy identical, the inline hash reported as blocking the loop with late ticks where the
+ * offloaded one lets the ticker run, the same checksum whatever the pipeline's concurrency, every record
+ * of the log durable and intact in fewer syncs than records. No timing is asserted.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* strptime, timegm, sigabbrev_np */
 #endif
 #include <strings.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 
 #include "server.h"
 
@@ -320,8 +329,9 @@ static void expect_header(const struct response *r, const char *name, const char
               got ? got : "(absent)", want, r->head);
 }
 
-/* Reads one response: its head, then Content-Length bytes of body (none for a HEAD request). */
-static void read_response(struct http_conn *c, bool head_only, struct response *r, const char *what)
+/* Reads a response's head into r->head, NUL-terminated, and takes it out of c's buffer (where the
+ * body's first bytes may be). */
+static void read_head(struct http_conn *c, struct response *r, const char *what)
 {
     char *end;
     while (!(end = strstr(c->buf, "\r\n\r\n"))) {
@@ -334,23 +344,29 @@ static void read_response(struct http_conn *c, bool head_only, struct response *
     memcpy(r->head, c->buf, head_len);
     r->head[head_len] = '\0';
     cr_assert(strlen(r->head) == head_len, "%s: NUL byte in the response head", what);
+    memmove(c->buf, c->buf + head_len, c->len - head_len + 1);
+    c->len -= head_len;
+}
 
+/* Reads one response: its head, then Content-Length bytes of body (none for a HEAD request). */
+static void read_response(struct http_conn *c, bool head_only, struct response *r, const char *what)
+{
+    read_head(c, r, what);
     char value[64];
     cr_assert(header(r, "Content-Length", value, sizeof value), "%s: no Content-Length in:\n%s", what, r->head);
     char *digits_end;
     unsigned long length = strtoul(value, &digits_end, 10);
     cr_assert(*value && !*digits_end && length < sizeof r->body, "%s: Content-Length \"%s\"", what, value);
     r->body_len = head_only ? 0 : length;
-    while (c->len < head_len + r->body_len) {
+    while (c->len < r->body_len) {
         ssize_t n = http_fill(c, what);
         cr_assert(n > 0, "%s: %s in a body of %zu bytes", what, n == 0 ? "end of stream" : strerror((int)-n),
                   r->body_len);
     }
-    memcpy(r->body, c->buf + head_len, r->body_len);
+    memcpy(r->body, c->buf, r->body_len);
     r->body[r->body_len] = '\0';
-    size_t used = head_len + r->body_len;
-    memmove(c->buf, c->buf + used, c->len - used + 1);
-    c->len -= used;
+    memmove(c->buf, c->buf + r->body_len, c->len - r->body_len + 1);
+    c->len -= r->body_len;
 }
 
 /*
@@ -1043,6 +1059,54 @@ Test(seeds, file_copy_of_a_missing_file_exits_1_and_names_it)
     program_expect(&r, 1, WEFT_FILE_COPY, (const char *[]){"/nonexistent/weft-src", "/tmp/weft-never-written", NULL});
     cr_assert(strstr(r.err, "/nonexistent/weft-src: No such file or directory") != NULL, "stderr:\n%s", r.err);
     cr_assert(access("/tmp/weft-never-written", F_OK) != 0, "the destination was created");
+}
+
+/* ---- group_commit: durable writes shared by many tasks ------------------------------------------------ */
+
+/* Runs group_commit into a log in a fresh directory, checks the log's size and removes both. */
+static void group_commit_case(struct program_run *r, bool no_batch, const char *writers, const char *records)
+{
+    const char *base = getenv("TMPDIR");
+    char dir[256], log[300];
+    snprintf(dir, sizeof dir, "%s/weft-commit-XXXXXX", base && *base ? base : "/tmp");
+    cr_assert(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
+    snprintf(log, sizeof log, "%s/log", dir);
+    program_expect(r, 0, WEFT_GROUP_COMMIT,
+                   no_batch ? (const char *[]){"--writers", writers, "--records", records, "--size", "100", "--no-batch",
+                                               log, NULL}
+                            : (const char *[]){"--writers", writers, "--records", records, "--size", "100", log, NULL});
+    struct stat st;
+    cr_assert(stat(log, &st) == 0, "no log: %s", strerror(errno));
+    EQ(st.st_size, (off_t)atoi(writers) * atoi(records) * 100);
+    unlink(log);
+    rmdir(dir);
+}
+
+Test(seeds, group_commit_makes_every_record_durable_in_fewer_syncs_than_records)
+{
+    static struct program_run r;
+    group_commit_case(&r, false, "32", "20");
+    OUT_HAS(&r, "group commit: 640 records of 100 B from 32 writers in ");
+    OUT_HAS(&r, "\nverify: every record once, intact, in order\n");
+    /* While one sync runs, the other writers' records gather: far fewer syncs than records. */
+    unsigned long long syncs = number_after(r.out, " records/s, ");
+    cr_assert(syncs >= 20 && syncs < 640 / 2, "%llu syncs for 640 records:\n%s", syncs, r.out);
+}
+
+Test(seeds, group_commit_no_batch_syncs_every_record_and_loses_none)
+{
+    static struct program_run r;
+    group_commit_case(&r, true, "8", "10");
+    OUT_HAS(&r, "sync per record: 80 records of 100 B from 8 writers in ");
+    EQ(number_after(r.out, " records/s, "), 80);
+    OUT_HAS(&r, "\nverify: every record once, intact, in order\n");
+}
+
+Test(seeds, group_commit_into_a_missing_directory_exits_1_and_names_it)
+{
+    static struct program_run r;
+    program_expect(&r, 1, WEFT_GROUP_COMMIT, (const char *[]){"/nonexistent/weft-log", NULL});
+    cr_assert(strstr(r.err, "/nonexistent/weft-log: No such file or directory") != NULL, "stderr:\n%s", r.err);
 }
 
 Test(seeds, offload_inline_is_reported_as_blocking_the_loop_with_late_ticks_and_offloaded_is_not_blocked)

@@ -160,10 +160,7 @@ Test(fault, short_send_is_returned_as_such_and_only_that_many_bytes_arrive)
 static intptr_t short_file_main(void *arg)
 {
     (void)arg;
-    char path[] = "/tmp/weft-fault-XXXXXX";
-    int fd = mkstemp(path);
-    cr_assert(fd >= 0, "mkstemp: %s", strerror(errno));
-    unlink(path);
+    int fd = temp_file(0);
     unsigned char out[4096], in[4096];
     fill_pattern(out, sizeof out, 3);
 
@@ -195,6 +192,86 @@ static intptr_t short_file_main(void *arg)
 Test(fault, short_file_read_and_write_are_returned_as_such)
 {
     EQ(run_scenario(short_file_main, NULL, NULL, NULL), 0);
+}
+
+/* A chain (weft_write_durable's write and sync): a failed write ends the call with its error and the
+ * sync never runs; a capped write is returned as it is. Nothing is left in flight either way. */
+static intptr_t chain_fault_main(void *arg)
+{
+    (void)arg;
+    int fd = temp_file(0);
+    unsigned char out[1000];
+    fill_pattern(out, sizeof out, 8);
+    weft__fault_op(WEFT__OP_WRITE, -EIO, 0, 1);
+    EQ(weft_write_durable(fd, out, sizeof out, 0), -EIO);
+    weft__fault_op(WEFT__OP_FSYNC, -EIO, 0, 1); /* the sync is a member, not the head: not faulted */
+    EQ(weft_write_durable(fd, out, 10, 0), 10);
+    weft__fault_clear();
+    weft__fault_op(WEFT__OP_WRITE, 100, 0, 1);
+    EQ(weft_write_durable(fd, out, sizeof out, 0), 100);
+    EQ(weft_write_durable(fd, out + 100, sizeof out - 100, 100), 900);
+    unsigned char in[1000];
+    EQ(pread(fd, in, sizeof in, 0), 1000);
+    expect_pattern(in, sizeof in, 8);
+    EQ(weft_close(fd), 0);
+    return 0;
+}
+
+Test(fault, a_failed_or_capped_write_of_a_durable_pair_is_returned_as_such)
+{
+    EQ(run_scenario(chain_fault_main, NULL, NULL, NULL), 0);
+}
+
+/* Many durable writes at once through a 2-entry SQ, each pair filling it: a pair goes in only whole,
+ * after the queue before it has been flushed. A 1-entry SQ cannot hold a pair at all: the pairs run on
+ * the executor, still in order. */
+enum { CHAIN_WRITERS = 40 };
+static int chain_fd;
+
+static intptr_t chain_writer(void *arg)
+{
+    uint32_t i = (uint32_t)(uintptr_t)arg;
+    for (int k = 0; k < 5; k++) {
+        uint32_t v = i * 100 + (uint32_t)k;
+        ssize_t r = weft_write_durable(chain_fd, &v, sizeof v, (int64_t)(i * 5 + (uint32_t)k) * 4);
+        if (r != sizeof v)
+            return r < 0 ? r : -EIO;
+        if (k % 2 == 0)
+            weft_nop();
+    }
+    return 0;
+}
+
+static intptr_t chain_tiny_ring_main(void *arg)
+{
+    (void)arg;
+    chain_fd = temp_file(0);
+    weft_task *ts[CHAIN_WRITERS];
+    for (uint32_t i = 0; i < CHAIN_WRITERS; i++)
+        ts[i] = spawn_bounded(chain_writer, (void *)(uintptr_t)i);
+    for (uint32_t i = 0; i < CHAIN_WRITERS; i++)
+        EQ(weft_join(ts[i]), 0);
+    for (uint32_t i = 0; i < CHAIN_WRITERS * 5; i++) {
+        uint32_t v = 0;
+        EQ(pread(chain_fd, &v, sizeof v, (off_t)i * 4), sizeof v);
+        EQ(v, (i / 5) * 100 + i % 5);
+    }
+    EQ(weft_close(chain_fd), 0);
+    return 0;
+}
+
+Test(fault, durable_pairs_go_into_a_tiny_sq_only_whole_or_run_on_the_executor_when_it_cannot_hold_one)
+{
+    weft_config two = {.ring_entries = 2}, one = {.ring_entries = 1};
+    weft_stats st;
+    EQ(run_scenario(chain_tiny_ring_main, NULL, &two, &st), 0);
+    if (on_io_uring()) {
+        cr_assert(st.sq_full > 0, "a 2-entry SQ never filled");
+        EQ(st.offloaded_ops, 0);
+    }
+    EQ(run_scenario(chain_tiny_ring_main, NULL, &one, &st), 0);
+    /* One executor job a pair, on either backend. */
+    cr_assert(st.offloaded_ops >= CHAIN_WRITERS * 5, "offloaded_ops = %" PRIu64, st.offloaded_ops);
 }
 
 #define LOOP_BYTES (256 * 1024)

@@ -6,9 +6,9 @@
  *
  * Each test works in a fresh directory from mkdtemp, removed at its end.
  */
-#include <ftw.h>
 #include <limits.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "common.h"
@@ -19,18 +19,10 @@ TestSuite(fs, .timeout = 30);
 
 static char scratch[PATH_MAX];
 
-static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-    (void)st;
-    (void)type;
-    (void)ftw;
-    return remove(path);
-}
-
 static void scratch_remove(void)
 {
     if (scratch[0])
-        nftw(scratch, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        remove_tree(scratch);
     scratch[0] = '\0';
 }
 
@@ -173,12 +165,7 @@ static intptr_t big_file_main(void *arg)
         fs[i] = weft_read_async(fd, back + off, CHUNK, (int64_t)off);
         cr_assert(fs[i], "weft_read_async %u: %s", i, strerror(errno));
     }
-    intptr_t results[READS];
-    EQ(weft_gather(fs, READS, results), 0);
-    for (unsigned i = 0; i < READS; i++) {
-        EQ(results[i], CHUNK);
-        weft_future_free(fs[i]);
-    }
+    gather_each(fs, READS, CHUNK);
     same_bytes(back, data, FILE_BYTES, "1 MiB read back in 128 chunks");
 
     /* Unaligned reads of random lengths, some running past the end of the file: short there. */
@@ -191,6 +178,7 @@ static intptr_t big_file_main(void *arg)
         fs[i] = weft_read_async(fd, bufs + (size_t)i * 10000, lens[i], (int64_t)offs[i]);
         cr_assert(fs[i]);
     }
+    intptr_t results[READS];
     EQ(weft_gather(fs, READS, results), 0);
     for (unsigned i = 0; i < READS; i++) {
         size_t want = offs[i] + lens[i] > FILE_BYTES ? FILE_BYTES - offs[i] : lens[i];
@@ -464,6 +452,221 @@ Test(fs, read_async_freed_while_pending_is_reclaimed_and_harms_nothing)
     EQ(run_in_scratch(free_pending_main), 0);
 }
 
+/* ---- durable writes: a write and its fdatasync as one linked pair ------------------------------------- */
+
+static intptr_t durable_main(void *arg)
+{
+    int dfd = (int)(intptr_t)arg;
+    int fd = open_new(dfd, "log", 0600);
+    static unsigned char data[3 * 4096];
+    fill_pattern(data, sizeof data, 21);
+    weft_stats st0, st1;
+    EQ(weft_stats_get(&st0), 0);
+    EQ(weft_write_durable(fd, data, 4096, 0), 4096);
+    EQ(weft_stats_get(&st1), 0);
+    if (on_io_uring()) {
+        /* Two requests, handed to the kernel together, and nothing on the executor. */
+        EQ(st1.submissions - st0.submissions, 2);
+        EQ(st1.offloaded_ops - st0.offloaded_ops, 0);
+    } else {
+        EQ(st1.offloaded_ops - st0.offloaded_ops, 1); /* one job runs both */
+    }
+    /* Past the end of the file: the gap reads as zeros. At the file position, which it advances. */
+    EQ(weft_write_durable(fd, data + 4096, 4096, 3 * 4096), 4096);
+    EQ(lseek(fd, 0, SEEK_SET), 0);
+    EQ(weft_write_durable(fd, data + 8192, 100, -1), 100);
+    EQ(lseek(fd, 0, SEEK_CUR), 100);
+    EQ(weft_write_durable(fd, data, 0, 50), 0); /* nothing to write: the sync still runs */
+    struct stat st;
+    cr_assert(fstat(fd, &st) == 0);
+    EQ(st.st_size, 4 * 4096);
+    static unsigned char back[4 * 4096], want[4 * 4096];
+    memcpy(want, data, 4096);
+    memcpy(want, data + 8192, 100);
+    memcpy(want + 3 * 4096, data + 4096, 4096);
+    EQ(weft_read(fd, back, sizeof back, 0), sizeof back);
+    same_bytes(back, want, sizeof back, "durable writes read back");
+    EQ(weft_write_durable(-1, data, 10, 0), -EBADF);
+    EQ(weft_close(fd), 0);
+    fd = weft_openat(dfd, "log", O_RDONLY | O_CLOEXEC, 0);
+    cr_assert(fd >= 0);
+    EQ(weft_write_durable(fd, data, 10, 0), -EBADF); /* not open for writing */
+    EQ(weft_close(fd), 0);
+    return 0;
+}
+
+Test(fs, write_durable_returns_the_length_once_written_and_synced_at_any_offset)
+{
+    EQ(run_in_scratch(durable_main), 0);
+}
+
+/* The sync runs after the write, and only after a write in full. */
+static intptr_t durable_order_main(void *arg)
+{
+    int dfd = (int)(intptr_t)arg;
+    /* A pipe takes the write and cannot be synced: the write happened, then the sync said EINVAL. */
+    int p[2];
+    cr_assert(pipe2(p, O_CLOEXEC) == 0);
+    EQ(weft_write_durable(p[1], "abc", 3, -1), -EINVAL);
+    char buf[4] = {0};
+    EQ(read(p[0], buf, sizeof buf), 3);
+    cr_assert(memcmp(buf, "abc", 3) == 0, "the write before the failed sync was lost");
+    close(p[0]);
+    close(p[1]);
+
+    /* A write cut short by RLIMIT_FSIZE is returned as it is (the sync is left out); one that starts
+     * at the limit fails with EFBIG. */
+    int fd = open_new(dfd, "limited", 0600);
+    struct rlimit old, small = {.rlim_cur = 100, .rlim_max = RLIM_INFINITY};
+    cr_assert(getrlimit(RLIMIT_FSIZE, &old) == 0);
+    small.rlim_max = old.rlim_max;
+    signal(SIGXFSZ, SIG_IGN);
+    cr_assert(setrlimit(RLIMIT_FSIZE, &small) == 0, "setrlimit: %s", strerror(errno));
+    static unsigned char data[200];
+    fill_pattern(data, sizeof data, 5);
+    ssize_t short_write = weft_write_durable(fd, data, sizeof data, 0);
+    ssize_t at_limit = weft_write_durable(fd, data, sizeof data, 100);
+    cr_assert(setrlimit(RLIMIT_FSIZE, &old) == 0);
+    EQ(short_write, 100);
+    EQ(at_limit, -EFBIG);
+    unsigned char back[200];
+    EQ(weft_read(fd, back, sizeof back, 0), 100);
+    same_bytes(back, data, 100, "the part written before the limit");
+    EQ(weft_close(fd), 0);
+    return 0;
+}
+
+Test(fs, write_durable_syncs_after_the_write_and_not_after_a_short_one)
+{
+    EQ(run_in_scratch(durable_order_main), 0);
+}
+
+/* O_DIRECT: an aligned buffer, offset and length are written and synced; a misaligned one is refused. */
+static intptr_t durable_direct_main(void *arg)
+{
+    int dfd = (int)(intptr_t)arg;
+    int fd = weft_openat(dfd, "direct", O_CREAT | O_RDWR | O_DIRECT | O_CLOEXEC, 0600);
+    cr_assert(fd >= 0, "O_DIRECT open: %d (%s); the scratch directory must be on a disk file system", fd,
+              res_name(fd));
+    unsigned char *buf;
+    cr_assert(posix_memalign((void **)&buf, 4096, 3 * 4096) == 0);
+    fill_pattern(buf, 3 * 4096, 9);
+    EQ(weft_write_durable(fd, buf, 4096, 4096), 4096);
+    EQ(weft_write_durable(fd, buf + 1, 4096, 0), -EINVAL);   /* buffer */
+    EQ(weft_write_durable(fd, buf, 4096, 100), -EINVAL);     /* offset */
+    EQ(weft_write_durable(fd, buf, 1000, 0), -EINVAL);       /* length */
+    EQ(weft_read(fd, buf + 4096, 4096, 4096), 4096);
+    same_bytes(buf + 4096, buf, 4096, "an O_DIRECT durable write");
+    EQ(weft_read(fd, buf + 4096, 4096, 8192), 0); /* past the end */
+    EQ(weft_read(fd, buf + 4097, 4096, 4096), -EINVAL); /* (a hole would read without the check) */
+    EQ(weft_close(fd), 0);
+    free(buf);
+    return 0;
+}
+
+Test(fs, o_direct_durable_writes_and_reads_need_alignment_and_say_einval_without_it)
+{
+    EQ(run_in_scratch(durable_direct_main), 0);
+}
+
+/* Cancelled while the write waits (a full pipe): the call ends without waiting for room, or with the
+ * real result if the write went through anyway; either way the next call sees the cancel. */
+static int full_pipe[2];
+static intptr_t durable_cancelled;
+
+static intptr_t durable_writer(void *arg)
+{
+    (void)arg;
+    static char chunk[4096];
+    durable_cancelled = weft_write_durable(full_pipe[1], chunk, sizeof chunk, -1);
+    return weft_nop();
+}
+
+/* full_pipe: a blocking pipe whose buffer is full, so a write to it waits. */
+static void full_pipe_make(void)
+{
+    cr_assert(pipe2(full_pipe, O_CLOEXEC | O_NONBLOCK) == 0);
+    static char fill[4096];
+    while (write(full_pipe[1], fill, sizeof fill) > 0)
+        ;
+    cr_assert(fcntl(full_pipe[1], F_SETFL, 0) == 0); /* blocking again: the write must wait */
+}
+
+/* Lets t end: a write on the executor (epoll) cannot be interrupted, so after a few turns the pipe is
+ * drained, which lets it finish. */
+static void drain_until_done(weft_task *t)
+{
+    static char sink[4096];
+    for (int i = 0; i < 50 && !weft_future_done(weft_task_future(t)); i++) {
+        settle();
+        if (i == 5)
+            while (read(full_pipe[0], sink, sizeof sink) > 0 && !weft_future_done(weft_task_future(t)))
+                ;
+    }
+}
+
+static intptr_t durable_cancel_main(void *arg)
+{
+    (void)arg;
+    full_pipe_make();
+    weft_task *t = weft_spawn(durable_writer, NULL);
+    cr_assert(t);
+    settle();
+    EQ(weft_cancel(t), 0);
+    drain_until_done(t);
+    EQ(weft_join(t), -ECANCELED);
+    cr_assert(durable_cancelled == -ECANCELED || durable_cancelled == -EINVAL,
+              "a cancelled durable write returned %jd (%s)", (intmax_t)durable_cancelled, res_name(durable_cancelled));
+    close(full_pipe[0]);
+    close(full_pipe[1]);
+    return 0;
+}
+
+Test(fs, write_durable_cancelled_while_its_write_waits_returns_ecanceled_or_its_real_result)
+{
+    EQ(run_in_scratch(durable_cancel_main), 0);
+}
+
+/* Another task closes the fd while the durable write waits on it: on io_uring weft_close cancels the
+ * pair (-EBADF, as any request on a closed fd); the executor's write (epoll) cannot be interrupted and
+ * ends when room comes, with the sync's -EINVAL for a pipe. Either way the call ends, and the fd's
+ * number, reused at once by a new pipe, is none of its business any more. */
+static intptr_t durable_closer(void *arg)
+{
+    (void)arg;
+    weft_close(full_pipe[1]);
+    return 0;
+}
+
+static intptr_t durable_closed_main(void *arg)
+{
+    (void)arg;
+    full_pipe_make();
+    int number = full_pipe[1];
+    weft_task *writer = weft_spawn(durable_writer, NULL);
+    cr_assert(writer);
+    settle();
+    EQ(weft_join(weft_spawn(durable_closer, NULL)), 0);
+    /* The number goes to a new pipe at once; a sync that found it now would sync that one. */
+    int again[2];
+    cr_assert(pipe2(again, O_CLOEXEC) == 0);
+    EQ(again[0] == number || again[1] == number, true);
+    drain_until_done(writer);
+    weft_join(writer);
+    cr_assert(durable_cancelled == -EBADF || durable_cancelled == -EINVAL,
+              "a durable write whose fd was closed returned %jd (%s)", (intmax_t)durable_cancelled,
+              res_name(durable_cancelled));
+    close(again[0]);
+    close(again[1]);
+    close(full_pipe[0]);
+    return 0;
+}
+
+Test(fs, write_durable_whose_fd_another_task_closes_ends_with_ebadf_or_its_real_result)
+{
+    EQ(run_in_scratch(durable_closed_main), 0);
+}
+
 /* ---- where the calls run --------------------------------------------------------------------------------- */
 
 static intptr_t where_main(void *arg)
@@ -539,7 +742,8 @@ Test(fs, submit_batch_hands_reads_to_the_kernel_as_soon_as_that_many_are_queued)
         unsigned batch, ring;
         uint64_t enters; /* io_uring_enter calls while 8 reads are made */
     } cases[] = {
-        {0, 0, 8},   /* the default: a read at an offset is a storage request, handed over at once */
+        {0, 0, 4},   /* the default: a read at an offset is a storage request, handed over at once
+                        while at most 4 are in flight; the next ones go at the loop's wait */
         {1, 0, 8}, {3, 0, 2}, {8, 0, 1},
         {9, 0, 0},   /* a batch that never fills: everything at the loop's wait */
         {64, 64, 0}, /* a batch of the ring's size: the same, named */
@@ -566,6 +770,40 @@ Test(fs, weft_submit_batch_overrides_the_configuration)
     EQ(run_in_scratch_with(batch_main, &cfg), 0);
     EQ(batch_syscalls, 0);
     unsetenv("WEFT_SUBMIT_BATCH");
+}
+
+/* With more than 4 storage requests in flight, the default hands them over 8 at a time: 20 reads made
+ * in one go cost 4 enters for the first 4, then one for each 8 queued (reads 5-12 and 13-20). */
+enum { DEEP_READS = 20 };
+
+static intptr_t deep_main(void *arg)
+{
+    int dfd = (int)(intptr_t)arg;
+    int fd = open_new(dfd, "deep", 0600);
+    static unsigned char data[DEEP_READS * 4096], back[DEEP_READS * 4096];
+    fill_pattern(data, sizeof data, 13);
+    EQ(weft_write(fd, data, sizeof data, 0), sizeof data);
+    weft_future *fs[DEEP_READS];
+    weft_stats st0, st1;
+    EQ(weft_stats_get(&st0), 0);
+    for (int i = 0; i < DEEP_READS; i++)
+        cr_assert((fs[i] = weft_read_async(fd, back + (size_t)i * 4096, 4096, (int64_t)i * 4096)) != NULL);
+    EQ(weft_stats_get(&st1), 0);
+    batch_syscalls = st1.syscalls - st0.syscalls;
+    gather_each(fs, DEEP_READS, 4096);
+    same_bytes(back, data, sizeof back, "reads handed over in batches");
+    EQ(weft_close(fd), 0);
+    return 0;
+}
+
+Test(fs, the_default_hands_over_storage_requests_at_once_while_few_are_in_flight_then_in_batches)
+{
+    unsetenv("WEFT_SUBMIT_BATCH");
+    EQ(run_in_scratch(deep_main), 0);
+    if (on_io_uring())
+        EQ(batch_syscalls, 4 + 2);
+    else
+        EQ(batch_syscalls, 0); /* on the executor as they are made */
 }
 
 /* The default hands over storage requests only: reads at the file position (a pipe's) wait for the

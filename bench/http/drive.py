@@ -65,12 +65,14 @@ class Nginx(echo.Server):
     the port takes connections."""
 
     workers = 1
+    conf = "nginx.conf"
+    root = None  # the directory the files configuration serves
 
     def __init__(self, argv, port, env=None, ready="port"):
         self.prefix = tempfile.mkdtemp(prefix="weft-nginx-")
         os.chmod(self.prefix, 0o755)  # run as root, the worker is "nobody" and keeps its temp paths here
-        with open(os.path.join(HERE, "nginx.conf")) as f:
-            conf = f.read().replace("@PORT@", str(port))
+        with open(os.path.join(HERE, self.conf)) as f:
+            conf = f.read().replace("@PORT@", str(port)).replace("@ROOT@", self.root or "")
         if self.workers > 1:
             # One worker per CPU, each bound to its own and with a listening socket of its own
             # (SO_REUSEPORT), as weft's loops are.
@@ -126,20 +128,28 @@ class Nginx2(Nginx):
     cpus = "0,1"
 
 
+def nginx_files(root):
+    """nginx serving the files of root with sendfile on (bench/http/nginx-files.conf)."""
+    return type("NginxFiles", (Nginx,), {"conf": "nginx-files.conf", "root": root})
+
+
 def find_nginx():
     return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/sbin/nginx") if os.access(p, os.X_OK)),
                                          None)
 
 
-def commands(build):
-    """contender -> (argv, server class, why it cannot run or None)."""
+def commands(build, root=None):
+    """contender -> (argv, server class, why it cannot run or None); with root, the servers serve that
+    directory's files (http_server --root, nginx with sendfile on) instead of answering hello."""
     server = os.path.join(build, "examples", "http_server")
     why = None if os.access(server, os.X_OK) else "%s not built or not executable" % server
     nginx = find_nginx()
+    files = ["--root", root] if root else []
     return {
-        "weft-io_uring": ([server, "--host", "127.0.0.1", "--backend", "io_uring"], echo.Server, why),
-        "weft-epoll": ([server, "--host", "127.0.0.1", "--backend", "epoll"], echo.Server, why),
-        "nginx": ([nginx or "nginx"], Nginx, None if nginx else "nginx not installed (apt-get install nginx-light)"),
+        "weft-io_uring": ([server, "--host", "127.0.0.1", "--backend", "io_uring"] + files, echo.Server, why),
+        "weft-epoll": ([server, "--host", "127.0.0.1", "--backend", "epoll"] + files, echo.Server, why),
+        "nginx": ([nginx or "nginx"], nginx_files(root) if root else Nginx,
+                  None if nginx else "nginx not installed (apt-get install nginx-light)"),
         # The scaling workload's: two loops, two workers.
         "weft-io_uring-2": ([server, "--host", "127.0.0.1", "--backend", "io_uring", "--threads", "2"], echo.Spread, why),
         "weft-epoll-2": ([server, "--host", "127.0.0.1", "--backend", "epoll", "--threads", "2"], echo.Spread, why),
@@ -149,34 +159,32 @@ def commands(build):
 
 # ---- measuring -------------------------------------------------------------------------------------
 
-def check_answer(port):
-    """Two GETs on one keep-alive connection; None if both answer 200 with a body, else what is wrong.
-    body: the body expected (None: any)."""
+def check_answer(port, path="/", want=BODY):
+    """Two GETs of path on one keep-alive connection; None if both answer 200 with the body want (None:
+    any), else what is wrong."""
     try:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         for i in range(2):
-            conn.request("GET", "/")
+            conn.request("GET", path)
             r = conn.getresponse()
             body = r.read()
             if r.status != 200:
-                return "GET / #%d: status %d %s" % (i + 1, r.status, r.reason)
-            if check_answer.body is not None and body != check_answer.body:
-                return "GET / #%d: body %r, not %r" % (i + 1, body[:60], check_answer.body)
+                return "GET %s #%d: status %d %s" % (path, i + 1, r.status, r.reason)
+            if want is not None and body != want:
+                return "GET %s #%d: body %r (%d bytes), not the %d expected" % (path, i + 1, body[:60], len(body),
+                                                                                len(want))
             if r.will_close:
-                return "GET / #%d: the server closes a keep-alive connection" % (i + 1)
+                return "GET %s #%d: the server closes a keep-alive connection" % (path, i + 1)
         conn.close()
         return None
     except (OSError, http.client.HTTPException) as e:
-        return "GET /: %s: %s" % (type(e).__name__, e)
+        return "GET %s: %s: %s" % (path, type(e).__name__, e)
 
 
-check_answer.body = BODY
-
-
-def wrk(port, seconds, wrk_bin="wrk"):
-    """Runs wrk pinned to CPU 1; returns (its JSON result or None, why not)."""
+def wrk(port, seconds, wrk_bin="wrk", path="/"):
+    """Runs wrk pinned to CPU 1 against path; returns (its JSON result or None, why not)."""
     cmd = ["taskset", "-c", "1", wrk_bin, "-t", "1", "-c", str(CONNS), "-d", "%ds" % seconds, "--timeout", "2s",
-           "-s", os.path.join(HERE, "wrk.lua"), "http://127.0.0.1:%d/" % port]
+           "-s", os.path.join(HERE, "wrk.lua"), "http://127.0.0.1:%d%s" % (port, path)]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     echo.CHILDREN.add(p)
     try:
@@ -266,27 +274,27 @@ def perf_window(pids, fn, record=None, period_ns=100000):
 
 
 def measure(argv, server_cls, warmup=1, duration=1, window=1, syscalls=True, perf_record=None, env=None,
-            state=None, ready="stdout", ready_timeout=10, wrk_bin=None, body=BODY, perf_period_ns=100000):
-    """One HTTP run; returns its record (figures, other_cpu_util, ok/status/reason)."""
+            state=None, ready="stdout", ready_timeout=10, wrk_bin=None, body=BODY, perf_period_ns=100000, path="/"):
+    """One HTTP run, wrk fetching path, whose body must be body (None: any); returns its record (figures,
+    other_cpu_util, ok/status/reason)."""
     state = state if state is not None else {"port": 20000 + (os.getpid() + 2500) % 5000}
     wrk_bin = wrk_bin or shutil.which("wrk") or "wrk"
-    check_answer.body = body
-    rec = {"type": "http", "conns": CONNS, "load": "closed"}
+    rec = {"type": "http", "conns": CONNS, "load": "closed", "path": path}
     port = echo.free_port(state)
     usage = machine.Usage().start()
     srv = server_cls(argv, port, env=env, ready=ready)
     reason = srv.wait_ready(ready_timeout)
     reason = reason and "server " + reason
-    reason = reason or check_answer(port)
+    reason = reason or check_answer(port, path, body)
     if not reason:
         rec["uses_io_uring"] = machine.uses_io_uring(srv.pids()[0])
     if not reason and warmup:
-        _, reason = wrk(port, warmup, wrk_bin)
+        _, reason = wrk(port, warmup, wrk_bin, path)
     if not reason:
         pids = srv.pids()
         cpu0, master0 = machine.thread_cpu_seconds(pids), machine.thread_cpu_seconds(pids[1:])
         ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        res, reason = wrk(port, duration, wrk_bin)
+        res, reason = wrk(port, duration, wrk_bin, path)
         ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu1, master1 = machine.thread_cpu_seconds(pids), machine.thread_cpu_seconds(pids[1:])
         if res:
@@ -306,7 +314,7 @@ def measure(argv, server_cls, warmup=1, duration=1, window=1, syscalls=True, per
             elif not reason:
                 reason = "could not read the server's CPU time"
     if not reason and (syscalls or perf_record):
-        (res, why), count, cpu, perf_why = perf_window(srv.pids(), lambda: wrk(port, window, wrk_bin),
+        (res, why), count, cpu, perf_why = perf_window(srv.pids(), lambda: wrk(port, window, wrk_bin, path),
                                                        record=perf_record, period_ns=perf_period_ns)
         reason = why
         if res and res["requests"]:
@@ -321,7 +329,7 @@ def measure(argv, server_cls, warmup=1, duration=1, window=1, syscalls=True, per
             elif perf_why:
                 rec["syscalls_error"] = perf_why
     if not reason:
-        why = check_answer(port)
+        why = check_answer(port, path, body)
         reason = why and "after the load: " + why
     stopped = srv.stop()
     rec["other_cpu_util"] = round(usage.stop(), 3)
