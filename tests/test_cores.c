@@ -258,11 +258,16 @@ static intptr_t submitting(void *arg)
     return weft_submit_to(1, slow_remote, arg);
 }
 
+static atomic_int cancel_done; /* loop 0 is through: loop 1 may end (not before, however slow loop 0 is) */
+
 static intptr_t cancel_main(void *arg)
 {
     (void)arg;
     if (weft_loop_id() == 1) {
-        EQ(weft_sleep(MS(300)), 0);
+        for (int i = 0; !atomic_load(&cancel_done); i++) {
+            cr_assert(i < 20000, "loop 0 never finished");
+            EQ(weft_sleep(MS(1)), 0);
+        }
         return 0;
     }
     struct remote_work w = {0};
@@ -282,6 +287,7 @@ static intptr_t cancel_main(void *arg)
     EQ(weft_submit_to(1, slow_remote, &w2), -ETIMEDOUT);
     weft_deadline_pop();
     EQ(atomic_load(&w2.ended), 1);
+    atomic_store(&cancel_done, 1);
     return 0;
 }
 
