@@ -69,11 +69,16 @@ static void command(struct seen *s, const resp_parser *p, const char *data, size
     }
 }
 
-/* Writes the command back as a multibulk with the reply writers and parses it: the same arguments. */
+/* Writes the command back as a multibulk with the reply writers and parses it: the same arguments. An
+ * inline command is bounded by its line's length only (as Redis's), so one with more arguments, or
+ * longer ones, than a multibulk may have does not come back: that is the limits working. */
 static void round_trip(const resp_parser *p)
 {
-    if (p->argc == 0)
+    if (p->argc == 0 || p->argc > (size_t)limits.max_multibulk)
         return;
+    for (size_t i = 0; i < p->argc; i++)
+        if (p->argv[i].len > (size_t)limits.max_bulk)
+            return;
     resp_out out = {0};
     resp_out_array(&out, (long long)p->argc);
     for (size_t i = 0; i < p->argc; i++)
