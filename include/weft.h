@@ -1254,7 +1254,8 @@ WEFT_API intptr_t weft_submit_to(unsigned loop, weft_fn fn, void *arg);
  * weft says on stderr, one "weft: " line each, what asyncio's debug mode would, always on:
  *   - a task that runs longer than slow_task_ns (default 100 ms, WEFT_SLOW_MS) without suspending, by
  *     name, while it still runs (a watchdog thread sees the loop has not turned), and again with the
- *     total when it lets go;
+ *     total when it lets go. Time the loop's thread spent ready but waiting for a CPU (another
+ *     process's turn) is not the task's and is not counted; time blocked in a system call is;
  *   - a detached task that fails, with its error, when it ends; at loop end, every task that was
  *     neither joined nor detached ("task 'x' was never joined");
  *   - a future freed with an error result that nobody awaited;

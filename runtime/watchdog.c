@@ -9,6 +9,11 @@
  * task has held the loop since. The name is read seqlock-style: it is only trusted if the sequence
  * number is unchanged after the copy.
  *
+ * Time the loop's thread spent ready but kept off a CPU by the kernel (another process's turn, a
+ * pinned thread sharing its CPU) is not the task's doing: the thread's run-queue wait, from its
+ * schedstat, is taken off the time a task has held the loop. A task blocked in a system call, or
+ * computing, is charged in full.
+ *
  * A loop asleep in the kernel blocks nothing, so the watchdog does not look at it: after IDLE_LOOKS
  * looks in a row that found the loop itself (no task, no callback) with nothing published, it parks on
  * a futex until the loop wakes (weft__watchdog_woke) or a second passes, instead of waking 4 times per
@@ -17,6 +22,8 @@
 #include "internal.h"
 
 #include <dlfcn.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
@@ -35,7 +42,29 @@ struct weft__watchdog {
     pthread_cond_t wake;
     bool stop;
     atomic_bool stopping; /* stop, as the parked watchdog reads it (park) */
+    int schedstat;        /* the loop thread's /proc schedstat, -1 if it could not be opened */
 };
+
+/* The loop thread's time spent waiting for a CPU so far, in ns; 0 without its schedstat. */
+static uint64_t run_queue_wait(const struct weft__watchdog *w)
+{
+    char text[96];
+    if (w->schedstat < 0)
+        return 0;
+    ssize_t n = pread(w->schedstat, text, sizeof text - 1, 0);
+    if (n <= 0)
+        return 0;
+    text[n] = '\0';
+    unsigned long long on_cpu, waited;
+    return sscanf(text, "%llu %llu", &on_cpu, &waited) == 2 ? waited : 0;
+}
+
+/* How long the loop has been held since `since`: the time passed, less what its thread waited for a CPU. */
+static uint64_t held(const struct weft__watchdog *w, uint64_t now, uint64_t since, uint64_t waited_since)
+{
+    uint64_t waited = run_queue_wait(w) - waited_since;
+    return now - since > waited ? now - since - waited : 0;
+}
 
 static void futex_wake(_Atomic uint32_t *word)
 {
@@ -131,7 +160,7 @@ static void *watchdog_main(void *arg)
     weft_loop *l = w->loop;
     uint64_t limit = l->cfg.slow_task_ns;
     uint64_t interval = limit / 4 > 1000000 ? limit / 4 : 1000000;
-    uint64_t last_seq = UINT64_MAX, since = weft__now();
+    uint64_t last_seq = UINT64_MAX, since = weft__now(), waited_since = 0;
     bool reported = false;
     unsigned idle = 0;
     char label[128] = "";
@@ -139,19 +168,16 @@ static void *watchdog_main(void *arg)
         bool stop = sleep_or_stop(w, interval);
         uint64_t seq = atomic_load_explicit(&l->watch_seq, memory_order_acquire);
         uint64_t now = weft__now();
-        if (stop) {
-            /* The loop is done; a stall it reported has ended with it. */
+        if (stop || seq != last_seq) {
+            /* Let go (or the loop is done, and a stall it reported has ended with it). */
             if (reported && seq != last_seq)
                 weft__log("%s held the loop for about %llu ms before letting go\n", label,
-                          (unsigned long long)((now - since) / 1000000));
-            break;
-        }
-        if (seq != last_seq) {
-            if (reported)
-                weft__log("%s held the loop for about %llu ms before letting go\n", label,
-                          (unsigned long long)((now - since) / 1000000));
+                          (unsigned long long)(held(w, now, since, waited_since) / 1000000));
+            if (stop)
+                break;
             last_seq = seq;
             since = now;
+            waited_since = run_queue_wait(w);
             reported = false;
             idle = 0;
             continue;
@@ -165,13 +191,15 @@ static void *watchdog_main(void *arg)
         }
         uint64_t task_id;
         const void *callback;
-        if (reported || now - since < limit || !name_running(l, seq, label, sizeof label, &task_id, &callback))
+        if (reported || now - since < limit || held(w, now, since, waited_since) < limit ||
+            !name_running(l, seq, label, sizeof label, &task_id, &callback))
             continue;
         if (l->trace)
             weft__trace_stall(l, task_id, callback, since, limit);
         weft__log("%s has run for %llu ms without suspending: it is blocking the loop (limit %llu ms; "
                   "offload blocking work with weft_offload)\n",
-                  label, (unsigned long long)((now - since) / 1000000), (unsigned long long)(limit / 1000000));
+                  label, (unsigned long long)(held(w, now, since, waited_since) / 1000000),
+                  (unsigned long long)(limit / 1000000));
         atomic_fetch_add_explicit(&l->slow_reports, 1, memory_order_relaxed);
         reported = true;
     }
@@ -186,6 +214,9 @@ int weft__watchdog_start(weft_loop *l)
     if (!w)
         return -ENOMEM;
     w->loop = l;
+    /* Called on the loop's thread: thread-self is it. Without /proc (or a descriptor to spare) the
+     * watchdog counts wall time. */
+    w->schedstat = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
     pthread_mutex_init(&w->lock, NULL);
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
@@ -209,6 +240,8 @@ int weft__watchdog_start(weft_loop *l)
     if (err) {
         pthread_cond_destroy(&w->wake);
         pthread_mutex_destroy(&w->lock);
+        if (w->schedstat >= 0)
+            close(w->schedstat);
         free(w);
         return -err;
     }
@@ -230,6 +263,8 @@ void weft__watchdog_stop(weft_loop *l)
     pthread_join(w->thread, NULL);
     pthread_cond_destroy(&w->wake);
     pthread_mutex_destroy(&w->lock);
+    if (w->schedstat >= 0)
+        close(w->schedstat);
     free(w);
     l->watchdog = NULL;
 }

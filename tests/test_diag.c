@@ -5,6 +5,9 @@
  */
 #include "common.h"
 
+#include <pthread.h>
+#include <sched.h>
+
 TestSuite(diag, .timeout = 60);
 
 #define ERR_CAP 65536
@@ -180,6 +183,107 @@ Test(diag, task_blocking_300ms_is_not_reported_with_weft_slow_ms_1000)
     ERR_LACKS("held the loop");
     ERR_LACKS("sleepy-blocker");
     ERR_LACKS("weft: ");
+}
+
+/* ---- a loop thread kept off its CPU is not a task holding the loop ---------------------------------- */
+
+struct crowd {
+    int cpu;
+    atomic_bool stop;
+    uint64_t spin_cpu_ns; /* the task's own CPU time to spend without suspending */
+    uint64_t wall_ns;     /* ... and the wall time that took, with the crowd on its CPU */
+};
+
+static void pin_to(int cpu)
+{
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    cr_assert(pthread_setaffinity_np(pthread_self(), sizeof one, &one) == 0, "pinning to CPU %d", cpu);
+}
+
+static void *crowd_spinner(void *arg)
+{
+    struct crowd *c = arg;
+    pin_to(c->cpu);
+    while (!atomic_load_explicit(&c->stop, memory_order_relaxed))
+        ;
+    return NULL;
+}
+
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Pins the loop's thread to one CPU beside two threads that spin there, then computes without
+ * suspending until the task has had spin_cpu_ns of CPU: the wall time is about three times that. */
+static intptr_t crowded_main(void *arg)
+{
+    struct crowd *c = arg;
+    cpu_set_t was;
+    cr_assert(pthread_getaffinity_np(pthread_self(), sizeof was, &was) == 0);
+    c->cpu = sched_getcpu();
+    pin_to(c->cpu);
+    pthread_t spinners[2];
+    for (int i = 0; i < 2; i++)
+        cr_assert(pthread_create(&spinners[i], NULL, crowd_spinner, c) == 0);
+    uint64_t start = mono_ns(), cpu_start = thread_cpu_ns();
+    while (thread_cpu_ns() - cpu_start < c->spin_cpu_ns)
+        ;
+    c->wall_ns = mono_ns() - start;
+    atomic_store(&c->stop, true);
+    for (int i = 0; i < 2; i++)
+        pthread_join(spinners[i], NULL);
+    pthread_setaffinity_np(pthread_self(), sizeof was, &was);
+    return 0;
+}
+
+static const char *run_crowded(uint64_t spin_cpu_ns, struct crowd *c)
+{
+    unsetenv("WEFT_SLOW_MS");
+    weft_config cfg = WEFT_CONFIG_INIT;
+    cfg.slow_task_ns = MS(100);
+    c->spin_cpu_ns = spin_cpu_ns;
+    atomic_init(&c->stop, false);
+    stderr_capture_begin();
+    weft_loop *l = weft_loop_new(&cfg);
+    intptr_t result = -1;
+    int r = l ? weft_loop_run(l, crowded_main, c, &result) : -errno;
+    weft_loop_free(l);
+    const char *err = stderr_capture_end();
+    cr_assert(r == 0 && result == 0, "weft_loop_run: %d, main: %ld; stderr:\n%s", r, (long)result, err);
+    return err;
+}
+
+/* Two spinners share the loop thread's CPU: a task that computes for 50 ms takes about 150 ms of wall
+ * time, past the 100 ms limit, yet it held the loop for 50 ms; the rest was the kernel's choice. */
+Test(diag, a_task_whose_thread_waits_for_its_cpu_is_not_charged_for_the_wait)
+{
+    struct crowd c;
+    const char *err = run_crowded(MS(50), &c);
+    cr_assert(c.wall_ns > MS(110), "the crowd took the task's CPU for only %llu ms of its 50: nothing to tell",
+              (unsigned long long)(c.wall_ns / 1000000 - 50));
+    cr_assert(strstr(err, "has run for") == NULL && strstr(err, "held the loop") == NULL,
+              "a 50 ms computation stretched to %llu ms by other threads on its CPU was reported:\n%s",
+              (unsigned long long)(c.wall_ns / 1000000), err);
+}
+
+/* The same crowd, and a task that computes for 250 ms: it is reported, and its total is its own time,
+ * not the wall time the crowd stretched it to. */
+Test(diag, a_task_computing_past_the_limit_is_reported_beside_a_crowd_with_its_own_time)
+{
+    struct crowd c;
+    const char *err = run_crowded(MS(250), &c);
+    CAPTURED_HAS(err, "task 'main' (#1) has run for");
+    const char *held = strstr(err, "held the loop for about ");
+    cr_assert(held != NULL, "no total; stderr:\n%s", err);
+    long ms = strtol(held + strlen("held the loop for about "), NULL, 10);
+    cr_assert(ms >= 200 && (uint64_t)ms < c.wall_ns / 1000000 - 100,
+              "held the loop for about %ld ms: want about 250 (its CPU time), well under the %llu ms of wall time",
+              ms, (unsigned long long)(c.wall_ns / 1000000));
 }
 
 Test(diag, future_failed_and_freed_without_being_awaited_is_reported)

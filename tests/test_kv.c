@@ -41,11 +41,16 @@ static void kv_start(struct server *s, unsigned threads, const char *const *args
  * Stops the server with sig and checks its stderr: exactly one stats line per loop, naming the backend
  * under test (and each loop once with --threads above 1), and whatever lines allowed[] start with (NULL
  * ended; NULL for none). keys[i] gets loop i's "keys" (keys may be NULL).
+ *
+ * The slow-task watchdog's lines are let through too: whether a command's task computes past 100 ms
+ * (a 64 MiB value, a long pipeline under the sanitizers, a loaded machine) is a matter of speed, which
+ * the benchmarks measure, not of what the server answers.
  */
-/* Two pinned loops and the test's client threads share two CPUs: a loop thread the kernel keeps off its
- * CPU for 100 ms (it happens on a busy machine, under the sanitizers or the eager setup) looks to weft's
- * watchdog like a task holding the loop, and it may say so. Nothing else may be on stderr. */
-static const char *const two_loops_allowed[] = {"weft: task", NULL};
+static bool watchdog_line(const char *line)
+{
+    return strncmp(line, "weft: task ", 11) == 0 &&
+           (strstr(line, " has run for ") || strstr(line, " held the loop for about "));
+}
 
 static void kv_stop(struct server *s, int sig, unsigned threads, const char *const *allowed, unsigned long long *keys)
 {
@@ -56,7 +61,7 @@ static void kv_stop(struct server *s, int sig, unsigned threads, const char *con
         nl = strchr(line, '\n');
         cr_assert(nl != NULL, "stderr ends without a newline: %s", s->err);
         *nl = '\0';
-        bool ok = false;
+        bool ok = watchdog_line(line);
         for (size_t i = 0; allowed && allowed[i] && !ok; i++)
             ok = strncmp(line, allowed[i], strlen(allowed[i])) == 0;
         if (ok)
@@ -350,7 +355,7 @@ Test(kv, values_from_0_bytes_to_64_mib_round_trip_byte_for_byte)
     conn_close(c);
     /* A command on 64 MiB copies the value in one go (into the store, into the reply) and holds its loop
      * that long, as Redis does: weft's watchdog may say so, and that is all it may say. */
-    kv_stop(&s, SIGTERM, 1, (const char *const[]){"weft: task 'kv'", NULL}, NULL);
+    kv_stop(&s, SIGTERM, 1, NULL, NULL);
 }
 
 /* ---- expiry ---------------------------------------------------------------------------------------- */
@@ -707,7 +712,7 @@ Test(kv_threads, with_two_loops_commands_over_keys_of_both_shards_answer_correct
     }
     conn_close(c);
     unsigned long long keys[2];
-    kv_stop(&s, SIGTERM, 2, two_loops_allowed, keys);
+    kv_stop(&s, SIGTERM, 2, NULL, keys);
     cr_assert(keys[0] + keys[1] == N - 3 && keys[0] > 0 && keys[1] > 0,
               "keys per shard %llu and %llu: both shards should hold some of %d", keys[0], keys[1], N - 3);
 }
@@ -777,7 +782,7 @@ Test(kv_threads, with_two_loops_mset_and_mget_over_both_shards_are_atomic)
     conn_close(c);
     int writes = atomic_load(&a.writes);
     static char err[ERR_CAP];
-    kv_stop(&s, SIGTERM, 2, two_loops_allowed, NULL);
+    kv_stop(&s, SIGTERM, 2, NULL, NULL);
     memcpy(err, s.err, sizeof err);
     for (size_t i = 0; i + 1 < s.err_len; i++)
         err[i] = err[i] ? err[i] : '\n'; /* kv_stop cut it into lines */
@@ -812,6 +817,6 @@ Test(kv_threads, with_two_loops_redis_benchmark_runs_set_and_get_without_an_erro
     long long len = read_int(c, "STRLEN");
     cr_assert(len == 0 || len == 3, "a key redis-benchmark set holds %lld bytes, its values are 3", len);
     conn_close(c);
-    kv_stop(&s, SIGTERM, 2, two_loops_allowed, NULL);
+    kv_stop(&s, SIGTERM, 2, NULL, NULL);
 }
 

@@ -589,9 +589,11 @@ static void free_domain(int *domain, int *type)
     cr_assert_fail("fds 10, 16 and 2 are all in use in this test process");
 }
 
-/* Makes fd the number want (free), closing the old number. */
+/* Makes fd the number want (free, or fd itself), closing the old number. */
 static int move_fd(int fd, int want)
 {
+    if (fd == want)
+        return fd;
     cr_assert(dup2(fd, want) == want);
     close(fd);
     return want;
