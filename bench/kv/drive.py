@@ -78,7 +78,7 @@ def commands(build):
     return {
         "weft-io_uring": ([server, "--host", "127.0.0.1", "--backend", "io_uring"], echo.Server, why),
         "weft-epoll": ([server, "--host", "127.0.0.1", "--backend", "epoll"], echo.Server, why),
-        "weft-io_uring-2": ([server, "--host", "127.0.0.1", "--backend", "io_uring", "--threads", "2"], http.Spread,
+        "weft-io_uring-2": ([server, "--host", "127.0.0.1", "--backend", "io_uring", "--threads", "2"], echo.Spread,
                             why),
         "redis": ([redis or "redis-server"], Redis, None if redis else "redis-server not installed "
                                                                       "(apt-get install redis-server)"),
