@@ -298,6 +298,10 @@ static void nonblock_end(weft_loop *l, int fd, int saved)
  * blocked around that write and, if the write raised it, taken back (sigtimedwait takes the
  * thread's own pending signal, the one the kernel raised, before one sent to the process). One that
  * was pending before the write is the user's and stays: then the write's merges with it.
+ *
+ * The write may have raised it without failing: a pipe write or a sendfile(2) that moved some bytes
+ * before the reader went away returns their count, and the kernel has raised SIGPIPE at the part that
+ * failed. So the signal is looked for after anything short of the whole length, not only after EPIPE.
  */
 typedef struct sigpipe_hold {
     sigset_t pipe_only, old;
@@ -319,12 +323,13 @@ static void sigpipe_block(weft_loop *l, sigpipe_hold *h)
     }
 }
 
-static void sigpipe_unblock(weft_loop *l, sigpipe_hold *h, long r)
+static void sigpipe_unblock(weft_loop *l, sigpipe_hold *h, long r, size_t whole)
 {
     if (!h->held)
         return;
     int err = errno;
-    if (r < 0 && err == EPIPE && !h->pending_before) {
+    bool may_have_raised = r < 0 ? err == EPIPE : (size_t)r < whole;
+    if (may_have_raised && !h->pending_before) {
         struct timespec zero = {0, 0};
         l->stats.syscalls++;
         sigtimedwait(&h->pipe_only, NULL, &zero);
@@ -332,6 +337,14 @@ static void sigpipe_unblock(weft_loop *l, sigpipe_hold *h, long r)
     l->stats.syscalls++;
     pthread_sigmask(SIG_SETMASK, &h->old, NULL);
     errno = err;
+}
+
+static size_t iov_total(const struct iovec *iov, int iovcnt)
+{
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    return total;
 }
 
 /* One non-blocking try at read, write, readv or writev on a readiness fd: the result, or -1 and errno. */
@@ -377,7 +390,7 @@ static long transfer(weft_loop *l, weft__op *op, fd_state *s)
             nonblock_end(l, op->fd, saved);
         }
     }
-    sigpipe_unblock(l, &hold, r);
+    sigpipe_unblock(l, &hold, r, vec ? iov_total(iov, iovcnt) : op->len);
     return r;
 }
 
@@ -400,7 +413,7 @@ static long sendfile_try(weft_loop *l, weft__op *op)
         r = sendfile(op->fd, op->arg.source.fd, in < 0 ? NULL : &in, op->len);
         nonblock_end(l, op->fd, saved);
     }
-    sigpipe_unblock(l, &hold, r);
+    sigpipe_unblock(l, &hold, r, op->len);
     return r;
 }
 
