@@ -18,8 +18,15 @@ Why this one:
     95% at such n (it cannot see beyond the rounds it has), and the Wilcoxon signed-rank interval has no
     95% level below 6 rounds (its smallest two-sided level at n = 5 is 1/16).
 
-A verdict compares the interval with 1: entirely above or below it is a difference, straddling it is "no
-difference within noise". A target compares the interval with the target's bound: "met" when the whole
+A verdict compares the interval with a band of +-3% around 1 (NOISE; 1/1.03 to 1.03, symmetric in the
+logarithm): entirely above or below the band is a difference; touching the band is "no difference within
+noise". The interval covers the noise within a run; the band covers what moves between runs, which no
+run can see in its own rounds: two default runs taken back to back on a quiet machine
+(bench/results/kept/20261207T022418Z and 20261207T022808Z) moved the same ratios by up to 3% (weft-io_uring
+over liburing at a fixed echo rate 1.016x then 1.037x, weft-epoll over nginx in requests/s 1.033x then
+1.004x), each time with intervals that excluded 1 in one run and not in the other. A difference under 3%
+is below what these benchmarks resolve on such a machine; a before/after run (--baseline) shows its
+intervals for whoever wants to look closer. A target compares the interval with the target's bound: "met" when the whole
 interval is on the right side, "not met" when it is entirely on the wrong side, "undecided" when it
 straddles the bound. Absolute figures (a target on one contender's value) use the t interval of the
 mean of the rounds.
@@ -27,6 +34,7 @@ mean of the rounds.
 import math
 
 CONFIDENCE = 0.95
+NOISE = 0.03  # a ratio within 1/(1 + NOISE) .. 1 + NOISE of 1 is no difference: see above
 
 
 # ---- Student's t ----------------------------------------------------------------------------------
@@ -174,14 +182,14 @@ BUSY = "undecided"  # report.py: the verdict of rounds most of which other proce
 
 def verdict(iv, better, words=(FASTER, SLOWER)):
     """The verdict on a ratio contender/reference of a figure for which `better` ("lower" or "higher")
-    is better: words[0] when the whole interval is on the better side of 1, words[1] when it is on the
-    worse side, SAME when it straddles 1."""
+    is better: words[0] when the whole interval is beyond the noise band on the better side of 1,
+    words[1] when it is beyond it on the worse side, SAME when it reaches into the band."""
     if iv is None or not iv.known:
         return UNKNOWN
     good, bad = words
-    if iv.lo > 1.0:
+    if iv.lo > 1.0 + NOISE:
         return good if better == "higher" else bad
-    if iv.hi < 1.0:
+    if iv.hi < 1.0 / (1.0 + NOISE):
         return good if better == "lower" else bad
     return SAME
 
@@ -207,8 +215,8 @@ def target_verdict(iv, bound, op):
 
 def settled(iv, precision, bounds=(), ratio=True):
     """Whether more rounds would be wasted on this interval: it excludes every bound given and, for a
-    ratio, 1 (the verdict and the targets are decided), or it is narrower than +-precision (relative),
-    so any difference left is below what the benchmark resolves."""
+    ratio, both edges of the noise band (the verdict and the targets are decided), or it is narrower
+    than +-precision (relative), so any difference left is below what the benchmark resolves."""
     if iv is None or not iv.known:
         return False
     if ratio:
@@ -216,7 +224,7 @@ def settled(iv, precision, bounds=(), ratio=True):
             return True
     elif iv.est and (iv.hi - iv.lo) / 2.0 <= precision * abs(iv.est):
         return True
-    for b in ((1.0,) if ratio else ()) + tuple(bounds):
+    for b in ((1.0 / (1.0 + NOISE), 1.0 + NOISE) if ratio else ()) + tuple(bounds):
         if iv.lo <= b <= iv.hi:
             return False
     return True

@@ -141,6 +141,23 @@ class Verdicts(unittest.TestCase):
         self.assertEqual(stats.verdict(iv(0.80, 0.90), "higher"), stats.SLOWER)
         self.assertEqual(stats.verdict(iv(0.99, 1.01), "higher"), stats.SAME)
 
+    def test_a_difference_inside_the_noise_band_is_none(self):
+        # The interval excludes 1, but not the +-3% that moves between runs.
+        self.assertEqual(stats.verdict(iv(1.004, 1.07), "lower"), stats.SAME)
+        self.assertEqual(stats.verdict(iv(1.01, 1.025), "higher"), stats.SAME)
+        self.assertEqual(stats.verdict(iv(0.95, 0.975), "lower"), stats.SAME)
+        # Beyond the band on either side, symmetric in the logarithm (1/1.03 = 0.9709).
+        self.assertEqual(stats.verdict(iv(1.031, 1.05), "lower"), stats.SLOWER)
+        self.assertEqual(stats.verdict(iv(0.95, 0.970), "lower"), stats.FASTER)
+        self.assertEqual(stats.verdict(iv(0.95, 0.972), "lower"), stats.SAME)
+        # A ratio and its inverse get the same verdict, turned.
+        a = iv(1.02, 1.05)
+        self.assertEqual(stats.verdict(a, "lower"), stats.SAME)
+        self.assertEqual(stats.verdict(stats.invert(a), "lower"), stats.SAME)
+        b = iv(1.031, 1.06)
+        self.assertEqual(stats.verdict(b, "lower"), stats.SLOWER)
+        self.assertEqual(stats.verdict(stats.invert(b), "lower"), stats.FASTER)
+
     def test_other_words(self):
         self.assertEqual(stats.verdict(iv(0.5, 0.6), "lower", ("smaller", "larger")), "smaller")
 
@@ -158,6 +175,8 @@ class Verdicts(unittest.TestCase):
         self.assertFalse(stats.settled(iv(0.90, 1.10), 0.02))           # straddles 1, wide
         self.assertTrue(stats.settled(iv(0.995, 1.01), 0.02))           # straddles 1, narrow
         self.assertFalse(stats.settled(iv(1.10, 1.30), 0.02, (1.2,)))   # straddles a target's bound
+        self.assertFalse(stats.settled(iv(1.01, 1.08), 0.02))           # straddles the band's edge
+        self.assertTrue(stats.settled(iv(0.98, 1.02), 0.01))            # inside the band: no difference
         self.assertTrue(stats.settled(iv(4.3, 4.5), 0.05, (12,), ratio=False))
         self.assertFalse(stats.settled(iv(10, 14), 0.05, (12,), ratio=False))
 
