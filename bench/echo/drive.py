@@ -311,6 +311,21 @@ def kill_children():
             pass
 
 
+def finish(rec):
+    """A driver's last step: its record on stdout, and its exit status."""
+    print(json.dumps(rec))
+    return 0 if rec["ok"] else 1
+
+
+def run_main(main):
+    """Runs a driver's main; ^C ends the servers it started."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        kill_children()
+        sys.exit(130)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--contender", default="weft-io_uring")
@@ -330,13 +345,8 @@ def main():
     rec = measure(os.path.join(a.build, "bench", "echo", "loadgen"), argv, a.conns, a.size,
                   "closed" if a.closed else "rate", a.rate, a.warmup, a.duration, a.window, perf_record=a.perf_record,
                   server_cls=server_class(a.contender))
-    print(json.dumps(rec))
-    return 0 if rec["ok"] else 1
+    return finish(rec)
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        kill_children()
-        sys.exit(130)
+    run_main(main)

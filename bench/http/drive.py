@@ -349,13 +349,8 @@ def main():
     if why:
         sys.exit("drive.py: %s" % why)
     rec = measure(argv, cls, a.warmup, a.duration, a.window, perf_record=a.perf_record)
-    print(json.dumps(rec))
-    return 0 if rec["ok"] else 1
+    return echo.finish(rec)
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        echo.kill_children()
-        sys.exit(130)
+    echo.run_main(main)

@@ -31,7 +31,6 @@ prints the record of one run (JSON). Python standard library only.
 """
 import argparse
 import importlib.util
-import json
 import os
 import resource
 import shutil
@@ -355,13 +354,8 @@ def main():
         rec = measure_memory(argv, cls, ready=ready)
     else:
         rec = measure(argv, cls, a.clients, a.pipeline, a.seconds, a.syscalls, ready=ready)
-    print(json.dumps(rec))
-    return 0 if rec["ok"] else 1
+    return echo.finish(rec)
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        echo.kill_children()
-        sys.exit(130)
+    echo.run_main(main)
