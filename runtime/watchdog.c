@@ -12,7 +12,9 @@
  * Time the loop's thread spent ready but kept off a CPU by the kernel (another process's turn, a
  * pinned thread sharing its CPU) is not the task's doing: the thread's run-queue wait, from its
  * schedstat, is taken off the time a task has held the loop. A task blocked in a system call, or
- * computing, is charged in full.
+ * computing, is charged in full. The kernel adds a wait to the schedstat when the wait ends, so one
+ * that is still going on when the limit passes is charged until the thread runs again; waits of a
+ * thread sharing its CPU are a few milliseconds each and are seen as they end.
  *
  * A loop asleep in the kernel blocks nothing, so the watchdog does not look at it: after IDLE_LOOKS
  * looks in a row that found the loop itself (no task, no callback) with nothing published, it parks on
