@@ -311,6 +311,23 @@ def kill_children():
             pass
 
 
+def driver_parser(doc):
+    """The command line every driver starts from: which contender, and the build its programs are in."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--contender", default="weft-io_uring")
+    ap.add_argument("--build", default=os.path.join(ROOT, "build", "bench"))
+    return ap
+
+
+def pick(table, contender):
+    """The entry of a driver's commands() table for contender, without its last field (why it cannot
+    run, None if it can): exits saying why when it cannot."""
+    *entry, why = table[contender]
+    if why:
+        sys.exit("drive.py: %s" % why)
+    return entry
+
+
 def finish(rec):
     """A driver's last step: its record on stdout, and its exit status."""
     print(json.dumps(rec))
@@ -327,9 +344,7 @@ def run_main(main):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--contender", default="weft-io_uring")
-    ap.add_argument("--build", default=os.path.join(ROOT, "build", "bench"))
+    ap = driver_parser(__doc__)
     ap.add_argument("--conns", type=int, default=512)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--closed", action="store_true", help="closed loop (default: a fixed rate)")
@@ -339,9 +354,7 @@ def main():
     ap.add_argument("--window", type=float, default=0.5, help="seconds of the perf window after the measured one")
     ap.add_argument("--perf-record", metavar="FILE", help="sample the server's CPU in the window into FILE")
     a = ap.parse_args()
-    argv, why = commands(a.build)[a.contender]
-    if why:
-        sys.exit("drive.py: %s" % why)
+    (argv,) = pick(commands(a.build), a.contender)
     rec = measure(os.path.join(a.build, "bench", "echo", "loadgen"), argv, a.conns, a.size,
                   "closed" if a.closed else "rate", a.rate, a.warmup, a.duration, a.window, perf_record=a.perf_record,
                   server_cls=server_class(a.contender))

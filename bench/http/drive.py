@@ -24,7 +24,6 @@ error or a non-2xx response, or if wrk fails: a broken server cannot win.
     bench/http/drive.py --contender nginx --duration 2
 prints the record of one run (JSON). Python standard library only.
 """
-import argparse
 import http.client
 import importlib.util
 import json
@@ -337,17 +336,13 @@ def measure(argv, server_cls, warmup=1, duration=1, window=1, syscalls=True, per
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--contender", default="weft-io_uring")
-    ap.add_argument("--build", default=os.path.join(ROOT, "build", "bench"))
+    ap = echo.driver_parser(__doc__)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--duration", type=int, default=2)
     ap.add_argument("--window", type=int, default=1)
     ap.add_argument("--perf-record", metavar="FILE")
     a = ap.parse_args()
-    argv, cls, why = commands(a.build)[a.contender]
-    if why:
-        sys.exit("drive.py: %s" % why)
+    argv, cls = echo.pick(commands(a.build), a.contender)
     rec = measure(argv, cls, a.warmup, a.duration, a.window, perf_record=a.perf_record)
     return echo.finish(rec)
 

@@ -29,7 +29,6 @@ prints an error or fails, or if the keys it wrote are not there: a broken server
     bench/kv/drive.py --contender redis --pipeline 16 --clients 50
 prints the record of one run (JSON). Python standard library only.
 """
-import argparse
 import importlib.util
 import os
 import resource
@@ -337,18 +336,14 @@ def measure_memory(argv, server_cls, keys=1000000, env=None, state=None, ready="
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--contender", default="weft-io_uring")
-    ap.add_argument("--build", default=os.path.join(ROOT, "build", "bench"))
+    ap = echo.driver_parser(__doc__)
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--pipeline", type=int, default=1)
     ap.add_argument("--seconds", type=float, default=1.0, help="about how long the measured run takes")
     ap.add_argument("--syscalls", action="store_true", help="count the server's system calls in another run")
     ap.add_argument("--memory", action="store_true", help="RSS per key over a million keys instead")
     a = ap.parse_args()
-    argv, cls, why = commands(a.build)[a.contender]
-    if why:
-        sys.exit("drive.py: %s" % why)
+    argv, cls = echo.pick(commands(a.build), a.contender)
     ready = "port" if cls is Redis else "stdout"
     if a.memory:
         rec = measure_memory(argv, cls, ready=ready)
