@@ -193,19 +193,30 @@ static void *watchdog_main(void *arg)
         }
         uint64_t task_id;
         const void *callback;
-        if (reported || now - since < limit || held(w, now, since, waited_since) < limit ||
-            !name_running(l, seq, label, sizeof label, &task_id, &callback))
+        if (reported || now - since < limit)
+            continue;
+        uint64_t held_ns = held(w, now, since, waited_since);
+        if (held_ns < limit || !name_running(l, seq, label, sizeof label, &task_id, &callback))
             continue;
         if (l->trace)
             weft__trace_stall(l, task_id, callback, since, limit);
         weft__log("%s has run for %llu ms without suspending: it is blocking the loop (limit %llu ms; "
                   "offload blocking work with weft_offload)\n",
-                  label, (unsigned long long)(held(w, now, since, waited_since) / 1000000),
-                  (unsigned long long)(limit / 1000000));
+                  label, (unsigned long long)(held_ns / 1000000), (unsigned long long)(limit / 1000000));
         atomic_fetch_add_explicit(&l->slow_reports, 1, memory_order_relaxed);
         reported = true;
     }
     return NULL;
+}
+
+/* Undoes what weft__watchdog_start set up before its thread (which is not running, or joined). */
+static void watchdog_free(struct weft__watchdog *w)
+{
+    pthread_cond_destroy(&w->wake);
+    pthread_mutex_destroy(&w->lock);
+    if (w->schedstat >= 0)
+        close(w->schedstat);
+    free(w);
 }
 
 int weft__watchdog_start(weft_loop *l)
@@ -240,11 +251,7 @@ int weft__watchdog_start(weft_loop *l)
     if (!err)
         pthread_setname_np(w->thread, "weft-watchdog");
     if (err) {
-        pthread_cond_destroy(&w->wake);
-        pthread_mutex_destroy(&w->lock);
-        if (w->schedstat >= 0)
-            close(w->schedstat);
-        free(w);
+        watchdog_free(w);
         return -err;
     }
     l->watchdog = w;
@@ -263,10 +270,6 @@ void weft__watchdog_stop(weft_loop *l)
     atomic_store_explicit(&w->stopping, true, memory_order_seq_cst);
     weft__watchdog_kick(l);
     pthread_join(w->thread, NULL);
-    pthread_cond_destroy(&w->wake);
-    pthread_mutex_destroy(&w->lock);
-    if (w->schedstat >= 0)
-        close(w->schedstat);
-    free(w);
+    watchdog_free(w);
     l->watchdog = NULL;
 }
