@@ -9,7 +9,8 @@ assertions and any sanitizer or memcheck report, indented. Counts individual Cri
 without a Synthesis line counts as one; a test that failed without Criterion counting a failure (a
 crash before the summary, a timeout, a sanitizer report at exit, a memcheck error with --valgrind)
 counts one failure. Each test's full output goes to DIR/CFG-NAME.log. For tests/run, the last lines
-are machine-readable: "=failed WHAT" per failure, then "=counts PASSED FAILED".
+are machine-readable: "=failed WHAT" per failure (each followed by "=failed   LINE"s, the lines that say
+why), then "=counts PASSED FAILED".
 """
 import argparse
 import json
@@ -41,6 +42,16 @@ def details(output, valgrind):
         ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:12]
         return ["%7d %s" % (n, text) for text, n in ranked]
     return [line for line in lines if FAILING_LINE.search(line)][:40]
+
+
+def reasons(output, valgrind):
+    """A few lines for the summary at the end of tests/run: the first failed assertion and its message,
+    or the first sanitizer or memcheck report, so that the last screen of a long run says what failed."""
+    lines = details(output, valgrind)
+    for i, line in enumerate(lines):
+        if "Assertion Failed" in line or SANITIZER.search(line):
+            return [l for l in lines[i:i + 6] if l.strip() not in ("[----]", "")]
+    return lines[:6]
 
 
 def main():
@@ -108,10 +119,11 @@ def main():
                     print("    " + line)
             failures.append("%s/%s (%s, exit %s%s)" % (
                 args.label, name, result, t.get("returncode"), ", log " + log_path if log_path else ""))
+            failures.extend("  " + line for line in reasons(output, args.valgrind))
         passed += p
         failed += fl
 
-    failed += sum(1 for f in failures if f.endswith("no tests ran") or "no test log" in f)
+    failed += sum(1 for f in failures if not f.startswith(" ") and (f.endswith("no tests ran") or "no test log" in f))
     for f in failures:
         print("=failed " + f)
     print("=counts %d %d" % (passed, failed))
