@@ -14,6 +14,12 @@ and calls summarize() while it runs (to print each table, and to decide when a w
 rounds) and finish() at the end:
 
     report.py RESULTS_DIR     rebuilds report.md, results.json and the charts from RESULTS/raw.jsonl
+    report.py --agree A B     whether two runs agree: every comparison both made on which either found a
+                              difference (faster, slower), with its verdict in each; exit 1 if any in the
+                              verdict table (report.md's first) differs
+    report.py --between A B [C ...]
+                              each table's between-run standard deviation of its ratios over these runs
+                              (bench/workloads.py BETWEEN_RUNS)
 
 Statistics (bench/stats.py): a ratio's interval comes from the rounds in which both contenders have a
 figure. Rounds disturbed by other processes (after runner.py's reruns) are left out of an interval when
@@ -146,7 +152,11 @@ def summarize(name, recs):
     out = {"name": name, "title": table.title, "what": table.what, "placement": table.placement,
            "contenders": contenders, "labels": {c: W.label(table, c) for c in contenders},
            "metrics": {}, "values": {}, "failures": {}, "comparisons": [], "targets": [],
-           "notes": [r["note"] for r in mine if r.get("type") == "note"],
+           "notes": [r["note"] for r in mine if r.get("type") == "note"] + (
+               ["intervals of ratios allow for a between-run standard deviation (bench/workloads.py BETWEEN_RUNS, "
+                "measured with bench/report.py --between over back-to-back runs) of %s" % ", ".join(
+                    "%.1f%% in %s" % (100 * v, m) for m, v in sorted(table.between.items()))]
+               if table.between else []),
            "profiles": {r["contender"]: r for r in mine if r.get("type") == "profile"}}
     for m in metric_names:
         info = table.metrics.get(m) or W.Metric(m, units.get(m, ""), "lower", True)
@@ -181,7 +191,7 @@ def summarize(name, recs):
             if not a or not b:
                 continue
             xs, ys, dropped, kept = _pairs(a, b)
-            iv = stats.paired_ratio(xs, ys)
+            iv = stats.paired_ratio(xs, ys, between=table.between.get(m, 0.0))
             out["comparisons"].append({"contender": c, "ref": ref, "metric": m,
                                        "headline": head and headline_metric(table, m),
                                        "ratio": iv.as_dict(), "verdict": busy_verdict(stats.verdict(iv, info["better"], info["words"]), iv, kept,
@@ -221,7 +231,7 @@ def summarize(name, recs):
     for t in table.targets:
         if t.contender in contenders and (t.ref is None or t.ref in contenders) and (
                 not measured or t.metric in measured):
-            out["targets"].append(target_outcome(t, samples, out["metrics"]))
+            out["targets"].append(target_outcome(t, samples, out["metrics"], table.between.get(t.metric, 0.0)))
     reruns = [r for r in mine if r.get("type") == "rerun"]
     kept = {(r["contender"], r["round"]) for r in samples if r.get("disturbed")}
     out["runs"] = {"reruns": len(reruns), "disturbed_kept": len(kept),
@@ -249,7 +259,7 @@ def statistics_median(vals):
     return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
 
 
-def target_outcome(t, samples, metrics):
+def target_outcome(t, samples, metrics, between=0.0):
     res = {"text": t.text, "contender": t.contender, "metric": t.metric, "ref": t.ref, "op": t.op, "bound": t.bound,
            "form": t.form}
     better = (metrics.get(t.metric) or {}).get("better", "lower")
@@ -265,7 +275,7 @@ def target_outcome(t, samples, metrics):
             iv = stats.Interval(None, None, None, 0)
         else:
             xs, ys, _, kept = _pairs(a, b)
-            iv = stats.paired_ratio(xs, ys)
+            iv = stats.paired_ratio(xs, ys, between=between)
             if t.form == "speedup":
                 iv = stats.invert(iv) if better == "lower" else iv
         res["unit"] = "x"
@@ -907,7 +917,75 @@ def print_verdicts(summaries, machine):
                 print("  %s %s: FAILED - %s" % (s["name"], c, why))
 
 
+def verdicts_of(outdir):
+    """{(table, metric, contender, ref): (verdict, ratio)} of every comparison a run's results.json holds."""
+    with open(os.path.join(outdir, "results.json")) as f:
+        doc = json.load(f)
+    out = {}
+    for s in doc["tables"]:
+        for c in s["comparisons"]:
+            out[(s["name"], c["metric"], c["contender"], c["ref"])] = (c["verdict"], c["ratio"], c["headline"])
+    return out
+
+
+def disagreements(a, b):
+    """The comparisons two runs both made whose verdicts differ where either is a difference (faster,
+    slower): a difference one run finds and the other does not, or finds the other way. Sorted."""
+    decided = (stats.FASTER, stats.SLOWER)
+    return sorted(k for k in set(a) & set(b) if a[k][0] != b[k][0] and (a[k][0] in decided or b[k][0] in decided))
+
+
+def agree(dir_a, dir_b):
+    """Prints how two runs' verdicts compare, the verdict table's (report.md's first table) and then every
+    other comparison; returns 0 if the verdict tables agree on every difference either found."""
+    a, b = verdicts_of(dir_a), verdicts_of(dir_b)
+    differ = disagreements(a, b)
+
+    def cell(v):
+        r = v[1]
+        ci = " [%s, %s]" % (fratio(r["lo"]).rstrip("x"), fratio(r["hi"]).rstrip("x")) if r.get("lo") is not None else ""
+        return "%s %s%s" % (v[0], fratio(r.get("est")), ci)
+    table_differs = False
+    for title, headline in (("the verdict table", True), ("the other comparisons", False)):
+        both = [k for k in set(a) & set(b) if a[k][2] == headline]
+        decided = [k for k in both if {a[k][0], b[k][0]} & {stats.FASTER, stats.SLOWER}]
+        these = [k for k in differ if a[k][2] == headline]
+        print("%s: %d comparisons in both runs; %d found a difference in either; %d of those agree, %d differ" % (
+            title, len(both), len(decided), len(decided) - len(these), len(these)))
+        for k in these:
+            print("  differ: %s %s %s vs %s: %s | %s" % (k[0], k[1], k[2], k[3], cell(a[k]), cell(b[k])))
+        table_differs |= headline and bool(these)
+    return 1 if table_differs else 0
+
+
+def between(dirs):
+    """Prints, per table and figure, the between-run standard deviation of its ratios over several runs
+    (stats.between_runs), from each run's raw records: the figures BETWEEN_RUNS in bench/workloads.py
+    holds."""
+    per = {}
+    for d in dirs:
+        recs = read_records(os.path.join(d, "raw.jsonl"))
+        for name in tables_in(recs):
+            run = {}
+            for c in summarize(name, recs)["comparisons"]:
+                r = c["ratio"]
+                if c.get("control") or r.get("est") is None or r.get("se") is None:
+                    continue
+                run.setdefault(c["metric"], {})[(c["contender"], c["ref"])] = (math.log(r["est"]), r["se"])
+            for metric, ratios in run.items():
+                per.setdefault((name, metric), []).append(ratios)
+    for (name, metric) in sorted(per):
+        sigma, n = stats.between_runs(per[(name, metric)])
+        if n:
+            print("%-28s %-26s %.3f  (%d ratios, %d runs)" % (name, metric, sigma, n, len(per[(name, metric)])))
+    return 0
+
+
 def main():
+    if len(sys.argv) >= 4 and sys.argv[1] == "--between":
+        return between(sys.argv[2:])
+    if len(sys.argv) == 4 and sys.argv[1] == "--agree":
+        return agree(sys.argv[2], sys.argv[3])
     if len(sys.argv) != 2 or sys.argv[1] in ("-h", "--help"):
         print(__doc__)
         return 0 if len(sys.argv) == 2 else 2

@@ -626,14 +626,12 @@ class Bench:
                 window_s = window
             return echo.measure(lg, argv, conns, size, load, rate, warmup, dur, window_s, **kw)
 
-        def phase(load, rate, minr, maxr, deadline, show=True):
+        def phase(load, rate, minr, maxr, deadline, show=True, chosen=None):
             table = tables[load]
             if load == "rate":
-                why = ("the workload's own" if "closed" not in phases else
-                       "%g x the median closed-loop rate of the slowest contender" % plan.get("rate_fraction", 0.6))
                 self.note(table, "fixed rate %s msg/s (%s); %.2g s measured after %.2g s of warmup per run; syscalls "
                                  "counted by perf over a separate %.2g s window right after"
-                          % ("{:,.0f}".format(rate), why, plan.get("rate_duration", 0.6), warmup, window))
+                          % ("{:,.0f}".format(rate), chosen, plan.get("rate_duration", 0.6), warmup, window))
             else:
                 self.note(table, "closed loop (each connection keeps one message outstanding): the maximum rate; "
                                  "%.2g s measured after %.2g s of warmup per run (no syscall window: that figure is "
@@ -667,14 +665,14 @@ class Bench:
         nprof = 0 if (self.a.no_profile or (self.a.baseline_active and not self.a.profile)) else (
             len(servers) if user else len([s for s in servers if W.base_contender(s[0]) in plan.get("profile", [])])
             if configs_profiled(plan, conns, size) else 0)
-        rate = None
+        rate, why_rate = None, None
         if "closed" in phases:
             n = plan.get("closed_rounds", 3)
             phase("closed", None, n, n, t0 + (end - t0) / 3)
-            rate, slowest = pick_rate(self.records, tables["closed"], plan.get("rate_fraction", 0.6))
+            rate, why_rate = pick_rate(self.records, tables["closed"], plan.get("rate_fraction", 0.6), plan.get("rate"))
         if "rate" in phases:
             if rate is None and plan.get("rate"):
-                rate = plan.get("rate")
+                rate, why_rate = plan.get("rate"), "the workload's own"
             if rate is None:
                 for name, _, _, _ in servers:
                     self.emit({"type": "failure", "table": tables["rate"], "contender": name, "round": 0,
@@ -683,7 +681,7 @@ class Bench:
             else:
                 log("  fixed rate: %s msg/s" % "{:,.0f}".format(rate))
                 phase("rate", rate, plan.min_rounds, plan.max_rounds,
-                      end - nprof * (1.7 + plan.get("profile_window", 0.8)), show=not nprof)
+                      end - nprof * (1.7 + plan.get("profile_window", 0.8)), show=not nprof, chosen=why_rate)
         if self.a.no_profile or (self.a.baseline_active and not self.a.profile):
             return
         if configs_profiled(plan, conns, size) or user:
@@ -936,17 +934,31 @@ def configs_profiled(plan, conns, size):
     return bool(plan.get("profile")) and (want is None or (conns, size) in [tuple(x) for x in want])
 
 
-def pick_rate(records, table, fraction):
-    """fraction times the lowest median closed-loop rate of the table's contenders, rounded down to two
-    significant digits: a rate every contender sustains, on any machine. (rate, slowest) or (None, None)."""
+# The most of the slowest contender's median closed-loop rate a plan's own rate may be: above it, some
+# contender would be near its limit, and its CPU per request would measure its queueing.
+PLAN_RATE_MAX = 0.8
+
+
+def pick_rate(records, table, fraction, planned=None):
+    """The fixed rate, and why it was chosen, from the table's closed-loop medians: the plan's rate when
+    every contender's median is at least 1/PLAN_RATE_MAX of it (the same rate in every run, so that two
+    runs measure the same thing: a rate that followed the closed loop moved 87,000 to 100,000 msg/s
+    between back-to-back runs, and the ratios with it); otherwise fraction times the slowest median,
+    rounded down to two significant digits. (None, None) without closed-loop figures."""
     s = report.summarize(table, records)
     meds = {c: v["req_per_s"]["median"] for c, v in s["values"].items() if "req_per_s" in v}
     if not meds:
         return None, None
     slowest = min(meds, key=meds.get)
+    if planned and planned <= PLAN_RATE_MAX * meds[slowest]:
+        return planned, ("the plan's rate, the same in every run; the slowest contender, %s, reached %s msg/s in "
+                         "the closed loop" % (slowest, "{:,.0f}".format(meds[slowest])))
     rate = fraction * meds[slowest]
     step = 10 ** max(0, len(str(int(rate))) - 2)
-    return max(step, int(rate // step) * step), slowest
+    why = "%g x the median closed-loop rate of the slowest contender, %s" % (fraction, slowest)
+    if planned:
+        why += " (the plan's %s msg/s is more than %g x that)" % ("{:,.0f}".format(planned), PLAN_RATE_MAX)
+    return max(step, int(rate // step) * step), why
 
 
 def sysinfo(bench, builds, compare_argv=None):

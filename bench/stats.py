@@ -115,19 +115,25 @@ def t_quantile(p, df):
 # ---- intervals ------------------------------------------------------------------------------------
 
 class Interval:
-    """An estimate with its confidence interval over n rounds; lo and hi are None below two rounds."""
+    """An estimate with its confidence interval over n rounds; lo and hi are None below two rounds. A
+    ratio's also carries se, the standard error of its logarithm from the run's own rounds, and between,
+    the between-run standard deviation its interval allows for (log_ratio_interval)."""
 
-    __slots__ = ("est", "lo", "hi", "n", "conf")
+    __slots__ = ("est", "lo", "hi", "n", "conf", "se", "between")
 
-    def __init__(self, est, lo, hi, n, conf=CONFIDENCE):
+    def __init__(self, est, lo, hi, n, conf=CONFIDENCE, se=None, between=0.0):
         self.est, self.lo, self.hi, self.n, self.conf = est, lo, hi, n, conf
+        self.se, self.between = se, between
 
     @property
     def known(self):
         return self.lo is not None and self.hi is not None
 
     def as_dict(self):
-        return {"est": self.est, "lo": self.lo, "hi": self.hi, "n": self.n, "conf": self.conf}
+        d = {"est": self.est, "lo": self.lo, "hi": self.hi, "n": self.n, "conf": self.conf}
+        if self.se is not None:
+            d.update(se=self.se, between=self.between)
+        return d
 
     def __repr__(self):
         return "Interval(est=%r, lo=%r, hi=%r, n=%r)" % (self.est, self.lo, self.hi, self.n)
@@ -153,24 +159,63 @@ def mean_interval(xs, conf=CONFIDENCE):
     return Interval(m, m - h, m + h, n, conf)
 
 
-def log_ratio_interval(ratios, conf=CONFIDENCE):
+def z_quantile(p):
+    """The p-quantile of the standard normal (0 < p < 1), by bisection on its cdf."""
+    if not 0.0 < p < 1.0:
+        raise ValueError("p must be in (0, 1)")
+    lo, hi = -40.0, 40.0
+    for _ in range(200):
+        mid = (lo + hi) / 2.0
+        if 0.5 * math.erfc(-mid / math.sqrt(2.0)) < p:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2.0
+
+
+def log_ratio_interval(ratios, conf=CONFIDENCE, between=0.0):
     """The paired interval of a ratio from its per-round values (each > 0): exp of the t interval of the
-    mean of their logarithms."""
+    mean of their logarithms, widened by `between`, the standard deviation of the logarithm of the same
+    ratio from one run to the next (the run's mean moves by that much beyond what its rounds show):
+    half-width sqrt((t * se)^2 + (z * between)^2)."""
     ratios = [float(r) for r in ratios]
     if any(not (r > 0) or math.isinf(r) for r in ratios):
         raise ValueError("ratios must be positive and finite")
-    iv = mean_interval([math.log(r) for r in ratios], conf)
+    logs = [math.log(r) for r in ratios]
+    iv = mean_interval(logs, conf)
     if iv.est is None:
         return iv
-    return Interval(math.exp(iv.est), math.exp(iv.lo) if iv.known else None,
-                    math.exp(iv.hi) if iv.known else None, iv.n, conf)
+    if not iv.known:
+        return Interval(math.exp(iv.est), None, None, iv.n, conf)
+    se = mean_sd(logs)[1] / math.sqrt(iv.n)
+    half = math.hypot(iv.hi - iv.est, z_quantile((1.0 + conf) / 2.0) * between)
+    return Interval(math.exp(iv.est), math.exp(iv.est - half), math.exp(iv.est + half), iv.n, conf, se, between)
 
 
-def paired_ratio(xs, ys, conf=CONFIDENCE):
+def paired_ratio(xs, ys, conf=CONFIDENCE, between=0.0):
     """The interval of x/y from pairs (x_i, y_i) taken in the same round; pairs with a value <= 0 are
-    left out (a ratio of them means nothing)."""
+    left out (a ratio of them means nothing). between: as log_ratio_interval."""
     rs = [x / y for x, y in zip(xs, ys) if x is not None and y is not None and x > 0 and y > 0]
-    return log_ratio_interval(rs, conf)
+    return log_ratio_interval(rs, conf, between)
+
+
+def between_runs(runs):
+    """The between-run standard deviation of log ratios, from several runs' estimates of the same
+    ratios: runs is a list of {key: (log estimate, se)}, one per run. For each ratio in two runs or
+    more, the variance of its estimates across runs less the mean of their squared standard errors (what
+    the rounds of a run already account for), floored at 0; pooled over the ratios as the root of the
+    mean. (sigma, number of ratios)."""
+    keys = set().union(*[set(r) for r in runs]) if runs else set()
+    excess = []
+    for k in keys:
+        seen = [r[k] for r in runs if k in r and r[k][1] is not None]
+        if len(seen) < 2:
+            continue
+        m, sd = mean_sd([e for e, _ in seen])
+        excess.append(max(0.0, sd * sd - sum(se * se for _, se in seen) / len(seen)))
+    if not excess:
+        return 0.0, 0
+    return math.sqrt(sum(excess) / len(excess)), len(excess)
 
 
 # ---- verdicts -------------------------------------------------------------------------------------
@@ -235,4 +280,4 @@ def invert(iv):
     if iv is None or iv.est is None:
         return iv
     return Interval(1.0 / iv.est, 1.0 / iv.hi if iv.known else None, 1.0 / iv.lo if iv.known else None,
-                    iv.n, iv.conf)
+                    iv.n, iv.conf, iv.se, iv.between)

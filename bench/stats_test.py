@@ -102,6 +102,44 @@ class Intervals(unittest.TestCase):
         self.assertEqual(iv.n, 2)
         self.assertAlmostEqual(iv.est, 2.0)
 
+    def test_z_quantile(self):
+        self.assertAlmostEqual(stats.z_quantile(0.975), 1.959964, places=5)
+        self.assertAlmostEqual(stats.z_quantile(0.5), 0.0, places=9)
+        self.assertAlmostEqual(stats.z_quantile(0.05), -1.644854, places=5)
+
+    def test_between_runs_widens_in_quadrature(self):
+        # log ratios 0.1, 0.2, 0.3: t half-width 0.248414; with a between-run sd of 0.1 the half-width
+        # is sqrt(0.248414^2 + (1.959964 * 0.1)^2) = 0.316423.
+        rs = [math.exp(0.1), math.exp(0.2), math.exp(0.3)]
+        iv = stats.log_ratio_interval(rs, between=0.1)
+        self.assertAlmostEqual(iv.est, math.exp(0.2), places=9)
+        self.assertAlmostEqual(iv.lo, math.exp(0.2 - 0.316423), places=5)
+        self.assertAlmostEqual(iv.hi, math.exp(0.2 + 0.316423), places=5)
+        self.assertAlmostEqual(iv.se, 0.057735, places=6)
+        self.assertEqual(iv.between, 0.1)
+        # A ratio the rounds agree on exactly still moves between runs: 2.0 x exp(+-0.195996).
+        iv = stats.paired_ratio([2, 4, 8], [1, 2, 4], between=0.1)
+        self.assertAlmostEqual(iv.lo, 2.0 * math.exp(-0.1959964), places=5)
+        self.assertAlmostEqual(iv.hi, 2.0 * math.exp(0.1959964), places=5)
+        # The verdict follows the wider interval: 1.06x with the rounds alone is slower, not with 5%.
+        tight = stats.paired_ratio([106, 212, 318], [100, 200, 300])
+        self.assertEqual(stats.verdict(tight, "lower"), stats.SLOWER)
+        wide = stats.paired_ratio([106, 212, 318], [100, 200, 300], between=0.05)
+        self.assertEqual(stats.verdict(wide, "lower"), stats.SAME)
+        self.assertEqual(stats.invert(wide).between, 0.05)
+
+    def test_between_runs_from_runs(self):
+        # One ratio seen in three runs at log 0.0, 0.1, 0.2 (variance 0.01), each with se 0.05 (0.0025
+        # of it explained by the rounds): sqrt(0.0075). A second ratio the runs agree on within its se
+        # adds 0; one seen in a single run is left out.
+        runs = [{"a": (0.0, 0.05), "b": (1.0, 0.1), "c": (5.0, 0.01)},
+                {"a": (0.1, 0.05), "b": (1.02, 0.1)},
+                {"a": (0.2, 0.05), "b": (0.99, 0.1)}]
+        sigma, n = stats.between_runs(runs)
+        self.assertEqual(n, 2)
+        self.assertAlmostEqual(sigma, math.sqrt(0.0075 / 2), places=9)
+        self.assertEqual(stats.between_runs([]), (0.0, 0))
+
     def test_one_round_gives_no_interval(self):
         iv = stats.paired_ratio([2.0], [1.0])
         self.assertEqual(iv.n, 1)

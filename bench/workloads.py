@@ -365,12 +365,12 @@ WORKLOADS = [
         plans={
             "quick": Plan(3, 4, 18, configs=[(512, 64)], phases=["closed", "rate"],
                           contenders=["weft-io_uring", "weft-epoll", "epoll", "liburing"], closed_rounds=3,
-                          warmup=0.15, duration=0.25, rate_duration=0.3, syscall_window=0.15, rate_fraction=0.6,
-                          profile=["weft-io_uring", "weft-epoll"], profile_window=0.3),
+                          warmup=0.15, duration=0.25, rate_duration=0.3, syscall_window=0.15, rate=80000,
+                          rate_fraction=0.6, profile=["weft-io_uring", "weft-epoll"], profile_window=0.3),
             "default": Plan(4, 8, 60, configs=[(512, 64)], phases=["closed", "rate"],
                             contenders=["weft-io_uring", "weft-epoll", "epoll", "liburing", "asyncio", "uvloop"],
                             closed_rounds=3, warmup=0.15, duration=0.3, rate_duration=0.5, syscall_window=0.2,
-                            rate_fraction=0.6, profile=["weft-io_uring", "weft-epoll", "epoll", "liburing"],
+                            rate=80000, rate_fraction=0.6, profile=["weft-io_uring", "weft-epoll", "epoll", "liburing"],
                             profile_window=0.8),
             "full": Plan(5, 8, 700, configs=[(c, s) for c in (1, 64, 512, 10000) for s in (64, 4096)],
                          phases=["closed", "rate"], closed_rounds=4,
@@ -645,6 +645,23 @@ def compare_table(load):
     return "compare-%s" % load
 
 
+# How far each table's ratios of a figure move from one run to the next beyond what a run's own rounds
+# show: the standard deviation of their logarithms, which the intervals allow for (bench/stats.py). From the four
+# default runs of 2026-12-07 (bench/results/kept/20261207T022418Z, 022808Z, 025950Z, 030337Z):
+# bench/report.py --between over them. A table not here gets none: its rounds and the noise band cover it.
+BETWEEN_RUNS = {
+    "deadline": {"ns_per_op": 0.009},
+    "echo-64B-512c-closed": {"p99_us": 0.060, "req_per_s": 0.037, "server_cpu_us_per_req": 0.039},
+    "echo-64B-512c-rate": {"p99_us": 0.171, "server_cpu_us_per_req": 0.013, "syscalls_per_req": 0.024},
+    "executor": {"jobs_per_s": 0.010, "jobs_per_s_same_cpu": 0.005, "rtt_p50_same_cpu": 0.004},
+    "http": {"p99_us": 0.013, "req_per_s": 0.004, "server_cpu_us_per_req": 0.004, "syscalls_per_req": 0.064},
+    "kv-P1-50c": {"p99_us": 0.017, "req_per_cpu_s": 0.004, "req_per_s": 0.003},
+    "kv-P16-50c": {"p99_us": 0.088, "req_per_cpu_s": 0.030, "req_per_s": 0.028},
+    "switch": {"ns_per_switch": 0.009},
+    "yield": {"ns_per_yield": 0.026},
+}
+
+
 class Table:
     """What one table (and chart) shows: its workload's spec, narrowed to the table."""
 
@@ -662,6 +679,7 @@ class Table:
         self.headline_metrics = headline_metrics if headline_metrics is not None else (
             wl.headline_metrics if wl.headline_metrics is not None else self.compared)
         self.placement = wl.placement
+        self.between = BETWEEN_RUNS.get(name, {})  # metric -> between-run sd of its ratios' logarithms
 
 
 def http_files_table(size):
