@@ -211,7 +211,7 @@ def between_runs(runs):
         seen = [r[k] for r in runs if k in r and r[k][1] is not None]
         if len(seen) < 2:
             continue
-        m, sd = mean_sd([e for e, _ in seen])
+        _, sd = mean_sd([e for e, _ in seen])
         excess.append(max(0.0, sd * sd - sum(se * se for _, se in seen) / len(seen)))
     if not excess:
         return 0.0, 0
