@@ -917,8 +917,12 @@ def print_verdicts(summaries, machine):
                 print("  %s %s: FAILED - %s" % (s["name"], c, why))
 
 
+DECIDED = (stats.FASTER, stats.SLOWER)  # the verdicts that claim a difference
+
+
 def verdicts_of(outdir):
-    """{(table, metric, contender, ref): (verdict, ratio)} of every comparison a run's results.json holds."""
+    """{(table, metric, contender, ref): (verdict, ratio, headline)} of every comparison a run's
+    results.json holds."""
     with open(os.path.join(outdir, "results.json")) as f:
         doc = json.load(f)
     out = {}
@@ -931,8 +935,7 @@ def verdicts_of(outdir):
 def disagreements(a, b):
     """The comparisons two runs both made whose verdicts differ where either is a difference (faster,
     slower): a difference one run finds and the other does not, or finds the other way. Sorted."""
-    decided = (stats.FASTER, stats.SLOWER)
-    return sorted(k for k in set(a) & set(b) if a[k][0] != b[k][0] and (a[k][0] in decided or b[k][0] in decided))
+    return sorted(k for k in set(a) & set(b) if a[k][0] != b[k][0] and (a[k][0] in DECIDED or b[k][0] in DECIDED))
 
 
 def agree(dir_a, dir_b):
@@ -942,13 +945,11 @@ def agree(dir_a, dir_b):
     differ = disagreements(a, b)
 
     def cell(v):
-        r = v[1]
-        ci = " [%s, %s]" % (fratio(r["lo"]).rstrip("x"), fratio(r["hi"]).rstrip("x")) if r.get("lo") is not None else ""
-        return "%s %s%s" % (v[0], fratio(r.get("est")), ci)
+        return "%s %s" % (v[0], fiv(v[1]))
     table_differs = False
     for title, headline in (("the verdict table", True), ("the other comparisons", False)):
         both = [k for k in set(a) & set(b) if a[k][2] == headline]
-        decided = [k for k in both if {a[k][0], b[k][0]} & {stats.FASTER, stats.SLOWER}]
+        decided = [k for k in both if a[k][0] in DECIDED or b[k][0] in DECIDED]
         these = [k for k in differ if a[k][2] == headline]
         print("%s: %d comparisons in both runs; %d found a difference in either; %d of those agree, %d differ" % (
             title, len(both), len(decided), len(decided) - len(these), len(these)))
