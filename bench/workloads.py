@@ -297,8 +297,8 @@ WORKLOADS = [
         targets=[Target("weft-io_uring", "rtt_p50", "<=", 1.1, "weft p50 <= 1.1x ping-pong's (worker on CPU 1)", "pthread"),
                  Target("weft-io_uring", "rtt_p50_same_cpu", "<=", 1.1, "weft p50 <= 1.1x ping-pong's (worker on CPU 0)",
                         "pthread")],
-        plans={"quick": Plan(3, 4, 5, args=["--target-ms", "15"]), "default": Plan(3, 8, 14, args=["--target-ms", "25"]),
-               "full": Plan(8, 15, 60, args=["--target-ms", "150"])},
+        plans={"quick": Plan(3, 4, 5, args=["--target-ms", "15"]), "default": Plan(3, 32, 22, args=["--target-ms", "25"]),
+               "full": Plan(8, 24, 60, args=["--target-ms", "150"])},
         placement="loop (or calling thread) pinned to CPU 0, workers as labelled", program=("exec", ["executor"])),
     Workload(
         "submit", "weft_submit_to round trip between two loops (idle, and both busy) vs a pthread mutex+condvar "
