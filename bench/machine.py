@@ -209,6 +209,21 @@ def proc_cpu_seconds(pid):
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def user_sys_seconds(pids):
+    """(user, system) CPU time of the processes, all threads, from /proc/PID/stat (clock ticks: 10 ms
+    grains, so a share over a fraction of a second is a few percent coarse), or None if one is gone."""
+    user = system = 0.0
+    tck = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        st = read("/proc/%d/stat" % pid)
+        if not st:
+            return None
+        f = st[st.rindex(")") + 2:].split()
+        user += int(f[11]) / tck
+        system += int(f[12]) / tck
+    return user, system
+
+
 def thread_cpu_seconds(pids):
     """On-CPU time of every thread of the processes, from /proc/PID/task/*/schedstat (nanoseconds), or
     /proc/PID/stat's clock ticks where schedstat is missing; None if a process is gone."""

@@ -14,7 +14,8 @@ A run checks the answers (SET of a random 16-byte value, GET of it, MGET, DEL: t
 then runs redis-benchmark pinned to CPU 1, `-t set,get -P P -c C -d 16 -r 100000 --csv`, three times:
 a warmup, which also tells how many requests make --seconds a test at this machine's rate; the measured
 run (SET's and GET's requests/s and latency from redis-benchmark, the server's CPU time from
-/proc/PID/task/*/schedstat read right before redis-benchmark starts and right after it exits); and, when
+/proc/PID/task/*/schedstat read right before redis-benchmark starts and right after it exits, and the
+kernel's share of it from /proc/PID/stat's system and user times); and, when
 asked, a separate run under perf counting the server's system calls. Then the answers are checked
 again and the server stopped (SIGTERM; redis-server too). Requests per server-CPU-second is the
 figure the targets are on; requests/s says which side saturated first (redis-benchmark's CPU use is
@@ -253,12 +254,14 @@ def measure(argv, server_cls, clients, pipeline, seconds=1.0, syscalls=False, en
         requests = max(10000, int(rate * seconds / 2))
         pids = srv.pids()
         cpu0 = machine.thread_cpu_seconds(pids)
+        us0 = machine.user_sys_seconds(pids)
         ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.monotonic()
         rows, reason = bench(port, clients, pipeline, requests, tool)
         wall = time.monotonic() - t0
         ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu1 = machine.thread_cpu_seconds(pids)
+        us1 = machine.user_sys_seconds(pids)
         if rows and not reason:
             total = 2 * requests
             secs = requests / rows["SET"]["rps"] + requests / rows["GET"]["rps"]
@@ -272,6 +275,12 @@ def measure(argv, server_cls, clients, pipeline, seconds=1.0, syscalls=False, en
                 cpu = cpu1 - cpu0
                 rec.update(server_cpu_s=round(cpu, 6), server_cpu_util=round(cpu / wall, 3),
                            server_cpu_us_per_req=round(cpu * 1e6 / total, 4), req_per_cpu_s=round(total / cpu, 1))
+                # The kernel's part of it (system calls, io_uring's work, the TCP stack and the wakeups
+                # it causes): the server's share of system time, applied to the exact CPU time.
+                if us0 and us1 and sum(us1) > sum(us0):
+                    share = (us1[1] - us0[1]) / (sum(us1) - sum(us0))
+                    rec.update(server_kernel_share=round(share, 3),
+                               server_kernel_us_per_req=round(share * cpu * 1e6 / total, 4))
             else:
                 reason = "could not read the server's CPU time"
     if not reason and syscalls:
