@@ -814,7 +814,9 @@ METHOD = """How to read it: every contender runs in the same invocation, interle
 round. A ratio is the geometric mean of the per-round ratios (contender's figure over the reference's,
 taken in the same round), with a 95% confidence interval from a paired Student t interval on the
 logarithms of those ratios (bench/stats.py). The verdict is *faster* or *slower* when the whole interval
-is on one side of 1, *no difference within noise* when it straddles 1. A target is *met* when the whole
+is beyond the noise band of {band} around 1 (1/{hi} to {hi}), *no difference within noise* when it reaches
+into it. The table holds each workload's primary figures: for a server its CPU per request (echo's at a
+fixed offered rate); the closed-loop rates shown beside them are judged in their own tables. A target is *met* when the whole
 interval is on its side of the bound, *not met* when the whole interval is on the other side, and
 *undecided* when it straddles the bound. A run during which other processes used more than {thr} of a CPU
 (from /proc/stat, minus the benchmark's own processes and ksoftirqd) is run again (up to {retries} times);
@@ -868,7 +870,8 @@ def finish(outdir, recs=None, quiet=False):
     md.append("")
     md += machine_section(recs)
     md += ["", "## Verdicts", ""]
-    md += textwrap.wrap(METHOD.format(thr=run.get("max_other_cpu", 0.2), retries=run.get("retries", 1), mc=MIN_CLEAN),
+    md += textwrap.wrap(METHOD.format(band="+-%g%%" % (100 * stats.NOISE), hi="%g" % (1 + stats.NOISE),
+                                      thr=run.get("max_other_cpu", 0.2), retries=run.get("retries", 1), mc=MIN_CLEAN),
                         110) + [""]
     if rows:
         md += ["| table | figure | comparison | ratio | 95% CI | rounds | verdict |", "|---|---|---|---:|---|---:|---|"]
