@@ -9,7 +9,9 @@
  *       Both are measured in two placements, pinned alike: the loop (or the pinging thread) on CPU 0
  *       and the worker (or the ponging thread) on CPU 1, so each round trip wakes a sleeping thread on
  *       the other CPU each way (metrics rtt_p50, rtt_p99); and both on CPU 0, where a round trip is
- *       two context switches (metrics rtt_p50_same_cpu, rtt_p99_same_cpu).
+ *       two context switches (metrics rtt_p50_same_cpu, rtt_p99_same_cpu). Across CPUs the weft
+ *       contenders also run the ping-pong in their own process, in blocks alternating with their own
+ *       round trips (metric rtt_p50_pingpong): the pair the verdict is on.
  *   executor, metric jobs_per_s: throughput of tiny (empty) jobs.
  *       weft-io_uring, weft-epoll: one task keeps K (256) weft_offload_async jobs in flight, refilling
  *       each as it completes, on the default executor (executor_threads = 0: one worker per CPU).
@@ -109,7 +111,40 @@ __attribute__((noinline)) static intptr_t empty_job(void *arg)
     return 0;
 }
 
+/* The pthread ping-pong (below), for the weft contenders to measure beside their own round trips. */
+static bool pp_start(pthread_t *th);
+static void pp_stop(pthread_t th);
+typedef intptr_t (*job_fn)(void *);
+static intptr_t pp_call(job_fn fn, void *arg);
+
 #ifndef BENCH_NO_WEFT
+
+/*
+ * Across CPUs, weft's round trips alternate with the ping-pong's in blocks of PAIR_BLOCK, on the same
+ * CPUs, in this one process: both see the machine as it is at that moment. A round trip across CPUs
+ * is two wake-ups of an idle virtual CPU, whose cost moves by 10% or more from one tenth of a second to
+ * the next here, so figures taken in separate processes differ by that much round to round; the
+ * interleaved pair's ratio does not. Blocks go weft first, then ping-pong first, so a drift within a
+ * pair of blocks favours neither.
+ */
+enum { PAIR_BLOCK = 50 };
+
+static bool offload_one(uint64_t *lat)
+{
+    uint64_t a = now_ns();
+    intptr_t r = weft_offload(empty_job, NULL);
+    *lat = now_ns() - a;
+    if (r != 0)
+        fail("weft_offload of an empty job returned %" PRIdPTR " (%s)", r, weft_strerror((int)r));
+    return r == 0;
+}
+
+static void pingpong_one(uint64_t *lat)
+{
+    uint64_t a = now_ns();
+    pp_call(empty_job, NULL);
+    *lat = now_ns() - a;
+}
 
 static intptr_t offload_latency_task(void *arg)
 {
@@ -142,15 +177,34 @@ static intptr_t offload_latency_task(void *arg)
         fail("no memory for %zu samples", n);
         return 0;
     }
-    for (size_t i = 0; i < n && !failed(); i++) {
-        uint64_t a = now_ns();
-        intptr_t r = weft_offload(empty_job, NULL);
-        lat[i] = now_ns() - a;
-        if (r != 0)
-            fail("weft_offload of an empty job returned %" PRIdPTR " (%s)", r, weft_strerror((int)r));
+    bool paired = !lat_suffix[0];
+    pthread_t pp_thread;
+    uint64_t *pp_lat = paired ? malloc(n * sizeof *pp_lat) : NULL;
+    if (paired && (!pp_lat || !pp_start(&pp_thread))) {
+        fail("no ping-pong to pair with: %s", pp_lat ? "pthread_create failed" : "no memory");
+        free(pp_lat);
+        free(lat);
+        return 0;
     }
-    if (!failed())
+    for (size_t i = 0; i < n && !failed();) {
+        size_t end = i + PAIR_BLOCK < n ? i + PAIR_BLOCK : n;
+        bool pp_first = paired && (i / PAIR_BLOCK) % 2;
+        for (size_t j = i; pp_first && j < end; j++)
+            pingpong_one(&pp_lat[j]);
+        for (size_t j = i; j < end && offload_one(&lat[j]);)
+            j++;
+        for (size_t j = i; paired && !pp_first && j < end; j++)
+            pingpong_one(&pp_lat[j]);
+        i = end;
+    }
+    if (paired)
+        pp_stop(pp_thread);
+    if (!failed()) {
         record_latency(lat, n);
+        if (paired)
+            result_add("rtt_p50_pingpong", "ns", quantile(pp_lat, n, 0.50));
+    }
+    free(pp_lat);
     free(lat);
     return 0;
 }
@@ -193,8 +247,6 @@ static void m_lat_epoll_s(void) { place_same(); m_lat_epoll(); }
 #endif
 
 /* ---- latency: pthread mutex + condvar ping-pong ------------------------------------------------- */
-
-typedef intptr_t (*job_fn)(void *);
 
 /* One job slot between a caller and one worker: the best a careful engineer writes with a mutex and
  * two condition variables (each side signals only a sleeper, under the lock). */
@@ -260,15 +312,30 @@ static void m_lat_pthread(void);
 static void m_lat_pthread_x(void) { place_across(); m_lat_pthread(); }
 static void m_lat_pthread_s(void) { place_same(); m_lat_pthread(); }
 
+/* The ping-pong's worker, started (pinned to worker_cpu), and stopped. */
+static bool pp_start(pthread_t *th)
+{
+    int err = pthread_create(th, NULL, pp_worker, NULL);
+    if (err)
+        fail("pthread_create: %s", strerror(err));
+    return err == 0;
+}
+
+static void pp_stop(pthread_t th)
+{
+    pthread_mutex_lock(&pp.lock);
+    pp.stop = true;
+    pthread_cond_signal(&pp.to_worker);
+    pthread_mutex_unlock(&pp.lock);
+    pthread_join(th, NULL);
+}
+
 static void m_lat_pthread(void)
 {
     pin_thread(0, LOOP_CPU);
     pthread_t th;
-    int err = pthread_create(&th, NULL, pp_worker, NULL);
-    if (err) {
-        fail("pthread_create: %s", strerror(err));
+    if (!pp_start(&th))
         return;
-    }
     uint64_t t0 = now_ns();
     size_t warm = 0;
     while (warm < 200 || now_ns() - t0 < (uint64_t)(bench_opt.target_ms * 1e6 / 5)) {
@@ -285,11 +352,7 @@ static void m_lat_pthread(void)
         pp_call(empty_job, NULL);
         lat[i] = now_ns() - a;
     }
-    pthread_mutex_lock(&pp.lock);
-    pp.stop = true;
-    pthread_cond_signal(&pp.to_worker);
-    pthread_mutex_unlock(&pp.lock);
-    pthread_join(th, NULL);
+    pp_stop(th);
     if (lat)
         record_latency(lat, n);
     free(lat);

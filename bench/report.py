@@ -197,6 +197,18 @@ def summarize(name, recs):
                                        "ratio": iv.as_dict(), "verdict": busy_verdict(stats.verdict(iv, info["better"], info["words"]), iv, kept,
                                                                words=info["words"]),
                                        "dropped_disturbed": dropped, "kept_disturbed": kept})
+    # Two figures one contender's program took side by side, interleaved in one process: paired by round.
+    for c, m, ref_m, ref_name, head in table.within:
+        info = out["metrics"].get(m)
+        a, b = _series(samples, c, m), _series(samples, c, ref_m)
+        if c not in contenders or not info or not a or not b:
+            continue
+        xs, ys, dropped, kept = _pairs(a, b)
+        iv = stats.paired_ratio(xs, ys, between=table.between.get(m, 0.0))
+        out["comparisons"].append({"contender": c, "ref": ref_name, "ref_metric": ref_m, "metric": m, "headline": head,
+                                   "ratio": iv.as_dict(), "verdict": busy_verdict(stats.verdict(iv, info["better"], info["words"]),
+                                                                                  iv, kept, words=info["words"]),
+                                   "dropped_disturbed": dropped, "kept_disturbed": kept})
     # Before/after: a build's contender over its own run's control (a contender whose code is the same in
     # both builds, measured in the same program invocation) cancels what moved the machine's speed between
     # the two builds' runs of a round; the ratio of those ratios is the runtime's change alone.
