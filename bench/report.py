@@ -953,6 +953,11 @@ def disagreements(a, b):
     return sorted(k for k in set(a) & set(b) if a[k][0] != b[k][0] and (a[k][0] in DECIDED or b[k][0] in DECIDED))
 
 
+def overlap(r, q):
+    """Whether two ratios' intervals (as_dict forms) share a point."""
+    return None not in (r.get("lo"), r.get("hi"), q.get("lo"), q.get("hi")) and r["lo"] <= q["hi"] and q["lo"] <= r["hi"]
+
+
 def agree(dir_a, dir_b):
     """Prints how two runs' verdicts compare, the verdict table's (report.md's first table) and then every
     other comparison; returns 0 if the verdict tables agree on every difference either found."""
@@ -968,8 +973,13 @@ def agree(dir_a, dir_b):
         these = [k for k in differ if a[k][2] == headline]
         print("%s: %d comparisons in both runs; %d found a difference in either; %d of those agree, %d differ" % (
             title, len(both), len(decided), len(decided) - len(these), len(these)))
+        apart = [k for k in these if not overlap(a[k][1], b[k][1])]
+        if these:
+            print("  (%d of the %d with intervals that overlap: the same ratio, within both runs' noise, on either "
+                  "side of an edge of the +-%g%% band)" % (len(these) - len(apart), len(these), 100 * stats.NOISE))
         for k in these:
-            print("  differ: %s %s %s vs %s: %s | %s" % (k[0], k[1], k[2], k[3], cell(a[k]), cell(b[k])))
+            print("  differ%s: %s %s %s vs %s: %s | %s" % (" (intervals apart)" if k in apart else "", k[0], k[1], k[2],
+                                                          k[3], cell(a[k]), cell(b[k])))
         table_differs |= headline and bool(these)
     return 1 if table_differs else 0
 

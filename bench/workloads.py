@@ -661,19 +661,23 @@ def compare_table(load):
 
 
 # How far each table's ratios of a figure move from one run to the next beyond what a run's own rounds
-# show: the standard deviation of their logarithms, which the intervals allow for (bench/stats.py). From the four
-# default runs of 2026-12-07 (bench/results/kept/20261207T022418Z, 022808Z, 025950Z, 030337Z):
-# bench/report.py --between over them. A table not here gets none: its rounds and the noise band cover it.
+# show: the standard deviation of their logarithms, which the intervals allow for (bench/stats.py). From the
+# eight default runs of 2026-12-07 taken in pairs between 02:59 and 05:42 (four kept in bench/results/kept:
+# 20261207T025950Z, 030337Z, 042439Z, 042824Z): bench/report.py --between over them. A table not here gets
+# none: its rounds and the noise band cover it.
 BETWEEN_RUNS = {
-    "deadline": {"ns_per_op": 0.009},
-    "echo-64B-512c-closed": {"p99_us": 0.060, "req_per_s": 0.037, "server_cpu_us_per_req": 0.039},
-    "echo-64B-512c-rate": {"p99_us": 0.171, "server_cpu_us_per_req": 0.013, "syscalls_per_req": 0.024},
-    "executor": {"jobs_per_s": 0.010, "jobs_per_s_same_cpu": 0.005, "rtt_p50_same_cpu": 0.004},
-    "http": {"p99_us": 0.013, "req_per_s": 0.004, "server_cpu_us_per_req": 0.004, "syscalls_per_req": 0.064},
-    "kv-P1-50c": {"p99_us": 0.017, "req_per_cpu_s": 0.004, "req_per_s": 0.003},
-    "kv-P16-50c": {"p99_us": 0.088, "req_per_cpu_s": 0.030, "req_per_s": 0.028},
-    "switch": {"ns_per_switch": 0.009},
-    "yield": {"ns_per_yield": 0.026},
+    "deadline": {"ns_per_op": 0.007},
+    "echo-64B-512c-closed": {"p99_us": 0.007, "req_per_s": 0.020, "server_cpu_us_per_req": 0.024},
+    "echo-64B-512c-rate": {"p99_us": 0.128, "server_cpu_us_per_req": 0.016, "syscalls_per_req": 0.033},
+    "executor": {"jobs_per_s": 0.023, "rtt_p50": 0.003, "rtt_p50_same_cpu": 0.004},
+    "files": {"iops_qd32": 0.022},
+    "http": {"p99_us": 0.147, "req_per_s": 0.004, "syscalls_per_req": 0.058},
+    "kv-P1-50c": {"p99_us": 0.026, "req_per_cpu_s": 0.010, "req_per_s": 0.009},
+    "kv-P16-50c": {"p99_us": 0.033, "req_per_cpu_s": 0.031, "req_per_s": 0.028},
+    "mutex": {"ns_per_lock": 0.017},
+    "spawn": {"ns_per_spawn_join": 0.028},
+    "switch": {"ns_per_switch": 0.016},
+    "tasks": {"reap_ns_per_task": 0.035},
 }
 
 
