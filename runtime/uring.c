@@ -21,6 +21,7 @@
  */
 #include "uring.h"
 
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -96,7 +97,15 @@ static void wake_complete(weft__op *op, int32_t res, uint32_t flags);
 static void submit_now(weft_loop *l, weft__uring *b);
 static void msg_wake_complete(weft__op *op, int32_t res, uint32_t flags);
 
-/* Keeps a read of the wake eventfd in flight: its completion is how other threads wake the loop. */
+/*
+ * Keeps a multishot poll of the wake eventfd armed: each write another thread makes posts a CQE, and
+ * that completion is how it wakes the loop. The eventfd is never read (its count only grows, and
+ * would take 2^64 writes to fill), so a wake costs the kernel no read and the loop no new SQE; the
+ * poll is armed again only when the kernel ends it (a CQE without IORING_CQE_F_MORE). Armed on a
+ * count already above zero, it completes at once: one spare wake-up per arming. A kernel without
+ * multishot poll (before 5.13) refuses it with -EINVAL; the loop then keeps a read of the eventfd
+ * armed instead, one per wake.
+ */
 static void wake_arm(weft__uring *b, weft_loop *l)
 {
     struct io_uring_sqe *sqe = weft__uring_sqe(l, b);
@@ -105,7 +114,10 @@ static void wake_arm(weft__uring *b, weft_loop *l)
         return;
     }
     b->wake_rearm = false;
-    io_uring_prep_read(sqe, l->wake_fd, &b->wake_buf, sizeof b->wake_buf, 0);
+    if (b->wake_by_read)
+        io_uring_prep_read(sqe, l->wake_fd, &b->wake_buf, sizeof b->wake_buf, 0);
+    else
+        io_uring_prep_poll_multishot(sqe, l->wake_fd, POLLIN);
     io_uring_sqe_set_data(sqe, &b->wake_op);
 }
 
@@ -135,7 +147,8 @@ static bool names(const char *masked, const char *name)
  * forces the same for opcodes a kernel has but gets wrong, and turns off features as if the kernel
  * lacked them: "send_zc" (zero-copy sends go out plainly), "min_timeout" (no minimum wait),
  * "recv_multishot" (no receive streams), "recv_bundle", "pbuf_inc" and "recv_limit" (streams without
- * bundles, without incremental buffer consumption, or without the kernel's byte limit).
+ * bundles, without incremental buffer consumption, or without the kernel's byte limit), "poll_multishot"
+ * (the wake eventfd read, not polled).
  */
 static void probe_opcodes(weft__uring *b)
 {
@@ -170,6 +183,7 @@ static void probe_opcodes(weft__uring *b)
                       !names(masked, "recv_multishot");
     b->recv_bundle = (b->features & IORING_FEAT_RECVSEND_BUNDLE) && !names(masked, "recv_bundle");
     b->no_pbuf_inc = names(masked, "pbuf_inc");
+    b->wake_by_read = names(masked, "poll_multishot");
     b->recv_limit = !names(masked, "recv_limit");
     if (b->min_wait_ns) {
         if ((b->features & IORING_FEAT_MIN_TIMEOUT) && !names(masked, "min_timeout"))
@@ -486,11 +500,15 @@ bool weft__uring_has_work(weft_loop *l)
 
 static void wake_complete(weft__op *op, int32_t res, uint32_t flags)
 {
-    (void)res;
-    (void)flags;
-    /* Re-arming submits, which must wait until the CQ walk that called this is over. The remote
-     * futures themselves are drained by the loop's turn. */
-    WEFT__CONTAINER(op, weft__uring, wake_op)->wake_rearm = true;
+    /* The remote futures themselves are drained by the loop's turn. A poll the kernel ended (or a
+     * read that completed) is armed again, after the CQ walk that called this (arming takes an SQE,
+     * which a walk may not). */
+    if (flags & IORING_CQE_F_MORE)
+        return;
+    weft__uring *b = WEFT__CONTAINER(op, weft__uring, wake_op);
+    if (res == -EINVAL && !b->wake_by_read)
+        b->wake_by_read = true;
+    b->wake_rearm = true;
 }
 
 struct io_uring_sqe *weft__uring_sqe(weft_loop *l, weft__uring *b)

@@ -56,9 +56,10 @@ typedef struct weft__uring {
     bool started;
     pthread_t issuer;       /* with SINGLE_ISSUER, the only thread allowed to submit */
     bool missing[WEFT__OP_COUNT]; /* opcodes this kernel lacks (or WEFT_URING_NO_OPS masks): executor */
-    weft__op wake_op;       /* the read kept armed on the loop's eventfd */
-    uint64_t wake_buf;
-    bool wake_rearm;        /* wake_op completed: arm it again once the CQ walk is over */
+    weft__op wake_op;       /* the multishot poll (or read) kept armed on the loop's eventfd */
+    uint64_t wake_buf;      /* the read's count */
+    bool wake_by_read;      /* no multishot poll (before 5.13): a read instead */
+    bool wake_rearm;        /* wake_op ended: arm it again once the CQ walk is over */
     weft__op msg_wake_op;   /* what another loop's MSG_RING names: its CQE only wakes the loop */
     bool has_msg_ring;      /* IORING_OP_MSG_RING (5.18) */
     /* multishot.c's */

@@ -14,6 +14,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -481,5 +482,100 @@ Test(fallback, weft_uring_no_ops_runs_the_named_opcodes_on_the_executor_and_they
         EQ(masked.masked, 4);
         cr_assert(plain.unmasked >= 3 && masked.unmasked >= 3, "unmasked %" PRIu64 ", %" PRIu64, plain.unmasked,
                   masked.unmasked);
+    }
+}
+
+/* ---- waking the loop from other threads, with and without multishot poll --------------------------------- */
+
+enum { WAKES = 200 };
+
+static atomic_int posts_ran;
+static weft_event *all_posted;
+
+static intptr_t post_counted(void *arg)
+{
+    (void)arg;
+    if (atomic_fetch_add(&posts_ran, 1) + 1 == WAKES)
+        weft_event_set(all_posted);
+    return 0;
+}
+
+/* Another thread posts WAKES messages to loop 0, pausing between them so the loop falls asleep in the
+ * kernel before most of them: each must wake it. */
+static void *posting_thread(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < WAKES; i++) {
+        EQ(weft_post(0, post_counted, NULL), 0);
+        usleep(200);
+    }
+    return NULL;
+}
+
+/* Long enough for the loop to fall asleep in the kernel before the result comes back. */
+static intptr_t echo_job(void *arg)
+{
+    usleep(200);
+    return (intptr_t)arg;
+}
+
+struct wakes {
+    uint64_t offload_submissions; /* requests the loop handed the kernel during the offloads */
+    bool io_uring;                /* the loop ran on io_uring */
+};
+
+static intptr_t wakes_main(void *arg)
+{
+    struct wakes *w = arg;
+    w->io_uring = strcmp(weft_loop_backend(weft_loop_current()), "io_uring") == 0;
+    atomic_store(&posts_ran, 0);
+    all_posted = weft_event_new();
+    cr_assert(all_posted);
+    /* Each offload's result comes back from the worker's thread while the loop sleeps. */
+    EQ(weft_offload(echo_job, NULL), 0); /* the worker is born */
+    weft_stats before, after;
+    EQ(weft_stats_get(&before), 0);
+    for (intptr_t i = 1; i <= WAKES; i++)
+        EQ(weft_offload(echo_job, (void *)i), i);
+    EQ(weft_stats_get(&after), 0);
+    w->offload_submissions = after.submissions - before.submissions;
+    pthread_t t;
+    cr_assert(pthread_create(&t, NULL, posting_thread, NULL) == 0);
+    /* Nothing else wakes the loop: a lost wake-up is a timeout here. */
+    weft_deadline_push(weft_now() + MS(10000));
+    EQ(weft_event_wait(all_posted), 0);
+    weft_deadline_pop();
+    pthread_join(t, NULL);
+    EQ(atomic_load(&posts_ran), WAKES);
+    weft_event_free(all_posted);
+    return 0;
+}
+
+static struct wakes wakes_with_mask(const char *mask)
+{
+    struct wakes w = {0};
+    if (mask)
+        setenv("WEFT_URING_NO_OPS", mask, 1);
+    else
+        unsetenv("WEFT_URING_NO_OPS");
+    EQ(weft_run_cores(1, wakes_main, &w, NULL), 0);
+    unsetenv("WEFT_URING_NO_OPS");
+    return w;
+}
+
+/* On io_uring the loop sleeps on a multishot poll of its eventfd, never reading it, so a wake takes no
+ * new request; with WEFT_URING_NO_OPS=poll_multishot (as on a kernel before 5.13) on a read of it,
+ * armed again after each wake. Both wake the loop for every offloaded job's result and every post from
+ * another thread. */
+Test(fallback, other_threads_wake_the_loop_through_a_multishot_poll_or_a_read_of_its_eventfd)
+{
+    struct wakes polled = wakes_with_mask(NULL);
+    struct wakes read = wakes_with_mask("poll_multishot");
+    EQ(polled.io_uring, read.io_uring);
+    if (polled.io_uring) {
+        cr_assert(polled.offload_submissions < 10, "%" PRIu64 " requests for %d wakes through the poll",
+                  polled.offload_submissions, WAKES);
+        cr_assert(read.offload_submissions >= WAKES / 2, "%" PRIu64 " requests for %d wakes through reads",
+                  read.offload_submissions, WAKES);
     }
 }
