@@ -914,7 +914,9 @@ Test(net, cancel_during_accept_returns_ecanceled_sticks_and_the_listener_still_a
 /*
  * A listener with a backlog of 1 that nobody accepts: once its accept queue is full (two connections
  * on Linux) the kernel drops further SYNs, so the next connect waits for a retransmission that takes
- * seconds. Connects under a short deadline until one times out; the held fds are returned.
+ * seconds. Connects under a deadline until one times out; the held fds are returned. The deadline is
+ * short of the first retransmission (1 s) and long enough that a connect a loaded host is slow to run
+ * is not taken for one the queue refused.
  */
 static int fill_backlog(int lfd, int *held, int cap)
 {
@@ -922,7 +924,7 @@ static int fill_backlog(int lfd, int *held, int cap)
     for (int n = 0; n < cap; n++) {
         int fd = weft_socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         cr_assert(fd >= 0);
-        weft_deadline_push(weft_now() + MS(300));
+        weft_deadline_push(weft_now() + MS(800));
         int r = weft_connect(fd, (struct sockaddr *)&to, sizeof to);
         weft_deadline_pop();
         if (r == -ETIMEDOUT) {
