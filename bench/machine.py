@@ -200,27 +200,33 @@ def cpu_busy_seconds():
     return (sum(vals[:8]) - vals[3] - vals[4]) / tick
 
 
-def proc_cpu_seconds(pid):
-    """utime + stime of a process (clock ticks), or None."""
+def proc_user_sys(pid):
+    """(user, system) CPU seconds of a process, all its threads, from /proc/PID/stat (clock ticks: 10 ms
+    grains), or None."""
     st = read("/proc/%d/stat" % pid)
     if not st:
         return None
     f = st[st.rindex(")") + 2:].split()
-    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    tck = os.sysconf("SC_CLK_TCK")
+    return int(f[11]) / tck, int(f[12]) / tck
+
+
+def proc_cpu_seconds(pid):
+    """utime + stime of a process (clock ticks), or None."""
+    us = proc_user_sys(pid)
+    return sum(us) if us else None
 
 
 def user_sys_seconds(pids):
-    """(user, system) CPU time of the processes, all threads, from /proc/PID/stat (clock ticks: 10 ms
-    grains, so a share over a fraction of a second is a few percent coarse), or None if one is gone."""
+    """(user, system) CPU time of the processes (a share over a fraction of a second is a few percent
+    coarse: clock ticks), or None if one is gone."""
     user = system = 0.0
-    tck = os.sysconf("SC_CLK_TCK")
     for pid in pids:
-        st = read("/proc/%d/stat" % pid)
-        if not st:
+        us = proc_user_sys(pid)
+        if not us:
             return None
-        f = st[st.rindex(")") + 2:].split()
-        user += int(f[11]) / tck
-        system += int(f[12]) / tck
+        user += us[0]
+        system += us[1]
     return user, system
 
 

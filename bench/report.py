@@ -182,33 +182,30 @@ def summarize(name, recs):
     if glob:
         out["failures"]["*"] = [{"round": 0, "reason": g} for g in glob]
 
+    def compare(c, ref, m, head, a, b, between=0.0, **extra):
+        """One comparison: the paired ratio of series a over series b ({round: (value, disturbed)})."""
+        info = out["metrics"][m]
+        xs, ys, dropped, kept = _pairs(a, b)
+        iv = stats.paired_ratio(xs, ys, between=between)
+        out["comparisons"].append(dict({"contender": c, "ref": ref, "metric": m, "headline": head,
+                                        "ratio": iv.as_dict(),
+                                        "verdict": busy_verdict(stats.verdict(iv, info["better"], info["words"]), iv,
+                                                                kept, words=info["words"]),
+                                        "dropped_disturbed": dropped, "kept_disturbed": kept}, **extra))
+
     for c, ref, head in comparisons_for(table, contenders):
         for m in metric_names:
             info = out["metrics"][m]
             if not info["better"] or not info["compared"]:
                 continue
             a, b = _series(samples, c, m), _series(samples, ref, m)
-            if not a or not b:
-                continue
-            xs, ys, dropped, kept = _pairs(a, b)
-            iv = stats.paired_ratio(xs, ys, between=table.between.get(m, 0.0))
-            out["comparisons"].append({"contender": c, "ref": ref, "metric": m,
-                                       "headline": head and headline_metric(table, m),
-                                       "ratio": iv.as_dict(), "verdict": busy_verdict(stats.verdict(iv, info["better"], info["words"]), iv, kept,
-                                                               words=info["words"]),
-                                       "dropped_disturbed": dropped, "kept_disturbed": kept})
+            if a and b:
+                compare(c, ref, m, head and headline_metric(table, m), a, b, table.between.get(m, 0.0))
     # Two figures one contender's program took side by side, interleaved in one process: paired by round.
     for c, m, ref_m, ref_name, head in table.within:
-        info = out["metrics"].get(m)
         a, b = _series(samples, c, m), _series(samples, c, ref_m)
-        if c not in contenders or not info or not a or not b:
-            continue
-        xs, ys, dropped, kept = _pairs(a, b)
-        iv = stats.paired_ratio(xs, ys, between=table.between.get(m, 0.0))
-        out["comparisons"].append({"contender": c, "ref": ref_name, "ref_metric": ref_m, "metric": m, "headline": head,
-                                   "ratio": iv.as_dict(), "verdict": busy_verdict(stats.verdict(iv, info["better"], info["words"]),
-                                                                                  iv, kept, words=info["words"]),
-                                   "dropped_disturbed": dropped, "kept_disturbed": kept})
+        if c in contenders and m in out["metrics"] and a and b:
+            compare(c, ref_name, m, head, a, b, table.between.get(m, 0.0), ref_metric=ref_m)
     # Before/after: a build's contender over its own run's control (a contender whose code is the same in
     # both builds, measured in the same program invocation) cancels what moved the machine's speed between
     # the two builds' runs of a round; the ratio of those ratios is the runtime's change alone.
@@ -230,13 +227,7 @@ def summarize(name, recs):
                     continue
                 na = {k: (a[k][0] / b[k][0] if b[k][0] else None, a[k][1] or b[k][1]) for k in rounds}
                 nb = {k: (a2[k][0] / b2[k][0] if b2[k][0] else None, a2[k][1] or b2[k][1]) for k in rounds}
-                xs, ys, dropped, kept = _pairs(na, nb)
-                iv = stats.paired_ratio(xs, ys)
-                out["comparisons"].append({"contender": c, "ref": cb, "control": ctl, "metric": m,
-                                           "headline": head and headline_metric(table, m), "ratio": iv.as_dict(),
-                                           "verdict": busy_verdict(stats.verdict(iv, info["better"], info["words"]), iv, kept,
-                                                               words=info["words"]),
-                                           "dropped_disturbed": dropped, "kept_disturbed": kept})
+                compare(c, cb, m, head and headline_metric(table, m), na, nb, control=ctl)
     # A mode may leave out a contender, or a figure (files at QD 1 and 128 are --full's): the targets on
     # it are not this run's. A figure every contender failed to give still gets its "n/a".
     measured = {s.get("metric") for s in samples}

@@ -506,7 +506,7 @@ static void wake_complete(weft__op *op, int32_t res, uint32_t flags)
     if (flags & IORING_CQE_F_MORE)
         return;
     weft__uring *b = WEFT__CONTAINER(op, weft__uring, wake_op);
-    if (res == -EINVAL && !b->wake_by_read)
+    if (res == -EINVAL)
         b->wake_by_read = true;
     b->wake_rearm = true;
 }

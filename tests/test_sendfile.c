@@ -230,6 +230,7 @@ Test(sendfile, a_non_blocking_socket_that_fills_up_is_waited_for_and_keeps_its_f
 
 enum { HUGE = 16 * 1024 * 1024 }; /* more than loopback TCP's buffers hold (tcp_wmem + tcp_rmem) */
 
+/* A peer that reads read_first bytes of what fd gets, then closes it. */
 struct closer {
     int fd;
     size_t read_first;
@@ -280,14 +281,9 @@ Test(sendfile, a_peer_that_closes_mid_file_ends_it_with_the_count_or_epipe_and_n
 /* The same from a peer on another thread, which closes while sendfile(2) is inside a transfer: the
  * kernel raises SIGPIPE at the chunk that fails even when the call then returns the bytes sent before
  * it, so the signal must be taken back after a short count too, not only after -EPIPE. */
-struct racing_peer {
-    int fd;
-    size_t read_first;
-};
-
 static void *racing_peer_main(void *arg)
 {
-    struct racing_peer *p = arg;
+    struct closer *p = arg;
     static unsigned char sink[65536];
     for (size_t got = 0; got < p->read_first;) {
         ssize_t n = recv(p->fd, sink, sizeof sink, 0);
@@ -313,7 +309,7 @@ static intptr_t peer_thread_close_main(void *arg)
         int peer_fd = dup(b);
         cr_assert(peer_fd >= 0);
         EQ(weft_close(b), 0);
-        struct racing_peer p = {peer_fd, 64 * 1024 + xorshift(&seed) % (RACE_FILE / 2)};
+        struct closer p = {peer_fd, 64 * 1024 + xorshift(&seed) % (RACE_FILE / 2)};
         pthread_t t;
         cr_assert(pthread_create(&t, NULL, racing_peer_main, &p) == 0);
         ssize_t sent = weft_sendfile(a, in, 0, RACE_FILE);
