@@ -15,10 +15,11 @@ min_rounds rounds; more rounds follow, up to max_rounds and within budget_s seco
 that a verdict or a target rests on is still undecided and wider than the plan's precision.
 
 Disturbance. Around every run (a program's round, one server under load) runner.py takes the CPUs'
-busy time from /proc/stat and subtracts what its own process tree and ksoftirqd used: the rest is what
-other processes took. A run during which they took more than --max-other-cpu CPUs is run again, up to
---retries times; one still disturbed is kept, marked, and left out of the intervals when enough
-undisturbed rounds remain (report.py). Every rerun is counted in the report.
+busy time from /proc/stat and subtracts what its own process tree and the kernel threads its I/O
+keeps busy (ksoftirqd, kblockd's workers) used: the rest is what other processes took. A run during
+which they took more than --max-other-cpu CPUs is run again, up to --retries times; one still
+disturbed is kept, marked, and left out of the intervals when enough undisturbed rounds remain
+(report.py). Every rerun is counted in the report.
 
 Output: bench/results/<UTC timestamp>/ with raw.jsonl (every record), results.json (the summaries),
 report.md and the PNG charts. Python standard library only.
