@@ -466,9 +466,14 @@ static int bench_files(const char *path, int qd, double seconds, int round, bool
         failure(workload, contender, round, strerror(errno));
         return 0;
     }
-    struct stat st;
-    fstat(fd, &st);
-    file_job job = {.fd = fd, .qd = qd, .fixed = fixed, .blocks = (uint64_t)st.st_size / 4096, .seconds = seconds};
+    /* A file's or a block device's size (st_size is 0 for a device). */
+    off_t size = lseek(fd, 0, SEEK_END);
+    if (size < 4096) {
+        failure(workload, contender, round, size < 0 ? strerror(errno) : "smaller than one 4 KiB block");
+        close(fd);
+        return 0;
+    }
+    file_job job = {.fd = fd, .qd = qd, .fixed = fixed, .blocks = (uint64_t)size / 4096, .seconds = seconds};
     rng_state ^= (uint64_t)round * 0x100000001b3ull ^ now_ns();
     intptr_t res = -1;
     weft_config cfg = {.submit_batch = eager ? 1 : 0, .idle_poll_ns = eager ? 200000 : 0};
