@@ -28,7 +28,10 @@ over liburing at a fixed echo rate 1.016x then 1.037x, weft-epoll over nginx in 
 is below what these benchmarks resolve on such a machine; a before/after run (--baseline) shows its
 intervals for whoever wants to look closer. A target compares the interval with the target's bound: "met" when the whole
 interval is on the right side, "not met" when it is entirely on the wrong side, "undecided" when it
-straddles the bound. Absolute figures (a target on one contender's value) use the t interval of the
+straddles the bound. A target to reach a reference (>= 1.0x of it, `level`) where both meet the same
+ceiling (a disk both saturate) can at best be level with it: such a target is also met, as "level",
+when its interval reaches 1.0 and falls short of it by less than the band (lo >= 1/1.03), so no
+shortfall beyond the noise remains; one wholly below 1.0 is not met, however close. Absolute figures (a target on one contender's value) use the t interval of the
 mean of the rounds.
 """
 import math
@@ -222,6 +225,7 @@ def between_runs(runs):
 
 FASTER, SLOWER, SAME, UNKNOWN = "faster", "slower", "no difference within noise", "undecided (fewer than 2 rounds)"
 MET, NOT_MET, UNDECIDED = "met", "not met", "undecided (the interval straddles it)"
+LEVEL = "met: level (short of the bound by less than the noise band)"
 BUSY = "undecided"  # report.py: the verdict of rounds most of which other processes disturbed
 
 
@@ -239,10 +243,19 @@ def verdict(iv, better, words=(FASTER, SLOWER)):
     return SAME
 
 
-def target_verdict(iv, bound, op):
-    """A target "value op bound" (op "<=" or ">=") on a quantity with interval iv."""
+def target_verdict(iv, bound, op, level=False):
+    """A target "value op bound" (op "<=" or ">=") on a quantity with interval iv. level (">=" on a
+    ratio only): an interval that reaches the bound and lies above bound / (1 + NOISE) is LEVEL."""
     if iv is None or not iv.known:
         return UNKNOWN
+    if level:
+        if op != ">=":
+            raise ValueError("a level target is a >= target")
+        if iv.lo >= bound:
+            return MET
+        if iv.hi < bound:
+            return NOT_MET
+        return LEVEL if iv.lo >= bound / (1.0 + NOISE) else UNDECIDED
     if op == "<=":
         if iv.hi <= bound:
             return MET

@@ -208,6 +208,20 @@ class Verdicts(unittest.TestCase):
         self.assertEqual(stats.target_verdict(iv(40, 50), 45, ">="), stats.UNDECIDED)
         self.assertEqual(stats.target_verdict(stats.Interval(1.0, None, None, 1), 2, "<="), stats.UNKNOWN)
 
+    def test_level_targets(self):
+        # Reaching a reference: above the bound is met; reaching it and short by less than the band is level.
+        self.assertEqual(stats.target_verdict(iv(1.01, 1.05), 1.0, ">=", level=True), stats.MET)
+        self.assertEqual(stats.target_verdict(iv(0.993, 1.026), 1.0, ">=", level=True), stats.LEVEL)
+        self.assertEqual(stats.target_verdict(iv(0.972, 1.0), 1.0, ">=", level=True), stats.LEVEL)
+        # Short by more than the band somewhere in the interval: not known to be level.
+        self.assertEqual(stats.target_verdict(iv(0.95, 1.02), 1.0, ">=", level=True), stats.UNDECIDED)
+        # Wholly below the bound is not met, however close: a shortfall is known.
+        self.assertEqual(stats.target_verdict(iv(0.98, 0.995), 1.0, ">=", level=True), stats.NOT_MET)
+        # The same intervals as plain targets: only wholly above is met.
+        self.assertEqual(stats.target_verdict(iv(0.993, 1.026), 1.0, ">="), stats.UNDECIDED)
+        with self.assertRaises(ValueError):
+            stats.target_verdict(iv(0.9, 1.0), 1.0, "<=", level=True)
+
     def test_settled(self):
         self.assertTrue(stats.settled(iv(1.10, 1.30), 0.02))            # excludes 1
         self.assertFalse(stats.settled(iv(0.90, 1.10), 0.02))           # straddles 1, wide
