@@ -248,17 +248,17 @@ def thread_cpu_seconds(pids):
     return total
 
 
-def kernel_worker_pids():
+def kernel_worker_pids(unbound=False):
     """The kernel threads a benchmark's own I/O keeps busy: ksoftirqd (network and block completions
     under load) and the high-priority workqueue workers (kworker/N:MH), among them kblockd's, which
     dispatch a disk's requests (0.11-0.13 of a CPU at 120,000 O_DIRECT reads/s here). Their time is
-    the benchmark's, not another job's."""
+    the benchmark's, not another job's. With unbound, the unbound workers (kworker/uN:M) too: a loop
+    device's reads run on them."""
+    pattern = re.compile(r"ksoftirqd/|kworker/\d+:\d+H" + (r"|kworker/u\d+:" if unbound else ""))
     pids = []
     for d in os.listdir("/proc"):
-        if d.isdigit():
-            comm = read("/proc/%s/comm" % d, "") or ""
-            if comm.startswith("ksoftirqd/") or re.match(r"kworker/\d+:\d+H", comm):
-                pids.append(int(d))
+        if d.isdigit() and pattern.match(read("/proc/%s/comm" % d, "") or ""):
+            pids.append(int(d))
     return pids
 
 
@@ -269,10 +269,14 @@ class Usage:
     was idle, completions arriving at an idle CPU, belongs to no process and stays in: /proc/stat
     cannot tell it from the softirq time inside other processes, which it also counts in theirs.)
     start() before, stop() once the children are reaped; extra
-    seconds of children not reaped yet can be given to stop()."""
+    seconds of children not reaped yet can be given to stop(). unbound: the unbound workqueue workers
+    are the benchmark's too (a loop device's)."""
+
+    def __init__(self, unbound=False):
+        self.unbound = unbound
 
     def start(self):
-        self.kernel = kernel_worker_pids()
+        self.kernel = kernel_worker_pids(self.unbound)
         self.t0 = time.monotonic()
         self.busy0 = cpu_busy_seconds()
         self.self0 = self._own()

@@ -392,7 +392,7 @@ class Bench:
                     "--qd", str(qd), "--seconds", str(seconds), "--round", str(rnd)] + (["--buffered"] if buffered else [])
             argv += ["--fixedbufs"] if variant == "fixed" else []
             env = None
-        u = machine.Usage().start()
+        u = machine.Usage(unbound=plan.get("device") == "loop").start()
         try:
             p = subprocess.run(argv, capture_output=True, text=True, errors="replace", env=env, timeout=90 + 3 * seconds)
             out, err, rc = p.stdout, p.stderr, p.returncode
@@ -424,9 +424,50 @@ class Bench:
         self._progress.append("%s %s" % (name, short(v) if v is not None else "FAILED"))
         return recs, other
 
+    def loop_device(self, size):
+        """A loop device over a file of size bytes in tmpfs (/dev/shm): a device faster than the
+        submitter, where a read is a copy by the loop driver's worker. (path, cleanup, None), or
+        (None, None, why): it needs root (losetup) and the memory."""
+        shm = "/dev/shm"
+        fs = subprocess.run(["stat", "-f", "-c", "%T", shm], capture_output=True, text=True).stdout.strip()
+        if fs != "tmpfs":
+            return None, None, "%s is not a tmpfs (%s)" % (shm, fs or "missing")
+        if not shutil.which("losetup"):
+            return None, None, "losetup is missing (util-linux)"
+        img = os.path.join(shm, "weft-bench-%d.img" % os.getpid())
+        io, why = self.builds[0].program("io")
+        if not io:
+            return None, None, why
+        r = subprocess.run([io, "mkfile", "--file", img, "--size", str(size)], stderr=subprocess.PIPE, text=True)
+        if r.returncode != 0:
+            if os.path.exists(img):
+                os.unlink(img)
+            return None, None, "io mkfile %s failed: %s" % (img, r.stderr.strip()[-200:])
+        r = subprocess.run(["losetup", "-f", "--show", img], capture_output=True, text=True)
+        if r.returncode != 0:
+            os.unlink(img)
+            return None, None, "losetup failed (it needs root): %s" % r.stderr.strip()[-200:]
+        dev = r.stdout.strip()
+
+        def cleanup():
+            subprocess.run(["losetup", "-d", dev], stderr=subprocess.DEVNULL)
+            os.unlink(img)
+        return dev, cleanup, None
+
     def wl_files(self, wl, plan):
         size = plan.get("size_mib", 1024) << 20
+        if plan.get("device") == "loop":
+            path, cleanup, why = self.loop_device(size)
+            try:
+                self.files_on(wl, plan, size, path, why)
+            finally:
+                if cleanup:
+                    cleanup()
+            return
         path, why = self.ensure_file(size)
+        self.files_on(wl, plan, size, path, why)
+
+    def files_on(self, wl, plan, size, path, why):
         base = list(plan.get("contenders", [c for c, _ in wl.contenders]))
         if self.a.baseline_active:
             base = ["weft-io_uring", "weft-epoll", "fio-io_uring"]
@@ -437,16 +478,21 @@ class Bench:
                 self.emit({"type": "failure", "table": wl.name, "contender": c + b.tag, "round": 0, "reason": why})
             self.show(wl.name)
             return
-        fs = subprocess.run(["findmnt", "-n", "-o", "FSTYPE,SOURCE", "-T", path], capture_output=True, text=True).stdout.strip()
         qds = plan.get("qds", [32])
-        self.note(wl.name, "%d MiB file %s%s; %.2g s windows per contender and QD (%s); weft and fio pinned to CPU 0" % (
-            size >> 20, path, " (%s)" % fs if fs else "", plan.get("seconds", 0.5), ", ".join("QD %d" % q for q in qds)))
+        if plan.get("device") == "loop":
+            where = "%s, a loop device over a %d MiB file in tmpfs" % (path, size >> 20)
+        else:
+            fs = subprocess.run(["findmnt", "-n", "-o", "FSTYPE,SOURCE", "-T", path], capture_output=True,
+                                text=True).stdout.strip()
+            where = "%d MiB file %s%s" % (size >> 20, path, " (%s)" % fs if fs else "")
+        self.note(wl.name, "%s; %.2g s windows per contender and QD (%s); weft and fio pinned to CPU 0" % (
+            where, plan.get("seconds", 0.5), ", ".join("QD %d" % q for q in qds)))
         self.note(wl.name, "fio: --rw=randread --bs=4k, its defaults otherwise; psync: iodepth 1, numjobs=min(QD,4) "
                            "(QD = threads); weft-epoll: reads run on weft's executor")
         if plan.get("buffered"):
             subprocess.run(["cat", path], stdout=subprocess.DEVNULL)
             self.note(wl.name, "file read into the page cache first (cat); fio with --invalidate=0")
-        else:
+        elif plan.get("device") != "loop":
             # The VM's disk is a file on the host, whose cache warms as it is read: one sequential pass first,
             # or whoever runs first meets a colder disk.
             subprocess.run(["dd", "if=" + path, "of=/dev/null", "bs=1M", "iflag=direct", "status=none"],
