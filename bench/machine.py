@@ -268,9 +268,9 @@ class Usage:
     generators, perf) and the kernel threads' of kernel_worker_pids(). (Softirq time taken while a CPU
     was idle, completions arriving at an idle CPU, belongs to no process and stays in: /proc/stat
     cannot tell it from the softirq time inside other processes, which it also counts in theirs.)
-    start() before, stop() once the children are reaped; extra
-    seconds of children not reaped yet can be given to stop(). unbound: the unbound workqueue workers
-    are the benchmark's too (a loop device's)."""
+    start() before, stop() once the children are reaped; extra seconds of children not reaped yet can
+    be given to stop(). unbound: the unbound workqueue workers are the benchmark's too (a loop
+    device's)."""
 
     def __init__(self, unbound=False):
         self.unbound = unbound

@@ -31,8 +31,8 @@ interval is on the right side, "not met" when it is entirely on the wrong side, 
 straddles the bound. A target to reach a reference (>= 1.0x of it, `level`) where both meet the same
 ceiling (a disk both saturate) can at best be level with it: such a target is also met, as "level",
 when its interval reaches 1.0 and falls short of it by less than the band (lo >= 1/1.03), so no
-shortfall beyond the noise remains; one wholly below 1.0 is not met, however close. Absolute figures (a target on one contender's value) use the t interval of the
-mean of the rounds.
+shortfall beyond the noise remains; one wholly below 1.0 is not met, however close. Absolute figures
+(a target on one contender's value) use the t interval of the mean of the rounds.
 """
 import math
 
