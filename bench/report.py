@@ -822,7 +822,7 @@ into it. The table holds each workload's primary figures: for a server its CPU p
 fixed offered rate); the closed-loop rates shown beside them are judged in their own tables. A target is *met* when the whole
 interval is on its side of the bound, *not met* when the whole interval is on the other side, and
 *undecided* when it straddles the bound; a target to reach a reference where both meet the same ceiling
-(files-parity: a disk both saturate) is also met, as *level*, when its interval reaches the bound and
+(files-parity: a disk both sleep on) is also met, as *level*, when its interval reaches the bound and
 falls short of it by less than the band. A run during which other processes used more than {thr} of a CPU
 (from /proc/stat, minus the benchmark's own processes and the kernel threads its I/O keeps busy:
 ksoftirqd, kblockd's workers) is run again (up to {retries} times);
