@@ -29,10 +29,11 @@ is below what these benchmarks resolve on such a machine; a before/after run (--
 intervals for whoever wants to look closer. A target compares the interval with the target's bound: "met" when the whole
 interval is on the right side, "not met" when it is entirely on the wrong side, "undecided" when it
 straddles the bound. A target to reach a reference (>= 1.0x of it, `level`) where both meet the same
-ceiling (a disk both wait on, sleeping between completions) can at best be level with it: such a target is also met, as "level",
-when its interval reaches 1.0 and falls short of it by less than the band (lo >= 1/1.03), so no
-shortfall beyond the noise remains; one wholly below 1.0 is not met, however close. Absolute figures
-(a target on one contender's value) use the t interval of the mean of the rounds.
+ceiling (a disk both wait on, sleeping between completions) can at best be level with it: such a
+target is also met, as "level", when its interval reaches 1.0 and falls short of it by less than the
+band (lo >= 1/1.03), so no shortfall beyond the noise remains; one wholly below 1.0 is not met,
+however close. Absolute figures (a target on one contender's value) use the t interval of the mean
+of the rounds.
 """
 import math
 
